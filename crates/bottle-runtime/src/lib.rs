@@ -1,0 +1,131 @@
+//! The `ContainerRuntime` trait: one small abstraction over container engines.
+//!
+//! Everything above this crate (the SSH provisioner, `bottlectl`) talks to a
+//! container only through [`ContainerRuntime`], so it behaves the same on Docker
+//! and Podman. The required methods are the minimum an engine must provide;
+//! convenience lives in provided methods so backends cannot drift apart.
+//!
+//! This crate has no engine dependency: backends live in `bottle-docker` and
+//! `bottle-podman`.
+//!
+//! ```
+//! use bottle_runtime::{CopyEntry, ExecRequest};
+//!
+//! // A script gets its values as positional parameters, never interpolated.
+//! let req = ExecRequest::script("printf '%s' \"$1\"", ["hello; rm -rf /"]).user("1000");
+//! assert_eq!(req.argv[0], "/bin/sh");
+//! assert_eq!(req.argv[4], "hello; rm -rf /");
+//!
+//! let config = CopyEntry::file("/home/node/.ssh/config", b"Host x\n".to_vec(), 0o600, 1000, 1000);
+//! assert_eq!(config.mode, 0o600);
+//! ```
+
+mod error;
+mod tarball;
+mod types;
+
+pub use error::{BoxError, Error, Result};
+pub use tarball::build_tar;
+pub use types::{
+    ContainerInfo, ContainerState, CopyEntry, EntryKind, Engine, EngineInfo, ExecOutput,
+    ExecRequest,
+};
+
+use async_trait::async_trait;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+/// A container engine that can run commands in, and copy files into, an
+/// already-running container.
+///
+/// Object safe: use it as `Arc<dyn ContainerRuntime>` or `&dyn ContainerRuntime`.
+///
+/// Contract every backend keeps (checked by the conformance suite in
+/// `integration-tests`):
+/// - `exec` runs `argv` directly (no shell), with the given user, and returns
+///   the exit code and stdout/stderr kept apart. `stdin`, when given, is
+///   delivered byte for byte followed by EOF.
+/// - `copy` writes all entries in one request; afterwards every entry has
+///   exactly its mode, uid and gid; missing parent directories are created.
+/// - A missing container is [`Error::ContainerNotFound`], a container that is
+///   not running is [`Error::ContainerNotRunning`], an engine that does not
+///   answer is [`Error::Unreachable`] naming the endpoint tried.
+#[async_trait]
+pub trait ContainerRuntime: Send + Sync + Debug + 'static {
+    /// Which engine this is.
+    fn engine(&self) -> Engine;
+
+    /// The endpoint this runtime talks to, e.g. `unix:///var/run/docker.sock`.
+    fn endpoint(&self) -> &str;
+
+    /// Ping the engine and report its version.
+    async fn version(&self) -> Result<EngineInfo>;
+
+    /// Inspect a container by name or id.
+    async fn inspect(&self, container: &str) -> Result<ContainerInfo>;
+
+    /// Run a process in a running container and wait for it.
+    async fn exec(&self, container: &str, request: ExecRequest) -> Result<ExecOutput>;
+
+    /// Put files and directories into a container in one request.
+    async fn copy(&self, container: &str, entries: &[CopyEntry]) -> Result<()>;
+
+    /// Run `argv` as root (uid 0).
+    async fn exec_root(&self, container: &str, argv: &[&str]) -> Result<ExecOutput> {
+        self.exec(container, ExecRequest::new(argv.iter().copied()).user("0"))
+            .await
+    }
+
+    /// Run a POSIX shell script as root. `args` become `$1`, `$2`, … so that no
+    /// value is ever interpolated into the script text. `stdin` is delivered
+    /// byte for byte, then EOF.
+    async fn exec_script(
+        &self,
+        container: &str,
+        script: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> Result<ExecOutput> {
+        let mut request = ExecRequest::script(script, args.iter().copied()).user("0");
+        if let Some(bytes) = stdin {
+            request = request.stdin(bytes.to_vec());
+        }
+        self.exec(container, request).await
+    }
+
+    /// Inspect the container and fail unless it is running.
+    async fn require_running(&self, container: &str) -> Result<ContainerInfo> {
+        let info = self.inspect(container).await?;
+        if info.state == ContainerState::Running {
+            Ok(info)
+        } else {
+            Err(Error::ContainerNotRunning {
+                engine: self.engine(),
+                container: container.to_string(),
+                state: info.state.to_string(),
+            })
+        }
+    }
+}
+
+#[async_trait]
+impl<T: ContainerRuntime + ?Sized> ContainerRuntime for Arc<T> {
+    fn engine(&self) -> Engine {
+        (**self).engine()
+    }
+    fn endpoint(&self) -> &str {
+        (**self).endpoint()
+    }
+    async fn version(&self) -> Result<EngineInfo> {
+        (**self).version().await
+    }
+    async fn inspect(&self, container: &str) -> Result<ContainerInfo> {
+        (**self).inspect(container).await
+    }
+    async fn exec(&self, container: &str, request: ExecRequest) -> Result<ExecOutput> {
+        (**self).exec(container, request).await
+    }
+    async fn copy(&self, container: &str, entries: &[CopyEntry]) -> Result<()> {
+        (**self).copy(container, entries).await
+    }
+}

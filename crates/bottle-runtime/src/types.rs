@@ -1,0 +1,251 @@
+use serde::Serialize;
+use std::fmt;
+
+/// A container engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Docker,
+    Podman,
+}
+
+impl Engine {
+    /// Lower-case name, as used in configuration (`docker`, `podman`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Docker => "docker",
+            Engine::Podman => "podman",
+        }
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Engine::Docker => "Docker",
+            Engine::Podman => "Podman",
+        })
+    }
+}
+
+/// What `version()` reports about an engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EngineInfo {
+    pub engine: Engine,
+    pub endpoint: String,
+    /// Engine version, e.g. `20.10.24` or `4.3.1`.
+    pub version: String,
+    /// API version in use, e.g. `1.41`.
+    pub api_version: String,
+}
+
+/// The lifecycle state of a container, normalised across engines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+    /// A state string this crate does not know.
+    Other(String),
+}
+
+impl ContainerState {
+    /// Parse an engine's state string (`running`, `exited`, `stopped`, …).
+    pub fn parse(s: &str) -> Self {
+        match s.to_ascii_lowercase().as_str() {
+            "created" | "configured" | "initialized" => ContainerState::Created,
+            "running" => ContainerState::Running,
+            "paused" => ContainerState::Paused,
+            "restarting" => ContainerState::Restarting,
+            "removing" => ContainerState::Removing,
+            "exited" | "stopped" | "stopping" => ContainerState::Exited,
+            "dead" => ContainerState::Dead,
+            other => ContainerState::Other(other.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for ContainerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ContainerState::Created => "created",
+            ContainerState::Running => "running",
+            ContainerState::Paused => "paused",
+            ContainerState::Restarting => "restarting",
+            ContainerState::Removing => "removing",
+            ContainerState::Exited => "exited",
+            ContainerState::Dead => "dead",
+            ContainerState::Other(s) => s,
+        })
+    }
+}
+
+/// What `inspect()` reports about a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerInfo {
+    /// Full id.
+    pub id: String,
+    /// Name without a leading `/`.
+    pub name: String,
+    pub state: ContainerState,
+}
+
+impl ContainerInfo {
+    pub fn is_running(&self) -> bool {
+        self.state == ContainerState::Running
+    }
+}
+
+/// A process to run in a container.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ExecRequest {
+    /// Program and arguments, run directly (no shell).
+    pub argv: Vec<String>,
+    /// `uid`, `uid:gid` or a user name; empty means the container's default.
+    pub user: String,
+    /// Bytes for the process's stdin, followed by EOF. `None`: no stdin.
+    pub stdin: Option<Vec<u8>>,
+}
+
+impl ExecRequest {
+    pub fn new<I, S>(argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        ExecRequest {
+            argv: argv.into_iter().map(Into::into).collect(),
+            user: String::new(),
+            stdin: None,
+        }
+    }
+
+    /// `/bin/sh -c SCRIPT bottle-script ARGS…`: `args` arrive as `$1`, `$2`, …
+    pub fn script<I, S>(script: &str, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut argv = vec![
+            "/bin/sh".to_string(),
+            "-c".to_string(),
+            script.to_string(),
+            "bottle-script".to_string(),
+        ];
+        argv.extend(args.into_iter().map(Into::into));
+        ExecRequest {
+            argv,
+            user: String::new(),
+            stdin: None,
+        }
+    }
+
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = user.into();
+        self
+    }
+
+    pub fn stdin(mut self, bytes: Vec<u8>) -> Self {
+        self.stdin = Some(bytes);
+        self
+    }
+
+    /// The program name, for error messages.
+    pub fn program(&self) -> &str {
+        self.argv.first().map(String::as_str).unwrap_or("")
+    }
+}
+
+// stdin may carry key material: never print it, only its length.
+impl fmt::Debug for ExecRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecRequest")
+            .field("argv", &self.argv)
+            .field("user", &self.user)
+            .field("stdin_len", &self.stdin.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
+/// The result of a finished exec.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl ExecOutput {
+    pub fn success(&self) -> bool {
+        self.exit_code == 0
+    }
+    pub fn stdout_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    pub fn stderr_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// What a [`CopyEntry`] is.
+#[derive(Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    File(Vec<u8>),
+    Dir,
+}
+
+/// One file or directory to put into a container.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CopyEntry {
+    /// Absolute path inside the container.
+    pub path: String,
+    pub kind: EntryKind,
+    /// Permission bits, e.g. `0o600`.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl CopyEntry {
+    pub fn file(path: impl Into<String>, bytes: Vec<u8>, mode: u32, uid: u32, gid: u32) -> Self {
+        CopyEntry {
+            path: path.into(),
+            kind: EntryKind::File(bytes),
+            mode,
+            uid,
+            gid,
+        }
+    }
+
+    pub fn dir(path: impl Into<String>, mode: u32, uid: u32, gid: u32) -> Self {
+        CopyEntry {
+            path: path.into(),
+            kind: EntryKind::Dir,
+            mode,
+            uid,
+            gid,
+        }
+    }
+}
+
+// File contents are not printed: only their length.
+impl fmt::Debug for CopyEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            EntryKind::File(b) => format!("file({} bytes)", b.len()),
+            EntryKind::Dir => "dir".to_string(),
+        };
+        f.debug_struct("CopyEntry")
+            .field("path", &self.path)
+            .field("kind", &kind)
+            .field("mode", &format_args!("{:o}", self.mode))
+            .field("uid", &self.uid)
+            .field("gid", &self.gid)
+            .finish()
+    }
+}
