@@ -20,10 +20,12 @@
 //! assert_eq!(config.mode, 0o600);
 //! ```
 
+mod admin;
 mod error;
 mod tarball;
 mod types;
 
+pub use admin::{ContainerAdmin, NetworkMode, RunSpec};
 pub use error::{BoxError, Error, Result};
 pub use tarball::build_tar;
 pub use types::{

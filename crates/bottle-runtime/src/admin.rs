@@ -1,0 +1,74 @@
+//! Container lifecycle, for test fixtures and `bottlectl demo`.
+//!
+//! Provisioning itself never needs these: it works on a container someone
+//! else started. They live in a separate trait so the provisioning contract
+//! ([`ContainerRuntime`]) stays small.
+
+use crate::{ContainerInfo, ContainerRuntime, Result};
+use async_trait::async_trait;
+
+/// Which network a container joins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// No network at all (loopback only).
+    None,
+    /// Share the network namespace of another container (name or id).
+    Container(String),
+}
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSpec {
+    pub image: String,
+    /// `None`: let the engine pick a name.
+    pub name: Option<String>,
+    pub cmd: Vec<String>,
+    /// `uid`, `uid:gid` or a name; empty means the image's default.
+    pub user: String,
+    pub network: NetworkMode,
+    pub labels: Vec<(String, String)>,
+}
+
+impl RunSpec {
+    pub fn new<I, S>(image: impl Into<String>, cmd: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        RunSpec {
+            image: image.into(),
+            name: None,
+            cmd: cmd.into_iter().map(Into::into).collect(),
+            user: String::new(),
+            network: NetworkMode::None,
+            labels: Vec::new(),
+        }
+    }
+}
+
+/// Create, start, stop, pause and remove containers; import images.
+#[async_trait]
+pub trait ContainerAdmin: ContainerRuntime {
+    /// Whether an image with this reference (e.g. `bottle-test:abc123`) exists.
+    async fn image_exists(&self, reference: &str) -> Result<bool>;
+
+    /// Import a root filesystem tarball as an image named `reference`.
+    async fn import_image(&self, rootfs_tar: Vec<u8>, reference: &str) -> Result<()>;
+
+    /// Create and start a container; returns it as inspected after start.
+    async fn run(&self, spec: &RunSpec) -> Result<ContainerInfo>;
+
+    /// Start a stopped container.
+    async fn start(&self, container: &str) -> Result<()>;
+
+    /// Stop a container without grace (timeout 0 s).
+    async fn stop(&self, container: &str) -> Result<()>;
+
+    async fn pause(&self, container: &str) -> Result<()>;
+
+    async fn unpause(&self, container: &str) -> Result<()>;
+
+    /// Remove a container, forcibly, whatever its state. Removing a container
+    /// that does not exist is not an error.
+    async fn remove(&self, container: &str) -> Result<()>;
+}
