@@ -1,1 +1,5 @@
-//! (work in progress)
+//! The SSH provisioner (work in progress).
+
+mod plan;
+
+pub use plan::{Gate, Plan, SshEntry, Target};
