@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test run, as CI does it, on a fresh Debian/Ubuntu machine (as root):
+# installs and starts Docker and Podman where missing, checks formatting and
+# lints, then runs every test against every engine in BOTTLE_TEST_RUNTIMES
+# (default: docker,podman).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export BOTTLE_TEST_RUNTIMES=${BOTTLE_TEST_RUNTIMES:-docker,podman}
+IFS=, read -r -a engines <<<"$BOTTLE_TEST_RUNTIMES"
+scripts/engines.sh "${engines[@]}"
+export CONTAINERS_CONF=${CONTAINERS_CONF:-/var/tmp/bottle-engines/containers.conf}
+
+echo "== rustfmt" >&2
+cargo fmt --all --check
+echo "== clippy" >&2
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== tests (engines: $BOTTLE_TEST_RUNTIMES)" >&2
+cargo test --workspace --locked --no-fail-fast
