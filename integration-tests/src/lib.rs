@@ -1,1 +1,2 @@
-//! (work in progress)
+//! Test image builder, engine harness and conformance suite for bottle.
+pub mod image;
