@@ -1,0 +1,382 @@
+//! The manifest, `bottle.toml`: what to provision.
+
+use bottle_ssh::Plan;
+use miette::{NamedSource, SourceSpan};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// A parsed manifest, with identity files already resolved to absolute paths.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub path: PathBuf,
+    pub plan: Plan,
+    source: String,
+    spans: Spans,
+}
+
+/// Errors in a manifest: where (file, line, column) and what is wrong.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum ManifestError {
+    #[error("cannot read manifest {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}:{column}: {message}")]
+    #[diagnostic(code(bottle::manifest))]
+    Invalid {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+        #[source_code]
+        src: NamedSource<String>,
+        #[label("{message}")]
+        span: Option<SourceSpan>,
+    },
+}
+
+impl ManifestError {
+    /// Just what is wrong, without the location prefix.
+    pub fn message(&self) -> String {
+        match self {
+            ManifestError::Read { source, .. } => source.to_string(),
+            ManifestError::Invalid { message, .. } => message.clone(),
+        }
+    }
+}
+
+// Spans of the fields later checks may complain about.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct Spans {
+    #[serde(default)]
+    gate: Option<Spanned<GateSpans>>,
+    #[serde(default)]
+    ssh: Vec<Spanned<EntrySpans>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct GateSpans {
+    #[serde(default)]
+    host: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    ports: Option<Spanned<BTreeMap<String, Spanned<toml::Value>>>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct EntrySpans {
+    #[serde(rename = "Host", default)]
+    host: Option<Spanned<toml::Value>>,
+    #[serde(rename = "Hostname", default)]
+    hostname: Option<Spanned<toml::Value>>,
+    #[serde(rename = "User", default)]
+    user: Option<Spanned<toml::Value>>,
+    #[serde(rename = "IdentityFile", default)]
+    identity_file: Option<Spanned<toml::Value>>,
+    #[serde(rename = "KnownHostKey", default)]
+    known_host_key: Option<Spanned<toml::Value>>,
+    #[serde(rename = "Port", default)]
+    port: Option<Spanned<toml::Value>>,
+}
+
+/// Read and parse a manifest file. `~` in `IdentityFile` expands to `$HOME`;
+/// relative paths resolve against the manifest's directory.
+pub fn load_manifest(path: &Path) -> Result<Manifest, ManifestError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from);
+    parse_manifest(path, text, home.as_deref())
+}
+
+/// Parse manifest text. `path` names the file in errors and anchors relative
+/// `IdentityFile`s; `home` is what `~` expands to.
+///
+/// ```
+/// use std::path::Path;
+/// let text = r#"
+/// [[ssh]]
+/// Host = "github"
+/// Hostname = "github.com"
+/// User = "git"
+/// IdentityFile = "keys/id_ed25519"
+/// "#;
+/// let m = bottle_config::parse_manifest(Path::new("/srv/bottle.toml"), text.into(), None).unwrap();
+/// assert_eq!(m.plan.ssh[0].identity_file, Path::new("/srv/keys/id_ed25519"));
+///
+/// let err = bottle_config::parse_manifest(Path::new("b.toml"), "[[ssh]]\nHost = 1\n".into(), None)
+///     .unwrap_err();
+/// assert!(err.to_string().starts_with("b.toml:2:8: "), "{err}");
+/// ```
+pub fn parse_manifest(
+    path: &Path,
+    text: String,
+    home: Option<&Path>,
+) -> Result<Manifest, ManifestError> {
+    let mut plan: Plan = match toml::from_str(&text) {
+        Ok(plan) => plan,
+        Err(e) => {
+            let message = e.message().trim().to_string();
+            return Err(invalid(path, &text, e.span(), message));
+        }
+    };
+    // Same text parsed again: cannot fail where the first parse succeeded,
+    // but fall back to no spans rather than panic.
+    let spans: Spans = toml::from_str(&text).unwrap_or_default();
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = if base.as_os_str().is_empty() {
+        std::env::current_dir().unwrap_or_default()
+    } else {
+        base
+    };
+    for (i, entry) in plan.ssh.iter_mut().enumerate() {
+        let raw = entry.identity_file.clone();
+        let span = spans
+            .ssh
+            .get(i)
+            .and_then(|e| e.get_ref().identity_file.as_ref())
+            .map(|s| s.span());
+        let raw_str = raw.to_string_lossy();
+        let resolved = if raw_str == "~" || raw_str.starts_with("~/") {
+            let Some(home) = home else {
+                return Err(invalid(
+                    path,
+                    &text,
+                    span,
+                    "IdentityFile starts with `~` but HOME is not set".into(),
+                ));
+            };
+            home.join(raw_str.trim_start_matches('~').trim_start_matches('/'))
+        } else if raw_str.starts_with('~') {
+            return Err(invalid(
+                path,
+                &text,
+                span,
+                "IdentityFile: only `~` and `~/…` are expanded, not `~user`".into(),
+            ));
+        } else if raw.is_relative() {
+            base.join(&raw)
+        } else {
+            raw
+        };
+        entry.identity_file = resolved;
+    }
+    Ok(Manifest {
+        path: path.to_path_buf(),
+        plan,
+        source: text,
+        spans,
+    })
+}
+
+/// A place in the manifest, for pointing errors found after parsing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location<'a> {
+    /// The `[gate]` table.
+    Gate,
+    /// `host` in `[gate]`.
+    GateHost,
+    /// `[gate.ports]`, or one alias in it.
+    GatePorts(Option<&'a str>),
+    /// The n-th `[[ssh]]` entry (0-based), or one of its fields by manifest name.
+    Ssh(usize, Option<&'a str>),
+}
+
+impl Manifest {
+    /// An error pointing at `location` (or the whole file if it is not there).
+    pub fn error_at(&self, location: Location<'_>, message: impl Into<String>) -> ManifestError {
+        let span = self.span_of(location);
+        invalid(&self.path, &self.source, span, message.into())
+    }
+
+    fn span_of(&self, location: Location<'_>) -> Option<Range<usize>> {
+        let gate = self.spans.gate.as_ref();
+        match location {
+            Location::Gate => gate.map(|g| g.span()),
+            Location::GateHost => gate
+                .and_then(|g| g.get_ref().host.as_ref().map(|h| h.span()))
+                .or_else(|| gate.map(|g| g.span())),
+            Location::GatePorts(alias) => {
+                let ports = gate.and_then(|g| g.get_ref().ports.as_ref());
+                alias
+                    .and_then(|a| ports.and_then(|p| p.get_ref().get(a)).map(|v| v.span()))
+                    .or_else(|| ports.map(|p| p.span()))
+                    .or_else(|| gate.map(|g| g.span()))
+            }
+            Location::Ssh(i, field) => {
+                let entry = self.spans.ssh.get(i)?;
+                let e = entry.get_ref();
+                let f = match field {
+                    Some("Host") => e.host.as_ref(),
+                    Some("Hostname") => e.hostname.as_ref(),
+                    Some("User") => e.user.as_ref(),
+                    Some("IdentityFile") => e.identity_file.as_ref(),
+                    Some("KnownHostKey") => e.known_host_key.as_ref(),
+                    Some("Port") => e.port.as_ref(),
+                    _ => None,
+                };
+                Some(f.map(|f| f.span()).unwrap_or_else(|| entry.span()))
+            }
+        }
+    }
+}
+
+fn invalid(path: &Path, text: &str, span: Option<Range<usize>>, message: String) -> ManifestError {
+    let offset = span.as_ref().map(|s| s.start).unwrap_or(0).min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    let file = path.display().to_string();
+    ManifestError::Invalid {
+        src: NamedSource::new(file.clone(), text.to_string()),
+        file,
+        line,
+        column,
+        message,
+        span: span.map(|s| SourceSpan::from(s.start..s.end.max(s.start))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[gate]
+host = "127.0.0.1"
+[gate.ports]
+github = 2201
+
+[[ssh]]
+Host = "github"
+Hostname = "github.com"
+User = "git"
+IdentityFile = "~/.ssh/id_ed25519"
+KnownHostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+
+[[ssh]]
+Host = "internal"
+Hostname = "git.internal"
+User = "git"
+IdentityFile = "keys/internal"
+Port = 2222
+"#;
+
+    #[test]
+    fn parses_and_resolves_identity_files() {
+        let m = parse_manifest(
+            Path::new("/work/project/bottle.toml"),
+            GOOD.into(),
+            Some(Path::new("/home/me")),
+        )
+        .unwrap();
+        let gate = m.plan.gate.as_ref().unwrap();
+        assert_eq!(gate.host, "127.0.0.1");
+        assert_eq!(gate.ports["github"], 2201);
+        assert_eq!(m.plan.ssh.len(), 2);
+        assert_eq!(
+            m.plan.ssh[0].identity_file,
+            Path::new("/home/me/.ssh/id_ed25519")
+        );
+        assert_eq!(
+            m.plan.ssh[1].identity_file,
+            Path::new("/work/project/keys/internal")
+        );
+        assert_eq!(m.plan.ssh[1].port, Some(2222));
+        assert!(m.plan.ssh[0].known_host_key.is_some());
+    }
+
+    fn err_of(text: &str) -> (String, usize, usize, String) {
+        match parse_manifest(Path::new("bottle.toml"), text.into(), Some(Path::new("/h")))
+            .unwrap_err()
+        {
+            ManifestError::Invalid {
+                file,
+                line,
+                column,
+                message,
+                ..
+            } => (file, line, column, message),
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn errors_point_at_line_and_column() {
+        // A typo in a field name.
+        let (file, line, col, msg) =
+            err_of("[[ssh]]\nHost = \"a\"\nHostnme = \"b\"\nUser = \"u\"\nIdentityFile = \"/k\"\n");
+        assert_eq!(file, "bottle.toml");
+        assert_eq!((line, col), (3, 1), "{msg}");
+        assert!(msg.contains("unknown field `Hostnme`"), "{msg}");
+
+        // A wrong type.
+        let (_, line, col, msg) =
+            err_of("[[ssh]]\nHost = \"a\"\nHostname = \"b\"\nUser = \"u\"\nIdentityFile = \"/k\"\nPort = \"22\"\n");
+        assert_eq!((line, col), (6, 8), "{msg}");
+        assert!(msg.contains("invalid type"), "{msg}");
+
+        // A missing field points at the entry.
+        let (_, line, _, msg) = err_of("\n\n[[ssh]]\nHost = \"a\"\n");
+        assert_eq!(line, 3, "{msg}");
+        assert!(msg.contains("missing field `Hostname`"), "{msg}");
+
+        // Broken syntax.
+        let (_, line, _, msg) = err_of("[gate\n");
+        assert_eq!(line, 1, "{msg}");
+
+        // Unknown top-level table.
+        let (_, line, _, msg) = err_of(
+            "[[ssh]]\nHost='a'\nHostname='b'\nUser='u'\nIdentityFile='/k'\n[gates]\nhost='x'\n",
+        );
+        assert!(msg.contains("unknown field `gates`"), "{msg}");
+        assert!(line >= 6, "{line}: {msg}");
+    }
+
+    #[test]
+    fn tilde_needs_home_and_tilde_user_is_refused() {
+        let text = "[[ssh]]\nHost='a'\nHostname='b'\nUser='u'\nIdentityFile='~/k'\n";
+        let e = parse_manifest(Path::new("m.toml"), text.into(), None).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("m.toml:5:14: IdentityFile starts with `~`"),
+            "{e}"
+        );
+        let text = "[[ssh]]\nHost='a'\nHostname='b'\nUser='u'\nIdentityFile='~bob/k'\n";
+        let e =
+            parse_manifest(Path::new("m.toml"), text.into(), Some(Path::new("/h"))).unwrap_err();
+        assert!(e.to_string().contains("not `~user`"), "{e}");
+    }
+
+    #[test]
+    fn later_errors_point_at_fields() {
+        let m = parse_manifest(Path::new("b.toml"), GOOD.into(), Some(Path::new("/h"))).unwrap();
+        let e = m.error_at(Location::Ssh(1, Some("Port")), "port clash");
+        assert!(e.to_string().starts_with("b.toml:19:8: port clash"), "{e}");
+        let e = m.error_at(Location::GatePorts(Some("github")), "bad port");
+        assert!(e.to_string().starts_with("b.toml:5:10: bad port"), "{e}");
+        let e = m.error_at(Location::Ssh(9, None), "nowhere");
+        assert!(e.to_string().starts_with("b.toml:1:1: nowhere"), "{e}");
+    }
+
+    #[test]
+    fn read_error_names_the_file() {
+        let e = load_manifest(Path::new("/nonexistent/bottle.toml")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot read manifest /nonexistent/bottle.toml"
+        );
+    }
+}
