@@ -1,1 +1,568 @@
-//! (work in progress)
+//! Podman backend for bottle: [`ContainerRuntime`] and [`ContainerAdmin`] on
+//! the libpod REST API through `podman-api` 0.11.
+//!
+//! ```no_run
+//! use bottle_podman::PodmanRuntime;
+//! use bottle_runtime::{ContainerRuntime, CopyEntry, ExecRequest};
+//! use std::time::Duration;
+//!
+//! # async fn demo() -> Result<(), bottle_runtime::Error> {
+//! // None: $CONTAINER_HOST, else the rootless socket, else /run/podman/podman.sock.
+//! let podman = PodmanRuntime::connect(None, Duration::from_secs(30))?;
+//! let out = podman
+//!     .exec("my-bottle", ExecRequest::new(["cat"]).user("1000").stdin(b"hi".to_vec()))
+//!     .await?;
+//! assert_eq!(out.stdout, b"hi");
+//! podman
+//!     .copy("my-bottle", &[CopyEntry::dir("/home/node/.ssh", 0o700, 1000, 1000)])
+//!     .await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Podman facts this backend relies on (checked against Podman 4.3.1):
+//! - `adjust_api_version()` is never called: on 4.3 it picks the
+//!   Docker-compatible "1.41" and every later libpod path breaks. The crate's
+//!   built-in 4.3.1 prefix is used as is.
+//! - exec create on a stopped container answers 500 "container state improper",
+//!   on a paused one 409: both become [`Error::ContainerNotRunning`].
+//! - A missing program is not an API error: the exec starts, runc's message
+//!   arrives on stderr and the exec's exit code is 127.
+//! - `copy` uploads to the Docker-compatible `/containers/{id}/archive`, where
+//!   Podman's `copyUIDGID` defaults to false, so the archive's uid/gid are
+//!   kept. (On the `/libpod/` path it defaults to true and chowns everything to
+//!   the container's user.)
+
+use async_trait::async_trait;
+use bottle_runtime::{
+    build_tar, ContainerAdmin, ContainerInfo, ContainerRuntime, ContainerState, CopyEntry, Engine,
+    EngineInfo, Error, ExecOutput, ExecRequest, NetworkMode, Result, RunSpec,
+};
+use futures_util::{AsyncWriteExt, StreamExt};
+use podman_api::conn::TtyChunk;
+use podman_api::opts::{
+    ContainerCreateOpts, ContainerDeleteOpts, ContainerStopOpts, ExecCreateOpts, ExecStartOpts,
+    ImageImportOpts,
+};
+use podman_api::Podman;
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+const ENGINE: Engine = Engine::Podman;
+const ROOTFUL_SOCKET: &str = "unix:///run/podman/podman.sock";
+
+/// A Podman engine reached over its REST API socket.
+pub struct PodmanRuntime {
+    podman: Podman,
+    endpoint: String,
+    timeout: Duration,
+}
+
+impl fmt::Debug for PodmanRuntime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PodmanRuntime")
+            .field("endpoint", &self.endpoint)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl PodmanRuntime {
+    /// endpoint: None => $CONTAINER_HOST, else rootless $XDG_RUNTIME_DIR/podman/podman.sock if that socket exists, else unix:///run/podman/podman.sock.
+    /// Does not contact the engine (lazy); the first call that fails to connect gives Error::Unreachable naming the endpoint.
+    pub fn connect(endpoint: Option<&str>, timeout: Duration) -> Result<PodmanRuntime> {
+        let endpoint = match endpoint {
+            Some(e) => e.to_string(),
+            None => Self::default_endpoint().0,
+        };
+        let podman = Podman::new(&endpoint).map_err(|e| Error::Unreachable {
+            engine: ENGINE,
+            endpoint: endpoint.clone(),
+            source: Box::new(e),
+        })?;
+        Ok(PodmanRuntime {
+            podman,
+            endpoint,
+            timeout,
+        })
+    }
+
+    /// The endpoint that `connect(None, ..)` would use and why: e.g. (uri, "CONTAINER_HOST") / (uri, "rootless socket") / (uri, "default").
+    pub fn default_endpoint() -> (String, &'static str) {
+        if let Some(host) = std::env::var("CONTAINER_HOST")
+            .ok()
+            .filter(|h| !h.is_empty())
+        {
+            return (host, "CONTAINER_HOST");
+        }
+        if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+            let sock = std::path::Path::new(&dir).join("podman/podman.sock");
+            if sock.exists() {
+                return (format!("unix://{}", sock.display()), "rootless socket");
+            }
+        }
+        (ROOTFUL_SOCKET.to_string(), "default")
+    }
+
+    /// The per-call timeout this runtime was configured with.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Run `fut` under the configured timeout.
+    async fn timed<T>(
+        &self,
+        container: &str,
+        operation: &'static str,
+        fut: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout {
+                engine: ENGINE,
+                container: container.to_string(),
+                operation,
+                endpoint: self.endpoint.clone(),
+                timeout: self.timeout,
+            }),
+        }
+    }
+
+    /// The generic mapping: unreachable, not found, else `Api`.
+    fn map_err(&self, container: &str, operation: &'static str, e: podman_api::Error) -> Error {
+        if is_connect_error(&e) {
+            return self.unreachable(e);
+        }
+        if fault(&e).is_some_and(|(code, _)| code == 404) {
+            return Error::ContainerNotFound {
+                engine: ENGINE,
+                container: container.to_string(),
+            };
+        }
+        Error::Api {
+            engine: ENGINE,
+            container: container.to_string(),
+            operation,
+            source: Box::new(e),
+        }
+    }
+
+    fn unreachable(&self, e: podman_api::Error) -> Error {
+        Error::Unreachable {
+            engine: ENGINE,
+            endpoint: self.endpoint.clone(),
+            source: Box::new(e),
+        }
+    }
+
+    /// Mapping for exec create/start: state errors become
+    /// `ContainerNotRunning` (inspecting only here, to name the state).
+    async fn map_exec_err(&self, container: &str, program: &str, e: podman_api::Error) -> Error {
+        if is_connect_error(&e) {
+            return self.unreachable(e);
+        }
+        match fault(&e) {
+            Some((404, _)) => Error::ContainerNotFound {
+                engine: ENGINE,
+                container: container.to_string(),
+            },
+            Some((code, msg)) if code == 409 || is_state_message(msg) => {
+                let state = match self.inspect_raw(container).await {
+                    Ok(info) => info.state.to_string(),
+                    Err(Error::ContainerNotFound { .. }) => {
+                        return Error::ContainerNotFound {
+                            engine: ENGINE,
+                            container: container.to_string(),
+                        }
+                    }
+                    Err(_) if msg.contains("paused") => "paused".to_string(),
+                    Err(_) => "not running".to_string(),
+                };
+                Error::ContainerNotRunning {
+                    engine: ENGINE,
+                    container: container.to_string(),
+                    state,
+                }
+            }
+            _ => Error::ExecStart {
+                engine: ENGINE,
+                container: container.to_string(),
+                program: program.to_string(),
+                source: Box::new(e),
+            },
+        }
+    }
+
+    async fn inspect_raw(&self, container: &str) -> Result<ContainerInfo> {
+        let data = self
+            .podman
+            .containers()
+            .get(container)
+            .inspect()
+            .await
+            .map_err(|e| self.map_err(container, "inspect", e))?;
+        let state = data
+            .state
+            .as_ref()
+            .and_then(|s| s.status.as_deref())
+            .unwrap_or("unknown");
+        Ok(ContainerInfo {
+            id: data.id.clone().unwrap_or_default(),
+            name: data
+                .name
+                .as_deref()
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_string(),
+            state: ContainerState::parse(state),
+        })
+    }
+
+    async fn exec_inner(&self, container: &str, request: &ExecRequest) -> Result<ExecOutput> {
+        let program = request.program();
+        let mut create = ExecCreateOpts::builder()
+            .command(request.argv.iter().cloned())
+            .attach_stdout(true)
+            .attach_stderr(true)
+            .attach_stdin(request.stdin.is_some());
+        if !request.user.is_empty() {
+            create = create.user(podman_api::opts::UserOpt::User(request.user.clone()));
+        }
+        let exec = match self
+            .podman
+            .containers()
+            .get(container)
+            .create_exec(&create.build())
+            .await
+        {
+            Ok(exec) => exec,
+            Err(e) => return Err(self.map_exec_err(container, program, e).await),
+        };
+        let mux = match exec.start(&ExecStartOpts::builder().build()).await {
+            Ok(Some(mux)) => mux,
+            Ok(None) => {
+                return Err(Error::ExecStart {
+                    engine: ENGINE,
+                    container: container.to_string(),
+                    program: program.to_string(),
+                    source: "exec start returned no stream".into(),
+                })
+            }
+            Err(e) => return Err(self.map_exec_err(container, program, e).await),
+        };
+        let (reader, writer) = mux.split();
+        let mut reader = Box::pin(reader);
+        let mut writer = Box::pin(writer);
+
+        // Write and read at once: a process may fill its stdout pipe before it
+        // has read all of stdin.
+        let write = async {
+            if let Some(bytes) = &request.stdin {
+                // A process may exit without reading stdin; that is its
+                // business, so a broken pipe here is not an error.
+                let _ = writer.write_all(bytes).await;
+                // Half-close: Podman passes the EOF on to the process's stdin.
+                let _ = writer.close().await;
+            }
+            writer
+        };
+        let read = async {
+            let mut out = ExecOutput::default();
+            while let Some(chunk) = reader.next().await {
+                match chunk {
+                    Ok(TtyChunk::StdOut(b)) => out.stdout.extend_from_slice(&b),
+                    Ok(TtyChunk::StdErr(b)) => out.stderr.extend_from_slice(&b),
+                    Ok(TtyChunk::StdIn(_)) => {}
+                    Err(e) => {
+                        return Err(Error::Api {
+                            engine: ENGINE,
+                            container: container.to_string(),
+                            operation: "exec output",
+                            source: Box::new(e),
+                        })
+                    }
+                }
+            }
+            Ok(out)
+        };
+        // Without stdin the writer stays open until the output ends: an early
+        // half-close is not needed and would only race the stream.
+        let (writer, out) = futures_util::join!(write, read);
+        drop(writer);
+        let mut out = out?;
+
+        // The stream ends when the process exits, but the exit code may be
+        // recorded a moment later.
+        loop {
+            let info = exec
+                .inspect()
+                .await
+                .map_err(|e| self.map_err(container, "exec inspect", e))?;
+            let running = info
+                .get("Running")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false);
+            if !running {
+                out.exit_code = info
+                    .get("ExitCode")
+                    .and_then(|v| v.as_i64())
+                    .ok_or_else(|| Error::Api {
+                        engine: ENGINE,
+                        container: container.to_string(),
+                        operation: "exec inspect",
+                        source: "exec inspect has no ExitCode".into(),
+                    })?;
+                return Ok(out);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Status code and message of an API error answer, if it is one.
+fn fault(e: &podman_api::Error) -> Option<(u16, &str)> {
+    match e {
+        podman_api::Error::Fault { code, message } => Some((code.as_u16(), message.as_str())),
+        podman_api::Error::Error(podman_api::conn::Error::Fault { code, message }) => {
+            Some((code.as_u16(), message.as_str()))
+        }
+        _ => None,
+    }
+}
+
+fn is_state_message(msg: &str) -> bool {
+    let msg = msg.to_ascii_lowercase();
+    msg.contains("container state improper")
+        || msg.contains("is paused")
+        || msg.contains("not running")
+}
+
+/// True when the socket could not be reached at all (missing, refused, no
+/// permission), as opposed to an error answer.
+fn is_connect_error(e: &podman_api::Error) -> bool {
+    if fault(e).is_some() {
+        return false;
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(
+                io.kind(),
+                ConnectionRefused
+                    | NotFound
+                    | PermissionDenied
+                    | ConnectionReset
+                    | AddrNotAvailable
+            ) {
+                return true;
+            }
+        }
+        if err.to_string().contains("error trying to connect") {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+#[async_trait]
+impl ContainerRuntime for PodmanRuntime {
+    fn engine(&self) -> Engine {
+        ENGINE
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    async fn version(&self) -> Result<EngineInfo> {
+        self.timed("", "version", async {
+            let v = self
+                .podman
+                .version()
+                .await
+                .map_err(|e| self.map_err("", "version", e))?;
+            Ok(EngineInfo {
+                engine: ENGINE,
+                endpoint: self.endpoint.clone(),
+                version: v.version.unwrap_or_default(),
+                api_version: v.api_version.unwrap_or_default(),
+            })
+        })
+        .await
+    }
+
+    async fn inspect(&self, container: &str) -> Result<ContainerInfo> {
+        self.timed(container, "inspect", self.inspect_raw(container))
+            .await
+    }
+
+    async fn exec(&self, container: &str, request: ExecRequest) -> Result<ExecOutput> {
+        self.timed(container, "exec", self.exec_inner(container, &request))
+            .await
+    }
+
+    async fn copy(&self, container: &str, entries: &[CopyEntry]) -> Result<()> {
+        let tar = build_tar(entries).map_err(|reason| Error::InvalidRequest {
+            engine: ENGINE,
+            container: container.to_string(),
+            operation: "copy",
+            reason,
+        })?;
+        self.timed(container, "copy", async {
+            // One upload of the whole archive at `/`. podman-api's copy_to uses
+            // the compat path, where copyUIDGID defaults to false: the
+            // archive's numeric owners are kept (see the crate docs).
+            self.podman
+                .containers()
+                .get(container)
+                .copy_to("/", tar.into())
+                .await
+                .map_err(|e| self.map_err(container, "copy", e))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ContainerAdmin for PodmanRuntime {
+    async fn image_exists(&self, reference: &str) -> Result<bool> {
+        self.timed(reference, "image exists", async {
+            self.podman
+                .images()
+                .get(reference)
+                .exists()
+                .await
+                .map_err(|e| self.map_err(reference, "image exists", e))
+        })
+        .await
+    }
+
+    async fn import_image(&self, rootfs_tar: Vec<u8>, reference: &str) -> Result<()> {
+        self.timed(reference, "image import", async {
+            let opts = ImageImportOpts::builder().reference(reference).build();
+            self.podman
+                .images()
+                .import(&opts, rootfs_tar)
+                .await
+                .map(|_| ())
+                .map_err(|e| self.map_err(reference, "image import", e))
+        })
+        .await
+    }
+
+    async fn run(&self, spec: &RunSpec) -> Result<ContainerInfo> {
+        let label = spec.name.clone().unwrap_or_else(|| spec.image.clone());
+        self.timed(&label, "run", async {
+            let netns = match &spec.network {
+                NetworkMode::None => podman_api::models::Namespace {
+                    nsmode: Some("none".into()),
+                    value: None,
+                },
+                NetworkMode::Container(id) => podman_api::models::Namespace {
+                    nsmode: Some("container".into()),
+                    value: Some(id.clone()),
+                },
+            };
+            let mut opts = ContainerCreateOpts::builder()
+                .image(&spec.image)
+                .command(spec.cmd.iter().cloned())
+                .net_namespace(netns)
+                .labels(spec.labels.iter().cloned());
+            if let Some(name) = &spec.name {
+                opts = opts.name(name);
+            }
+            if !spec.user.is_empty() {
+                opts = opts.user(&spec.user);
+            }
+            let created = self
+                .podman
+                .containers()
+                .create(&opts.build())
+                .await
+                .map_err(|e| Error::Api {
+                    engine: ENGINE,
+                    container: label.clone(),
+                    operation: "create",
+                    source: Box::new(e),
+                })?;
+            let id = created.id;
+            self.podman
+                .containers()
+                .get(&id)
+                .start(None)
+                .await
+                .map_err(|e| self.map_err(&id, "start", e))?;
+            self.inspect_raw(&id).await
+        })
+        .await
+    }
+
+    async fn start(&self, container: &str) -> Result<()> {
+        self.timed(container, "start", async {
+            match self.podman.containers().get(container).start(None).await {
+                Ok(()) => Ok(()),
+                // 304: already running.
+                Err(e) if fault(&e).is_some_and(|(c, _)| c == 304) => Ok(()),
+                Err(e) => Err(self.map_err(container, "start", e)),
+            }
+        })
+        .await
+    }
+
+    async fn stop(&self, container: &str) -> Result<()> {
+        self.timed(container, "stop", async {
+            let opts = ContainerStopOpts::builder().timeout(0).build();
+            match self.podman.containers().get(container).stop(&opts).await {
+                Ok(()) => Ok(()),
+                // 304: already stopped.
+                Err(e) if fault(&e).is_some_and(|(c, _)| c == 304) => Ok(()),
+                Err(e) => Err(self.map_err(container, "stop", e)),
+            }
+        })
+        .await
+    }
+
+    async fn pause(&self, container: &str) -> Result<()> {
+        self.timed(container, "pause", async {
+            self.podman
+                .containers()
+                .get(container)
+                .pause()
+                .await
+                .map_err(|e| self.map_err(container, "pause", e))
+        })
+        .await
+    }
+
+    async fn unpause(&self, container: &str) -> Result<()> {
+        self.timed(container, "unpause", async {
+            self.podman
+                .containers()
+                .get(container)
+                .unpause()
+                .await
+                .map_err(|e| self.map_err(container, "unpause", e))
+        })
+        .await
+    }
+
+    async fn remove(&self, container: &str) -> Result<()> {
+        self.timed(container, "remove", async {
+            let opts = ContainerDeleteOpts::builder()
+                .force(true)
+                .timeout(0)
+                .build();
+            match self.podman.containers().get(container).delete(&opts).await {
+                Ok(()) => Ok(()),
+                Err(e) => match self.map_err(container, "remove", e) {
+                    Error::ContainerNotFound { .. } => Ok(()),
+                    other => Err(other),
+                },
+            }
+        })
+        .await
+    }
+}

@@ -1,0 +1,250 @@
+//! Podman-specific behaviour, against the real engine at the default endpoint.
+//! Without an engine these tests print a reason and pass, except under
+//! CI=true where they fail.
+
+mod common;
+
+use bottle_podman::PodmanRuntime;
+use bottle_runtime::{
+    ContainerAdmin, ContainerRuntime, ContainerState, CopyEntry, Error, ExecRequest,
+};
+use common::{engine, Bottle};
+use std::time::Duration;
+
+#[tokio::test]
+async fn unreachable_endpoint_is_named() {
+    let endpoint = "unix:///nonexistent/bottle-podman-test/podman.sock";
+    let rt = PodmanRuntime::connect(Some(endpoint), Duration::from_secs(5)).unwrap();
+    assert_eq!(rt.endpoint(), endpoint);
+    for err in [
+        rt.version().await.unwrap_err(),
+        rt.inspect("x").await.unwrap_err(),
+        rt.exec("x", ExecRequest::new(["true"])).await.unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, Error::Unreachable { endpoint: e, .. } if e == endpoint),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(endpoint), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn default_endpoint_prefers_container_host() {
+    // The only test that touches the environment.
+    std::env::set_var("CONTAINER_HOST", "unix:///tmp/elsewhere.sock");
+    let (uri, why) = PodmanRuntime::default_endpoint();
+    std::env::remove_var("CONTAINER_HOST");
+    assert_eq!(
+        (uri.as_str(), why),
+        ("unix:///tmp/elsewhere.sock", "CONTAINER_HOST")
+    );
+    let (uri, why) = PodmanRuntime::default_endpoint();
+    assert!(why == "rootless socket" || why == "default", "{why}");
+    assert!(uri.starts_with("unix://"), "{uri}");
+}
+
+#[tokio::test]
+async fn stdin_is_delivered_whole_then_eof() {
+    let Some(rt) = engine().await else { return };
+    let bottle = Bottle::start(&rt, "stdin").await;
+    // 1.5 MiB of every byte value: cat only exits on EOF, and must echo all.
+    let input: Vec<u8> = (0..(3 << 19)).map(|i: u32| (i % 251) as u8).collect();
+    let out = rt
+        .exec(bottle.id(), ExecRequest::new(["cat"]).stdin(input.clone()))
+        .await
+        .unwrap();
+    assert_eq!(out.exit_code, 0, "{}", out.stderr_lossy());
+    assert_eq!(out.stdout.len(), input.len());
+    assert!(out.stdout == input, "stdout differs from stdin");
+    assert!(out.stderr.is_empty());
+
+    // Empty stdin is still an EOF, not a hang.
+    let out = rt
+        .exec(bottle.id(), ExecRequest::new(["cat"]).stdin(Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!((out.exit_code, out.stdout.len()), (0, 0));
+}
+
+#[tokio::test]
+async fn exec_keeps_streams_apart_and_reports_exit_codes() {
+    let Some(rt) = engine().await else { return };
+    let bottle = Bottle::start(&rt, "exec").await;
+    let out = rt
+        .exec_script(
+            bottle.id(),
+            "printf '%s' \"$1\"; printf 'err' >&2; exit 3",
+            &["out; $(x)"],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.exit_code, 3);
+    assert_eq!(out.stdout, b"out; $(x)");
+    assert_eq!(out.stderr, b"err");
+
+    let out = rt
+        .exec(bottle.id(), ExecRequest::new(["id", "-u"]).user("1000"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_lossy().trim(), "1000");
+
+    // Podman starts the exec and reports runc's failure as exit code 127.
+    let out = rt
+        .exec(bottle.id(), ExecRequest::new(["/no/such/program"]))
+        .await
+        .unwrap();
+    assert_eq!(out.exit_code, 127, "{}", out.stderr_lossy());
+    assert!(out.stderr_lossy().contains("/no/such/program"));
+}
+
+#[tokio::test]
+async fn state_errors_are_typed() {
+    let Some(rt) = engine().await else { return };
+    let missing = rt
+        .exec(
+            "bottle-podman-no-such-container",
+            ExecRequest::new(["true"]),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, Error::ContainerNotFound { .. }),
+        "{missing:?}"
+    );
+    assert!(matches!(
+        rt.inspect("bottle-podman-no-such-container").await,
+        Err(Error::ContainerNotFound { .. })
+    ));
+
+    let bottle = Bottle::start(&rt, "state").await;
+    let info = rt.inspect(bottle.id()).await.unwrap();
+    assert_eq!(info.id, bottle.id());
+    assert_eq!(info.state, ContainerState::Running);
+    assert!(!info.name.is_empty() && !info.name.starts_with('/'));
+
+    // Podman answers 409 here.
+    rt.pause(bottle.id()).await.unwrap();
+    let err = rt.exec_root(bottle.id(), &["id"]).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::ContainerNotRunning { state, .. } if state == "paused"),
+        "{err:?}"
+    );
+    rt.unpause(bottle.id()).await.unwrap();
+    assert!(rt.exec_root(bottle.id(), &["id"]).await.unwrap().success());
+
+    // Podman answers 500 "container state improper" here.
+    rt.stop(bottle.id()).await.unwrap();
+    let err = rt.exec_root(bottle.id(), &["id"]).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::ContainerNotRunning { state, .. } if state == "exited"),
+        "{err:?}"
+    );
+    rt.start(bottle.id()).await.unwrap();
+    assert!(rt.inspect(bottle.id()).await.unwrap().is_running());
+
+    rt.remove(bottle.id()).await.unwrap();
+    rt.remove(bottle.id()).await.unwrap(); // gone already: still Ok
+    assert!(matches!(
+        rt.inspect(bottle.id()).await,
+        Err(Error::ContainerNotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn copy_keeps_modes_and_owners() {
+    let Some(rt) = engine().await else { return };
+    let bottle = Bottle::start(&rt, "copy").await;
+    let entries = vec![
+        // Parent of everything below does not exist yet.
+        CopyEntry::dir("/opt/bottle", 0o755, 0, 0),
+        CopyEntry::dir("/opt/bottle/keys", 0o700, 1000, 1000),
+        CopyEntry::file("/opt/bottle/keys/id", b"secret".to_vec(), 0o600, 1000, 1000),
+        CopyEntry::file(
+            "/opt/bottle/keys/id.pub",
+            b"public".to_vec(),
+            0o644,
+            1000,
+            1000,
+        ),
+        CopyEntry::file("/opt/bottle/run.sh", b"#!/bin/sh\n".to_vec(), 0o755, 0, 0),
+        CopyEntry::file("/opt/bottle/root-only", vec![0, 255, 10], 0o600, 0, 0),
+        // Into a directory the image already has, owned by 1000.
+        CopyEntry::dir("/home/node/.ssh", 0o700, 1000, 1000),
+        CopyEntry::file(
+            "/home/node/.ssh/config",
+            b"Host x\n".to_vec(),
+            0o600,
+            1000,
+            1000,
+        ),
+    ];
+    rt.copy(bottle.id(), &entries).await.unwrap();
+
+    let paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+    let mut argv = vec!["stat", "-c", "%n %a %u %g"];
+    argv.extend(&paths);
+    let out = rt.exec_root(bottle.id(), &argv).await.unwrap();
+    assert!(out.success(), "{}", out.stderr_lossy());
+    let expected: Vec<String> = entries
+        .iter()
+        .map(|e| format!("{} {:o} {} {}", e.path, e.mode, e.uid, e.gid))
+        .collect();
+    assert_eq!(out.stdout_lossy().lines().collect::<Vec<_>>(), expected);
+
+    let out = rt
+        .exec_root(bottle.id(), &["cat", "/opt/bottle/root-only"])
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, vec![0, 255, 10]);
+
+    // A second copy over existing entries applies the new modes and owners.
+    let again = vec![CopyEntry::file(
+        "/opt/bottle/keys/id",
+        b"s2".to_vec(),
+        0o640,
+        0,
+        1000,
+    )];
+    rt.copy(bottle.id(), &again).await.unwrap();
+    let out = rt
+        .exec_root(
+            bottle.id(),
+            &["stat", "-c", "%a %u %g %s", "/opt/bottle/keys/id"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_lossy().trim(), "640 0 1000 2");
+
+    let bad = rt
+        .copy(bottle.id(), &[CopyEntry::dir("relative", 0o755, 0, 0)])
+        .await
+        .unwrap_err();
+    assert!(matches!(bad, Error::InvalidRequest { .. }), "{bad:?}");
+}
+
+#[tokio::test]
+async fn version_and_timeout() {
+    let Some(rt) = engine().await else { return };
+    let v = rt.version().await.unwrap();
+    assert!(v.version.starts_with(|c: char| c.is_ascii_digit()), "{v:?}");
+    assert!(!v.api_version.is_empty(), "{v:?}");
+
+    let bottle = Bottle::start(&rt, "timeout").await;
+    let short = PodmanRuntime::connect(Some(rt.endpoint()), Duration::from_millis(300)).unwrap();
+    let err = short
+        .exec(bottle.id(), ExecRequest::new(["sleep", "5"]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Timeout {
+                operation: "exec",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
