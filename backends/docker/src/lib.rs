@@ -1,1 +1,52 @@
-//! (work in progress)
+//! Docker backend for bottle: [`DockerRuntime`] implements
+//! [`ContainerRuntime`](bottle_runtime::ContainerRuntime) and
+//! [`ContainerAdmin`](bottle_runtime::ContainerAdmin) on [bollard].
+//!
+//! - `connect` never talks to the engine. The first call negotiates the API
+//!   version once (Docker 20.10 speaks 1.41, older than bollard's default) and
+//!   an engine that does not answer gives [`Error::Unreachable`](bottle_runtime::Error::Unreachable)
+//!   naming the endpoint.
+//! - Every call is bounded by the timeout given to `connect`.
+//! - `exec` keeps stdout and stderr apart (binary safe), delivers stdin then
+//!   EOF, and reports the exit code Docker records. A program that cannot be
+//!   started (missing, not in `$PATH`, not executable) is not a Rust error:
+//!   Docker 20.10 reports exit code 126 for all of these (newer engines use
+//!   127 for "not found") and writes its `OCI runtime exec failed: …` message
+//!   to the exec's stdout.
+//! - `copy` is one `PUT /containers/{id}/archive?path=/` of
+//!   [`build_tar`](bottle_runtime::build_tar); Docker keeps the archive's
+//!   numeric modes and owners and creates missing parents (root, 0755).
+//!
+//! ```no_run
+//! use bottle_docker::DockerRuntime;
+//! use bottle_runtime::{ContainerRuntime, CopyEntry, ExecRequest};
+//! use std::time::Duration;
+//!
+//! # async fn demo() -> Result<(), bottle_runtime::Error> {
+//! let (endpoint, why) = DockerRuntime::default_endpoint();
+//! println!("using {endpoint} ({why})");
+//! let docker = DockerRuntime::connect(None, Duration::from_secs(30))?;
+//!
+//! let out = docker
+//!     .exec("my-bottle", ExecRequest::new(["id", "-u"]).user("1000"))
+//!     .await?;
+//! assert_eq!(out.stdout_lossy().trim(), "1000");
+//!
+//! docker
+//!     .copy(
+//!         "my-bottle",
+//!         &[
+//!             CopyEntry::dir("/home/node/.ssh", 0o700, 1000, 1000),
+//!             CopyEntry::file("/home/node/.ssh/config", b"Host x\n".to_vec(), 0o600, 1000, 1000),
+//!         ],
+//!     )
+//!     .await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod admin;
+mod client;
+mod runtime;
+
+pub use client::DockerRuntime;

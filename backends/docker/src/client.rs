@@ -1,0 +1,334 @@
+//! Connection, lazy version negotiation, timeouts and error mapping.
+
+use bollard::errors::Error as BollardError;
+use bollard::{Docker, API_DEFAULT_VERSION};
+use bottle_runtime::{BoxError, Engine, Error, Result};
+use std::future::Future;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+const DEFAULT_ENDPOINT: &str = "unix:///var/run/docker.sock";
+
+/// Where the engine listens, parsed once in `connect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// Socket path without the `unix://` prefix.
+    Unix(String),
+    /// `tcp://host:port` or `http://host:port`, as given.
+    Http(String),
+}
+
+/// A Docker runtime: implements [`ContainerRuntime`](bottle_runtime::ContainerRuntime)
+/// and [`ContainerAdmin`](bottle_runtime::ContainerAdmin).
+///
+/// Cheap to share behind an `Arc`; all methods take `&self`.
+pub struct DockerRuntime {
+    pub(crate) endpoint: String,
+    transport: Transport,
+    pub(crate) timeout: Duration,
+    /// The client after API version negotiation (one `/version` round trip,
+    /// done on first use so that `connect` never touches the engine).
+    client: OnceCell<Docker>,
+}
+
+impl std::fmt::Debug for DockerRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerRuntime")
+            .field("endpoint", &self.endpoint)
+            .field("timeout", &self.timeout)
+            .field("negotiated", &self.client.initialized())
+            .finish()
+    }
+}
+
+impl DockerRuntime {
+    /// Create a runtime for `endpoint`, or for [`default_endpoint`](Self::default_endpoint)
+    /// when `None`.
+    ///
+    /// Accepts `unix:///path`, a bare absolute socket path, `tcp://host:port`
+    /// and `http://host:port`. Does not contact the engine: the first call that
+    /// cannot connect fails with [`Error::Unreachable`] naming the endpoint.
+    /// Every engine call is bounded by `timeout` ([`Error::Timeout`]); for
+    /// `exec` that is the whole run of the process.
+    pub fn connect(endpoint: Option<&str>, timeout: Duration) -> Result<DockerRuntime> {
+        let raw = match endpoint {
+            Some(e) => e.trim().to_string(),
+            None => Self::default_endpoint().0,
+        };
+        let (endpoint, transport) =
+            parse_endpoint(&raw).map_err(|reason| Error::InvalidRequest {
+                engine: Engine::Docker,
+                container: String::new(),
+                operation: "connect",
+                reason,
+            })?;
+        Ok(DockerRuntime {
+            endpoint,
+            transport,
+            timeout,
+            client: OnceCell::new(),
+        })
+    }
+
+    /// The endpoint `connect(None, ..)` uses and why: `($DOCKER_HOST, "DOCKER_HOST")`
+    /// when that is set and not empty, else `("unix:///var/run/docker.sock", "default")`.
+    pub fn default_endpoint() -> (String, &'static str) {
+        match std::env::var("DOCKER_HOST") {
+            Ok(host) if !host.trim().is_empty() => (host.trim().to_string(), "DOCKER_HOST"),
+            _ => (DEFAULT_ENDPOINT.to_string(), "default"),
+        }
+    }
+
+    /// The negotiated client, connecting on first use. A failed attempt is
+    /// not cached: the next call tries again.
+    pub(crate) async fn client(&self, container: &str) -> Result<&Docker> {
+        self.client
+            .get_or_try_init(|| async {
+                let docker = self.build_client().map_err(|e| self.unreachable(e))?;
+                docker
+                    .negotiate_version()
+                    .await
+                    .map_err(|e| self.classify(e, container, "version negotiation"))
+            })
+            .await
+    }
+
+    fn build_client(&self) -> Result<Docker, BollardError> {
+        // bollard's own timeout is whole seconds; ours (tokio) fires first.
+        let secs = self.timeout.as_secs().saturating_add(2);
+        match &self.transport {
+            Transport::Unix(path) => Docker::connect_with_unix(path, secs, API_DEFAULT_VERSION),
+            Transport::Http(addr) => Docker::connect_with_http(addr, secs, API_DEFAULT_VERSION),
+        }
+    }
+
+    /// Run one engine operation under the configured timeout.
+    pub(crate) async fn timed<T, F>(
+        &self,
+        container: &str,
+        operation: &'static str,
+        fut: F,
+    ) -> Result<T>
+    where
+        F: Future<Output = Result<T>>,
+    {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(result) => result,
+            Err(_) => Err(self.timeout_error(container, operation)),
+        }
+    }
+
+    pub(crate) fn timeout_error(&self, container: &str, operation: &'static str) -> Error {
+        Error::Timeout {
+            engine: Engine::Docker,
+            container: container.to_string(),
+            operation,
+            endpoint: self.endpoint.clone(),
+            timeout: self.timeout,
+        }
+    }
+
+    fn unreachable(&self, source: impl Into<BoxError>) -> Error {
+        Error::Unreachable {
+            engine: Engine::Docker,
+            endpoint: self.endpoint.clone(),
+            source: source.into(),
+        }
+    }
+
+    /// Map errors that do not depend on the container: unreachable engine,
+    /// bollard's own timeout, and everything else as `Api`.
+    pub(crate) fn classify(
+        &self,
+        err: BollardError,
+        container: &str,
+        operation: &'static str,
+    ) -> Error {
+        if is_connect_error(&err) {
+            return self.unreachable(err);
+        }
+        if matches!(err, BollardError::RequestTimeoutError) {
+            return self.timeout_error(container, operation);
+        }
+        Error::Api {
+            engine: Engine::Docker,
+            container: container.to_string(),
+            operation,
+            source: err.into(),
+        }
+    }
+
+    /// Map an error from a call on `container`: 404 is a missing container,
+    /// 409 "is not running"/"is paused" a container that is not running (its
+    /// state is looked up here, on the error path only).
+    pub(crate) async fn container_error(
+        &self,
+        err: BollardError,
+        container: &str,
+        operation: &'static str,
+    ) -> Error {
+        match status_of(&err) {
+            Some((404, _)) => Error::ContainerNotFound {
+                engine: Engine::Docker,
+                container: container.to_string(),
+            },
+            Some((409, message)) if is_not_running_message(message) => {
+                let state = self.state_for_error(container, message).await;
+                Error::ContainerNotRunning {
+                    engine: Engine::Docker,
+                    container: container.to_string(),
+                    state,
+                }
+            }
+            _ => self.classify(err, container, operation),
+        }
+    }
+
+    /// Best-effort state for a `ContainerNotRunning` error.
+    async fn state_for_error(&self, container: &str, message: &str) -> String {
+        let fallback = if message.contains("is paused") {
+            "paused"
+        } else {
+            "not running"
+        };
+        let Ok(docker) = self.client(container).await else {
+            return fallback.to_string();
+        };
+        let inspected = tokio::time::timeout(
+            self.timeout,
+            docker.inspect_container(
+                container,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            ),
+        )
+        .await;
+        match inspected {
+            Ok(Ok(info)) => info
+                .state
+                .and_then(|s| s.status)
+                .map(|s| s.to_string())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| fallback.to_string()),
+            _ => fallback.to_string(),
+        }
+    }
+}
+
+pub(crate) fn status_of(err: &BollardError) -> Option<(u16, &str)> {
+    match err {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => Some((*status_code, message.as_str())),
+        _ => None,
+    }
+}
+
+/// Docker 20.10 answers exec on a stopped container with 409 "Container … is
+/// not running" and on a paused one with 409 "Container … is paused, unpause
+/// the container before exec".
+fn is_not_running_message(message: &str) -> bool {
+    message.contains("is not running") || message.contains("is paused")
+}
+
+fn is_connect_error(err: &BollardError) -> bool {
+    use std::io::ErrorKind;
+    match err {
+        BollardError::SocketNotFoundError(_) => true,
+        BollardError::HyperLegacyError { err } => err.is_connect(),
+        BollardError::IOError { err } => matches!(
+            err.kind(),
+            ErrorKind::ConnectionRefused
+                | ErrorKind::NotFound
+                | ErrorKind::PermissionDenied
+                | ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+        ),
+        _ => false,
+    }
+}
+
+/// Normalise an endpoint to its URI form and pick the transport.
+pub(crate) fn parse_endpoint(raw: &str) -> std::result::Result<(String, Transport), String> {
+    if let Some(path) = raw.strip_prefix("unix://") {
+        if !path.starts_with('/') {
+            return Err(format!("`{raw}`: a unix socket path must be absolute"));
+        }
+        return Ok((raw.to_string(), Transport::Unix(path.to_string())));
+    }
+    if raw.starts_with('/') {
+        return Ok((format!("unix://{raw}"), Transport::Unix(raw.to_string())));
+    }
+    for scheme in ["tcp://", "http://"] {
+        if let Some(rest) = raw.strip_prefix(scheme) {
+            if rest.is_empty() {
+                return Err(format!("`{raw}` has no host"));
+            }
+            return Ok((raw.to_string(), Transport::Http(raw.to_string())));
+        }
+    }
+    Err(format!(
+        "unsupported Docker endpoint `{raw}` (expected unix:///path, tcp://host:port or http://host:port)"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_normalised() {
+        assert_eq!(
+            parse_endpoint("unix:///var/run/docker.sock").unwrap(),
+            (
+                "unix:///var/run/docker.sock".to_string(),
+                Transport::Unix("/var/run/docker.sock".to_string())
+            )
+        );
+        assert_eq!(
+            parse_endpoint("/tmp/d.sock").unwrap().0,
+            "unix:///tmp/d.sock"
+        );
+        assert_eq!(
+            parse_endpoint("tcp://127.0.0.1:2375").unwrap().1,
+            Transport::Http("tcp://127.0.0.1:2375".to_string())
+        );
+        for bad in [
+            "ssh://host",
+            "unix://relative.sock",
+            "tcp://",
+            "docker.sock",
+            "",
+        ] {
+            assert!(parse_endpoint(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn connect_is_lazy_and_rejects_bad_schemes() {
+        // A socket that does not exist is not an error until first use.
+        let rt = DockerRuntime::connect(Some("unix:///nonexistent.sock"), Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(rt.endpoint, "unix:///nonexistent.sock");
+        let err = DockerRuntime::connect(Some("ssh://x"), Duration::from_secs(1)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidRequest {
+                    operation: "connect",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn not_running_messages() {
+        assert!(is_not_running_message("Container abc is not running"));
+        assert!(is_not_running_message(
+            "Container abc is paused, unpause the container before exec"
+        ));
+        assert!(!is_not_running_message("conflict: name in use"));
+    }
+}

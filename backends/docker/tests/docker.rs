@@ -1,0 +1,315 @@
+//! Docker-specific behaviour against the real engine. The cross-engine
+//! contract is checked by the conformance suite in `integration-tests`.
+
+mod common;
+
+use bottle_docker::DockerRuntime;
+use bottle_runtime::{ContainerAdmin, ContainerRuntime, CopyEntry, Error, ExecRequest};
+use common::{bottle, docker};
+use std::time::{Duration, Instant};
+
+/// A socket path that does not exist, a socket nobody listens on, and a
+/// refused TCP port: all `Unreachable`, naming the endpoint. Needs no engine.
+#[tokio::test]
+async fn unreachable_endpoints_are_named() {
+    let dir = std::env::temp_dir().join(format!("bottle-docker-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dead_socket = dir.join("dead.sock");
+    let _ = std::fs::remove_file(&dead_socket);
+    // Bind then drop: the socket file stays but connecting is refused.
+    drop(std::os::unix::net::UnixListener::bind(&dead_socket).unwrap());
+    let refused_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+
+    for endpoint in [
+        "unix:///nonexistent.sock".to_string(),
+        format!("unix://{}", dead_socket.display()),
+        format!("tcp://127.0.0.1:{refused_port}"),
+    ] {
+        let rt = DockerRuntime::connect(Some(&endpoint), Duration::from_secs(5)).unwrap();
+        assert_eq!(rt.endpoint(), endpoint);
+        let err = rt.version().await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Unreachable { endpoint: e, .. } if *e == endpoint),
+            "{endpoint}: {err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("Docker is unreachable at {endpoint}")
+        );
+        // Any call, not just version, reports it.
+        let err = rt.exec("c", ExecRequest::new(["true"])).await.unwrap_err();
+        assert!(matches!(err, Error::Unreachable { .. }), "{err:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An endpoint that accepts connections but never answers hits our timeout.
+#[tokio::test]
+async fn silent_endpoint_times_out() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let endpoint = format!("tcp://127.0.0.1:{port}");
+    let rt = DockerRuntime::connect(Some(&endpoint), Duration::from_millis(300)).unwrap();
+    let started = Instant::now();
+    let err = rt.inspect("some-bottle").await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    match &err {
+        Error::Timeout {
+            operation,
+            endpoint: e,
+            container,
+            ..
+        } => {
+            assert_eq!(*operation, "inspect");
+            assert_eq!(e, &endpoint);
+            assert_eq!(container, "some-bottle");
+        }
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    assert!(err.is_unreachable());
+    hold.abort();
+}
+
+#[tokio::test]
+async fn version_is_negotiated() {
+    let Some(rt) = docker().await else { return };
+    let info = rt.version().await.unwrap();
+    assert!(!info.version.is_empty());
+    let (major, minor) = info.api_version.split_once('.').expect("major.minor");
+    let (major, minor): (u32, u32) = (major.parse().unwrap(), minor.parse().unwrap());
+    assert_eq!(major, 1);
+    // bollard defaults to a newer API than Docker 20.10 (1.41) accepts: the
+    // later calls in this suite only work because this was negotiated down
+    // to what the engine speaks.
+    assert!(minor >= 24, "{info:?}");
+    assert_eq!(info.endpoint, rt.endpoint());
+}
+
+#[tokio::test]
+async fn exec_exit_codes_streams_and_users() {
+    let Some(rt) = docker().await else { return };
+    let b = bottle(&rt).await;
+
+    let out = rt
+        .exec_script(&b.id, "printf out; printf err >&2; exit 7", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (out.exit_code, out.stdout.as_slice(), out.stderr.as_slice()),
+        (7, &b"out"[..], &b"err"[..])
+    );
+
+    let out = rt
+        .exec(&b.id, ExecRequest::new(["id", "-u"]).user("1000"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_lossy(), "1000\n");
+    let out = rt.exec_root(&b.id, &["id", "-u"]).await.unwrap();
+    assert_eq!(out.stdout_lossy(), "0\n");
+
+    // A program that cannot be started is an exit code, not an error.
+    // Docker 20.10 reports 126 for all of these (newer engines 127 for "not
+    // found") and writes "OCI runtime exec failed: …" to the exec's stdout.
+    for program in ["/no/such/program", "no-such-program-in-path", "/etc/passwd"] {
+        let out = rt.exec(&b.id, ExecRequest::new([program])).await.unwrap();
+        assert!(matches!(out.exit_code, 126 | 127), "{program}: {out:?}");
+        let message = out.stdout_lossy();
+        assert!(
+            message.contains("exec failed") && message.contains(program),
+            "{program}: {message:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn exec_stdin_is_delivered_whole_then_eof() {
+    let Some(rt) = docker().await else { return };
+    let b = bottle(&rt).await;
+
+    // 1 MiB + 3 of every byte value, echoed back by `cat`: only works if
+    // stdin is written while stdout is read, and `cat` only exits on EOF.
+    let input: Vec<u8> = (0..(1 << 20) + 3).map(|i| (i * 7 % 256) as u8).collect();
+    let out = rt
+        .exec(&b.id, ExecRequest::new(["cat"]).stdin(input.clone()))
+        .await
+        .unwrap();
+    assert_eq!(out.exit_code, 0);
+    assert!(
+        out.stdout == input,
+        "stdout differs ({} bytes)",
+        out.stdout.len()
+    );
+    assert!(out.stderr.is_empty());
+
+    // Empty stdin is still EOF.
+    let out = rt
+        .exec(&b.id, ExecRequest::new(["wc", "-c"]).stdin(Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_lossy().trim(), "0");
+
+    // A process that ignores its stdin is not an error.
+    let out = rt
+        .exec(&b.id, ExecRequest::new(["true"]).stdin(input))
+        .await
+        .unwrap();
+    assert_eq!(out.exit_code, 0);
+
+    // No stdin: the process must not wait for any.
+    let out = rt.exec(&b.id, ExecRequest::new(["cat"])).await.unwrap();
+    assert_eq!((out.exit_code, out.stdout.len()), (0, 0));
+}
+
+#[tokio::test]
+async fn copy_keeps_exact_modes_and_owners() {
+    let Some(rt) = docker().await else { return };
+    let b = bottle(&rt).await;
+
+    // An existing file with other mode and owner is overwritten exactly.
+    rt.exec_script(
+        &b.id,
+        "printf old > /home/node/f && chmod 777 /home/node/f",
+        &[],
+        None,
+    )
+    .await
+    .unwrap();
+    let entries = vec![
+        CopyEntry::dir("/home/node/.ssh", 0o700, 1000, 1000),
+        CopyEntry::file(
+            "/home/node/.ssh/config",
+            b"Host a\n".to_vec(),
+            0o600,
+            1000,
+            1000,
+        ),
+        CopyEntry::file("/home/node/.ssh/known", vec![0, 255, 10], 0o644, 1000, 1000),
+        CopyEntry::file("/home/node/f", b"new".to_vec(), 0o644, 0, 1000),
+        // Parents that do not exist, and a nested dir owned by root.
+        CopyEntry::dir("/opt/bottle/a/b", 0o755, 0, 0),
+        CopyEntry::file(
+            "/opt/bottle/a/b/run.sh",
+            b"#!/bin/sh\n".to_vec(),
+            0o755,
+            0,
+            0,
+        ),
+        CopyEntry::file("/opt/bottle/a/b/secret", b"s".to_vec(), 0o600, 0, 0),
+        CopyEntry::dir("/opt/bottle/a/b/user", 0o700, 1000, 1000),
+        CopyEntry::file("/var/new/dir/only-file", b"x".to_vec(), 0o600, 1000, 1000),
+    ];
+    rt.copy(&b.id, &entries).await.unwrap();
+
+    let paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+    let mut args = vec!["stat", "-c", "%n %a %u %g"];
+    args.extend(&paths);
+    let out = rt.exec_root(&b.id, &args).await.unwrap();
+    assert_eq!(out.exit_code, 0, "{}", out.stderr_lossy());
+    let expected: String = entries
+        .iter()
+        .map(|e| format!("{} {:o} {} {}\n", e.path, e.mode, e.uid, e.gid))
+        .collect();
+    assert_eq!(out.stdout_lossy(), expected);
+
+    let out = rt
+        .exec_root(&b.id, &["cat", "/home/node/f", "/home/node/.ssh/known"])
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"new\x00\xff\n");
+
+    // Parents Docker had to create: root-owned and traversable.
+    let out = rt
+        .exec_root(
+            &b.id,
+            &["stat", "-c", "%a %u %g", "/var/new/dir", "/opt/bottle/a"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_lossy(), "755 0 0\n755 0 0\n");
+
+    // The owner can read its 0600 file; another user cannot.
+    let out = rt
+        .exec(
+            &b.id,
+            ExecRequest::new(["cat", "/home/node/.ssh/config"]).user("1000"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"Host a\n");
+    let out = rt
+        .exec(
+            &b.id,
+            ExecRequest::new(["cat", "/opt/bottle/a/b/secret"]).user("1000"),
+        )
+        .await
+        .unwrap();
+    assert_ne!(out.exit_code, 0);
+
+    // A bad request is refused before anything is sent.
+    let err = rt
+        .copy(&b.id, &[CopyEntry::dir("relative", 0o755, 0, 0)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidRequest { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn missing_stopped_and_paused_containers() {
+    let Some(rt) = docker().await else { return };
+    let name = format!("bottle-docker-no-such-{}", std::process::id());
+    let err = rt.exec_root(&name, &["true"]).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::ContainerNotFound { container, .. } if *container == name),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(&name));
+    let err = rt.inspect(&name).await.unwrap_err();
+    assert!(matches!(err, Error::ContainerNotFound { .. }), "{err:?}");
+    let err = rt
+        .copy(&name, &[CopyEntry::dir("/x", 0o755, 0, 0)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ContainerNotFound { .. }), "{err:?}");
+    // Removing what is not there is fine.
+    rt.remove(&name).await.unwrap();
+
+    let b = bottle(&rt).await;
+    let info = rt.inspect(&b.id).await.unwrap();
+    assert!(info.is_running());
+    assert!(!info.name.starts_with('/') && !info.name.is_empty());
+    assert_eq!(rt.inspect(&info.name).await.unwrap().id, b.id);
+
+    rt.pause(&b.id).await.unwrap();
+    let err = rt.exec_root(&b.id, &["true"]).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::ContainerNotRunning { state, .. } if state == "paused"),
+        "{err:?}"
+    );
+    rt.unpause(&b.id).await.unwrap();
+    assert!(rt.exec_root(&b.id, &["true"]).await.unwrap().success());
+
+    rt.stop(&b.id).await.unwrap();
+    let err = rt.exec_root(&b.id, &["true"]).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::ContainerNotRunning { state, .. } if state == "exited"),
+        "{err:?}"
+    );
+    let err = rt.require_running(&b.id).await.unwrap_err();
+    assert!(matches!(err, Error::ContainerNotRunning { .. }), "{err:?}");
+
+    rt.start(&b.id).await.unwrap();
+    assert!(rt.exec_root(&b.id, &["true"]).await.unwrap().success());
+
+    rt.remove(&b.id).await.unwrap();
+    let err = rt.inspect(&b.id).await.unwrap_err();
+    assert!(matches!(err, Error::ContainerNotFound { .. }), "{err:?}");
+}
