@@ -70,9 +70,9 @@ impl ContainerRuntime for DockerRuntime {
         self.timed(container, "copy", async {
             let docker = self.client(container).await?;
             // Extract at `/` so every absolute path is reachable and missing
-            // parents get created. No copyUIDGID: with it Docker would chown
-            // everything to the container's user instead of keeping the
-            // archive's numeric uid/gid.
+            // parents get created (root, 0755). No copyUIDGID: in a container
+            // with a configured user Docker would then chown every entry to
+            // that user instead of keeping the archive's numeric uid/gid.
             let options = UploadToContainerOptionsBuilder::default().path("/").build();
             match docker
                 .upload_to_container(container, Some(options), bollard::body_full(tar.into()))

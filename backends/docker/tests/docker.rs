@@ -4,7 +4,9 @@
 mod common;
 
 use bottle_docker::DockerRuntime;
-use bottle_runtime::{ContainerAdmin, ContainerRuntime, CopyEntry, Error, ExecRequest};
+use bottle_runtime::{
+    ContainerAdmin, ContainerRuntime, CopyEntry, Error, ExecRequest, NetworkMode, RunSpec,
+};
 use common::{bottle, docker};
 use std::time::{Duration, Instant};
 
@@ -172,7 +174,9 @@ async fn exec_stdin_is_delivered_whole_then_eof() {
 #[tokio::test]
 async fn copy_keeps_exact_modes_and_owners() {
     let Some(rt) = docker().await else { return };
-    let b = bottle(&rt).await;
+    // A bottle running as a non-root user: with `copyUIDGID` Docker would
+    // chown the whole archive to that user, so this tells the two apart.
+    let b = common::bottle_as(&rt, "1000").await;
 
     // An existing file with other mode and owner is overwritten exactly.
     rt.exec_script(
@@ -312,4 +316,84 @@ async fn missing_stopped_and_paused_containers() {
     rt.remove(&b.id).await.unwrap();
     let err = rt.inspect(&b.id).await.unwrap_err();
     assert!(matches!(err, Error::ContainerNotFound { .. }), "{err:?}");
+}
+
+/// `run` applies network mode, labels and user; `container:<id>` shares the
+/// bottle's network namespace (what an sshd sidecar needs).
+#[tokio::test]
+async fn run_sets_network_labels_and_user() {
+    let Some(rt) = docker().await else { return };
+    let b = bottle(&rt).await;
+    let image = common::test_image(&rt).await;
+
+    let mut spec = RunSpec::new(image, ["/usr/bin/sleep", "infinity"]);
+    spec.network = NetworkMode::Container(b.id.clone());
+    spec.user = "1000".into();
+    spec.labels = vec![
+        (common::LABEL.into(), "1".into()),
+        ("bottle.role".into(), "sidecar".into()),
+    ];
+    let sidecar = rt.run(&spec).await.unwrap();
+    let _cleanup = common::Bottle::adopt(&rt, &sidecar.id);
+    assert!(sidecar.is_running());
+
+    let netns = |id: String| {
+        let rt = rt.clone();
+        async move {
+            rt.exec_root(&id, &["stat", "-L", "-c", "%i", "/proc/self/ns/net"])
+                .await
+                .unwrap()
+                .stdout_lossy()
+        }
+    };
+    assert_eq!(netns(b.id.clone()).await, netns(sidecar.id.clone()).await);
+    let other = bottle(&rt).await;
+    assert_ne!(netns(b.id.clone()).await, netns(other.id.clone()).await);
+
+    let out = rt
+        .exec(&sidecar.id, ExecRequest::new(["id", "-u"]))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_lossy(), "1000\n");
+
+    // What Docker recorded, read with bollard directly.
+    let docker = bollard::Docker::connect_with_host(rt.endpoint())
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap();
+    let inspect = |id: String| {
+        let docker = docker.clone();
+        async move {
+            docker
+                .inspect_container(
+                    &id,
+                    None::<bollard::query_parameters::InspectContainerOptions>,
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let bottle_info = inspect(b.id.clone()).await;
+    assert_eq!(
+        bottle_info.host_config.unwrap().network_mode.as_deref(),
+        Some("none")
+    );
+    let sidecar_info = inspect(sidecar.id.clone()).await;
+    assert_eq!(
+        sidecar_info.host_config.unwrap().network_mode,
+        Some(format!("container:{}", b.id))
+    );
+    let labels = sidecar_info.config.unwrap().labels.unwrap();
+    assert_eq!(
+        labels.get("bottle.role").map(String::as_str),
+        Some("sidecar")
+    );
+
+    // An exec the engine refuses to create (no command) is ExecStart.
+    let err = rt
+        .exec(&b.id, ExecRequest::new(Vec::<String>::new()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ExecStart { .. }), "{err:?}");
 }

@@ -60,9 +60,25 @@ impl Drop for Bottle {
     }
 }
 
+impl Bottle {
+    /// Remove `id` on drop, like a bottle this module started.
+    pub fn adopt(rt: &DockerRuntime, id: &str) -> Bottle {
+        Bottle {
+            id: id.to_string(),
+            endpoint: rt.endpoint().to_string(),
+        }
+    }
+}
+
 pub async fn bottle(rt: &DockerRuntime) -> Bottle {
+    bottle_as(rt, "").await
+}
+
+/// A bottle whose default user is `user` (empty: the image's, root).
+pub async fn bottle_as(rt: &DockerRuntime, user: &str) -> Bottle {
     let image = test_image(rt).await;
     let mut spec = RunSpec::new(image, ["/usr/bin/sleep", "infinity"]);
+    spec.user = user.to_string();
     spec.labels.push((LABEL.to_string(), "1".to_string()));
     let info = rt.run(&spec).await.expect("run test bottle");
     assert!(info.is_running(), "{info:?}");
