@@ -1,5 +1,664 @@
-//! The SSH provisioner (work in progress).
+//! The SSH provisioner: gives a container's unprivileged user working SSH
+//! through an agent it can ask for signatures but cannot read keys from.
+//!
+//! It talks to the container only through [`ContainerRuntime`], so it works
+//! the same on Docker and Podman. A provision is one `exec` (preflight), one
+//! `copy` (files) and one `exec` (agent, forwarder, keys over stdin),
+//! whatever the number of keys.
+//!
+//! ```no_run
+//! # async fn demo(rt: &dyn bottle_runtime::ContainerRuntime) -> Result<(), bottle_ssh::Error> {
+//! use bottle_ssh::{Plan, Target};
+//! let plan: Plan = Plan::default(); // usually parsed from the manifest
+//! let report = bottle_ssh::provision(rt, "my-bottle", &plan, &Target::default()).await?;
+//! assert!(bottle_ssh::verify(rt, "my-bottle", &plan, &Target::default()).await?.ok());
+//! # Ok(()) }
+//! ```
 
+mod agent;
+mod error;
 mod plan;
+mod render;
+mod scripts;
+mod validate;
 
+#[cfg(test)]
+mod tests;
+
+pub use error::{Error, Missing};
 pub use plan::{Gate, Plan, SshEntry, Target};
+pub use render::{render_config, render_known_hosts};
+pub use validate::{validate, validate_target, LoadedKey, ValidEntry, ValidatedPlan};
+
+use bottle_runtime::{ContainerRuntime, CopyEntry, ExecOutput, ExecRequest};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::time::Instant;
+
+/// Root-only directory in the container holding what deprovision needs:
+/// `files` (paths written), `agent.pid`, `forwarder.pid`, and the lock.
+pub const STATE_DIR: &str = "/run/claude-bottle";
+
+/// A key loaded into the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyReport {
+    pub aliases: Vec<String>,
+    pub algorithm: String,
+    pub fingerprint: String,
+    pub comment: String,
+}
+
+/// A file or directory written into the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileReport {
+    pub path: String,
+    /// Octal permission string, e.g. `600`.
+    pub mode: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// One step and how long it took.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepReport {
+    pub name: &'static str,
+    pub millis: u64,
+}
+
+/// A process the provisioner runs in the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProcessReport {
+    pub pid: u32,
+    /// True when this run started it; false when a live one was reused.
+    pub started: bool,
+}
+
+/// What [`provision`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProvisionReport {
+    pub container: String,
+    pub keys: Vec<KeyReport>,
+    pub files: Vec<FileReport>,
+    /// Files from an earlier run that this plan no longer needs, now removed.
+    pub removed: Vec<String>,
+    pub agent: ProcessReport,
+    pub forwarder: ProcessReport,
+    pub steps: Vec<StepReport>,
+}
+
+/// One verify check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    pub checks: Vec<Check>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+    }
+
+    /// The checks that failed.
+    pub fn failures(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| !c.ok)
+    }
+
+    /// A check by name.
+    pub fn check(&self, name: &str) -> Option<&Check> {
+        self.checks.iter().find(|c| c.name == name)
+    }
+}
+
+/// What [`deprovision`] removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct DeprovisionReport {
+    pub container: String,
+    pub stopped_agent: Option<u32>,
+    pub stopped_forwarder: Option<u32>,
+    pub removed: Vec<String>,
+}
+
+const MAX_STDERR: usize = 2000;
+
+fn script_error(step: &'static str, container: &str, out: &ExecOutput) -> Error {
+    let mut stderr = out.stderr_lossy().trim().to_string();
+    if stderr.len() > MAX_STDERR {
+        let mut cut = MAX_STDERR;
+        while !stderr.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        stderr.truncate(cut);
+        stderr.push('…');
+    }
+    Error::Script {
+        step,
+        container: container.to_string(),
+        exit_code: out.exit_code,
+        stderr,
+    }
+}
+
+fn protocol(step: &'static str, container: &str, detail: impl Into<String>) -> Error {
+    Error::Protocol {
+        step,
+        container: container.to_string(),
+        detail: detail.into(),
+    }
+}
+
+struct Steps(Vec<StepReport>);
+
+impl Steps {
+    fn done(&mut self, name: &'static str, since: Instant) {
+        let millis = since.elapsed().as_millis() as u64;
+        tracing::debug!(step = name, millis, "bottle-ssh step finished");
+        self.0.push(StepReport { name, millis });
+    }
+}
+
+/// The user's numeric ids, from the preflight.
+#[derive(Debug, Clone, Copy)]
+struct Ids {
+    uid: u32,
+    gid: u32,
+}
+
+fn parse_ids(step: &'static str, container: &str, stdout: &str) -> Result<Ids, Error> {
+    let field = |name: &str| -> Option<u32> {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    };
+    match (field("uid"), field("gid")) {
+        (Some(uid), Some(gid)) => Ok(Ids { uid, gid }),
+        _ => Err(protocol(step, container, "no uid/gid for the target user")),
+    }
+}
+
+async fn preflight(
+    rt: &dyn ContainerRuntime,
+    container: &str,
+    target: &Target,
+) -> Result<Ids, Error> {
+    const STEP: &str = "preflight";
+    let mut args = vec![target.user.as_str(), target.home.as_str()];
+    args.extend(["ssh-agent", "ssh-add", "socat"]);
+    args.extend(scripts::CORE_TOOLS.iter().copied());
+    let out = rt
+        .exec_script(container, scripts::PREFLIGHT, &args, None)
+        .await
+        .map_err(Error::runtime(STEP))?;
+    if !out.success() {
+        return Err(script_error(STEP, container, &out));
+    }
+    let stdout = out.stdout_lossy();
+    let mut missing = Vec::new();
+    for line in stdout.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() != Some("missing") {
+            continue;
+        }
+        match (words.next(), words.next()) {
+            (Some("tool"), Some(t)) => missing.push(Missing::Tool(t.to_string())),
+            (Some("user"), _) => missing.push(Missing::User(target.user.clone())),
+            (Some("home"), _) => missing.push(Missing::Home(target.home.clone())),
+            _ => return Err(protocol(STEP, container, line.to_string())),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::MissingInContainer {
+            container: container.to_string(),
+            missing,
+        });
+    }
+    if !stdout.lines().any(|l| l == "ok") {
+        return Err(protocol(STEP, container, "preflight did not finish"));
+    }
+    parse_ids(STEP, container, &stdout)
+}
+
+fn ssh_dir(target: &Target) -> String {
+    format!("{}/.ssh", target.home.trim_end_matches('/'))
+}
+
+/// The files a provision writes, as copy entries (user's files plus the
+/// root-only state list).
+fn plan_files(plan: &ValidatedPlan, target: &Target, ids: Ids) -> Vec<CopyEntry> {
+    let dir = ssh_dir(target);
+    let mut entries = vec![
+        CopyEntry::dir(&dir, 0o700, ids.uid, ids.gid),
+        CopyEntry::file(
+            format!("{dir}/config"),
+            render_config(plan, target).into_bytes(),
+            0o600,
+            ids.uid,
+            ids.gid,
+        ),
+    ];
+    if let Some(kh) = render_known_hosts(plan) {
+        entries.push(CopyEntry::file(
+            format!("{dir}/known_hosts"),
+            kh.into_bytes(),
+            0o600,
+            ids.uid,
+            ids.gid,
+        ));
+    }
+    // Files first, the directory last, so deprovision can rmdir it.
+    let mut list = String::new();
+    for e in entries.iter().skip(1) {
+        list.push_str(&e.path);
+        list.push('\n');
+    }
+    list.push_str(&dir);
+    list.push('\n');
+    entries.push(CopyEntry::dir(STATE_DIR, 0o700, 0, 0));
+    entries.push(CopyEntry::file(
+        format!("{STATE_DIR}/files.new"),
+        list.into_bytes(),
+        0o600,
+        0,
+        0,
+    ));
+    entries
+}
+
+fn parse_pid(
+    step: &'static str,
+    container: &str,
+    stdout: &str,
+    what: &str,
+) -> Result<ProcessReport, Error> {
+    for (suffix, started) in [("-started ", true), ("-reused ", false)] {
+        let prefix = format!("{what}{suffix}");
+        if let Some(pid) = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
+        {
+            return Ok(ProcessReport { pid, started });
+        }
+    }
+    Err(protocol(step, container, format!("no {what} pid reported")))
+}
+
+/// Provision SSH access in a running container: see the crate docs.
+///
+/// Validates the plan and target first; a bad plan never touches the
+/// container. Runtime calls: exec (preflight), copy, exec (agent + keys).
+pub async fn provision(
+    rt: &dyn ContainerRuntime,
+    container: &str,
+    plan: &Plan,
+    target: &Target,
+) -> Result<ProvisionReport, Error> {
+    let mut steps = Steps(Vec::new());
+    let t = Instant::now();
+    validate_target(target)?;
+    let valid = validate(plan)?;
+    let message = agent::load_keys_message(&valid.keys).map_err(|reason| Error::Plan {
+        entry: "ssh".into(),
+        field: "IdentityFile".into(),
+        reason,
+    })?;
+    steps.done("validate", t);
+
+    let t = Instant::now();
+    let ids = preflight(rt, container, target).await?;
+    steps.done("preflight", t);
+
+    let t = Instant::now();
+    let entries = plan_files(&valid, target, ids);
+    rt.copy(container, &entries)
+        .await
+        .map_err(Error::runtime("copy files"))?;
+    steps.done("copy files", t);
+
+    const STEP: &str = "load keys";
+    let t = Instant::now();
+    let request = ExecRequest::script(
+        &scripts::provision(),
+        [STATE_DIR, &target.agent_socket, &target.public_socket],
+    )
+    .user("0")
+    .stdin(message.to_vec());
+    drop(message);
+    let out = rt
+        .exec(container, request)
+        .await
+        .map_err(Error::runtime(STEP))?;
+    steps.done(STEP, t);
+    if !out.success() {
+        return Err(script_error(STEP, container, &out));
+    }
+    let stdout = out.stdout_lossy();
+    if !stdout.lines().any(|l| l == "done") {
+        return Err(protocol(STEP, container, "the script did not finish"));
+    }
+    let agent = parse_pid(STEP, container, &stdout, "agent")?;
+    let forwarder = parse_pid(STEP, container, &stdout, "forwarder")?;
+    let mut actual: Vec<String> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("key "))
+        .map(str::to_string)
+        .collect();
+    actual.sort();
+    let expected = valid.fingerprints();
+    if actual != expected {
+        return Err(Error::AgentMismatch {
+            container: container.to_string(),
+            expected,
+            actual,
+        });
+    }
+
+    let files = entries
+        .iter()
+        .filter(|e| !e.path.starts_with(STATE_DIR))
+        .map(|e| FileReport {
+            path: e.path.clone(),
+            mode: format!("{:o}", e.mode),
+            uid: e.uid,
+            gid: e.gid,
+        })
+        .collect();
+    Ok(ProvisionReport {
+        container: container.to_string(),
+        keys: valid
+            .keys
+            .iter()
+            .map(|k| KeyReport {
+                aliases: k.aliases.clone(),
+                algorithm: k.algorithm.clone(),
+                fingerprint: k.fingerprint.clone(),
+                comment: k.comment.clone(),
+            })
+            .collect(),
+        files,
+        removed: stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("removed "))
+            .map(str::to_string)
+            .collect(),
+        agent,
+        forwarder,
+        steps: steps.0,
+    })
+}
+
+fn check(name: impl Into<String>, ok: bool, detail: impl Into<String>) -> Check {
+    Check {
+        name: name.into(),
+        ok,
+        detail: detail.into(),
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Check the end state from inside the container: processes, sockets,
+/// files (content, mode, owner), and — as the user — what the public socket
+/// lists, that the private socket and the agent's `/proc` files are closed
+/// to it, and that no private key file exists.
+///
+/// Two execs: one as root, one as the user.
+pub async fn verify(
+    rt: &dyn ContainerRuntime,
+    container: &str,
+    plan: &Plan,
+    target: &Target,
+) -> Result<VerifyReport, Error> {
+    const STEP: &str = "verify";
+    validate_target(target)?;
+    let valid = validate(plan)?;
+    let out = rt
+        .exec_script(
+            container,
+            &scripts::verify_root(),
+            &[
+                STATE_DIR,
+                &target.agent_socket,
+                &target.public_socket,
+                &target.user,
+                &target.home,
+            ],
+            None,
+        )
+        .await
+        .map_err(Error::runtime(STEP))?;
+    if !out.success() {
+        return Err(script_error(STEP, container, &out));
+    }
+    let root = out.stdout_lossy();
+    if !root.lines().any(|l| l == "done") {
+        return Err(protocol(STEP, container, "the root check did not finish"));
+    }
+    let mut checks = Vec::new();
+    let ids = match parse_ids(STEP, container, &root) {
+        Ok(ids) => ids,
+        Err(_) => {
+            checks.push(check("user", false, format!("no user `{}`", target.user)));
+            return Ok(VerifyReport { checks });
+        }
+    };
+
+    let mut pids = [String::new(), String::new()];
+    for (i, what) in ["agent", "forwarder"].into_iter().enumerate() {
+        let line = root
+            .lines()
+            .find_map(|l| l.strip_prefix(what)?.strip_prefix(' '))
+            .unwrap_or("none dead");
+        let mut w = line.split_whitespace();
+        let pid = w.next().unwrap_or("none").to_string();
+        let alive = w.next() == Some("alive");
+        checks.push(check(
+            format!("{what} running"),
+            alive,
+            format!("pid {pid}"),
+        ));
+        if alive {
+            pids[i] = pid;
+        }
+    }
+
+    // stat MODE UID GID TYPE SUM PATH
+    let stat_of = |path: &str| -> Option<(String, u32, u32, String, String)> {
+        root.lines().find_map(|l| {
+            let mut w = l.strip_prefix("stat ")?.splitn(6, ' ');
+            let (mode, uid, gid, kind, sum, p) = (
+                w.next()?,
+                w.next()?,
+                w.next()?,
+                w.next()?,
+                w.next()?,
+                w.next()?,
+            );
+            (p == path).then(|| {
+                (
+                    mode.to_string(),
+                    uid.parse().unwrap_or(u32::MAX),
+                    gid.parse().unwrap_or(u32::MAX),
+                    kind.to_string(),
+                    sum.to_string(),
+                )
+            })
+        })
+    };
+    let dir = ssh_dir(target);
+    let config = render_config(&valid, target);
+    let known_hosts = render_known_hosts(&valid);
+    // path, file type, mode, uid, gid, sha256 of the content
+    type Want<'a> = (String, &'a str, &'a str, u32, u32, Option<String>);
+    let expect: Vec<Want> = vec![
+        (target.agent_socket.clone(), "socket", "600", 0, 0, None),
+        (target.public_socket.clone(), "socket", "666", 0, 0, None),
+        (STATE_DIR.to_string(), "directory", "700", 0, 0, None),
+        (dir.clone(), "directory", "700", ids.uid, ids.gid, None),
+        (
+            format!("{dir}/config"),
+            "regular_file",
+            "600",
+            ids.uid,
+            ids.gid,
+            Some(sha256_hex(config.as_bytes())),
+        ),
+    ];
+    for (path, kind, mode, uid, gid, sum) in expect {
+        let (ok, detail) = match stat_of(&path) {
+            None => (false, "absent".to_string()),
+            Some((m, u, g, k, s)) => {
+                let ok = m == mode
+                    && u == uid
+                    && g == gid
+                    && k == kind
+                    && sum.as_deref().is_none_or(|want| want == s);
+                let content = match &sum {
+                    Some(_) if s == "no-sha256sum" => ", content not checked (no sha256sum)",
+                    Some(want) if *want != s => ", content differs from the plan",
+                    _ => "",
+                };
+                (ok, format!("{k} {m} {u}:{g}{content}"))
+            }
+        };
+        checks.push(check(format!("file {path}"), ok, detail));
+    }
+    let kh_path = format!("{dir}/known_hosts");
+    let kh = stat_of(&kh_path);
+    checks.push(match (&known_hosts, kh) {
+        (None, None) => check(format!("file {kh_path}"), true, "absent (no KnownHostKey)"),
+        (None, Some(_)) => check(
+            format!("file {kh_path}"),
+            false,
+            "exists but no entry has a KnownHostKey",
+        ),
+        (Some(_), None) => check(format!("file {kh_path}"), false, "absent"),
+        (Some(want), Some((m, u, g, k, s))) => check(
+            format!("file {kh_path}"),
+            m == "600"
+                && u == ids.uid
+                && g == ids.gid
+                && k == "regular_file"
+                && s == sha256_hex(want.as_bytes()),
+            format!("{k} {m} {u}:{g}"),
+        ),
+    });
+    let keyfiles: Vec<&str> = root
+        .lines()
+        .filter_map(|l| l.strip_prefix("keyfile "))
+        .collect();
+    checks.push(check(
+        "no private key file",
+        keyfiles.is_empty(),
+        if keyfiles.is_empty() {
+            "none under /root /home /tmp /run /var/tmp".to_string()
+        } else {
+            keyfiles.join(", ")
+        },
+    ));
+
+    let out = rt
+        .exec(
+            container,
+            ExecRequest::script(
+                scripts::VERIFY_USER,
+                [
+                    target.agent_socket.as_str(),
+                    target.public_socket.as_str(),
+                    pids[0].as_str(),
+                    pids[1].as_str(),
+                ],
+            )
+            .user(format!("{}:{}", ids.uid, ids.gid)),
+        )
+        .await
+        .map_err(Error::runtime(STEP))?;
+    let user = out.stdout_lossy();
+    if !out.success() || !user.lines().any(|l| l == "done") {
+        return Err(script_error(STEP, container, &out));
+    }
+    let mut listed: Vec<String> = user
+        .lines()
+        .filter_map(|l| l.strip_prefix("public-key "))
+        .map(str::to_string)
+        .collect();
+    listed.sort();
+    let expected = valid.fingerprints();
+    checks.push(check(
+        "public socket lists exactly the plan's keys",
+        listed == expected,
+        format!("listed {listed:?}, expected {expected:?}"),
+    ));
+    let private_rc = user
+        .lines()
+        .find_map(|l| l.strip_prefix("private-rc "))
+        .unwrap_or("?");
+    // ssh-add exits 2 when it cannot talk to the agent at all.
+    checks.push(check(
+        "private socket refuses the user",
+        private_rc == "2",
+        format!("ssh-add -l as uid {} exited {private_rc}", ids.uid),
+    ));
+    for (i, what) in ["agent", "forwarder"].into_iter().enumerate() {
+        if pids[i].is_empty() {
+            continue;
+        }
+        for file in ["mem", "environ"] {
+            let path = format!("/proc/{}/{file}", pids[i]);
+            let denied = user.lines().any(|l| l == format!("denied {path}"));
+            checks.push(check(
+                format!("{what} {file} unreadable by the user"),
+                denied,
+                path,
+            ));
+        }
+    }
+    Ok(VerifyReport { checks })
+}
+
+/// Stop the agent and forwarder this crate started (only if their recorded
+/// pids still run them), remove both sockets, the files provision wrote and
+/// the state directory. One root exec. Deprovisioning twice is harmless.
+pub async fn deprovision(
+    rt: &dyn ContainerRuntime,
+    container: &str,
+    target: &Target,
+) -> Result<DeprovisionReport, Error> {
+    const STEP: &str = "deprovision";
+    validate_target(target)?;
+    let out = rt
+        .exec_script(
+            container,
+            &scripts::deprovision(),
+            &[STATE_DIR, &target.agent_socket, &target.public_socket],
+            None,
+        )
+        .await
+        .map_err(Error::runtime(STEP))?;
+    let stdout = out.stdout_lossy();
+    if !out.success() || !stdout.lines().any(|l| l == "done") {
+        return Err(script_error(STEP, container, &out));
+    }
+    let pid = |prefix: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix)?.trim().parse().ok())
+    };
+    Ok(DeprovisionReport {
+        container: container.to_string(),
+        stopped_agent: pid("stopped agent "),
+        stopped_forwarder: pid("stopped forwarder "),
+        removed: stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("removed "))
+            .map(str::to_string)
+            .collect(),
+    })
+}

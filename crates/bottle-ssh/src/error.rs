@@ -1,0 +1,150 @@
+//! The one error type of the provisioner.
+
+use std::path::PathBuf;
+
+/// Something the container lacks that provisioning needs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", content = "name", rename_all = "lowercase")]
+pub enum Missing {
+    /// A program not found on the container's `PATH`.
+    Tool(String),
+    /// The target user does not exist (`id` fails).
+    User(String),
+    /// The target user's home directory does not exist.
+    Home(String),
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Missing::Tool(t) => write!(f, "program `{t}`"),
+            Missing::User(u) => write!(f, "user `{u}`"),
+            Missing::Home(h) => write!(f, "home directory `{h}`"),
+        }
+    }
+}
+
+fn list(missing: &[Missing]) -> String {
+    missing
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every way provisioning can fail.
+///
+/// Plan errors ([`Error::is_plan_error`]) are found before the container is
+/// touched. No variant ever carries key material: key errors name the file,
+/// never its contents.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A plan value is invalid. `entry` is e.g. `ssh[1] (Host "github")` or
+    /// `gate`; `field` is the manifest's field name.
+    #[error("{entry}: {field}: {reason}")]
+    Plan {
+        entry: String,
+        field: String,
+        reason: String,
+    },
+
+    /// An `IdentityFile` cannot be used.
+    #[error("{entry}: IdentityFile `{}`: {reason}", path.display())]
+    KeyFile {
+        entry: String,
+        path: PathBuf,
+        reason: String,
+    },
+
+    /// A target setting (from configuration) is invalid.
+    #[error("target: {field}: {reason}")]
+    Target { field: String, reason: String },
+
+    /// The container lacks a program, the user or its home. Checked before any
+    /// key is sent.
+    #[error("container `{container}` is missing {}", list(missing))]
+    MissingInContainer {
+        container: String,
+        missing: Vec<Missing>,
+    },
+
+    /// A runtime (engine) call failed.
+    #[error("{step}: {source}")]
+    Runtime {
+        step: &'static str,
+        #[source]
+        source: bottle_runtime::Error,
+    },
+
+    /// A script in the container failed.
+    #[error("{step} failed in container `{container}` (exit {exit_code}): {stderr}")]
+    Script {
+        step: &'static str,
+        container: String,
+        exit_code: i64,
+        stderr: String,
+    },
+
+    /// After loading, the agent does not hold exactly the plan's keys.
+    #[error("the agent in container `{container}` holds {actual:?}, expected {expected:?}")]
+    AgentMismatch {
+        container: String,
+        expected: Vec<String>,
+        actual: Vec<String>,
+    },
+
+    /// A script's output could not be understood.
+    #[error("{step}: unexpected output from container `{container}`: {detail}")]
+    Protocol {
+        step: &'static str,
+        container: String,
+        detail: String,
+    },
+}
+
+impl Error {
+    /// True for errors in the plan or target (exit code 2): fix the input.
+    pub fn is_plan_error(&self) -> bool {
+        matches!(
+            self,
+            Error::Plan { .. } | Error::KeyFile { .. } | Error::Target { .. }
+        )
+    }
+
+    /// True for errors from the engine or the container (exit code 3).
+    pub fn is_container_error(&self) -> bool {
+        !self.is_plan_error()
+    }
+
+    /// The process exit code a CLI should use: 2 (plan/usage) or 3
+    /// (engine/container).
+    pub fn exit_code(&self) -> i32 {
+        if self.is_plan_error() {
+            2
+        } else {
+            3
+        }
+    }
+
+    /// The field a plan error is about (`Host`, `IdentityFile`, …).
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::Plan { field, .. } | Error::Target { field, .. } => Some(field),
+            Error::KeyFile { .. } => Some("IdentityFile"),
+            _ => None,
+        }
+    }
+
+    /// The entry a plan error is about.
+    pub fn entry(&self) -> Option<&str> {
+        match self {
+            Error::Plan { entry, .. } | Error::KeyFile { entry, .. } => Some(entry),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn runtime(step: &'static str) -> impl FnOnce(bottle_runtime::Error) -> Error {
+        move |source| Error::Runtime { step, source }
+    }
+}

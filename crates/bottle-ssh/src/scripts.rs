@@ -1,0 +1,214 @@
+//! Shell scripts run in the container. Every value arrives as a positional
+//! parameter (`$1`, …); nothing from a plan is ever part of the script text.
+
+/// Shared helpers: `is_ours PID NEEDLE…` is true for a live, non-zombie
+/// process whose argv contains every needle (a recorded pid may be stale or
+/// reused after a restart; a bottle's PID 1 may not reap zombies).
+/// `take_lock DIR` takes a mkdir lock with stale-lock recovery.
+const HELPERS: &str = r#"
+is_ours() {
+  p=$1; shift
+  case $p in ''|*[!0-9]*) return 1;; esac
+  [ -r "/proc/$p/cmdline" ] || return 1
+  st=$(sed -n 's/^.*) \(.\).*$/\1/p' "/proc/$p/stat" 2>/dev/null) || return 1
+  [ "$st" != Z ] || return 1
+  c=$(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null) || return 1
+  for n in "$@"; do case $c in *"$n"*) ;; *) return 1;; esac; done
+  return 0
+}
+take_lock() {
+  lock=$1/lock
+  tries=0
+  while ! mkdir "$lock" 2>/dev/null; do
+    owner=$(cat "$lock/pid" 2>/dev/null) || owner=
+    if [ -n "$owner" ] && ! is_ours "$owner" bottle-script; then rm -rf "$lock"; continue; fi
+    tries=$((tries+1))
+    if [ -z "$owner" ] && [ "$tries" -ge 50 ]; then rm -rf "$lock"; continue; fi
+    if [ "$tries" -ge 600 ]; then echo "lock $lock is held by pid $owner" >&2; exit 75; fi
+    sleep 0.1
+  done
+  echo $$ > "$lock/pid"
+  trap 'rm -rf "$lock"' EXIT
+  trap 'exit 1' INT TERM HUP
+}
+"#;
+
+/// Programs the scripts use besides the three the product needs.
+pub(crate) const CORE_TOOLS: &[&str] = &[
+    "id", "sed", "tr", "grep", "cat", "rm", "mkdir", "mv", "sleep",
+];
+
+/// Exec #1 (root): `$1` user, `$2` home, `$3…` tools to look for.
+/// Prints `missing tool|user|home [NAME]`, `uid N`, `gid N`.
+pub(crate) const PREFLIGHT: &str = r#"
+set -u
+user=$1 home=$2; shift 2
+bad=0
+for t in "$@"; do
+  command -v "$t" >/dev/null 2>&1 || { echo "missing tool $t"; bad=1; }
+done
+if uid=$(id -u "$user" 2>/dev/null) && gid=$(id -g "$user" 2>/dev/null); then
+  echo "uid $uid"; echo "gid $gid"
+else
+  echo "missing user"; bad=1
+fi
+[ -d "$home" ] || { echo "missing home"; bad=1; }
+[ "$bad" = 0 ] || exit 0
+# A symlink (or non-directory) at ~/.ssh would redirect what root writes next.
+if [ -L "$home/.ssh" ] || { [ -e "$home/.ssh" ] && ! [ -d "$home/.ssh" ]; }; then
+  rm -f "$home/.ssh" && echo "removed $home/.ssh"
+fi
+echo ok
+"#;
+
+/// Exec #2 (root): `$1` state dir, `$2` agent socket, `$3` public socket.
+/// Stdin: agent protocol messages (key material), relayed to the agent only.
+/// Prints `agent-started|agent-reused PID`, `forwarder-started|forwarder-reused PID`,
+/// `removed PATH`, `key SHA256:…` (what the agent holds afterwards).
+pub(crate) fn provision() -> String {
+    format!("{HELPERS}{PROVISION_BODY}")
+}
+
+const PROVISION_BODY: &str = r#"
+set -u
+# Keep the key stream on fd 3 only, so no other command can read it.
+exec 3<&0 0</dev/null
+state=$1 agent=$2 public=$3
+umask 077
+[ -d "$state" ] || { echo "state dir $state is missing" >&2; exit 1; }
+take_lock "$state"
+
+# Converge files: drop what the previous run wrote and this one does not.
+if [ -f "$state/files.new" ]; then
+  if [ -f "$state/files" ]; then
+    while IFS= read -r f; do
+      [ -n "$f" ] || continue
+      grep -qxF -- "$f" "$state/files.new" && continue
+      if [ -d "$f" ] && ! [ -L "$f" ]; then rm -d "$f" 2>/dev/null; else rm -f "$f"; fi
+      echo "removed $f"
+    done < "$state/files"
+  fi
+  mv -f "$state/files.new" "$state/files"
+fi
+
+apid=$(cat "$state/agent.pid" 2>/dev/null) || apid=
+if is_ours "$apid" ssh-agent "$agent" && [ -S "$agent" ]; then
+  echo "agent-reused $apid"
+else
+  if is_ours "$apid" ssh-agent "$agent"; then kill "$apid" 2>/dev/null; fi
+  rm -f "$agent"
+  ssh-agent -D -a "$agent" </dev/null >/dev/null 2>&1 3<&- &
+  apid=$!
+  echo "$apid" > "$state/agent.pid"
+  i=0
+  until [ -S "$agent" ]; do
+    i=$((i+1))
+    if [ "$i" -ge 200 ] || ! is_ours "$apid" ssh-agent; then echo "ssh-agent did not start on $agent" >&2; exit 1; fi
+    sleep 0.05
+  done
+  echo "agent-started $apid"
+fi
+
+fpid=$(cat "$state/forwarder.pid" 2>/dev/null) || fpid=
+if is_ours "$fpid" socat "UNIX-LISTEN:$public" && [ -S "$public" ]; then
+  echo "forwarder-reused $fpid"
+else
+  if is_ours "$fpid" socat "UNIX-LISTEN:$public"; then kill "$fpid" 2>/dev/null; fi
+  rm -f "$public"
+  socat "UNIX-LISTEN:$public,fork,mode=666,unlink-early" "UNIX-CONNECT:$agent" </dev/null >/dev/null 2>&1 3<&- &
+  fpid=$!
+  echo "$fpid" > "$state/forwarder.pid"
+  i=0
+  until [ -S "$public" ]; do
+    i=$((i+1))
+    if [ "$i" -ge 200 ] || ! is_ours "$fpid" socat; then echo "socat did not start on $public" >&2; exit 1; fi
+    sleep 0.05
+  done
+  echo "forwarder-started $fpid"
+fi
+
+# The agent may close on EOF before its replies are read: they are not
+# relied on; the identities are listed afterwards instead.
+socat -t 5 STDIO "UNIX-CONNECT:$agent" <&3 >/dev/null || { echo "could not write to the agent" >&2; exit 1; }
+exec 3<&-
+out=$(SSH_AUTH_SOCK=$agent ssh-add -l -E sha256 2>&1)
+printf '%s\n' "$out" | while read -r bits fp rest; do
+  case $fp in SHA256:*) echo "key $fp";; esac
+done
+echo done
+"#;
+
+/// Root part of verify: `$1` state, `$2` agent, `$3` public, `$4` user, `$5` home.
+pub(crate) fn verify_root() -> String {
+    format!("{HELPERS}{VERIFY_ROOT_BODY}")
+}
+
+const VERIFY_ROOT_BODY: &str = r#"
+set -u
+state=$1 agent=$2 public=$3 user=$4 home=$5
+echo "uid $(id -u "$user" 2>/dev/null)"
+echo "gid $(id -g "$user" 2>/dev/null)"
+apid=$(cat "$state/agent.pid" 2>/dev/null) || apid=
+fpid=$(cat "$state/forwarder.pid" 2>/dev/null) || fpid=
+if is_ours "$apid" ssh-agent "$agent"; then echo "agent $apid alive"; else echo "agent ${apid:-none} dead"; fi
+if is_ours "$fpid" socat "UNIX-LISTEN:$public"; then echo "forwarder $fpid alive"; else echo "forwarder ${fpid:-none} dead"; fi
+for f in "$agent" "$public" "$state" "$home/.ssh" "$home/.ssh/config" "$home/.ssh/known_hosts"; do
+  if [ -e "$f" ]; then
+    sum=-
+    if [ -f "$f" ]; then sum=$(sha256sum < "$f" 2>/dev/null | sed 's/ .*//'); fi
+    [ -n "$sum" ] || sum=no-sha256sum
+    echo "stat $(stat -c '%a %u %g %F' "$f" | tr ' ' '_' | sed 's/_/ /; s/_/ /; s/_/ /') $sum $f"
+  else
+    echo "absent $f"
+  fi
+done
+grep -rlsI -D skip -e 'PRIVATE KEY-----' /root /home /tmp /run /var/tmp 2>/dev/null | head -n 20 | while IFS= read -r f; do echo "keyfile $f"; done
+echo done
+"#;
+
+/// User part of verify, run as the user: `$1` agent, `$2` public, `$3`
+/// agent pid, `$4` forwarder pid.
+pub(crate) const VERIFY_USER: &str = r#"
+set -u
+agent=$1 public=$2 apid=$3 fpid=$4
+out=$(SSH_AUTH_SOCK=$public ssh-add -l -E sha256 2>&1); echo "public-rc $?"
+printf '%s\n' "$out" | while read -r bits fp rest; do
+  case $fp in SHA256:*) echo "public-key $fp";; esac
+done
+SSH_AUTH_SOCK=$agent ssh-add -l >/dev/null 2>&1; echo "private-rc $?"
+for p in "$apid" "$fpid"; do
+  case $p in ''|*[!0-9]*) continue;; esac
+  # Opening mem is what the kernel's ptrace check guards (reading offset 0
+  # fails anyway). A subshell: a failed redirection on `:` exits the shell.
+  if ( : < "/proc/$p/mem" ) 2>/dev/null; then echo "readable /proc/$p/mem"; else echo "denied /proc/$p/mem"; fi
+  if cat "/proc/$p/environ" >/dev/null 2>&1; then echo "readable /proc/$p/environ"; else echo "denied /proc/$p/environ"; fi
+done
+echo done
+"#;
+
+/// Deprovision (root): `$1` state, `$2` agent, `$3` public.
+pub(crate) fn deprovision() -> String {
+    format!("{HELPERS}{DEPROVISION_BODY}")
+}
+
+const DEPROVISION_BODY: &str = r#"
+set -u
+state=$1 agent=$2 public=$3
+if [ -d "$state" ]; then take_lock "$state"; fi
+apid=$(cat "$state/agent.pid" 2>/dev/null) || apid=
+fpid=$(cat "$state/forwarder.pid" 2>/dev/null) || fpid=
+if is_ours "$fpid" socat "UNIX-LISTEN:$public"; then kill "$fpid" && echo "stopped forwarder $fpid"; fi
+if is_ours "$apid" ssh-agent "$agent"; then kill "$apid" && echo "stopped agent $apid"; fi
+for s in "$public" "$agent"; do
+  if [ -S "$s" ] || [ -L "$s" ]; then rm -f "$s" && echo "removed $s"; fi
+done
+if [ -f "$state/files" ]; then
+  while IFS= read -r f; do
+    [ -n "$f" ] || continue
+    if [ -d "$f" ] && ! [ -L "$f" ]; then rm -d "$f" 2>/dev/null && echo "removed $f"
+    elif [ -e "$f" ] || [ -L "$f" ]; then rm -f "$f" && echo "removed $f"; fi
+  done < "$state/files"
+fi
+if [ -d "$state" ]; then trap - EXIT; rm -rf "$state" && echo "removed $state"; fi
+echo done
+"#;

@@ -1,0 +1,508 @@
+//! Unit tests: rendering, validation, key loading, agent message encoding.
+
+use crate::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn keygen(dir: &Path, rel: &str, args: &[&str]) -> PathBuf {
+    let path = dir.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-N", "", "-C", "test-key", "-f"])
+        .arg(&path)
+        .args(args)
+        .status()
+        .expect("ssh-keygen");
+    assert!(st.success(), "ssh-keygen {args:?}");
+    path
+}
+
+fn ed25519(dir: &Path, rel: &str) -> PathBuf {
+    keygen(dir, rel, &["-t", "ed25519"])
+}
+
+fn entry(host: &str, hostname: &str, key: &Path) -> SshEntry {
+    SshEntry {
+        host: host.into(),
+        hostname: hostname.into(),
+        user: "git".into(),
+        identity_file: key.to_path_buf(),
+        known_host_key: None,
+        port: None,
+    }
+}
+
+fn gated(entries: Vec<SshEntry>, ports: &[(&str, i64)]) -> Plan {
+    Plan {
+        gate: Some(Gate {
+            host: "127.0.0.1".into(),
+            ports: ports.iter().map(|(a, p)| (a.to_string(), *p)).collect(),
+        }),
+        ssh: entries,
+    }
+}
+
+const HOST_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+
+#[test]
+fn renders_the_config_exactly_with_a_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = ed25519(dir.path(), "k");
+    let mut b = entry("gitlab", "gitlab.com", &k);
+    b.known_host_key = Some(format!("{HOST_KEY} some comment\n"));
+    let plan = gated(
+        vec![entry("github", "github.com", &k), b],
+        &[("github", 2201), ("gitlab", 2202)],
+    );
+    let v = validate(&plan).unwrap();
+    let config = render_config(&v, &Target::default());
+    assert_eq!(
+        config,
+        "Host github\n HostName 127.0.0.1\n User git\n Port 2201\n IdentityAgent /run/claude-bottle-agent-public.sock\n HostKeyAlias github.com\n CheckHostIP no\n\n\
+         Host gitlab\n HostName 127.0.0.1\n User git\n Port 2202\n IdentityAgent /run/claude-bottle-agent-public.sock\n HostKeyAlias gitlab.com\n CheckHostIP no\n\n"
+    );
+    // Comment and trailing newline dropped; only entries with a key.
+    assert_eq!(
+        render_known_hosts(&v).unwrap(),
+        format!("gitlab.com {HOST_KEY}\n")
+    );
+}
+
+#[test]
+fn renders_without_a_gate_straight_to_the_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = ed25519(dir.path(), "k");
+    let mut b = entry("b", "b.example.org", &k);
+    b.port = Some(2222);
+    let plan = Plan {
+        gate: None,
+        ssh: vec![entry("a", "a.example.org", &k), b],
+    };
+    let v = validate(&plan).unwrap();
+    let t = Target {
+        public_socket: "/run/pub.sock".into(),
+        ..Target::default()
+    };
+    assert_eq!(
+        render_config(&v, &t),
+        "Host a\n HostName a.example.org\n User git\n Port 22\n IdentityAgent /run/pub.sock\n HostKeyAlias a.example.org\n CheckHostIP no\n\n\
+         Host b\n HostName b.example.org\n User git\n Port 2222\n IdentityAgent /run/pub.sock\n HostKeyAlias b.example.org\n CheckHostIP no\n\n"
+    );
+    assert_eq!(render_known_hosts(&v), None);
+}
+
+/// The real OpenSSH client reads the rendered file back as intended.
+#[test]
+fn openssh_client_reads_the_rendered_config_as_intended() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = ed25519(dir.path(), "k");
+    let plan = gated(
+        vec![
+            entry("github", "github.com", &k),
+            entry("my-host.2", "git.example.org", &k),
+        ],
+        &[("github", 2201), ("my-host.2", 65535)],
+    );
+    let v = validate(&plan).unwrap();
+    let cfg = dir.path().join("config");
+    std::fs::write(&cfg, render_config(&v, &Target::default())).unwrap();
+    for (alias, port, hka) in [
+        ("github", "2201", "github.com"),
+        ("my-host.2", "65535", "git.example.org"),
+    ] {
+        let out = Command::new("ssh")
+            .args(["-G", "-F"])
+            .arg(&cfg)
+            .arg(alias)
+            .output()
+            .expect("ssh -G");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let get = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k)?.strip_prefix(' '))
+                .map(str::to_string)
+        };
+        assert_eq!(get("hostname").as_deref(), Some("127.0.0.1"), "{alias}");
+        assert_eq!(get("user").as_deref(), Some("git"));
+        assert_eq!(get("port").as_deref(), Some(port));
+        assert_eq!(
+            get("identityagent").as_deref(),
+            Some("/run/claude-bottle-agent-public.sock")
+        );
+        assert_eq!(get("hostkeyalias").as_deref(), Some(hka));
+        assert_eq!(get("checkhostip").as_deref(), Some("no"));
+    }
+}
+
+/// Hostile and bad values: each must fail naming the entry and the field.
+#[test]
+fn hostile_values_are_rejected_naming_entry_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = ed25519(dir.path(), "k");
+    let base = || {
+        gated(
+            vec![
+                entry("ok", "ok.example", &k),
+                entry("two", "two.example", &k),
+            ],
+            &[("ok", 2201), ("two", 2202)],
+        )
+    };
+    let long = "a".repeat(300);
+    let bad_strings: Vec<&str> = vec![
+        "",
+        " a",
+        "a b",
+        "a\tb",
+        "a\nProxyCommand sh",
+        "a\n Match exec x",
+        "a\r",
+        "a\0b",
+        "\"a\"",
+        "a'b",
+        "a#b",
+        "a=b",
+        "-oProxyCommand=x",
+        "a%h",
+        "${HOME}",
+        "a\\b",
+        "h\u{e9}",
+        "a;b",
+        "$(id)",
+        &long,
+    ];
+    let mut cases: Vec<(String, Plan, &str, &str)> = Vec::new();
+    for s in &bad_strings {
+        let mut p = base();
+        p.ssh[1].hostname = s.to_string();
+        cases.push((
+            format!("Hostname {s:?}"),
+            p,
+            "ssh[1] (Host \"two\")",
+            "Hostname",
+        ));
+        let mut p = base();
+        p.ssh[1].user = s.to_string();
+        cases.push((format!("User {s:?}"), p, "ssh[1] (Host \"two\")", "User"));
+        let mut p = base();
+        p.ssh[0].host = s.to_string();
+        p.gate = None; // so the gate port lookup is not what fails
+        let name: String = s.chars().take(40).collect();
+        let name = if name.len() < s.len() {
+            format!("ssh[0] (Host {:?})", format!("{name}…"))
+        } else {
+            format!("ssh[0] (Host {s:?})")
+        };
+        cases.push((
+            format!("Host {s:?}"),
+            p,
+            Box::leak(name.into_boxed_str()),
+            "Host",
+        ));
+    }
+    for s in ["a*", "a?", "!a", "a,b", "*"] {
+        let mut p = base();
+        p.gate = None;
+        p.ssh[1].host = s.into();
+        let name = format!("ssh[1] (Host {s:?})");
+        cases.push((
+            format!("Host {s:?}"),
+            p,
+            Box::leak(name.into_boxed_str()),
+            "Host",
+        ));
+    }
+    // Gate table.
+    let mut p = base();
+    p.gate.as_mut().unwrap().ports.remove("two");
+    cases.push(("missing gate port".into(), p, "gate", "ports.two"));
+    let mut p = base();
+    p.gate.as_mut().unwrap().ports.insert("three".into(), 2203);
+    cases.push(("extra gate port".into(), p, "gate", "ports.three"));
+    for port in [0, 65536, -1] {
+        let mut p = base();
+        p.gate.as_mut().unwrap().ports.insert("ok".into(), port);
+        cases.push((format!("gate port {port}"), p, "gate", "ports.ok"));
+    }
+    let mut p = base();
+    p.gate.as_mut().unwrap().host = "a b".into();
+    cases.push(("gate host".into(), p, "gate", "host"));
+    let mut p = base();
+    p.gate = None;
+    p.ssh[0].port = Some(70000);
+    cases.push(("Port".into(), p, "ssh[0] (Host \"ok\")", "Port"));
+    let mut p = base();
+    p.ssh[1].host = "OK".into(); // ssh matches Host case-insensitively
+    p.gate.as_mut().unwrap().ports.insert("OK".into(), 2203);
+    cases.push(("duplicate alias".into(), p, "ssh[1] (Host \"OK\")", "Host"));
+    // KnownHostKey.
+    let private = std::fs::read_to_string(&k).unwrap();
+    for bad in [
+        "garbage".to_string(),
+        private,
+        format!("{HOST_KEY}\nssh-ed25519 AAAA"),
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9G".into(),
+    ] {
+        let mut p = base();
+        p.ssh[1].known_host_key = Some(bad.clone());
+        cases.push((
+            format!("KnownHostKey {:?}", &bad[..bad.len().min(30)]),
+            p,
+            "ssh[1] (Host \"two\")",
+            "KnownHostKey",
+        ));
+    }
+    // IdentityFile.
+    let pubkey = k.with_extension("pub");
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "").unwrap();
+    let random = dir.path().join("random");
+    std::fs::write(
+        &random,
+        (0..600u32)
+            .map(|i| (i * 7919 % 251) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let truncated = dir.path().join("truncated");
+    let full = std::fs::read_to_string(&k).unwrap();
+    std::fs::write(&truncated, &full[..full.len() / 2]).unwrap();
+    let encrypted = keygen(dir.path(), "enc", &["-t", "ed25519"]);
+    assert!(Command::new("ssh-keygen")
+        .args(["-q", "-p", "-P", "", "-N", "secret-pass", "-f"])
+        .arg(&encrypted)
+        .status()
+        .unwrap()
+        .success());
+    let pem = keygen(dir.path(), "pem", &["-t", "rsa", "-b", "2048", "-m", "PEM"]);
+    for (what, path) in [
+        ("missing", dir.path().join("nope")),
+        ("directory", dir.path().to_path_buf()),
+        ("empty", empty),
+        ("public key", pubkey),
+        ("random bytes", random),
+        ("truncated", truncated),
+        ("encrypted", encrypted.clone()),
+        ("PEM", pem),
+    ] {
+        let mut p = base();
+        p.ssh[1].identity_file = path;
+        cases.push((
+            format!("IdentityFile {what}"),
+            p,
+            "ssh[1] (Host \"two\")",
+            "IdentityFile",
+        ));
+    }
+    assert!(cases.len() >= 60, "{} cases", cases.len());
+    for (what, plan, entry, field) in cases {
+        let err = match validate(&plan) {
+            Ok(_) => panic!("{what}: accepted"),
+            Err(e) => e,
+        };
+        assert!(err.is_plan_error(), "{what}: {err}");
+        assert_eq!(err.exit_code(), 2);
+        assert_eq!(err.entry(), Some(entry), "{what}: {err}");
+        assert_eq!(err.field(), Some(field), "{what}: {err}");
+        let msg = err.to_string();
+        assert!(msg.contains(field), "{what}: {msg}");
+        assert!(!msg.contains("PRIVATE KEY"), "{what}: message shows a key");
+    }
+    // The encrypted key error says so.
+    let mut p = base();
+    p.ssh[0].identity_file = encrypted;
+    let msg = validate(&p).unwrap_err().to_string();
+    assert!(
+        msg.contains("passphrase-protected keys are not supported yet"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn empty_plan_and_bad_targets_are_rejected() {
+    assert!(validate(&Plan::default()).unwrap_err().is_plan_error());
+    let bad = [
+        Target {
+            agent_socket: "relative.sock".into(),
+            ..Target::default()
+        },
+        Target {
+            public_socket: "/run/a,fork:b".into(),
+            ..Target::default()
+        },
+        Target {
+            home: "/home/../etc".into(),
+            ..Target::default()
+        },
+        Target {
+            user: "no de".into(),
+            ..Target::default()
+        },
+        Target {
+            public_socket: Target::default().agent_socket,
+            ..Target::default()
+        },
+    ];
+    for t in bad {
+        let e = validate_target(&t).unwrap_err();
+        assert!(
+            matches!(e, Error::Target { .. }) && e.is_plan_error(),
+            "{t:?}"
+        );
+    }
+    validate_target(&Target::default()).unwrap();
+}
+
+#[test]
+fn loads_every_supported_key_type_whatever_the_file_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = [
+        ed25519(dir.path(), "one/id_ed25519"),
+        ed25519(dir.path(), "two/id_ed25519"), // same file name, other folder
+        keygen(dir.path(), "ecdsa256", &["-t", "ecdsa", "-b", "256"]),
+        keygen(dir.path(), "ecdsa384", &["-t", "ecdsa", "-b", "384"]),
+        keygen(dir.path(), "rsa", &["-t", "rsa", "-b", "2048"]),
+        ed25519(dir.path(), "we;ird $(id) -name"),
+    ];
+    let entries: Vec<SshEntry> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| entry(&format!("h{i}"), "example.org", k))
+        .collect();
+    let plan = Plan {
+        gate: None,
+        ssh: entries,
+    };
+    let v = validate(&plan).unwrap();
+    assert_eq!(v.keys.len(), keys.len());
+    let algs: Vec<&str> = v.keys.iter().map(|k| k.algorithm.as_str()).collect();
+    assert_eq!(
+        algs,
+        [
+            "ssh-ed25519",
+            "ssh-ed25519",
+            "ecdsa-sha2-nistp256",
+            "ecdsa-sha2-nistp384",
+            "ssh-rsa",
+            "ssh-ed25519"
+        ]
+    );
+    for (k, path) in v.keys.iter().zip(&keys) {
+        // The fingerprint is the one ssh-keygen reports.
+        let out = Command::new("ssh-keygen")
+            .args(["-l", "-E", "sha256", "-f"])
+            .arg(path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(text.split_whitespace().nth(1), Some(k.fingerprint.as_str()));
+        assert_eq!(k.comment, "test-key");
+    }
+}
+
+#[test]
+fn the_same_key_under_two_aliases_loads_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = ed25519(dir.path(), "k");
+    let copy = dir.path().join("copy-of-k");
+    std::fs::copy(&k, &copy).unwrap();
+    let plan = Plan {
+        gate: None,
+        ssh: vec![entry("a", "a.org", &k), entry("b", "b.org", &copy)],
+    };
+    let v = validate(&plan).unwrap();
+    assert_eq!(v.keys.len(), 1);
+    assert_eq!(v.keys[0].aliases, ["a", "b"]);
+    assert_eq!(v.keys[0].files, [k, copy]);
+    assert_eq!(v.fingerprints().len(), 1);
+}
+
+/// The bytes sent to the agent decode (with ssh-agent-lib) to REMOVE_ALL
+/// then one ADD_IDENTITY per distinct key, carrying exactly that key.
+#[test]
+fn agent_messages_round_trip() {
+    use ssh_agent_lib::proto::{PrivateCredential, Request};
+    use ssh_agent_lib::ssh_encoding::Decode;
+    let dir = tempfile::tempdir().unwrap();
+    let a = ed25519(dir.path(), "a");
+    let b = keygen(dir.path(), "b", &["-t", "rsa", "-b", "2048"]);
+    let plan = Plan {
+        gate: None,
+        ssh: vec![
+            entry("a", "a.org", &a),
+            entry("b", "b.org", &b),
+            entry("c", "c.org", &a),
+        ],
+    };
+    let v = validate(&plan).unwrap();
+    let bytes = agent::load_keys_message(&v.keys).unwrap();
+    let mut rest: &[u8] = &bytes;
+    let mut decoded = Vec::new();
+    while !rest.is_empty() {
+        let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+        let mut body = &rest[4..4 + len];
+        decoded.push(Request::decode(&mut body).unwrap());
+        assert!(body.is_empty());
+        rest = &rest[4 + len..];
+    }
+    assert_eq!(decoded.len(), 3);
+    assert!(matches!(decoded[0], Request::RemoveAllIdentities));
+    for (req, key) in decoded[1..].iter().zip(&v.keys) {
+        match req {
+            Request::AddIdentity(add) => match &add.credential {
+                PrivateCredential::Key { privkey, comment } => {
+                    assert_eq!(privkey, key.private.key_data());
+                    assert_eq!(comment, "test-key");
+                }
+                other => panic!("unexpected credential {other:?}"),
+            },
+            other => panic!("unexpected request {other:?}"),
+        }
+    }
+}
+
+/// Debug output of loaded keys never contains key material.
+#[test]
+fn debug_output_has_no_key_material() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = ed25519(dir.path(), "k");
+    let plan = Plan {
+        gate: None,
+        ssh: vec![entry("a", "a.org", &k)],
+    };
+    let v = validate(&plan).unwrap();
+    let text = std::fs::read_to_string(&k).unwrap();
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    let shown = format!("{v:?} {:?}", v.keys[0]);
+    assert!(shown.contains(&v.keys[0].fingerprint));
+    for chunk in body.as_bytes().chunks(16) {
+        let chunk = std::str::from_utf8(chunk).unwrap();
+        assert!(!shown.contains(chunk), "Debug shows key bytes");
+    }
+}
+
+#[test]
+fn error_classes_map_to_exit_codes() {
+    let e = Error::MissingInContainer {
+        container: "c".into(),
+        missing: vec![Missing::Tool("socat".into()), Missing::User("node".into())],
+    };
+    assert_eq!(e.exit_code(), 3);
+    assert_eq!(
+        e.to_string(),
+        "container `c` is missing program `socat`, user `node`"
+    );
+    let e = Error::Plan {
+        entry: "ssh[0] (Host \"a\")".into(),
+        field: "User".into(),
+        reason: "is empty".into(),
+    };
+    assert_eq!(e.exit_code(), 2);
+    assert_eq!(e.to_string(), "ssh[0] (Host \"a\"): User: is empty");
+}

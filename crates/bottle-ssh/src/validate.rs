@@ -1,0 +1,385 @@
+//! Plan validation and key loading: everything checked before the container
+//! is touched.
+
+use crate::error::Error;
+use crate::plan::{Plan, SshEntry, Target};
+use serde::Serialize;
+use ssh_key::{Algorithm, HashAlg, PrivateKey, PublicKey};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+/// Longest value accepted in a `Host`, `HostName` or `User` line.
+pub const MAX_VALUE_LEN: usize = 255;
+/// Largest key file read (a 16384-bit RSA key is about 12 KiB).
+const MAX_KEY_FILE: u64 = 64 * 1024;
+
+/// A plan that passed every check, with its keys loaded (in memory only).
+pub struct ValidatedPlan {
+    /// The entries, in plan order.
+    pub entries: Vec<ValidEntry>,
+    /// Distinct keys, in order of first use. A key listed under several
+    /// aliases appears once.
+    pub keys: Vec<LoadedKey>,
+}
+
+/// One `[[ssh]]` entry after validation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ValidEntry {
+    pub alias: String,
+    pub hostname: String,
+    pub user: String,
+    /// Port `HostName` is reached on: the gate's port for this alias, or the
+    /// entry's `Port`, or 22.
+    pub connect_host: String,
+    pub connect_port: u16,
+    /// `KnownHostKey` without its comment, e.g. `ssh-ed25519 AAAA…`.
+    pub known_host_key: Option<String>,
+    pub identity_file: PathBuf,
+    /// SHA256 fingerprint of this entry's key.
+    pub fingerprint: String,
+}
+
+/// A private key read from an `IdentityFile`. `Debug` never shows key bytes.
+pub struct LoadedKey {
+    pub aliases: Vec<String>,
+    pub files: Vec<PathBuf>,
+    pub algorithm: String,
+    /// `SHA256:…`, as `ssh-add -l -E sha256` prints it.
+    pub fingerprint: String,
+    pub comment: String,
+    pub(crate) private: PrivateKey,
+}
+
+impl LoadedKey {
+    /// The public half, in OpenSSH format (`ssh-ed25519 AAAA… comment`).
+    pub fn public_openssh(&self) -> String {
+        self.private
+            .public_key()
+            .to_openssh()
+            .unwrap_or_else(|_| String::new())
+    }
+}
+
+impl fmt::Debug for LoadedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedKey")
+            .field("aliases", &self.aliases)
+            .field("algorithm", &self.algorithm)
+            .field("fingerprint", &self.fingerprint)
+            .field("comment", &self.comment)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for ValidatedPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ValidatedPlan")
+            .field("entries", &self.entries)
+            .field("keys", &self.keys)
+            .finish()
+    }
+}
+
+impl ValidatedPlan {
+    /// The distinct fingerprints the agent must hold, sorted.
+    pub fn fingerprints(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.keys.iter().map(|k| k.fingerprint.clone()).collect();
+        v.sort();
+        v
+    }
+}
+
+fn entry_name(i: usize, e: &SshEntry) -> String {
+    let mut host: String = e.host.chars().take(40).collect();
+    if host.len() < e.host.len() {
+        host.push('…');
+    }
+    format!("ssh[{i}] (Host {host:?})")
+}
+
+fn plan_err(entry: &str, field: &str, reason: impl Into<String>) -> Error {
+    Error::Plan {
+        entry: entry.to_string(),
+        field: field.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Which ssh_config value is checked: they differ in what they allow.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Alias,
+    Hostname,
+    User,
+}
+
+/// Why `value` cannot go into ssh_config as `kind`, if it cannot.
+///
+/// An allow-list, because ssh_config splits on whitespace and `=`, honours
+/// quotes and backslashes, starts comments with `#`, expands `%` tokens (in
+/// `HostName` and, in newer clients, `User`) and `${VAR}`, and treats `*`, `?`,
+/// `!` and `,` as pattern syntax in `Host`. A leading `-` would look like an
+/// option wherever the value reaches a command line.
+fn config_value_problem(value: &str, kind: Kind) -> Option<String> {
+    if value.is_empty() {
+        return Some("is empty".into());
+    }
+    if value.len() > MAX_VALUE_LEN {
+        return Some(format!("is longer than {MAX_VALUE_LEN} bytes"));
+    }
+    if value.starts_with('-') {
+        return Some("starts with `-` (would be read as an option)".into());
+    }
+    for c in value.chars() {
+        let ok = c.is_ascii_alphanumeric()
+            || matches!(c, '.' | '_' | '-')
+            || (kind == Kind::Hostname && c == ':');
+        if ok {
+            continue;
+        }
+        let why = match c {
+            '\n' | '\r' => "contains a line break (would start a new ssh_config line)".into(),
+            '\0' => "contains a NUL byte".into(),
+            c if c.is_whitespace() => {
+                "contains whitespace (ssh_config splits arguments on it)".into()
+            }
+            c if c.is_control() => format!("contains control character {c:?}"),
+            '"' | '\'' => "contains a quote (ssh_config interprets quotes)".into(),
+            '\\' => "contains a backslash (ssh_config interprets escapes)".into(),
+            '#' => "contains `#` (starts an ssh_config comment)".into(),
+            '=' => "contains `=` (ssh_config separates keyword and value with it)".into(),
+            '%' => "contains `%` (ssh expands %-tokens)".into(),
+            '$' => "contains `$` (ssh expands ${VAR})".into(),
+            '*' | '?' | '!' => format!("contains `{c}` (ssh_config pattern syntax)"),
+            ',' => "contains `,` (separates ssh_config pattern lists)".into(),
+            c if !c.is_ascii() => format!("contains non-ASCII character {c:?}"),
+            c => format!("contains `{c}` (allowed: letters, digits, `.`, `_`, `-`)"),
+        };
+        return Some(why);
+    }
+    None
+}
+
+fn check_value(entry: &str, field: &str, value: &str, kind: Kind) -> Result<(), Error> {
+    match config_value_problem(value, kind) {
+        Some(reason) => Err(plan_err(entry, field, reason)),
+        None => Ok(()),
+    }
+}
+
+fn check_port(entry: &str, field: &str, port: i64) -> Result<u16, Error> {
+    if (1..=65535).contains(&port) {
+        Ok(port as u16)
+    } else {
+        Err(plan_err(
+            entry,
+            field,
+            format!("{port} is not a port (1-65535)"),
+        ))
+    }
+}
+
+/// Parse a `KnownHostKey` and return it as `algorithm base64`, comment dropped.
+pub(crate) fn normalise_host_key(value: &str) -> Result<String, String> {
+    // A trailing line break (a value read from a .pub file) is harmless.
+    let value = value.trim();
+    if value.contains(['\n', '\r', '\0']) {
+        return Err("contains a line break or NUL (one key, one line)".into());
+    }
+    if value.contains("PRIVATE KEY") {
+        return Err("is a private key; give the server's public host key".into());
+    }
+    let mut key = PublicKey::from_openssh(value)
+        .map_err(|e| format!("is not an OpenSSH public key ({e})"))?;
+    key.set_comment("");
+    key.to_openssh()
+        .map(|s| s.trim_end().to_string())
+        .map_err(|e| format!("cannot be re-encoded ({e})"))
+}
+
+/// Read and parse one private key file. Errors name the file, never its bytes.
+pub(crate) fn load_private_key(path: &Path) -> Result<PrivateKey, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot be read: {e}"))?;
+    if meta.is_dir() {
+        return Err("is a directory, not a key file".into());
+    }
+    if meta.len() > MAX_KEY_FILE {
+        return Err(format!("is larger than {MAX_KEY_FILE} bytes; not a key"));
+    }
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| format!("cannot be read: {e}"))?);
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err("is empty".into());
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let trimmed = text.trim();
+    if !trimmed.contains("PRIVATE KEY") {
+        if PublicKey::from_openssh(trimmed).is_ok() {
+            return Err("is a public key; give the private key file (usually without .pub)".into());
+        }
+        return Err("is not an OpenSSH private key".into());
+    }
+    if !trimmed.contains("BEGIN OPENSSH PRIVATE KEY") {
+        return Err(
+            "is a PEM/PKCS#8 key, not supported yet; convert it with `ssh-keygen -p -f <file>`"
+                .into(),
+        );
+    }
+    let key = PrivateKey::from_openssh(trimmed.as_bytes())
+        .map_err(|e| format!("is not a valid OpenSSH private key ({e})"))?;
+    if key.is_encrypted() {
+        return Err(
+            "is passphrase-protected; passphrase-protected keys are not supported yet".into(),
+        );
+    }
+    match key.algorithm() {
+        Algorithm::SkEd25519 | Algorithm::SkEcdsaSha2NistP256 => Err(
+            "is a security-key (sk-) key; it needs its hardware token and cannot live in the container's agent".into(),
+        ),
+        Algorithm::Dsa => Err("is a DSA key; DSA is not supported".into()),
+        _ => Ok(key),
+    }
+}
+
+/// Check a target (from configuration): values reach ssh_config and socat
+/// address strings, so they are held to an allow-list too.
+pub fn validate_target(target: &Target) -> Result<(), Error> {
+    let terr = |field: &str, reason: String| Error::Target {
+        field: field.to_string(),
+        reason,
+    };
+    if let Some(why) = config_value_problem(&target.user, Kind::User) {
+        return Err(terr("user", why));
+    }
+    for (field, path) in [
+        ("home", &target.home),
+        ("agent_socket", &target.agent_socket),
+        ("public_socket", &target.public_socket),
+    ] {
+        if !path.starts_with('/') || path.len() < 2 {
+            return Err(terr(field, format!("{path:?} is not an absolute path")));
+        }
+        if path.split('/').any(|p| p == "." || p == "..") {
+            return Err(terr(field, format!("{path:?} contains `.` or `..`")));
+        }
+        // socat splits addresses on `:` and `,`; ssh_config on whitespace etc.
+        if let Some(c) = path
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-')))
+        {
+            return Err(terr(
+                field,
+                format!("{path:?} contains {c:?} (allowed: letters, digits, `/`, `.`, `_`, `-`)"),
+            ));
+        }
+    }
+    if target.agent_socket == target.public_socket {
+        return Err(terr(
+            "public_socket",
+            "must differ from agent_socket".to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// Validate a plan and load its keys. Reads the key files; nothing else.
+pub fn validate(plan: &Plan) -> Result<ValidatedPlan, Error> {
+    if plan.ssh.is_empty() {
+        return Err(plan_err("ssh", "ssh", "the plan has no [[ssh]] entries"));
+    }
+    if let Some(gate) = &plan.gate {
+        check_value("gate", "host", &gate.host, Kind::Hostname)?;
+    }
+
+    let mut entries = Vec::with_capacity(plan.ssh.len());
+    let mut keys: Vec<LoadedKey> = Vec::new();
+    let mut seen_aliases: BTreeMap<String, usize> = BTreeMap::new();
+
+    for (i, e) in plan.ssh.iter().enumerate() {
+        let name = entry_name(i, e);
+        check_value(&name, "Host", &e.host, Kind::Alias)?;
+        // ssh matches Host patterns case-insensitively.
+        if let Some(first) = seen_aliases.insert(e.host.to_ascii_lowercase(), i) {
+            return Err(plan_err(
+                &name,
+                "Host",
+                format!("alias duplicates ssh[{first}] (aliases must be unique)"),
+            ));
+        }
+        check_value(&name, "Hostname", &e.hostname, Kind::Hostname)?;
+        check_value(&name, "User", &e.user, Kind::User)?;
+        let own_port = match e.port {
+            Some(p) => check_port(&name, "Port", p)?,
+            None => 22,
+        };
+        let (connect_host, connect_port) = match &plan.gate {
+            Some(gate) => {
+                let p = gate.ports.get(&e.host).ok_or_else(|| {
+                    plan_err(
+                        "gate",
+                        &format!("ports.{}", e.host),
+                        format!("no gate port for alias {:?} ({name})", e.host),
+                    )
+                })?;
+                (
+                    gate.host.clone(),
+                    check_port("gate", &format!("ports.{}", e.host), *p)?,
+                )
+            }
+            None => (e.hostname.clone(), own_port),
+        };
+        let known_host_key = match &e.known_host_key {
+            Some(k) => Some(normalise_host_key(k).map_err(|r| plan_err(&name, "KnownHostKey", r))?),
+            None => None,
+        };
+        let key = load_private_key(&e.identity_file).map_err(|reason| Error::KeyFile {
+            entry: name.clone(),
+            path: e.identity_file.clone(),
+            reason,
+        })?;
+        let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+        match keys.iter_mut().find(|k| k.fingerprint == fingerprint) {
+            Some(k) => {
+                k.aliases.push(e.host.clone());
+                if !k.files.contains(&e.identity_file) {
+                    k.files.push(e.identity_file.clone());
+                }
+            }
+            None => keys.push(LoadedKey {
+                aliases: vec![e.host.clone()],
+                files: vec![e.identity_file.clone()],
+                algorithm: key.algorithm().as_str().to_string(),
+                fingerprint: fingerprint.clone(),
+                comment: key.comment().to_string(),
+                private: key,
+            }),
+        }
+        entries.push(ValidEntry {
+            alias: e.host.clone(),
+            hostname: e.hostname.clone(),
+            user: e.user.clone(),
+            connect_host,
+            connect_port,
+            known_host_key,
+            identity_file: e.identity_file.clone(),
+            fingerprint,
+        });
+    }
+
+    if let Some(gate) = &plan.gate {
+        if let Some(extra) = gate
+            .ports
+            .keys()
+            .find(|a| !plan.ssh.iter().any(|e| &e.host == *a))
+        {
+            return Err(plan_err(
+                "gate",
+                &format!("ports.{extra}"),
+                format!("port for {extra:?}, which is not an ssh alias"),
+            ));
+        }
+    }
+
+    Ok(ValidatedPlan { entries, keys })
+}
