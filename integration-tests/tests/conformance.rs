@@ -1,0 +1,662 @@
+//! The `ContainerRuntime` contract, checked unchanged against every engine.
+//!
+//! Each `check_*` runs once per engine (`docker::check_*`, `podman::check_*`)
+//! in its own bottle; see the crate docs for how to run them.
+
+use bottle_integration_tests::harness::{self, source_chain};
+use bottle_integration_tests::{assert_success, engine_tests, TestEnv};
+use bottle_runtime::{ContainerState, CopyEntry, Error, ExecOutput, ExecRequest};
+use futures_util::future::join_all;
+use sha2::{Digest, Sha256};
+use std::time::{Duration, Instant};
+
+const MIB: usize = 1 << 20;
+
+/// Deterministic bytes covering every value 0..=255 (xorshift64).
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Describe an exec result without dumping megabytes.
+fn summary(out: &ExecOutput) -> String {
+    let cut = |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(300)]).into_owned();
+    format!(
+        "exit {} stdout({} bytes) {:?} stderr({} bytes) {:?}",
+        out.exit_code,
+        out.stdout.len(),
+        cut(&out.stdout),
+        out.stderr.len(),
+        cut(&out.stderr)
+    )
+}
+
+async fn check_exit_codes(env: &TestEnv) {
+    for (script, code) in [("exit 0", 0), ("exit 7", 7), ("exit 255", 255)] {
+        let out = env.exec_as("0", &["/bin/sh", "-c", script]).await;
+        assert_eq!(out.exit_code, code, "{script}: {}", summary(&out));
+    }
+    let out = env.exec_as("0", &["false"]).await;
+    assert_eq!(out.exit_code, 1, "false: {}", summary(&out));
+    // Killed by a signal: the shell convention 128 + signal.
+    let out = env.exec_as("0", &["/bin/sh", "-c", "kill -9 $$"]).await;
+    assert_eq!(out.exit_code, 137, "kill -9: {}", summary(&out));
+}
+
+/// A program that does not exist never looks like a success: either the
+/// exec fails to start (ExecStart naming it) or it exits 126/127 (the shell
+/// conventions) with the program named in its output.
+async fn check_missing_binary(env: &TestEnv) {
+    let program = "/usr/bin/bottle-no-such-program";
+    let result = env
+        .rt()
+        .exec(env.bottle(), ExecRequest::new([program, "arg"]).user("0"))
+        .await;
+    match result {
+        Ok(out) => {
+            assert!(
+                out.exit_code == 126 || out.exit_code == 127,
+                "missing program: {}",
+                summary(&out)
+            );
+            let text = format!("{}{}", out.stdout_lossy(), out.stderr_lossy());
+            assert!(
+                text.contains(program),
+                "output names no program: {}",
+                summary(&out)
+            );
+        }
+        Err(Error::ExecStart {
+            program: named,
+            container,
+            ..
+        }) => {
+            assert_eq!(named, program);
+            assert_eq!(container, env.bottle());
+        }
+        Err(e) => panic!("missing program: unexpected error {e}{}", source_chain(&e)),
+    }
+    // The container is still usable afterwards.
+    assert_eq!(env.sh("echo ok", &[]).await, "ok\n");
+}
+
+async fn check_stdout_stderr_apart(env: &TestEnv) {
+    let out = env
+        .exec_as(
+            "0",
+            &[
+                "/bin/sh",
+                "-c",
+                "printf out1; printf err1 >&2; printf out2; printf err2 >&2; exit 3",
+            ],
+        )
+        .await;
+    assert_eq!(out.exit_code, 3);
+    assert_eq!(out.stdout, b"out1out2", "{}", summary(&out));
+    assert_eq!(out.stderr, b"err1err2", "{}", summary(&out));
+
+    // Only one stream used: the other is empty, not missing data.
+    let out = env
+        .exec_as("0", &["/bin/sh", "-c", "echo only-err >&2"])
+        .await;
+    assert_eq!(out.stdout, b"");
+    assert_eq!(out.stderr, b"only-err\n");
+}
+
+async fn check_large_output(env: &TestEnv) {
+    // 1 MiB of random bytes on both streams at once: a demultiplexing bug
+    // that swaps, drops or reorders frames changes a hash.
+    let hash = env
+        .sh(
+            "head -c \"$1\" /dev/urandom > /tmp/blob && sha256sum /tmp/blob | cut -d' ' -f1",
+            &[&MIB.to_string()],
+        )
+        .await;
+    let hash = hash.trim();
+    let out = env
+        .exec_as("0", &["/bin/sh", "-c", "cat /tmp/blob; cat /tmp/blob >&2"])
+        .await;
+    assert_success(&out, "cat blob");
+    assert_eq!(out.stdout.len(), MIB, "stdout length");
+    assert_eq!(out.stderr.len(), MIB, "stderr length");
+    assert_eq!(sha256_hex(&out.stdout), hash, "stdout bytes differ");
+    assert_eq!(sha256_hex(&out.stderr), hash, "stderr bytes differ");
+
+    // Text whose order is checkable line by line.
+    let out = env.exec_as("1000", &["seq", "1", "200000"]).await;
+    assert_success(&out, "seq");
+    let expected: String = (1..=200_000).map(|i| format!("{i}\n")).collect();
+    assert!(expected.len() > MIB);
+    assert!(
+        out.stdout == expected.as_bytes(),
+        "seq output differs ({} bytes, expected {})",
+        out.stdout.len(),
+        expected.len()
+    );
+}
+
+async fn check_large_stdin(env: &TestEnv) {
+    let data = pseudo_random(MIB, 0xb0771e);
+    let out = env
+        .rt()
+        .exec(
+            env.bottle(),
+            ExecRequest::new(["sha256sum"])
+                .user("1000")
+                .stdin(data.clone()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("sha256sum with stdin: {e}{}", source_chain(&e)));
+    assert_success(&out, "sha256sum");
+    assert_eq!(
+        out.stdout_lossy().split_whitespace().next(),
+        Some(sha256_hex(&data).as_str()),
+        "stdin arrived altered"
+    );
+
+    // Echoed back through `cat`: cat only exits once it sees EOF.
+    let started = Instant::now();
+    let out = env
+        .rt()
+        .exec(
+            env.bottle(),
+            ExecRequest::new(["cat"]).user("0").stdin(data.clone()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("cat with stdin: {e}{}", source_chain(&e)));
+    assert_success(&out, "cat");
+    assert_eq!(out.stdout.len(), data.len());
+    assert!(out.stdout == data, "cat echoed different bytes");
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+async fn check_stdin_eof(env: &TestEnv) {
+    // Empty stdin: EOF at once.
+    let out = env
+        .rt()
+        .exec(
+            env.bottle(),
+            ExecRequest::new(["wc", "-c"]).stdin(Vec::new()),
+        )
+        .await
+        .unwrap();
+    assert_success(&out, "wc -c");
+    assert_eq!(out.stdout_lossy().trim(), "0");
+
+    // Stdin without a trailing newline: `read` still gets the last line.
+    let out = env
+        .rt()
+        .exec_script(
+            env.bottle(),
+            "read -r a; read -r b || true; printf '%s|%s' \"$a\" \"$b\"",
+            &[],
+            Some(b"first\nsecond"),
+        )
+        .await
+        .unwrap();
+    assert_success(&out, "read");
+    assert_eq!(out.stdout, b"first|second");
+
+    // No stdin at all: a reader must not hang waiting for input.
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        env.rt().exec(env.bottle(), ExecRequest::new(["cat"])),
+    )
+    .await
+    .expect("cat without stdin hangs")
+    .unwrap();
+    assert_success(&out, "cat without stdin");
+    assert_eq!(out.stdout, b"");
+}
+
+async fn check_users(env: &TestEnv) {
+    for (user, uid, gid) in [
+        ("0", "0", "0"),
+        ("root", "0", "0"),
+        ("1000", "1000", "1000"),
+        ("node", "1000", "1000"),
+        ("1001:1001", "1001", "1001"),
+        ("1000:1001", "1000", "1001"),
+    ] {
+        let out = env
+            .exec_as(
+                user,
+                &["/bin/sh", "-c", "printf '%s %s' \"$(id -u)\" \"$(id -g)\""],
+            )
+            .await;
+        assert_success(&out, user);
+        assert_eq!(out.stdout_lossy(), format!("{uid} {gid}"), "user {user:?}");
+    }
+    // The default user of the test image is root; exec_root is uid 0.
+    let out = env.exec_as("", &["id", "-u"]).await;
+    assert_eq!(out.stdout_lossy(), "0\n");
+    let out = env
+        .rt()
+        .exec_root(env.bottle(), &["id", "-u"])
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_lossy(), "0\n");
+    // As node, root's home stays closed: the uid is really applied.
+    let out = env.exec_as("1000", &["ls", "/root"]).await;
+    assert_ne!(
+        out.exit_code,
+        0,
+        "uid 1000 could read /root: {}",
+        summary(&out)
+    );
+}
+
+/// `stat` line for each path: `%a %u %g %F`.
+async fn stat(env: &TestEnv, paths: &[&str]) -> Vec<String> {
+    let out = env
+        .sh("for p; do stat -c '%n %a %u %g %F' \"$p\"; done", paths)
+        .await;
+    out.lines().map(str::to_string).collect()
+}
+
+async fn check_copy_modes_and_owners(env: &TestEnv) {
+    let key = pseudo_random(4096, 7);
+    let entries = vec![
+        CopyEntry::dir("/srv/tree", 0o755, 0, 0),
+        CopyEntry::dir("/srv/tree/private", 0o700, 1000, 1000),
+        CopyEntry::file("/srv/tree/private/key", key.clone(), 0o600, 1000, 1000),
+        CopyEntry::file("/srv/tree/public.txt", b"hello\n".to_vec(), 0o644, 0, 0),
+        CopyEntry::file(
+            "/srv/tree/run.sh",
+            b"#!/bin/sh\necho ran as $(id -u)\n".to_vec(),
+            0o755,
+            1000,
+            1000,
+        ),
+        CopyEntry::dir("/srv/tree/a", 0o755, 1000, 1000),
+        CopyEntry::dir("/srv/tree/a/b", 0o700, 0, 0),
+        CopyEntry::file("/srv/tree/a/b/c.txt", b"deep".to_vec(), 0o644, 1000, 1000),
+        CopyEntry::file("/srv/tree/a/empty", Vec::new(), 0o600, 0, 0),
+    ];
+    env.rt()
+        .copy(env.bottle(), &entries)
+        .await
+        .unwrap_or_else(|e| panic!("copy: {e}{}", source_chain(&e)));
+
+    let paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+    let expected: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            let kind = match e.kind {
+                bottle_runtime::EntryKind::Dir => "directory",
+                bottle_runtime::EntryKind::File(ref b) if b.is_empty() => "regular empty file",
+                bottle_runtime::EntryKind::File(_) => "regular file",
+            };
+            format!("{} {:o} {} {} {kind}", e.path, e.mode, e.uid, e.gid)
+        })
+        .collect();
+    assert_eq!(stat(env, &paths).await, expected);
+
+    let sums = env
+        .sh("sha256sum /srv/tree/private/key | cut -d' ' -f1; cat /srv/tree/public.txt /srv/tree/a/b/c.txt", &[])
+        .await;
+    assert_eq!(sums, format!("{}\nhello\ndeep", sha256_hex(&key)));
+
+    // Modes are real: node runs its script and reads its key but not root's dir.
+    let out = env.exec_as("1000", &["/srv/tree/run.sh"]).await;
+    assert_success(&out, "run.sh as node");
+    assert_eq!(out.stdout_lossy(), "ran as 1000\n");
+    let out = env.exec_as("1000", &["ls", "/srv/tree/a/b"]).await;
+    assert_ne!(out.exit_code, 0, "node listed a 0700 root dir");
+}
+
+async fn check_copy_creates_missing_parents(env: &TestEnv) {
+    let entries = [CopyEntry::file(
+        "/opt/bottle/new/deep/file.txt",
+        b"content\n".to_vec(),
+        0o640,
+        1000,
+        1000,
+    )];
+    env.rt()
+        .copy(env.bottle(), &entries)
+        .await
+        .unwrap_or_else(|e| panic!("copy: {e}{}", source_chain(&e)));
+    assert_eq!(
+        stat(env, &["/opt/bottle/new/deep/file.txt"]).await,
+        vec!["/opt/bottle/new/deep/file.txt 640 1000 1000 regular file".to_string()]
+    );
+    let out = env
+        .sh(
+            "test -d /opt/bottle/new/deep && cat /opt/bottle/new/deep/file.txt",
+            &[],
+        )
+        .await;
+    assert_eq!(out, "content\n");
+    // Created parents must not lock out the file's owner.
+    let out = env
+        .exec_as("1000", &["cat", "/opt/bottle/new/deep/file.txt"])
+        .await;
+    assert_success(&out, "node reads its file through created parents");
+}
+
+/// Re-provisioning: copying over existing entries replaces content, mode and
+/// owner (a stale 0644 key must become 0600).
+async fn check_copy_overwrites(env: &TestEnv) {
+    let first = [
+        CopyEntry::dir("/srv/again", 0o755, 0, 0),
+        CopyEntry::file("/srv/again/f", b"one-longer-text".to_vec(), 0o644, 0, 0),
+    ];
+    env.rt().copy(env.bottle(), &first).await.unwrap();
+    let second = [
+        CopyEntry::dir("/srv/again", 0o700, 1000, 1000),
+        CopyEntry::file("/srv/again/f", b"two".to_vec(), 0o600, 1000, 1000),
+    ];
+    env.rt().copy(env.bottle(), &second).await.unwrap();
+    assert_eq!(
+        stat(env, &["/srv/again", "/srv/again/f"]).await,
+        vec![
+            "/srv/again 700 1000 1000 directory".to_string(),
+            "/srv/again/f 600 1000 1000 regular file".to_string(),
+        ]
+    );
+    assert_eq!(env.sh("cat /srv/again/f", &[]).await, "two");
+}
+
+fn assert_not_found(result: Result<impl std::fmt::Debug, Error>, name: &str, what: &str) {
+    match result {
+        Err(e @ Error::ContainerNotFound { .. }) => {
+            let Error::ContainerNotFound { container, .. } = &e else {
+                unreachable!()
+            };
+            assert_eq!(container, name, "{what}");
+            assert!(e.to_string().contains(name), "{what}: {e}");
+        }
+        other => panic!("{what} on a missing container: expected ContainerNotFound, got {other:?}"),
+    }
+}
+
+async fn check_missing_container(env: &TestEnv) {
+    let name = env.unique_name("never-created");
+    let rt = env.rt();
+    assert_not_found(rt.inspect(&name).await, &name, "inspect");
+    assert_not_found(
+        rt.exec(&name, ExecRequest::new(["true"])).await,
+        &name,
+        "exec",
+    );
+    assert_not_found(
+        rt.exec_script(&name, "true", &[], Some(b"x")).await,
+        &name,
+        "exec_script",
+    );
+    assert_not_found(
+        rt.copy(&name, &[CopyEntry::dir("/x", 0o755, 0, 0)]).await,
+        &name,
+        "copy",
+    );
+    assert_not_found(rt.require_running(&name).await, &name, "require_running");
+}
+
+fn assert_not_running(result: Result<impl std::fmt::Debug, Error>, name: &str, what: &str) {
+    match result {
+        Err(Error::ContainerNotRunning {
+            container, state, ..
+        }) => {
+            assert_eq!(container, name, "{what}");
+            assert!(
+                !state.is_empty() && state != "running",
+                "{what}: state {state:?}"
+            );
+        }
+        other => {
+            panic!("{what} on a stopped container: expected ContainerNotRunning, got {other:?}")
+        }
+    }
+}
+
+async fn check_stopped_container(env: &TestEnv) {
+    let info = env.start_bottle().await.expect("start a second bottle");
+    env.admin().stop(&info.name).await.expect("stop");
+    let rt = env.rt();
+    let inspected = rt.inspect(&info.name).await.unwrap();
+    assert_eq!(inspected.state, ContainerState::Exited);
+    assert!(!inspected.is_running());
+    assert_not_running(
+        rt.exec(&info.name, ExecRequest::new(["true"])).await,
+        &info.name,
+        "exec",
+    );
+    assert_not_running(
+        rt.exec_script(&info.name, "true", &[], None).await,
+        &info.name,
+        "exec_script",
+    );
+    assert_not_running(
+        rt.require_running(&info.name).await,
+        &info.name,
+        "require_running",
+    );
+    // The error names the container and its state.
+    let e = rt
+        .exec(&info.name, ExecRequest::new(["true"]))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains(&info.name), "{e}");
+}
+
+/// The contract's "not running is ContainerNotRunning" holds for `copy` too:
+/// files dropped into a stopped bottle would reach nothing that runs.
+async fn check_copy_into_stopped_container(env: &TestEnv) {
+    let info = env.start_bottle().await.expect("start a second bottle");
+    env.admin().stop(&info.name).await.expect("stop");
+    assert_not_running(
+        env.rt()
+            .copy(&info.name, &[CopyEntry::dir("/x", 0o755, 0, 0)])
+            .await,
+        &info.name,
+        "copy",
+    );
+}
+
+async fn check_paused_container(env: &TestEnv) {
+    let info = env.start_bottle().await.expect("start a second bottle");
+    let admin = env.admin();
+    admin.pause(&info.name).await.expect("pause");
+    let rt = env.rt();
+    assert_eq!(
+        rt.inspect(&info.name).await.unwrap().state,
+        ContainerState::Paused
+    );
+    let result = rt.exec(&info.name, ExecRequest::new(["true"])).await;
+    admin.unpause(&info.name).await.expect("unpause");
+    match result {
+        Err(Error::ContainerNotRunning {
+            container, state, ..
+        }) => {
+            assert_eq!(container, info.name);
+            assert_eq!(state, "paused");
+        }
+        other => panic!("exec on a paused container: expected ContainerNotRunning, got {other:?}"),
+    }
+    // Usable again once unpaused.
+    let out = rt.exec_root(&info.name, &["echo", "back"]).await.unwrap();
+    assert_eq!(out.stdout, b"back\n");
+}
+
+async fn check_concurrent_execs(env: &TestEnv) {
+    let rt = env.rt();
+    let runs = (0..50).map(|i| async move {
+        let arg = i.to_string();
+        let out = rt
+            .exec_script(
+                env.bottle(),
+                "cat; printf 'out-%s' \"$1\"; printf 'err-%s' \"$1\" >&2; exit $(($1 % 7))",
+                &[&arg],
+                Some(format!("in-{i};").as_bytes()),
+            )
+            .await;
+        (i, out)
+    });
+    for (i, out) in join_all(runs).await {
+        let out = out.unwrap_or_else(|e| panic!("exec #{i}: {e}{}", source_chain(&e)));
+        assert_eq!(out.stdout_lossy(), format!("in-{i};out-{i}"), "exec #{i}");
+        assert_eq!(out.stderr_lossy(), format!("err-{i}"), "exec #{i}");
+        assert_eq!(out.exit_code, i64::from(i % 7), "exec #{i}");
+    }
+}
+
+async fn check_script_args_verbatim(env: &TestEnv) {
+    let args = [
+        "plain",
+        "two words",
+        "$(touch /tmp/pwned)",
+        "`touch /tmp/pwned`",
+        "; touch /tmp/pwned #",
+        "'single' \"double\"",
+        "back\\slash\\n",
+        "*",
+        "line1\nline2",
+        "",
+        "-n",
+        "--",
+        "ünïcødé ✓",
+        "$HOME ${PATH} $1 $@",
+        "|&><!{}[]~%",
+    ];
+    let out = env
+        .rt()
+        .exec_script(
+            env.bottle(),
+            "for a; do printf '[%s]' \"$a\"; done; printf '%s' \"$#\" >&2",
+            &args,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_success(&out, "script");
+    let expected: String = args.iter().map(|a| format!("[{a}]")).collect();
+    assert_eq!(out.stdout_lossy(), expected);
+    assert_eq!(out.stderr_lossy(), args.len().to_string());
+
+    // argv without a shell is just as verbatim.
+    let mut argv = vec!["printf", "[%s]"];
+    argv.extend(args);
+    let out = env.exec_as("1000", &argv).await;
+    assert_success(&out, "printf argv");
+    assert_eq!(out.stdout_lossy(), expected);
+
+    let out = env.exec_as("0", &["ls", "/tmp/pwned"]).await;
+    assert_ne!(out.exit_code, 0, "an argument was executed");
+}
+
+async fn check_inspect(env: &TestEnv) {
+    let started = env.bottle_info();
+    assert_eq!(started.name, env.bottle());
+    assert!(started.is_running(), "{started:?}");
+    let info = env.rt().inspect(env.bottle()).await.unwrap();
+    assert_eq!(&info, started);
+    assert_eq!(info.id.len(), 64, "full id: {}", info.id);
+    assert!(
+        info.id.chars().all(|c| c.is_ascii_hexdigit()),
+        "{}",
+        info.id
+    );
+    assert!(!info.name.starts_with('/'), "{}", info.name);
+    // By id: the same container.
+    let by_id = env.rt().inspect(&info.id).await.unwrap();
+    assert_eq!(by_id, info);
+    let running = env.rt().require_running(env.bottle()).await.unwrap();
+    assert_eq!(running.id, info.id);
+}
+
+async fn check_version(env: &TestEnv) {
+    let info = env.rt().version().await.unwrap();
+    assert_eq!(info.engine, env.engine());
+    assert_eq!(info.endpoint, env.rt().endpoint());
+    let dotted = |s: &str| {
+        let parts: Vec<&str> = s.split(['.', '-', '+']).collect();
+        parts.len() >= 2 && parts[..2].iter().all(|p| p.parse::<u32>().is_ok())
+    };
+    assert!(dotted(&info.version), "version {:?}", info.version);
+    assert!(
+        dotted(&info.api_version),
+        "api_version {:?}",
+        info.api_version
+    );
+}
+
+async fn check_unreachable_engine(env: &TestEnv) {
+    let socket = format!(
+        "/tmp/bottle-test-no-engine-{}-{}.sock",
+        env.engine().name(),
+        std::process::id()
+    );
+    let endpoint = format!("unix://{socket}");
+    let started = Instant::now();
+    let err =
+        match harness::connect_with_timeout(env.engine(), Some(&endpoint), Duration::from_secs(10))
+        {
+            Err(e) => e,
+            Ok(conn) => {
+                let err = conn.runtime.version().await.unwrap_err();
+                // Every call says the same, not only version().
+                let exec = conn
+                    .runtime
+                    .exec(env.bottle(), ExecRequest::new(["true"]))
+                    .await
+                    .unwrap_err();
+                assert!(
+                    matches!(exec, Error::Unreachable { .. }),
+                    "exec on a dead engine: {exec:?}"
+                );
+                err
+            }
+        };
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    match &err {
+        Error::Unreachable {
+            engine,
+            endpoint: named,
+            ..
+        } => {
+            assert_eq!(*engine, env.engine());
+            assert!(named.contains(&socket), "endpoint {named:?}");
+        }
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+    assert!(err.is_unreachable());
+    assert!(err.to_string().contains(&socket), "{err}");
+}
+
+engine_tests!(
+    check_exit_codes,
+    check_missing_binary,
+    check_stdout_stderr_apart,
+    check_large_output,
+    check_large_stdin,
+    check_stdin_eof,
+    check_users,
+    check_copy_modes_and_owners,
+    check_copy_creates_missing_parents,
+    check_copy_overwrites,
+    check_missing_container,
+    check_stopped_container,
+    check_copy_into_stopped_container,
+    check_paused_container,
+    check_concurrent_execs,
+    check_script_args_verbatim,
+    check_inspect,
+    check_version,
+    check_unreachable_engine,
+);
