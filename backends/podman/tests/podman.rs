@@ -248,3 +248,84 @@ async fn version_and_timeout() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn unread_stdin_and_parallel_execs_do_not_hang() {
+    let Some(rt) = engine().await else { return };
+    let bottle = Bottle::start(&rt, "unread").await;
+    // The process exits without reading its stdin. Podman then resets the
+    // attach socket, may drop stdout (a Podman race, see the crate docs) and
+    // appends its own error line to stderr, which the backend removes.
+    for n in [10, 100_000, 8 << 20] {
+        let out = rt
+            .exec(
+                bottle.id(),
+                ExecRequest::new(["sh", "-c", "echo err >&2; exit 4"]).stdin(vec![7u8; n]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.exit_code, 4);
+        assert!(
+            out.stderr == b"err\n" || out.stderr.is_empty(),
+            "{n}: {:?}",
+            out.stderr_lossy()
+        );
+    }
+
+    // Large stdout without stdin, several execs at once on one runtime.
+    let runs = (0..6).map(|i| {
+        let rt = rt.clone();
+        let id = bottle.id().to_string();
+        tokio::spawn(async move {
+            let n = (1 << 20) + i;
+            let out = rt
+                .exec(
+                    &id,
+                    ExecRequest::new(["head", "-c", &n.to_string(), "/dev/urandom"]),
+                )
+                .await
+                .unwrap();
+            (n, out)
+        })
+    });
+    for run in runs.collect::<Vec<_>>() {
+        let (n, out) = run.await.unwrap();
+        assert_eq!((out.exit_code, out.stdout.len()), (0, n));
+    }
+}
+
+#[tokio::test]
+async fn run_joins_another_containers_network_namespace() {
+    let Some(rt) = engine().await else { return };
+    let bottle = Bottle::start(&rt, "netns").await;
+    let mut spec = bottle_runtime::RunSpec::new(common::IMAGE, ["/bin/sleep", "infinity"]);
+    spec.network = bottle_runtime::NetworkMode::Container(bottle.id().to_string());
+    spec.user = "1000".into();
+    let info = rt.run(&spec).await.unwrap();
+    let side = Bottle {
+        rt: rt.clone(),
+        info,
+    };
+    let netns = |id: String| {
+        let rt = rt.clone();
+        async move {
+            let out = rt
+                .exec_root(&id, &["stat", "-L", "-c", "%i", "/proc/self/ns/net"])
+                .await
+                .unwrap();
+            assert!(out.success(), "{}", out.stderr_lossy());
+            out.stdout_lossy()
+        }
+    };
+    assert_eq!(
+        netns(bottle.id().to_string()).await,
+        netns(side.id().to_string()).await
+    );
+    // The spec's user is the container's default user.
+    let out = rt
+        .exec(side.id(), ExecRequest::new(["id", "-u"]))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_lossy().trim(), "1000");
+    drop(side); // before the bottle whose namespace it shares
+}
