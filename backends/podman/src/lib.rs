@@ -103,19 +103,10 @@ impl PodmanRuntime {
 
     /// The endpoint that `connect(None, ..)` would use and why: e.g. (uri, "CONTAINER_HOST") / (uri, "rootless socket") / (uri, "default").
     pub fn default_endpoint() -> (String, &'static str) {
-        if let Some(host) = std::env::var("CONTAINER_HOST")
-            .ok()
-            .filter(|h| !h.is_empty())
-        {
-            return (host, "CONTAINER_HOST");
-        }
-        if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-            let sock = std::path::Path::new(&dir).join("podman/podman.sock");
-            if sock.exists() {
-                return (format!("unix://{}", sock.display()), "rootless socket");
-            }
-        }
-        (ROOTFUL_SOCKET.to_string(), "default")
+        endpoint_from(
+            std::env::var("CONTAINER_HOST").ok(),
+            std::env::var_os("XDG_RUNTIME_DIR"),
+        )
     }
 
     /// The per-call timeout this runtime was configured with.
@@ -383,6 +374,24 @@ fn fault(e: &podman_api::Error) -> Option<(u16, &str)> {
         }
         _ => None,
     }
+}
+
+/// `default_endpoint` on explicit inputs, so it is testable without touching
+/// the process environment.
+fn endpoint_from(
+    container_host: Option<String>,
+    xdg_runtime_dir: Option<std::ffi::OsString>,
+) -> (String, &'static str) {
+    if let Some(host) = container_host.filter(|h| !h.is_empty()) {
+        return (host, "CONTAINER_HOST");
+    }
+    if let Some(dir) = xdg_runtime_dir.filter(|d| !d.is_empty()) {
+        let sock = std::path::Path::new(&dir).join("podman/podman.sock");
+        if sock.exists() {
+            return (format!("unix://{}", sock.display()), "rootless socket");
+        }
+    }
+    (ROOTFUL_SOCKET.to_string(), "default")
 }
 
 /// The kind of the I/O error behind a stream error. `IO` is a transparent
@@ -665,6 +674,34 @@ mod tests {
             assert!(!strip_attach_reset_noise(&mut e));
             assert_eq!(e, keep);
         }
+    }
+
+    #[test]
+    fn endpoint_choice() {
+        let host = Some("unix:///tmp/elsewhere.sock".to_string());
+        assert_eq!(
+            endpoint_from(host, None),
+            ("unix:///tmp/elsewhere.sock".into(), "CONTAINER_HOST")
+        );
+        // An empty CONTAINER_HOST counts as unset; a runtime dir without the
+        // socket falls through to the rootful default.
+        let dir = std::env::temp_dir().join(format!("bottle-podman-ep-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("podman")).unwrap();
+        assert_eq!(
+            endpoint_from(Some(String::new()), Some(dir.clone().into_os_string())),
+            (ROOTFUL_SOCKET.into(), "default")
+        );
+        // Any file will do: only its existence is checked.
+        std::fs::write(dir.join("podman/podman.sock"), b"").unwrap();
+        let got = endpoint_from(None, Some(dir.clone().into_os_string()));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            got,
+            (
+                format!("unix://{}", dir.join("podman/podman.sock").display()),
+                "rootless socket"
+            )
+        );
     }
 
     #[test]

@@ -27,21 +27,20 @@ async fn unreachable_endpoint_is_named() {
         );
         assert!(err.to_string().contains(endpoint), "{err}");
     }
-}
 
-#[tokio::test]
-async fn default_endpoint_prefers_container_host() {
-    // The only test that touches the environment.
-    std::env::set_var("CONTAINER_HOST", "unix:///tmp/elsewhere.sock");
-    let (uri, why) = PodmanRuntime::default_endpoint();
-    std::env::remove_var("CONTAINER_HOST");
-    assert_eq!(
-        (uri.as_str(), why),
-        ("unix:///tmp/elsewhere.sock", "CONTAINER_HOST")
+    // A socket file nobody listens on: connection refused.
+    let dir = std::env::temp_dir().join(format!("bottle-podman-stale-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("podman.sock");
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    let stale = format!("unix://{}", path.display());
+    let rt = PodmanRuntime::connect(Some(&stale), Duration::from_secs(5)).unwrap();
+    let err = rt.inspect("x").await.unwrap_err();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        matches!(&err, Error::Unreachable { endpoint: e, .. } if *e == stale),
+        "{err:?}"
     );
-    let (uri, why) = PodmanRuntime::default_endpoint();
-    assert!(why == "rootless socket" || why == "default", "{why}");
-    assert!(uri.starts_with("unix://"), "{uri}");
 }
 
 #[tokio::test]
@@ -216,6 +215,27 @@ async fn copy_keeps_modes_and_owners() {
         .await
         .unwrap();
     assert_eq!(out.stdout_lossy().trim(), "640 0 1000 2");
+
+    // Parents that are not listed are created too.
+    let deep = vec![CopyEntry::file(
+        "/srv/a/b/c.txt",
+        b"c".to_vec(),
+        0o640,
+        1000,
+        0,
+    )];
+    rt.copy(bottle.id(), &deep).await.unwrap();
+    let out = rt
+        .exec_root(bottle.id(), &["stat", "-c", "%a %u %g", "/srv/a/b/c.txt"])
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_lossy().trim(), "640 1000 0");
+
+    let gone = rt.copy("bottle-podman-no-such-container", &deep).await;
+    assert!(
+        matches!(gone, Err(Error::ContainerNotFound { .. })),
+        "{gone:?}"
+    );
 
     let bad = rt
         .copy(bottle.id(), &[CopyEntry::dir("relative", 0o755, 0, 0)])
