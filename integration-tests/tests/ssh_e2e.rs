@@ -1,0 +1,680 @@
+//! The SSH provisioner end to end, on every engine, through a real OpenSSH
+//! server.
+//!
+//! Each check gets a bottle (network `none`) and, where it needs one, an
+//! `sshd` from the same image in a second container that shares the bottle's
+//! network namespace, listening on 127.0.0.1 gate ports with a host key
+//! generated here and `git` as the login user. Then, as uid 1000 in the
+//! bottle, `ssh <alias>` must log in with keys the user cannot read.
+
+use async_trait::async_trait;
+use bottle_integration_tests::{assert_success, engine_tests, TestEnv};
+use bottle_runtime::{
+    ContainerInfo, ContainerRuntime, CopyEntry, Engine, EngineInfo, ExecOutput, ExecRequest,
+    NetworkMode, RunSpec,
+};
+use bottle_ssh::{Error, Gate, Missing, Plan, SshEntry, Target};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+const PORTS: [u16; 2] = [2201, 2202];
+const USER: &str = "1000";
+
+/// Keys generated on the host for one check.
+struct Keys {
+    dir: tempfile::TempDir,
+    /// The sshd's host key (private part goes into the sshd container only).
+    host_key: PathBuf,
+    /// Plan keys: both named `id_ed25519`, in different folders.
+    a: PathBuf,
+    b: PathBuf,
+    /// Authorized at the sshd, used by the rotate check.
+    rotated: PathBuf,
+    /// Never in a plan nor authorized.
+    outsider: PathBuf,
+}
+
+fn keygen(dir: &Path, rel: &str) -> PathBuf {
+    let path = dir.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", rel, "-f"])
+        .arg(&path)
+        .output()
+        .expect("run ssh-keygen");
+    assert!(out.status.success(), "ssh-keygen {rel}");
+    path
+}
+
+fn public(key: &Path) -> String {
+    std::fs::read_to_string(key.with_extension("pub"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn fingerprint(key: &Path) -> String {
+    let out = Command::new("ssh-keygen")
+        .args(["-l", "-E", "sha256", "-f"])
+        .arg(key)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
+impl Keys {
+    fn new() -> Keys {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        Keys {
+            host_key: keygen(p, "host/ssh_host_ed25519_key"),
+            a: keygen(p, "a/id_ed25519"),
+            b: keygen(p, "b/id_ed25519"),
+            rotated: keygen(p, "rotated/id_ed25519"),
+            outsider: keygen(p, "outsider/id_ed25519"),
+            dir,
+        }
+    }
+
+    fn entry(&self, alias: &str, key: &Path, pin: Option<String>) -> SshEntry {
+        SshEntry {
+            host: alias.into(),
+            hostname: format!("{alias}.git.example"),
+            user: "git".into(),
+            identity_file: key.to_path_buf(),
+            known_host_key: pin,
+            port: None,
+        }
+    }
+
+    /// Two aliases through the gate, both pinned to the sshd's host key.
+    fn plan(&self) -> Plan {
+        let pin = Some(public(&self.host_key));
+        Plan {
+            gate: Some(gate(&["a", "b"])),
+            ssh: vec![
+                self.entry("a", &self.a, pin.clone()),
+                self.entry("b", &self.b, pin),
+            ],
+        }
+    }
+}
+
+fn gate(aliases: &[&str]) -> Gate {
+    Gate {
+        host: "127.0.0.1".into(),
+        ports: aliases
+            .iter()
+            .zip(PORTS)
+            .map(|(a, p)| (a.to_string(), i64::from(p)))
+            .collect(),
+    }
+}
+
+/// Start sshd in the bottle's network namespace; wait until it listens.
+async fn start_sshd(env: &TestEnv, keys: &Keys) -> ContainerInfo {
+    let mut spec = RunSpec::new(env.image(), ["/bin/sleep", "infinity"]);
+    spec.network = NetworkMode::Container(env.bottle_info().id.clone());
+    let sshd = env.run_container(spec).await.expect("start sshd container");
+    let mut config = String::new();
+    for p in PORTS {
+        config.push_str(&format!("Port {p}\n"));
+    }
+    config.push_str(
+        "ListenAddress 127.0.0.1\nHostKey /etc/ssh/test_host_key\n\
+         AuthorizedKeysFile /etc/ssh/authorized/%u\nPasswordAuthentication no\n\
+         KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nUsePAM no\n\
+         StrictModes yes\nPidFile /run/sshd-test.pid\n",
+    );
+    let authorized = [&keys.a, &keys.b, &keys.rotated]
+        .iter()
+        .map(|k| public(k) + "\n")
+        .collect::<String>();
+    env.rt()
+        .copy(
+            &sshd.id,
+            &[
+                CopyEntry::file(
+                    "/etc/ssh/test_host_key",
+                    std::fs::read(&keys.host_key).unwrap(),
+                    0o600,
+                    0,
+                    0,
+                ),
+                CopyEntry::file("/etc/ssh/sshd_test_config", config.into(), 0o644, 0, 0),
+                CopyEntry::dir("/etc/ssh/authorized", 0o755, 0, 0),
+                CopyEntry::file("/etc/ssh/authorized/git", authorized.into(), 0o644, 0, 0),
+            ],
+        )
+        .await
+        .expect("copy sshd files");
+    let out = env
+        .rt()
+        .exec_root(
+            &sshd.id,
+            &["/usr/sbin/sshd", "-f", "/etc/ssh/sshd_test_config"],
+        )
+        .await
+        .unwrap();
+    assert_success(&out, "start sshd");
+    env.sh(
+        r#"for p in "$@"; do
+             i=0
+             until socat -u OPEN:/dev/null "TCP:127.0.0.1:$p" 2>/dev/null; do
+               i=$((i+1)); [ "$i" -lt 100 ] || { echo "sshd not listening on $p" >&2; exit 1; }
+               sleep 0.1
+             done
+           done"#,
+        &["2201", "2202"],
+    )
+    .await;
+    sshd
+}
+
+async fn ssh_as_user(env: &TestEnv, alias: &str, extra: &[&str]) -> ExecOutput {
+    let mut argv = vec!["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"];
+    argv.extend_from_slice(extra);
+    argv.extend([alias, "id", "-un"]);
+    env.exec_as(USER, &argv).await
+}
+
+async fn provision(env: &TestEnv, plan: &Plan) -> bottle_ssh::ProvisionReport {
+    bottle_ssh::provision(env.rt(), env.bottle(), plan, &Target::default())
+        .await
+        .unwrap_or_else(|e| panic!("provision: {e} ({e:?})"))
+}
+
+async fn verify_ok(env: &TestEnv, plan: &Plan) -> bottle_ssh::VerifyReport {
+    let report = bottle_ssh::verify(env.rt(), env.bottle(), plan, &Target::default())
+        .await
+        .unwrap_or_else(|e| panic!("verify: {e} ({e:?})"));
+    assert!(
+        report.ok(),
+        "verify failed: {:#?}",
+        report.failures().collect::<Vec<_>>()
+    );
+    report
+}
+
+/// Live (non-zombie) processes in the bottle whose argv contains `needle`.
+async fn live_processes(env: &TestEnv, needle: &str) -> usize {
+    let out = env
+        .sh(
+            r#"n=0
+               for d in /proc/[0-9]*; do
+                 st=$(sed -n 's/^.*) \(.\).*$/\1/p' "$d/stat" 2>/dev/null)
+                 [ -n "$st" ] && [ "$st" != Z ] || continue
+                 c=$(tr '\0' ' ' < "$d/cmdline" 2>/dev/null)
+                 case $c in *"$1"*) case $c in *bottle-count*) ;; *) n=$((n+1));; esac;; esac
+               done
+               echo "$n""#,
+            &[needle, "bottle-count"],
+        )
+        .await;
+    out.trim().parse().unwrap()
+}
+
+async fn agent_fingerprints(env: &TestEnv) -> Vec<String> {
+    let out = env
+        .exec_as(
+            USER,
+            &[
+                "env",
+                "SSH_AUTH_SOCK=/run/claude-bottle-agent-public.sock",
+                "ssh-add",
+                "-l",
+                "-E",
+                "sha256",
+            ],
+        )
+        .await;
+    let mut v: Vec<String> = out
+        .stdout_lossy()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .collect();
+    v.sort();
+    v
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// As uid 1000, `ssh <alias> id -un` prints `git` for every alias; both
+/// keys have the same file name; verify passes; a key not in the plan is
+/// refused by the server; the user cannot use the private socket nor read
+/// the agent's or forwarder's /proc files.
+async fn check_user_reaches_every_alias(env: &TestEnv) {
+    let keys = Keys::new();
+    start_sshd(env, &keys).await;
+    let plan = keys.plan();
+    let report = provision(env, &plan).await;
+    assert_eq!(report.keys.len(), 2, "two keys named id_ed25519 both load");
+    for alias in ["a", "b"] {
+        let out = ssh_as_user(env, alias, &[]).await;
+        assert_success(&out, &format!("ssh {alias}"));
+        assert_eq!(out.stdout_lossy(), "git\n");
+    }
+    let verify = verify_ok(env, &plan).await;
+    for name in [
+        "private socket refuses the user",
+        "agent mem unreadable by the user",
+        "agent environ unreadable by the user",
+        "forwarder mem unreadable by the user",
+        "forwarder environ unreadable by the user",
+        "no private key file",
+    ] {
+        assert!(
+            verify.check(name).is_some_and(|c| c.ok),
+            "{name}: {verify:#?}"
+        );
+    }
+
+    // Directly, as the user: the private socket refuses the connection.
+    let out = env
+        .exec_as(
+            USER,
+            &[
+                "socat",
+                "-u",
+                "OPEN:/dev/null",
+                "UNIX-CONNECT:/run/claude-bottle-agent.sock",
+            ],
+        )
+        .await;
+    assert!(!out.success(), "user connected to the private socket");
+    assert!(
+        out.stderr_lossy().contains("Permission denied"),
+        "{}",
+        out.stderr_lossy()
+    );
+    // ... and cannot read the agent's memory or environment.
+    let pid = report.agent.pid.to_string();
+    for file in ["environ", "mem", "maps"] {
+        let out = env
+            .exec_as(USER, &["cat", &format!("/proc/{pid}/{file}")])
+            .await;
+        assert!(
+            !out.success() && out.stdout.is_empty(),
+            "read /proc/{pid}/{file}"
+        );
+    }
+
+    // A key outside the plan is refused by the server (same alias, no agent).
+    env.rt()
+        .copy(
+            env.bottle(),
+            &[CopyEntry::file(
+                "/tmp/outsider",
+                std::fs::read(&keys.outsider).unwrap(),
+                0o600,
+                1000,
+                1000,
+            )],
+        )
+        .await
+        .unwrap();
+    let out = ssh_as_user(
+        env,
+        "a",
+        &[
+            "-o",
+            "IdentityAgent=none",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-i",
+            "/tmp/outsider",
+        ],
+    )
+    .await;
+    env.sh("rm -f /tmp/outsider", &[]).await;
+    assert!(
+        !out.success(),
+        "outsider key accepted: {}",
+        out.stdout_lossy()
+    );
+    assert!(
+        out.stderr_lossy().contains("Permission denied"),
+        "{}",
+        out.stderr_lossy()
+    );
+}
+
+/// A wrong KnownHostKey makes ssh fail host key verification; the right one
+/// (same sshd, same everything else) works.
+async fn check_wrong_known_host_key_fails(env: &TestEnv) {
+    let keys = Keys::new();
+    start_sshd(env, &keys).await;
+    let mut plan = keys.plan();
+    plan.ssh[0].known_host_key = Some(public(&keys.outsider));
+    provision(env, &plan).await;
+    let out = ssh_as_user(env, "a", &[]).await;
+    assert!(!out.success(), "connected despite a wrong host key");
+    assert!(
+        out.stderr_lossy().contains("Host key verification failed"),
+        "{}",
+        out.stderr_lossy()
+    );
+    provision(env, &keys.plan()).await;
+    let out = ssh_as_user(env, "a", &[]).await;
+    assert_success(&out, "ssh a with the right host key");
+}
+
+/// Provisioning again with the same plan: one agent, one forwarder (both
+/// reused), the same files; a killed agent (a zombie: PID 1 does not reap)
+/// is detected by verify and replaced by the next provision.
+async fn check_reprovision_is_idempotent(env: &TestEnv) {
+    let keys = Keys::new();
+    let plan = keys.plan();
+    let first = provision(env, &plan).await;
+    assert!(first.agent.started && first.forwarder.started);
+    let config = env
+        .sh(
+            "cat /home/node/.ssh/config /home/node/.ssh/known_hosts",
+            &[],
+        )
+        .await;
+    for _ in 0..3 {
+        let again = provision(env, &plan).await;
+        assert_eq!(again.agent.pid, first.agent.pid);
+        assert_eq!(again.forwarder.pid, first.forwarder.pid);
+        assert!(!again.agent.started && !again.forwarder.started);
+        assert_eq!(again.files, first.files);
+        assert!(again.removed.is_empty(), "{:?}", again.removed);
+    }
+    assert_eq!(live_processes(env, "ssh-agent").await, 1);
+    assert_eq!(live_processes(env, "UNIX-LISTEN:").await, 1);
+    assert_eq!(
+        env.sh(
+            "cat /home/node/.ssh/config /home/node/.ssh/known_hosts",
+            &[]
+        )
+        .await,
+        config
+    );
+    verify_ok(env, &plan).await;
+
+    env.sh("kill \"$1\"", &[&first.agent.pid.to_string()]).await;
+    let report = bottle_ssh::verify(env.rt(), env.bottle(), &plan, &Target::default())
+        .await
+        .unwrap();
+    assert!(!report.check("agent running").unwrap().ok, "{report:#?}");
+    assert!(!report.ok());
+    let repaired = provision(env, &plan).await;
+    assert!(repaired.agent.started && !repaired.forwarder.started);
+    assert_eq!(live_processes(env, "ssh-agent").await, 1);
+    verify_ok(env, &plan).await;
+}
+
+/// A changed plan: the agent holds exactly the new keys, the config is
+/// rewritten, known_hosts (no longer pinned) removed, and ssh uses the new key.
+async fn check_rotate_loads_only_new_keys(env: &TestEnv) {
+    let keys = Keys::new();
+    start_sshd(env, &keys).await;
+    let first = keys.plan();
+    provision(env, &first).await;
+    assert_eq!(
+        agent_fingerprints(env).await,
+        sorted(vec![fingerprint(&keys.a), fingerprint(&keys.b)])
+    );
+    let mut second = Plan {
+        gate: Some(gate(&["a"])),
+        ssh: vec![keys.entry("a", &keys.rotated, None)],
+    };
+    let report = provision(env, &second).await;
+    assert_eq!(
+        agent_fingerprints(env).await,
+        vec![fingerprint(&keys.rotated)]
+    );
+    assert_eq!(
+        report.removed,
+        vec!["/home/node/.ssh/known_hosts".to_string()]
+    );
+    let config = env.sh("cat /home/node/.ssh/config", &[]).await;
+    assert!(
+        config.starts_with("Host a\n") && !config.contains("Host b"),
+        "{config}"
+    );
+    assert_eq!(env.sh("ls -A /home/node/.ssh", &[]).await, "config\n");
+    verify_ok(env, &second).await;
+    // Unpinned now: accept the host key for this one call only.
+    let out = ssh_as_user(
+        env,
+        "a",
+        &[
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ],
+    )
+    .await;
+    assert_success(&out, "ssh a with the rotated key");
+    assert_eq!(out.stdout_lossy(), "git\n");
+    // Pinned again with the rotated key.
+    second.ssh[0].known_host_key = Some(public(&keys.host_key));
+    provision(env, &second).await;
+    assert_success(&ssh_as_user(env, "a", &[]).await, "ssh a pinned");
+}
+
+/// After a container restart (agent and forwarder gone, their sockets and
+/// pid files left on /run), provisioning works again.
+async fn check_restart_then_provision(env: &TestEnv) {
+    let keys = Keys::new();
+    let plan = keys.plan();
+    let first = provision(env, &plan).await;
+    let admin = env.admin();
+    admin.stop(env.bottle()).await.unwrap();
+    admin.start(env.bottle()).await.unwrap();
+    // The stale sockets are still there.
+    env.sh(
+        "test -S /run/claude-bottle-agent.sock && test -S /run/claude-bottle-agent-public.sock && test -f /run/claude-bottle/agent.pid",
+        &[],
+    )
+    .await;
+    assert_eq!(live_processes(env, "ssh-agent").await, 0);
+    let report = bottle_ssh::verify(env.rt(), env.bottle(), &plan, &Target::default())
+        .await
+        .unwrap();
+    assert!(!report.ok());
+    let again = provision(env, &plan).await;
+    assert!(again.agent.started && again.forwarder.started);
+    assert_eq!(again.keys, first.keys);
+    verify_ok(env, &plan).await;
+    // sshd's namespace went away with the bottle's: start it now.
+    start_sshd(env, &keys).await;
+    for alias in ["a", "b"] {
+        assert_success(&ssh_as_user(env, alias, &[]).await, alias);
+    }
+}
+
+/// deprovision stops both processes, removes the sockets, the files and the
+/// state dir; a second deprovision is harmless; provisioning works again.
+async fn check_deprovision_removes_everything(env: &TestEnv) {
+    let keys = Keys::new();
+    let plan = keys.plan();
+    let p = provision(env, &plan).await;
+    let d = bottle_ssh::deprovision(env.rt(), env.bottle(), &Target::default())
+        .await
+        .unwrap();
+    assert_eq!(d.stopped_agent, Some(p.agent.pid));
+    assert_eq!(d.stopped_forwarder, Some(p.forwarder.pid));
+    assert_eq!(live_processes(env, "ssh-agent").await, 0);
+    assert_eq!(live_processes(env, "UNIX-LISTEN:").await, 0);
+    let left = env
+        .sh(
+            "for f in /run/claude-bottle-agent.sock /run/claude-bottle-agent-public.sock /run/claude-bottle /home/node/.ssh; do [ -e \"$f\" ] && echo \"$f\"; done; true",
+            &[],
+        )
+        .await;
+    assert_eq!(left, "", "left behind");
+    let d2 = bottle_ssh::deprovision(env.rt(), env.bottle(), &Target::default())
+        .await
+        .unwrap();
+    assert_eq!(d2.stopped_agent, None);
+    assert!(d2.removed.is_empty(), "{:?}", d2.removed);
+    provision(env, &plan).await;
+    verify_ok(env, &plan).await;
+}
+
+/// Missing tool or user: a clear error naming it, before any key is sent
+/// (no agent started, no socket, no files).
+async fn check_missing_tool_or_user_is_named(env: &TestEnv) {
+    let keys = Keys::new();
+    let plan = keys.plan();
+    let target = Target {
+        user: "nobody-here".into(),
+        home: "/home/nobody-here".into(),
+        ..Target::default()
+    };
+    let e = bottle_ssh::provision(env.rt(), env.bottle(), &plan, &target)
+        .await
+        .unwrap_err();
+    match &e {
+        Error::MissingInContainer { missing, .. } => assert_eq!(
+            missing,
+            &vec![
+                Missing::User("nobody-here".into()),
+                Missing::Home("/home/nobody-here".into())
+            ]
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(e.exit_code(), 3);
+    env.sh("rm \"$(command -v socat)\"", &[]).await;
+    let e = bottle_ssh::provision(env.rt(), env.bottle(), &plan, &Target::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::MissingInContainer { missing, .. } if missing == &vec![Missing::Tool("socat".into())]),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("program `socat`"), "{e}");
+    let left = env
+        .sh(
+            "ls -A /run /home/node; ps -eo comm | grep -c ssh-agent; true",
+            &[],
+        )
+        .await;
+    assert!(!left.contains("claude-bottle"), "{left}");
+    assert!(!left.contains(".ssh"), "{left}");
+    assert!(left.trim_end().ends_with('0'), "{left}");
+}
+
+/// Counts calls to the runtime it wraps.
+#[derive(Debug)]
+struct Counting {
+    inner: Arc<dyn ContainerRuntime>,
+    execs: AtomicUsize,
+    copies: AtomicUsize,
+    other: AtomicUsize,
+}
+
+impl Counting {
+    fn new(inner: Arc<dyn ContainerRuntime>) -> Self {
+        Counting {
+            inner,
+            execs: AtomicUsize::new(0),
+            copies: AtomicUsize::new(0),
+            other: AtomicUsize::new(0),
+        }
+    }
+    fn take(&self) -> (usize, usize, usize) {
+        (
+            self.execs.swap(0, Ordering::SeqCst),
+            self.copies.swap(0, Ordering::SeqCst),
+            self.other.swap(0, Ordering::SeqCst),
+        )
+    }
+}
+
+#[async_trait]
+impl ContainerRuntime for Counting {
+    fn engine(&self) -> Engine {
+        self.inner.engine()
+    }
+    fn endpoint(&self) -> &str {
+        self.inner.endpoint()
+    }
+    async fn version(&self) -> bottle_runtime::Result<EngineInfo> {
+        self.other.fetch_add(1, Ordering::SeqCst);
+        self.inner.version().await
+    }
+    async fn inspect(&self, c: &str) -> bottle_runtime::Result<ContainerInfo> {
+        self.other.fetch_add(1, Ordering::SeqCst);
+        self.inner.inspect(c).await
+    }
+    async fn exec(&self, c: &str, r: ExecRequest) -> bottle_runtime::Result<ExecOutput> {
+        self.execs.fetch_add(1, Ordering::SeqCst);
+        self.inner.exec(c, r).await
+    }
+    async fn copy(&self, c: &str, e: &[CopyEntry]) -> bottle_runtime::Result<()> {
+        self.copies.fetch_add(1, Ordering::SeqCst);
+        self.inner.copy(c, e).await
+    }
+}
+
+/// The same number of runtime calls (2 execs, 1 copy) for 1 key and for 20
+/// keys; a bad plan makes no call at all.
+async fn check_runtime_calls_do_not_grow_with_keys(env: &TestEnv) {
+    let keys = Keys::new();
+    let counting = Counting::new(env.runtime());
+    let one = Plan {
+        gate: None,
+        ssh: vec![keys.entry("k0", &keys.a, None)],
+    };
+    bottle_ssh::provision(&counting, env.bottle(), &one, &Target::default())
+        .await
+        .unwrap();
+    assert_eq!(counting.take(), (2, 1, 0));
+    let twenty = Plan {
+        gate: None,
+        ssh: (0..20)
+            .map(|i| {
+                keys.entry(
+                    &format!("k{i}"),
+                    &keygen(keys.dir.path(), &format!("many/{i}")),
+                    None,
+                )
+            })
+            .collect(),
+    };
+    let report = bottle_ssh::provision(&counting, env.bottle(), &twenty, &Target::default())
+        .await
+        .unwrap();
+    assert_eq!(counting.take(), (2, 1, 0));
+    assert_eq!(report.keys.len(), 20);
+    assert_eq!(agent_fingerprints(env).await.len(), 20);
+    verify_ok(env, &twenty).await;
+
+    let mut bad = twenty.clone();
+    bad.ssh[7].user = "git\nProxyCommand sh".into();
+    let e = bottle_ssh::provision(&counting, env.bottle(), &bad, &Target::default())
+        .await
+        .unwrap_err();
+    assert!(e.is_plan_error(), "{e}");
+    assert_eq!(
+        counting.take(),
+        (0, 0, 0),
+        "a bad plan touched the container"
+    );
+}
+
+engine_tests!(
+    check_user_reaches_every_alias,
+    check_wrong_known_host_key_fails,
+    check_reprovision_is_idempotent,
+    check_rotate_loads_only_new_keys,
+    check_restart_then_provision,
+    check_deprovision_removes_everything,
+    check_missing_tool_or_user_is_named,
+    check_runtime_calls_do_not_grow_with_keys,
+);
