@@ -314,10 +314,15 @@ fn remove_blocking(engine: Engine, endpoint: &str, names: &[String]) {
 }
 
 fn unreachable(test: &str, engine: Engine, endpoint: &str, e: &Error) -> Option<TestEnv> {
-    let why = format!(
-        "{test}: {engine} at {endpoint} is unreachable: {e}{}",
-        source_chain(e)
-    );
+    let message = e.to_string();
+    let why = if message.contains(endpoint) {
+        format!("{test}: {message}{}", source_chain(e))
+    } else {
+        format!(
+            "{test}: {engine} at {endpoint}: {message}{}",
+            source_chain(e)
+        )
+    };
     if engines_required() {
         panic!("{why} (engines are required: CI=true or {REQUIRE_ENV}=1)");
     }
@@ -399,11 +404,23 @@ where
     F: FnOnce(Arc<TestEnv>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    run_check_with_timeout(engine, check, check_timeout(), body).await
+}
+
+/// [`run_check`] with an explicit time limit for the check.
+pub async fn run_check_with_timeout<F, Fut>(
+    engine: Engine,
+    check: &'static str,
+    limit: Duration,
+    body: F,
+) where
+    F: FnOnce(Arc<TestEnv>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let Some(env) = TestEnv::setup(engine, check).await else {
         return;
     };
     let env = Arc::new(env);
-    let limit = check_timeout();
     let mut task = tokio::spawn(body(env.clone()));
     let outcome = tokio::time::timeout(limit, &mut task).await;
     if outcome.is_err() {
