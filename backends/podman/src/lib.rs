@@ -21,8 +21,10 @@
 //! ```
 //!
 //! Podman facts this backend relies on (checked against Podman 4.3.1):
-//! - `adjust_api_version()` is never called: on 4.3 it picks the
-//!   Docker-compatible "1.41" and every later libpod path breaks. The crate's
+//! - `adjust_api_version()` is never called: it costs a `/libpod/version`
+//!   round trip (~330 ms, see below) and on 4.3 reads that answer's top-level
+//!   Docker-compatible `ApiVersion` "1.41", so every later path would be
+//!   `/v1.41/libpod/…`, below libpod's MinAPIVersion 4.0.0. The crate's
 //!   built-in 4.3.1 prefix is used as is.
 //! - exec create on a stopped container answers 500 "container state improper",
 //!   on a paused one 409: both become [`Error::ContainerNotRunning`].
@@ -109,7 +111,8 @@ impl PodmanRuntime {
         )
     }
 
-    /// The per-call timeout this runtime was configured with.
+    /// The timeout each call runs under. For `exec` it covers the whole
+    /// call: create, start, the process's run time, and the exit-code inspect.
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
@@ -280,8 +283,8 @@ impl PodmanRuntime {
                     Ok(TtyChunk::StdIn(_)) => {}
                     // A process that exits without reading all of stdin makes
                     // Podman close the socket with our bytes unread, which
-                    // resets the connection. Output queued before the reset
-                    // has been read by then; the exit code comes from inspect.
+                    // resets the connection. What Podman sent was read before
+                    // the reset; the exit code comes from inspect.
                     Err(e)
                         if request.stdin.is_some()
                             && io_kind(&e) == Some(std::io::ErrorKind::ConnectionReset) =>
