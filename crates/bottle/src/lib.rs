@@ -1,1 +1,524 @@
-//! (work in progress)
+//! bottle: give a running container's unprivileged user SSH through an agent
+//! it cannot read keys from, on Docker or Podman.
+//!
+//! This facade re-exports the pieces and adds runtime selection, so a library
+//! consumer gets exactly what `bottlectl` does:
+//!
+//! - [`ContainerRuntime`] (from `bottle-runtime`), the one engine abstraction;
+//! - [`provision`], [`verify`], [`deprovision`] (from `bottle-ssh`);
+//! - [`Settings`] and the manifest loader (from `bottle-config`);
+//! - [`connect`] / [`select`]: pick and reach an engine from settings.
+//!
+//! Cargo features `docker` and `podman` (both default) compile each backend;
+//! asking for a backend that was left out is [`SelectError::NotBuiltIn`]
+//! ("built without podman support").
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use bottle::config::{load, load_manifest, Overrides, Sources};
+//!
+//! let config = load(&Sources::standard(None), &Overrides::default())?;
+//! let manifest = load_manifest("bottle.toml".as_ref())?;
+//! let rt = bottle::connect(&config.settings).await?;
+//! let target = config.settings.target();
+//! let report = bottle::provision(rt.as_ref(), "my-bottle", &manifest.plan, &target).await?;
+//! println!("loaded {} key(s)", report.keys.len());
+//! assert!(bottle::verify(rt.as_ref(), "my-bottle", &manifest.plan, &target).await?.ok());
+//! # Ok(()) }
+//! ```
+//!
+//! How `auto` picks (first rule that applies):
+//! 1. `runtime = docker|podman` in settings: that engine;
+//! 2. `host` set: the engine answering there (Podman's API is tried first,
+//!    because Podman also serves Docker's);
+//! 3. a container was named: the engine that has it (both: an error asking
+//!    for `--runtime`);
+//! 4. `DOCKER_HOST` / `CONTAINER_HOST` set: that engine;
+//! 5. whichever default socket answers, Docker first.
+//!
+//! ```
+//! // Selection needs no engine to explain a disabled backend.
+//! let e = bottle::SelectError::NotBuiltIn(bottle::Engine::Podman);
+//! assert_eq!(e.to_string(), "bottle was built without podman support");
+//! assert_eq!(e.exit_code(), 2);
+//! ```
+
+pub use bottle_config as config;
+pub use bottle_runtime as runtime;
+pub use bottle_ssh as ssh;
+
+pub use bottle_config::{RuntimeChoice, Settings};
+pub use bottle_runtime::{
+    ContainerAdmin, ContainerInfo, ContainerRuntime, Engine, EngineInfo, Error as RuntimeError,
+};
+pub use bottle_ssh::{
+    deprovision, provision, verify, DeprovisionReport, Plan, ProvisionReport, Target, VerifyReport,
+};
+
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One engine endpoint tried during selection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Probe {
+    pub engine: Engine,
+    pub endpoint: String,
+    /// Why this endpoint: `host setting`, `DOCKER_HOST`, `CONTAINER_HOST`,
+    /// `rootless socket`, `default`.
+    pub endpoint_from: String,
+    /// Engine version when it answered.
+    pub version: Option<String>,
+    pub api_version: Option<String>,
+    /// Why it did not answer (with its cause chain), or `not built in`.
+    pub error: Option<String>,
+    /// When a container was named: whether this engine has it.
+    pub has_container: Option<bool>,
+}
+
+impl Probe {
+    pub fn answered(&self) -> bool {
+        self.version.is_some()
+    }
+}
+
+/// The chosen engine, how it was chosen and what was tried.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    pub runtime: Arc<dyn ContainerRuntime>,
+    /// The same engine, for creating containers and importing images.
+    pub admin: Arc<dyn ContainerAdmin>,
+    pub info: EngineInfo,
+    /// One sentence: why this engine.
+    pub why: String,
+    pub tried: Vec<Probe>,
+}
+
+impl Selection {
+    pub fn engine(&self) -> Engine {
+        self.info.engine
+    }
+    pub fn endpoint(&self) -> &str {
+        &self.info.endpoint
+    }
+}
+
+/// Why no engine could be selected.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    #[error("bottle was built without {} support", .0.name())]
+    NotBuiltIn(Engine),
+    #[error("no container engine answered ({})", summary(tried))]
+    NoEngine { tried: Vec<Probe> },
+    #[error("container `{container}` exists in both Docker and Podman; choose one with --runtime docker or --runtime podman")]
+    Ambiguous {
+        container: String,
+        tried: Vec<Probe>,
+    },
+    #[error("no container named `{container}` in any engine ({})", summary(tried))]
+    ContainerNotFound {
+        container: String,
+        tried: Vec<Probe>,
+    },
+    /// The engine the settings ask for did not answer or refused the endpoint.
+    #[error("cannot use {engine} ({why})")]
+    Runtime {
+        engine: Engine,
+        why: String,
+        tried: Vec<Probe>,
+        #[source]
+        source: Box<RuntimeError>,
+    },
+}
+
+impl SelectError {
+    /// 2 for a usage or configuration problem, 3 for an engine problem.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SelectError::NotBuiltIn(_) | SelectError::Ambiguous { .. } => 2,
+            SelectError::Runtime { source, .. }
+                if matches!(**source, RuntimeError::InvalidRequest { .. }) =>
+            {
+                2
+            }
+            _ => 3,
+        }
+    }
+
+    /// What was tried before giving up.
+    pub fn tried(&self) -> &[Probe] {
+        match self {
+            SelectError::NotBuiltIn(_) => &[],
+            SelectError::NoEngine { tried }
+            | SelectError::Ambiguous { tried, .. }
+            | SelectError::ContainerNotFound { tried, .. }
+            | SelectError::Runtime { tried, .. } => tried,
+        }
+    }
+}
+
+fn summary(tried: &[Probe]) -> String {
+    if tried.is_empty() {
+        return "nothing tried".into();
+    }
+    tried
+        .iter()
+        .map(|p| match (&p.version, &p.error, p.has_container) {
+            (Some(_), _, Some(false)) => format!("{} at {}: not there", p.engine, p.endpoint),
+            (Some(v), _, _) => format!("{} {v} at {}", p.engine, p.endpoint),
+            (None, Some(e), _) => format!("{} at {}: {e}", p.engine, p.endpoint),
+            (None, None, _) => format!("{} at {}", p.engine, p.endpoint),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// An error and its sources, `": "`-joined.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
+}
+
+/// Pick an engine for `settings` and connect to it. The same rules and errors
+/// as `bottlectl`; see the crate docs.
+pub async fn connect(settings: &Settings) -> Result<Arc<dyn ContainerRuntime>, SelectError> {
+    Ok(select(settings, None).await?.runtime)
+}
+
+type Handles = (Arc<dyn ContainerRuntime>, Arc<dyn ContainerAdmin>);
+
+/// The endpoint an engine uses without a `host` setting, and why.
+pub fn default_endpoint(engine: Engine) -> Option<(String, &'static str)> {
+    match engine {
+        #[cfg(feature = "docker")]
+        Engine::Docker => Some(bottle_docker::DockerRuntime::default_endpoint()),
+        #[cfg(feature = "podman")]
+        Engine::Podman => Some(bottle_podman::PodmanRuntime::default_endpoint()),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+fn make(engine: Engine, endpoint: &str, timeout: Duration) -> Result<Handles, SelectError> {
+    match engine {
+        #[cfg(feature = "docker")]
+        Engine::Docker => {
+            let rt = Arc::new(
+                bottle_docker::DockerRuntime::connect(Some(endpoint), timeout).map_err(|e| {
+                    SelectError::Runtime {
+                        engine,
+                        why: format!("endpoint {endpoint}"),
+                        tried: vec![],
+                        source: Box::new(e),
+                    }
+                })?,
+            );
+            Ok((rt.clone(), rt))
+        }
+        #[cfg(feature = "podman")]
+        Engine::Podman => {
+            let rt = Arc::new(
+                bottle_podman::PodmanRuntime::connect(Some(endpoint), timeout).map_err(|e| {
+                    SelectError::Runtime {
+                        engine,
+                        why: format!("endpoint {endpoint}"),
+                        tried: vec![],
+                        source: Box::new(e),
+                    }
+                })?,
+            );
+            Ok((rt.clone(), rt))
+        }
+        #[allow(unreachable_patterns)]
+        _ => {
+            let _ = (endpoint, timeout);
+            Err(SelectError::NotBuiltIn(engine))
+        }
+    }
+}
+
+fn built_in(engine: Engine) -> bool {
+    match engine {
+        Engine::Docker => cfg!(feature = "docker"),
+        Engine::Podman => cfg!(feature = "podman"),
+    }
+}
+
+/// A candidate endpoint, probed.
+struct Candidate {
+    handles: Option<Handles>,
+    info: Option<EngineInfo>,
+    probe: Probe,
+    error: Option<RuntimeError>,
+}
+
+impl Candidate {
+    fn ok(&self) -> bool {
+        self.error.is_none() && self.handles.is_some() && self.info.is_some()
+    }
+}
+
+async fn probe(
+    engine: Engine,
+    endpoint: String,
+    from: &str,
+    timeout: Duration,
+    container: Option<&str>,
+) -> Candidate {
+    let mut probe = Probe {
+        engine,
+        endpoint: endpoint.clone(),
+        endpoint_from: from.to_string(),
+        version: None,
+        api_version: None,
+        error: None,
+        has_container: None,
+    };
+    let handles = match make(engine, &endpoint, timeout) {
+        Ok(h) => h,
+        Err(SelectError::Runtime { source, .. }) => {
+            probe.error = Some(error_chain(source.as_ref()));
+            return Candidate {
+                handles: None,
+                info: None,
+                probe,
+                error: Some(*source),
+            };
+        }
+        Err(e) => {
+            probe.error = Some(if matches!(e, SelectError::NotBuiltIn(_)) {
+                "not built in".into()
+            } else {
+                e.to_string()
+            });
+            return Candidate {
+                handles: None,
+                info: None,
+                probe,
+                error: None,
+            };
+        }
+    };
+    tracing::debug!(engine = engine.name(), %endpoint, from, "probing engine");
+    match handles.0.version().await {
+        Ok(info) => {
+            probe.version = Some(info.version.clone());
+            probe.api_version = Some(info.api_version.clone());
+            let mut error = None;
+            if let Some(name) = container {
+                match handles.0.inspect(name).await {
+                    Ok(_) => probe.has_container = Some(true),
+                    Err(RuntimeError::ContainerNotFound { .. }) => {
+                        probe.has_container = Some(false)
+                    }
+                    Err(e) => {
+                        probe.error = Some(error_chain(&e));
+                        error = Some(e);
+                    }
+                }
+            }
+            tracing::info!(engine = engine.name(), %endpoint, version = %info.version, "engine answered");
+            Candidate {
+                handles: Some(handles),
+                info: Some(info),
+                probe,
+                error,
+            }
+        }
+        Err(e) => {
+            tracing::info!(engine = engine.name(), %endpoint, error = %error_chain(&e), "engine did not answer");
+            probe.error = Some(error_chain(&e));
+            Candidate {
+                handles: None,
+                info: None,
+                probe,
+                error: Some(e),
+            }
+        }
+    }
+}
+
+// Only called for candidates with `ok()`.
+fn chosen(c: Candidate, why: String, tried: Vec<Probe>) -> Selection {
+    match (c.handles, c.info) {
+        (Some((runtime, admin)), Some(info)) => Selection {
+            runtime,
+            admin,
+            info,
+            why,
+            tried,
+        },
+        _ => unreachable!("chosen() is only called for candidates that answered"),
+    }
+}
+
+/// Probe both engines where they would be reached without choosing: for
+/// `doctor`. Uses the `host` setting for both when it is set.
+pub async fn probe_all(settings: &Settings, container: Option<&str>) -> Vec<Probe> {
+    let mut out = Vec::new();
+    for engine in [Engine::Docker, Engine::Podman] {
+        let (endpoint, from) = match (&settings.host, default_endpoint(engine)) {
+            (Some(h), _) => (h.clone(), "host setting"),
+            (None, Some(d)) => d,
+            (None, None) => (String::new(), "not built in"),
+        };
+        out.push(
+            probe(engine, endpoint, from, settings.timeout, container)
+                .await
+                .probe,
+        );
+    }
+    out
+}
+
+/// Pick an engine as `auto` would (or the one the settings name), connect
+/// and ping it. `container` (when given) steers `auto` to the engine that
+/// has it; it is not required to be running.
+pub async fn select(
+    settings: &Settings,
+    container: Option<&str>,
+) -> Result<Selection, SelectError> {
+    let timeout = settings.timeout;
+    let endpoint_for = |engine: Engine| -> Result<(String, &'static str), SelectError> {
+        match &settings.host {
+            Some(h) => Ok((h.clone(), "host setting")),
+            None => default_endpoint(engine).ok_or(SelectError::NotBuiltIn(engine)),
+        }
+    };
+
+    // 1. An explicit runtime.
+    let explicit = match settings.runtime {
+        RuntimeChoice::Docker => Some(Engine::Docker),
+        RuntimeChoice::Podman => Some(Engine::Podman),
+        RuntimeChoice::Auto => None,
+    };
+    if let Some(engine) = explicit {
+        if !built_in(engine) {
+            return Err(SelectError::NotBuiltIn(engine));
+        }
+        let (endpoint, from) = endpoint_for(engine)?;
+        let c = probe(engine, endpoint.clone(), from, timeout, None).await;
+        let tried = vec![c.probe.clone()];
+        let why = format!(
+            "runtime = {} in settings (endpoint from {from})",
+            engine.name()
+        );
+        if c.ok() {
+            return Ok(chosen(c, why, tried));
+        }
+        return match c.error {
+            None => Err(SelectError::NotBuiltIn(engine)),
+            Some(source) => Err(SelectError::Runtime {
+                engine,
+                why,
+                tried,
+                source: Box::new(source),
+            }),
+        };
+    }
+
+    let engines: Vec<Engine> = [Engine::Docker, Engine::Podman]
+        .into_iter()
+        .filter(|e| built_in(*e))
+        .collect();
+    if engines.is_empty() {
+        return Err(SelectError::NotBuiltIn(Engine::Docker));
+    }
+
+    // 2. A host: whichever engine answers there; Podman first because it
+    // also serves Docker's API, so a Docker client would succeed on it too.
+    if let Some(host) = &settings.host {
+        let mut tried = Vec::new();
+        for engine in engines.iter().rev() {
+            let c = probe(*engine, host.clone(), "host setting", timeout, None).await;
+            tried.push(c.probe.clone());
+            if c.ok() {
+                let why = format!(
+                    "runtime auto: {} answered at the host setting {host}",
+                    engine
+                );
+                return Ok(chosen(c, why, tried));
+            }
+        }
+        return Err(SelectError::NoEngine { tried });
+    }
+
+    // 3. A named container: the engine that has it.
+    if let Some(name) = container {
+        let mut tried = Vec::new();
+        let mut having = Vec::new();
+        for engine in &engines {
+            let (endpoint, from) = endpoint_for(*engine)?;
+            let c = probe(*engine, endpoint, from, timeout, Some(name)).await;
+            tried.push(c.probe.clone());
+            if c.probe.has_container == Some(true) {
+                having.push(c);
+            }
+        }
+        return match having.len() {
+            1 => {
+                let c = having.pop().expect("one");
+                let why = format!(
+                    "runtime auto: container `{name}` exists in {} (at {})",
+                    c.probe.engine, c.probe.endpoint
+                );
+                Ok(chosen(c, why, tried))
+            }
+            0 if tried.iter().all(|p| !p.answered()) => Err(SelectError::NoEngine { tried }),
+            0 => Err(SelectError::ContainerNotFound {
+                container: name.to_string(),
+                tried,
+            }),
+            _ => Err(SelectError::Ambiguous {
+                container: name.to_string(),
+                tried,
+            }),
+        };
+    }
+
+    // 4. DOCKER_HOST / CONTAINER_HOST: the user already said where to go.
+    let mut tried = Vec::new();
+    let from_env: Vec<Engine> = engines
+        .iter()
+        .copied()
+        .filter(|e| {
+            matches!(
+                default_endpoint(*e),
+                Some((_, "DOCKER_HOST")) | Some((_, "CONTAINER_HOST"))
+            )
+        })
+        .collect();
+    if !from_env.is_empty() {
+        for engine in &from_env {
+            let (endpoint, from) = endpoint_for(*engine)?;
+            let c = probe(*engine, endpoint.clone(), from, timeout, None).await;
+            tried.push(c.probe.clone());
+            if c.ok() {
+                let why = format!("runtime auto: {from} is set ({endpoint})");
+                return Ok(chosen(c, why, tried));
+            }
+        }
+        return Err(SelectError::NoEngine { tried });
+    }
+
+    // 5. Whichever default socket answers.
+    for engine in &engines {
+        let (endpoint, from) = endpoint_for(*engine)?;
+        let c = probe(*engine, endpoint.clone(), from, timeout, None).await;
+        tried.push(c.probe.clone());
+        if c.ok() {
+            let why = format!("runtime auto: {engine} answered at {endpoint} ({from} endpoint)");
+            return Ok(chosen(c, why, tried));
+        }
+    }
+    Err(SelectError::NoEngine { tried })
+}

@@ -1,1 +1,272 @@
-fn main() {}
+//! `bottlectl`: provision SSH access inside a running container, on Docker or
+//! Podman.
+//!
+//! ```text
+//! bottlectl provision CONTAINER --manifest bottle.toml
+//! bottlectl verify CONTAINER --manifest bottle.toml   # exit 1 on violations
+//! bottlectl deprovision CONTAINER
+//! bottlectl doctor [CONTAINER]
+//! bottlectl config
+//! bottlectl demo
+//! ```
+//!
+//! Exit codes: 0 success; 1 verify found violations; 2 usage, configuration
+//! or manifest error; 3 engine or container error. See `docs/cli.md`.
+
+mod cli;
+mod demo;
+mod doctor;
+mod failure;
+mod output;
+
+use bottle::config::{load, load_manifest, Config, Manifest, Overrides, Sources};
+use bottle::Selection;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
+use cli::{Cli, Command};
+use failure::Failure;
+use output::Out;
+use std::process::ExitCode;
+
+/// `CLAUDE_BOTTLE_*` variables that are CLI switches, not settings.
+const CLI_ENV: &[&str] = &[
+    "CLAUDE_BOTTLE_JSON",
+    "CLAUDE_BOTTLE_QUIET",
+    "CLAUDE_BOTTLE_VERBOSE",
+    "CLAUDE_BOTTLE_MANIFEST",
+];
+
+fn main() -> ExitCode {
+    let matches = match Cli::command().try_get_matches() {
+        Ok(m) => m,
+        // clap prints usage errors itself and exits 2 (0 for --help/--version).
+        Err(e) => e.exit(),
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    init_tracing(cli.verbose, cli.quiet);
+    let out = Out::new(cli.json, cli.quiet);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let f = Failure::new(3, "cannot start the async runtime", &e);
+            f.report(&out);
+            return ExitCode::from(3);
+        }
+    };
+    let code = match runtime.block_on(run(&cli, &matches, &out)) {
+        Ok(code) => code,
+        Err(f) => {
+            f.report(&out);
+            f.code
+        }
+    };
+    ExitCode::from(code)
+}
+
+fn init_tracing(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    // Only our crates get chatty at -v; engine clients stay at warn.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("warn,bottle={level},bottlectl={level}"))
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(verbose >= 2)
+        .try_init();
+}
+
+/// Values of global flags given on the command line (not via their
+/// environment variable: the settings' env layer reads those, so `config`
+/// shows the right origin).
+fn overrides(cli: &Cli, matches: &ArgMatches) -> Overrides {
+    let from_cli = |id: &str| {
+        let m = match matches.subcommand() {
+            Some((_, sub)) if sub.value_source(id).is_some() => sub,
+            _ => matches,
+        };
+        m.value_source(id) == Some(ValueSource::CommandLine)
+    };
+    Overrides {
+        runtime: cli.runtime.filter(|_| from_cli("runtime")),
+        host: cli.host.clone().filter(|_| from_cli("host")),
+        ..Overrides::default()
+    }
+}
+
+/// Load settings from the standard layers plus flags.
+pub fn load_config(cli: &Cli, matches: &ArgMatches) -> Result<Config, Failure> {
+    let mut sources = Sources::standard(cli.config.clone());
+    sources.ignored_env = CLI_ENV.iter().map(|s| s.to_string()).collect();
+    let config = load(&sources, &overrides(cli, matches))
+        .map_err(|e| Failure::new(2, "invalid configuration", &e))?;
+    tracing::info!(
+        runtime = %config.settings.runtime,
+        host = config.settings.host.as_deref().unwrap_or("(engine default)"),
+        container_home = %config.settings.container_home,
+        user = %config.settings.user,
+        "settings loaded"
+    );
+    Ok(config)
+}
+
+async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> {
+    match &cli.command {
+        Command::Config => {
+            let config = load_config(cli, matches)?;
+            output::config(out, &config);
+            Ok(0)
+        }
+        Command::Provision(args) => {
+            let config = load_config(cli, matches)?;
+            let manifest = read_manifest(&args.manifest, &config)?;
+            let sel = select(&config, Some(&args.container), out).await?;
+            out.step(&format!(
+                "provisioning container `{}` from {}",
+                args.container,
+                manifest.path.display()
+            ));
+            let target = config.settings.target();
+            let report = bottle::provision(
+                sel.runtime.as_ref(),
+                &args.container,
+                &manifest.plan,
+                &target,
+            )
+            .await
+            .map_err(|e| ssh_failure(e, Some(&manifest)))?;
+            output::provision(out, &sel, &manifest, &report);
+            Ok(0)
+        }
+        Command::Verify(args) => {
+            let config = load_config(cli, matches)?;
+            let manifest = read_manifest(&args.manifest, &config)?;
+            let sel = select(&config, Some(&args.container), out).await?;
+            let target = config.settings.target();
+            let report = bottle::verify(
+                sel.runtime.as_ref(),
+                &args.container,
+                &manifest.plan,
+                &target,
+            )
+            .await
+            .map_err(|e| ssh_failure(e, Some(&manifest)))?;
+            output::verify(out, &sel, &args.container, &report);
+            Ok(if report.ok() { 0 } else { 1 })
+        }
+        Command::Deprovision(args) => {
+            let config = load_config(cli, matches)?;
+            let target = config.settings.target();
+            bottle::ssh::validate_target(&target).map_err(|e| ssh_failure(e, None))?;
+            let sel = select(&config, Some(&args.container), out).await?;
+            let report = bottle::deprovision(sel.runtime.as_ref(), &args.container, &target)
+                .await
+                .map_err(|e| ssh_failure(e, None))?;
+            output::deprovision(out, &sel, &report);
+            Ok(0)
+        }
+        Command::Doctor(args) => {
+            let config = load_config(cli, matches)?;
+            doctor::run(out, &config, args.container.as_deref()).await
+        }
+        Command::Demo(args) => {
+            let config = load_config(cli, matches)?;
+            demo::run(out, &config, args).await
+        }
+    }
+}
+
+/// Parse the manifest and check the plan and target before any engine call,
+/// so input errors exit 2 without needing an engine.
+fn read_manifest(path: &std::path::Path, config: &Config) -> Result<Manifest, Failure> {
+    let manifest = load_manifest(path).map_err(Failure::manifest)?;
+    bottle::ssh::validate(&manifest.plan).map_err(|e| ssh_failure(e, Some(&manifest)))?;
+    bottle::ssh::validate_target(&config.settings.target()).map_err(|e| ssh_failure(e, None))?;
+    tracing::info!(
+        manifest = %manifest.path.display(),
+        aliases = manifest.plan.ssh.len(),
+        "manifest read"
+    );
+    Ok(manifest)
+}
+
+pub async fn select(
+    config: &Config,
+    container: Option<&str>,
+    out: &Out,
+) -> Result<Selection, Failure> {
+    let sel = bottle::select(&config.settings, container)
+        .await
+        .map_err(Failure::select)?;
+    for p in &sel.tried {
+        tracing::info!(
+            engine = p.engine.name(),
+            endpoint = %p.endpoint,
+            from = %p.endpoint_from,
+            answered = p.answered(),
+            error = p.error.as_deref().unwrap_or(""),
+            "tried"
+        );
+    }
+    tracing::info!(engine = sel.engine().name(), endpoint = sel.endpoint(), why = %sel.why, "selected");
+    out.step(&format!(
+        "engine: {} {} at {} ({})",
+        sel.engine(),
+        sel.info.version,
+        sel.endpoint(),
+        sel.why
+    ));
+    Ok(sel)
+}
+
+/// A provisioner error: plan errors point into the manifest when there is one.
+pub fn ssh_failure(e: bottle::ssh::Error, manifest: Option<&Manifest>) -> Failure {
+    use bottle::config::Location;
+    if let (Some(m), true) = (
+        manifest,
+        matches!(
+            e,
+            bottle::ssh::Error::Plan { .. } | bottle::ssh::Error::KeyFile { .. }
+        ),
+    ) {
+        let entry = e.entry().unwrap_or("");
+        let field = e.field();
+        let loc = if let Some(rest) = entry.strip_prefix("ssh[") {
+            let index = rest
+                .split(']')
+                .next()
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(usize::MAX);
+            Location::Ssh(index, field)
+        } else if entry.starts_with("gate") {
+            match field {
+                Some("host") => Location::GateHost,
+                Some("ports") | None => Location::GatePorts(None),
+                Some(alias) => Location::GatePorts(Some(alias)),
+            }
+        } else {
+            Location::Ssh(usize::MAX, None)
+        };
+        return Failure::manifest(m.error_at(loc, e.to_string()));
+    }
+    let code = e.exit_code() as u8;
+    let what = if e.is_plan_error() {
+        "invalid plan"
+    } else {
+        "provisioning failed"
+    };
+    Failure::new(code, what, &e)
+}

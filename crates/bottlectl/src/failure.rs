@@ -1,0 +1,117 @@
+//! Errors as the user sees them: one sentence, the cause chain, an exit code.
+
+use crate::output::Out;
+use bottle::config::ManifestError;
+use bottle::SelectError;
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct Failure {
+    #[serde(rename = "exit_code")]
+    pub code: u8,
+    pub message: String,
+    pub causes: Vec<String>,
+    /// Extra text for humans (a manifest snippet, fixes); not in JSON.
+    #[serde(skip)]
+    pub detail: Option<String>,
+}
+
+fn chain(e: &dyn std::error::Error) -> Vec<String> {
+    let mut causes: Vec<String> = Vec::new();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        // Some sources repeat their parent's text; skip exact repeats.
+        if causes.last().is_none_or(|l| *l != text) {
+            causes.push(text);
+        }
+        cur = s.source();
+    }
+    causes
+}
+
+impl Failure {
+    /// `context` is what we were doing; `e` is why it failed.
+    pub fn new(code: u8, context: &str, e: &dyn std::error::Error) -> Failure {
+        let mut causes = vec![e.to_string()];
+        causes.extend(chain(e));
+        Failure {
+            code,
+            message: context.to_string(),
+            causes,
+            detail: None,
+        }
+    }
+
+    /// A failure whose message is `e` itself.
+    pub fn direct(code: u8, e: &dyn std::error::Error) -> Failure {
+        Failure {
+            code,
+            message: e.to_string(),
+            causes: chain(e),
+            detail: None,
+        }
+    }
+
+    pub fn plain(code: u8, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+            causes: Vec::new(),
+            detail: None,
+        }
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Failure {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn manifest(e: ManifestError) -> Failure {
+        let mut f = Failure::direct(2, &e);
+        if let ManifestError::Invalid { .. } = e {
+            let mut rendered = String::new();
+            let handler = miette::GraphicalReportHandler::new_themed(
+                miette::GraphicalTheme::unicode_nocolor(),
+            );
+            if handler.render_report(&mut rendered, &e).is_ok() {
+                f.detail = Some(rendered);
+            }
+        }
+        f
+    }
+
+    pub fn select(e: SelectError) -> Failure {
+        let code = e.exit_code() as u8;
+        let mut f = Failure::direct(code, &e);
+        let fixes: Vec<String> = e
+            .tried()
+            .iter()
+            .filter(|p| !p.answered())
+            .filter_map(crate::doctor::fix_for_probe)
+            .collect();
+        if !fixes.is_empty() {
+            f.detail = Some(
+                fixes
+                    .iter()
+                    .map(|x| format!("  fix: {x}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            );
+        }
+        f
+    }
+
+    pub fn report(&self, out: &Out) {
+        eprintln!("error: {}", self.message);
+        for c in &self.causes {
+            eprintln!("  caused by: {c}");
+        }
+        if let Some(d) = &self.detail {
+            eprintln!("{}", d.trim_end());
+        }
+        if out.json {
+            out.json_value(&serde_json::json!({ "ok": false, "error": self }));
+        }
+    }
+}
