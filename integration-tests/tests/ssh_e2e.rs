@@ -402,6 +402,38 @@ async fn check_reprovision_is_idempotent(env: &TestEnv) {
     );
     verify_ok(env, &plan).await;
 
+    // verify notices a changed config and a private key file; provision
+    // rewrites the config.
+    let out = env
+        .exec_as(
+            USER,
+            &["sh", "-c", "echo 'Host evil' >> /home/node/.ssh/config"],
+        )
+        .await;
+    assert_success(&out, "user edits config");
+    env.sh(
+        "printf -- '-----BEGIN OPENSSH PRIVATE KEY-----\\nx\\n' > /tmp/planted",
+        &[],
+    )
+    .await;
+    let report = bottle_ssh::verify(env.rt(), env.bottle(), &plan, &Target::default())
+        .await
+        .unwrap();
+    let config_check = report.check("file /home/node/.ssh/config").unwrap();
+    assert!(!config_check.ok, "{report:#?}");
+    assert!(
+        config_check.detail.contains("content differs"),
+        "{config_check:?}"
+    );
+    let planted = report.check("no private key file").unwrap();
+    assert!(
+        !planted.ok && planted.detail.contains("/tmp/planted"),
+        "{planted:?}"
+    );
+    env.sh("rm /tmp/planted", &[]).await;
+    provision(env, &plan).await;
+    verify_ok(env, &plan).await;
+
     env.sh("kill \"$1\"", &[&first.agent.pid.to_string()]).await;
     let report = bottle_ssh::verify(env.rt(), env.bottle(), &plan, &Target::default())
         .await

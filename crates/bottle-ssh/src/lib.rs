@@ -469,25 +469,36 @@ pub async fn verify(
         }
     }
 
-    // stat MODE UID GID TYPE SUM PATH
+    // stat MODE UID GID TYPE PATH, then for files: content PATH, |line…, end-content
+    let content_of = |path: &str| -> String {
+        let mut out = String::new();
+        let mut inside = false;
+        for l in root.lines() {
+            if inside {
+                match l.strip_prefix('|') {
+                    Some(line) => {
+                        out.push_str(line);
+                        out.push('\n');
+                    }
+                    None => break,
+                }
+            } else if l.strip_prefix("content ") == Some(path) {
+                inside = true;
+            }
+        }
+        out
+    };
     let stat_of = |path: &str| -> Option<(String, u32, u32, String, String)> {
         root.lines().find_map(|l| {
-            let mut w = l.strip_prefix("stat ")?.splitn(6, ' ');
-            let (mode, uid, gid, kind, sum, p) = (
-                w.next()?,
-                w.next()?,
-                w.next()?,
-                w.next()?,
-                w.next()?,
-                w.next()?,
-            );
+            let mut w = l.strip_prefix("stat ")?.splitn(5, ' ');
+            let (mode, uid, gid, kind, p) = (w.next()?, w.next()?, w.next()?, w.next()?, w.next()?);
             (p == path).then(|| {
                 (
                     mode.to_string(),
                     uid.parse().unwrap_or(u32::MAX),
                     gid.parse().unwrap_or(u32::MAX),
                     kind.to_string(),
-                    sum.to_string(),
+                    sha256_hex(content_of(path).as_bytes()),
                 )
             })
         })
@@ -521,7 +532,6 @@ pub async fn verify(
                     && k == kind
                     && sum.as_deref().is_none_or(|want| want == s);
                 let content = match &sum {
-                    Some(_) if s == "no-sha256sum" => ", content not checked (no sha256sum)",
                     Some(want) if *want != s => ", content differs from the plan",
                     _ => "",
                 };

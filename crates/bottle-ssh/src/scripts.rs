@@ -154,10 +154,9 @@ if is_ours "$apid" ssh-agent "$agent"; then echo "agent $apid alive"; else echo 
 if is_ours "$fpid" socat "UNIX-LISTEN:$public"; then echo "forwarder $fpid alive"; else echo "forwarder ${fpid:-none} dead"; fi
 for f in "$agent" "$public" "$state" "$home/.ssh" "$home/.ssh/config" "$home/.ssh/known_hosts"; do
   if [ -e "$f" ]; then
-    sum=-
-    if [ -f "$f" ]; then sum=$(sha256sum < "$f" 2>/dev/null | sed 's/ .*//'); fi
-    [ -n "$sum" ] || sum=no-sha256sum
-    echo "stat $(stat -c '%a %u %g %F' "$f" | tr ' ' '_' | sed 's/_/ /; s/_/ /; s/_/ /') $sum $f"
+    echo "stat $(stat -c '%a %u %g %F' "$f" | tr ' ' '_' | sed 's/_/ /; s/_/ /; s/_/ /') $f"
+    # Content, each line prefixed, so the host compares it with the plan.
+    if [ -f "$f" ]; then echo "content $f"; sed 's/^/|/' "$f"; echo "end-content"; fi
   else
     echo "absent $f"
   fi
