@@ -10,14 +10,14 @@
 use async_trait::async_trait;
 use bottle_integration_tests::{assert_success, engine_tests, TestEnv};
 use bottle_runtime::{
-    ContainerInfo, ContainerRuntime, CopyEntry, Engine, EngineInfo, ExecOutput, ExecRequest,
-    NetworkMode, RunSpec,
+    ContainerInfo, ContainerRuntime, CopyEntry, Engine, EngineInfo, EntryKind, ExecOutput,
+    ExecRequest, NetworkMode, RunSpec,
 };
 use bottle_ssh::{Error, Gate, Missing, Plan, SshEntry, Target};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 const PORTS: [u16; 2] = [2201, 2202];
 const USER: &str = "1000";
@@ -608,6 +608,10 @@ struct Counting {
     execs: AtomicUsize,
     copies: AtomicUsize,
     other: AtomicUsize,
+    /// Everything sent except exec stdin: argv, user, and copied bytes.
+    sent: Mutex<Vec<u8>>,
+    /// Exec stdin, kept apart.
+    stdins: Mutex<Vec<Vec<u8>>>,
 }
 
 impl Counting {
@@ -617,6 +621,8 @@ impl Counting {
             execs: AtomicUsize::new(0),
             copies: AtomicUsize::new(0),
             other: AtomicUsize::new(0),
+            sent: Mutex::new(Vec::new()),
+            stdins: Mutex::new(Vec::new()),
         }
     }
     fn take(&self) -> (usize, usize, usize) {
@@ -646,10 +652,30 @@ impl ContainerRuntime for Counting {
     }
     async fn exec(&self, c: &str, r: ExecRequest) -> bottle_runtime::Result<ExecOutput> {
         self.execs.fetch_add(1, Ordering::SeqCst);
+        {
+            let mut sent = self.sent.lock().unwrap();
+            for a in &r.argv {
+                sent.extend_from_slice(a.as_bytes());
+                sent.push(0);
+            }
+            sent.extend_from_slice(r.user.as_bytes());
+        }
+        if let Some(stdin) = &r.stdin {
+            self.stdins.lock().unwrap().push(stdin.clone());
+        }
         self.inner.exec(c, r).await
     }
     async fn copy(&self, c: &str, e: &[CopyEntry]) -> bottle_runtime::Result<()> {
         self.copies.fetch_add(1, Ordering::SeqCst);
+        {
+            let mut sent = self.sent.lock().unwrap();
+            for entry in e {
+                sent.extend_from_slice(entry.path.as_bytes());
+                if let EntryKind::File(bytes) = &entry.kind {
+                    sent.extend_from_slice(bytes);
+                }
+            }
+        }
         self.inner.copy(c, e).await
     }
 }
@@ -700,7 +726,96 @@ async fn check_runtime_calls_do_not_grow_with_keys(env: &TestEnv) {
     );
 }
 
+/// 24-character windows of a key file's base64 body: any of them in the
+/// container means the file (or a copy of it) got there.
+fn key_text_windows(key: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(key).unwrap();
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    body.as_bytes()
+        .chunks(24)
+        .filter(|c| c.len() == 24)
+        .map(|c| String::from_utf8(c.to_vec()).unwrap())
+        .collect()
+}
+
+/// Files anywhere in the bottle (but /proc, /sys, /dev) holding any of `texts`.
+async fn find_text(env: &TestEnv, texts: &[String]) -> String {
+    env.sh(
+        r#"for w in "$@"; do
+             grep -rlF -D skip -e "$w" / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev 2>/dev/null
+           done; true"#,
+        &texts.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await
+}
+
+/// Key bytes travel only over the stdin of one exec: never in argv, user or
+/// copied files; afterwards no file anywhere in the bottle holds the key
+/// file's base64 body; two provisions at once end with one agent and one
+/// forwarder holding the plan's keys.
+async fn check_key_bytes_only_travel_over_stdin(env: &TestEnv) {
+    let keys = Keys::new();
+    let plan = keys.plan();
+    let counting = Counting::new(env.runtime());
+    let report = bottle_ssh::provision(&counting, env.bottle(), &plan, &Target::default())
+        .await
+        .unwrap();
+    assert_eq!(report.keys.len(), 2);
+    let sent = counting.sent.lock().unwrap().clone();
+    let stdins = counting.stdins.lock().unwrap().clone();
+    assert_eq!(stdins.len(), 1, "exactly one exec gets stdin");
+    for key in [&keys.a, &keys.b] {
+        let parsed = bottle_ssh::ssh_key::PrivateKey::read_openssh_file(key).unwrap();
+        let seed: Vec<u8> = parsed
+            .key_data()
+            .ed25519()
+            .unwrap()
+            .private
+            .to_bytes()
+            .to_vec();
+        let has = |hay: &[u8]| hay.windows(seed.len()).any(|w| w == seed.as_slice());
+        assert!(has(&stdins[0]), "the key is not in the agent stream");
+        assert!(!has(&sent), "key bytes in argv or a copied file");
+        let windows = key_text_windows(key);
+        let sent_text = String::from_utf8_lossy(&sent);
+        for w in &windows {
+            assert!(!sent_text.contains(w.as_str()), "key file text sent");
+        }
+        // Nothing on the bottle's filesystem holds the key file's body.
+        assert_eq!(
+            find_text(env, &windows).await,
+            "",
+            "key text in the container"
+        );
+    }
+    // The search does find a key file when there is one.
+    env.rt()
+        .copy(
+            env.bottle(),
+            &[CopyEntry::file(
+                "/var/tmp/control",
+                std::fs::read(&keys.a).unwrap(),
+                0o600,
+                0,
+                0,
+            )],
+        )
+        .await
+        .unwrap();
+    let found = find_text(env, &key_text_windows(&keys.a)).await;
+    assert!(found.contains("/var/tmp/control"), "{found:?}");
+    env.sh("rm /var/tmp/control", &[]).await;
+
+    // Two provisions at once: the in-container lock serialises them.
+    let (x, y) = tokio::join!(provision(env, &plan), provision(env, &plan));
+    assert_eq!(x.keys, y.keys);
+    assert_eq!(live_processes(env, "ssh-agent").await, 1);
+    assert_eq!(live_processes(env, "UNIX-LISTEN:").await, 1);
+    verify_ok(env, &plan).await;
+}
+
 engine_tests!(
+    check_key_bytes_only_travel_over_stdin,
     check_user_reaches_every_alias,
     check_wrong_known_host_key_fails,
     check_reprovision_is_idempotent,

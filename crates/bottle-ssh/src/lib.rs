@@ -28,6 +28,8 @@ mod tests;
 pub use error::{Error, Missing};
 pub use plan::{Gate, Plan, SshEntry, Target};
 pub use render::{render_config, render_known_hosts};
+/// The key crate this one parses keys with, for callers that inspect keys.
+pub use ssh_key;
 pub use validate::{validate, validate_target, LoadedKey, ValidEntry, ValidatedPlan};
 
 use bottle_runtime::{ContainerRuntime, CopyEntry, ExecOutput, ExecRequest};
