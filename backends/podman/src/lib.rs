@@ -55,8 +55,9 @@ use bottle_runtime::{
 };
 use futures_util::{AsyncWriteExt, StreamExt};
 use podman_api::conn::TtyChunk;
+use podman_api::models::ContainerStatus;
 use podman_api::opts::{
-    ContainerCreateOpts, ContainerDeleteOpts, ContainerStopOpts, ExecCreateOpts, ExecStartOpts,
+    ContainerCreateOpts, ContainerDeleteOpts, ContainerWaitOpts, ExecCreateOpts, ExecStartOpts,
     ImageImportOpts,
 };
 use podman_api::Podman;
@@ -600,14 +601,35 @@ impl ContainerAdmin for PodmanRuntime {
     }
 
     async fn stop(&self, container: &str) -> Result<()> {
+        // Not the stop endpoint: podman-api 0.11 sends its timeout as
+        // `Timeout`, which Podman ignores (it reads `timeout`), so every stop
+        // waited the default 10 s; and Podman 4.3 refuses to stop a paused
+        // container. SIGKILL (libpod's default signal) works in both states;
+        // then wait until the engine has recorded the exit.
         self.timed(container, "stop", async {
-            let opts = ContainerStopOpts::builder().timeout(0).build();
-            match self.podman.containers().get(container).stop(&opts).await {
-                Ok(()) => Ok(()),
-                // 304: already stopped.
-                Err(e) if fault(&e).is_some_and(|(c, _)| c == 304) => Ok(()),
-                Err(e) => Err(self.map_err(container, "stop", e)),
+            let ctr = self.podman.containers().get(container);
+            if let Err(e) = ctr.kill().await {
+                let state_error =
+                    fault(&e).is_some_and(|(code, msg)| code == 409 || is_state_message(msg));
+                if !state_error {
+                    return Err(self.map_err(container, "stop", e));
+                }
+                // Not running: already stopped is fine.
+                let info = self.inspect_raw(container).await?;
+                return match info.state {
+                    ContainerState::Running | ContainerState::Paused => {
+                        Err(self.map_err(container, "stop", e))
+                    }
+                    _ => Ok(()),
+                };
             }
+            let opts = ContainerWaitOpts::builder()
+                .conditions([ContainerStatus::Exited])
+                .interval("20ms")
+                .build();
+            ctr.wait(&opts)
+                .await
+                .map_err(|e| self.map_err(container, "stop", e))
         })
         .await
     }

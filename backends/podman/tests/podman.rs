@@ -133,8 +133,20 @@ async fn state_errors_are_typed() {
     rt.unpause(bottle.id()).await.unwrap();
     assert!(rt.exec_root(bottle.id(), &["id"]).await.unwrap().success());
 
-    // Podman answers 500 "container state improper" here.
+    // No grace period (Podman's default is 10 s).
+    let started = std::time::Instant::now();
     rt.stop(bottle.id()).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        rt.inspect(bottle.id()).await.unwrap().state,
+        ContainerState::Exited
+    );
+    rt.stop(bottle.id()).await.unwrap(); // already stopped: still Ok
+                                         // Podman answers 500 "container state improper" here.
     let err = rt.exec_root(bottle.id(), &["id"]).await.unwrap_err();
     assert!(
         matches!(&err, Error::ContainerNotRunning { state, .. } if state == "exited"),
@@ -142,6 +154,14 @@ async fn state_errors_are_typed() {
     );
     rt.start(bottle.id()).await.unwrap();
     assert!(rt.inspect(bottle.id()).await.unwrap().is_running());
+
+    // Podman 4.3's stop endpoint refuses a paused container; stop() does not.
+    rt.pause(bottle.id()).await.unwrap();
+    rt.stop(bottle.id()).await.unwrap();
+    assert_eq!(
+        rt.inspect(bottle.id()).await.unwrap().state,
+        ContainerState::Exited
+    );
 
     rt.remove(bottle.id()).await.unwrap();
     rt.remove(bottle.id()).await.unwrap(); // gone already: still Ok
