@@ -27,7 +27,6 @@ pub enum ManifestError {
         source: std::io::Error,
     },
     #[error("{file}:{line}:{column}: {message}")]
-    #[diagnostic(code(bottle::manifest))]
     Invalid {
         file: String,
         line: usize,
@@ -35,7 +34,7 @@ pub enum ManifestError {
         message: String,
         #[source_code]
         src: NamedSource<String>,
-        #[label("{message}")]
+        #[label("here")]
         span: Option<SourceSpan>,
     },
 }

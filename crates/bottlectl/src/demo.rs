@@ -209,7 +209,7 @@ async fn body(out: &Out, sel: &Selection, names: &Names) -> Result<serde_json::V
     let target = Target::default();
     let report = bottle::provision(rt.as_ref(), &names.bottle, &plan, &target)
         .await
-        .map_err(|e| crate::ssh_failure(e, None))?;
+        .map_err(|e| crate::ssh_failure(e, None, "cannot provision", &names.bottle))?;
     for k in &report.keys {
         out.step(&format!(
             "provision: loaded {} {} into the agent",
@@ -253,7 +253,7 @@ async fn body(out: &Out, sel: &Selection, names: &Names) -> Result<serde_json::V
 
     let verify = bottle::verify(rt.as_ref(), &names.bottle, &plan, &target)
         .await
-        .map_err(|e| crate::ssh_failure(e, None))?;
+        .map_err(|e| crate::ssh_failure(e, None, "cannot verify", &names.bottle))?;
     if !verify.ok() {
         let failed: Vec<String> = verify
             .failures()
@@ -268,7 +268,7 @@ async fn body(out: &Out, sel: &Selection, names: &Names) -> Result<serde_json::V
 
     let dep = bottle::deprovision(rt.as_ref(), &names.bottle, &target)
         .await
-        .map_err(|e| crate::ssh_failure(e, None))?;
+        .map_err(|e| crate::ssh_failure(e, None, "cannot deprovision", &names.bottle))?;
     out.step(&format!(
         "deprovision: removed {} path(s)",
         dep.removed.len()

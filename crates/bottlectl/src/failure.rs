@@ -22,7 +22,7 @@ fn chain(e: &dyn std::error::Error) -> Vec<String> {
     while let Some(s) = cur {
         let text = s.to_string();
         // Some sources repeat their parent's text; skip exact repeats.
-        if causes.last().is_none_or(|l| *l != text) {
+        if causes.last().is_none_or(|l| !l.ends_with(&text)) {
             causes.push(text);
         }
         cur = s.source();
@@ -34,7 +34,11 @@ impl Failure {
     /// `context` is what we were doing; `e` is why it failed.
     pub fn new(code: u8, context: &str, e: &dyn std::error::Error) -> Failure {
         let mut causes = vec![e.to_string()];
-        causes.extend(chain(e));
+        for c in chain(e) {
+            if !causes.last().is_some_and(|l| l.ends_with(&c)) {
+                causes.push(c);
+            }
+        }
         Failure {
             code,
             message: context.to_string(),
@@ -75,7 +79,12 @@ impl Failure {
                 miette::GraphicalTheme::unicode_nocolor(),
             );
             if handler.render_report(&mut rendered, &e).is_ok() {
-                f.detail = Some(rendered);
+                // The first lines repeat the message: keep the source snippet.
+                let snippet: Vec<&str> = rendered
+                    .lines()
+                    .skip_while(|l| !l.contains("╭─["))
+                    .collect();
+                f.detail = Some(snippet.join("\n"));
             }
         }
         f

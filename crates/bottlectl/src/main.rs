@@ -89,27 +89,38 @@ fn init_tracing(verbose: u8, quiet: bool) {
         .try_init();
 }
 
-/// Values of global flags given on the command line (not via their
+/// Whether a global flag was given on the command line (not via its
 /// environment variable: the settings' env layer reads those, so `config`
 /// shows the right origin).
-fn overrides(cli: &Cli, matches: &ArgMatches) -> Overrides {
-    let from_cli = |id: &str| {
-        let m = match matches.subcommand() {
-            Some((_, sub)) if sub.value_source(id).is_some() => sub,
-            _ => matches,
-        };
-        m.value_source(id) == Some(ValueSource::CommandLine)
+fn from_command_line(matches: &ArgMatches, id: &str) -> bool {
+    let m = match matches.subcommand() {
+        Some((_, sub)) if sub.value_source(id).is_some() => sub,
+        _ => matches,
     };
+    m.value_source(id) == Some(ValueSource::CommandLine)
+}
+
+fn overrides(cli: &Cli, matches: &ArgMatches) -> Overrides {
     Overrides {
-        runtime: cli.runtime.filter(|_| from_cli("runtime")),
-        host: cli.host.clone().filter(|_| from_cli("host")),
+        runtime: cli
+            .runtime
+            .filter(|_| from_command_line(matches, "runtime")),
+        host: cli
+            .host
+            .clone()
+            .filter(|_| from_command_line(matches, "host")),
         ..Overrides::default()
     }
 }
 
 /// Load settings from the standard layers plus flags.
 pub fn load_config(cli: &Cli, matches: &ArgMatches) -> Result<Config, Failure> {
-    let mut sources = Sources::standard(cli.config.clone());
+    // `Sources::standard` reads CLAUDE_BOTTLE_CONFIG itself and records it as such.
+    let flag = cli
+        .config
+        .clone()
+        .filter(|_| from_command_line(matches, "config"));
+    let mut sources = Sources::standard(flag);
     sources.ignored_env = CLI_ENV.iter().map(|s| s.to_string()).collect();
     let config = load(&sources, &overrides(cli, matches))
         .map_err(|e| Failure::new(2, "invalid configuration", &e))?;
@@ -147,7 +158,7 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
                 &target,
             )
             .await
-            .map_err(|e| ssh_failure(e, Some(&manifest)))?;
+            .map_err(|e| ssh_failure(e, Some(&manifest), "cannot provision", &args.container))?;
             output::provision(out, &sel, &manifest, &report);
             Ok(0)
         }
@@ -163,18 +174,19 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
                 &target,
             )
             .await
-            .map_err(|e| ssh_failure(e, Some(&manifest)))?;
+            .map_err(|e| ssh_failure(e, Some(&manifest), "cannot verify", &args.container))?;
             output::verify(out, &sel, &args.container, &report);
             Ok(if report.ok() { 0 } else { 1 })
         }
         Command::Deprovision(args) => {
             let config = load_config(cli, matches)?;
             let target = config.settings.target();
-            bottle::ssh::validate_target(&target).map_err(|e| ssh_failure(e, None))?;
+            bottle::ssh::validate_target(&target)
+                .map_err(|e| ssh_failure(e, None, "invalid settings", ""))?;
             let sel = select(&config, Some(&args.container), out).await?;
             let report = bottle::deprovision(sel.runtime.as_ref(), &args.container, &target)
                 .await
-                .map_err(|e| ssh_failure(e, None))?;
+                .map_err(|e| ssh_failure(e, None, "cannot deprovision", &args.container))?;
             output::deprovision(out, &sel, &report);
             Ok(0)
         }
@@ -193,8 +205,10 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
 /// so input errors exit 2 without needing an engine.
 fn read_manifest(path: &std::path::Path, config: &Config) -> Result<Manifest, Failure> {
     let manifest = load_manifest(path).map_err(Failure::manifest)?;
-    bottle::ssh::validate(&manifest.plan).map_err(|e| ssh_failure(e, Some(&manifest)))?;
-    bottle::ssh::validate_target(&config.settings.target()).map_err(|e| ssh_failure(e, None))?;
+    bottle::ssh::validate(&manifest.plan)
+        .map_err(|e| ssh_failure(e, Some(&manifest), "invalid manifest", ""))?;
+    bottle::ssh::validate_target(&config.settings.target())
+        .map_err(|e| ssh_failure(e, None, "invalid settings", ""))?;
     tracing::info!(
         manifest = %manifest.path.display(),
         aliases = manifest.plan.ssh.len(),
@@ -233,7 +247,12 @@ pub async fn select(
 }
 
 /// A provisioner error: plan errors point into the manifest when there is one.
-pub fn ssh_failure(e: bottle::ssh::Error, manifest: Option<&Manifest>) -> Failure {
+pub fn ssh_failure(
+    e: bottle::ssh::Error,
+    manifest: Option<&Manifest>,
+    doing: &str,
+    container: &str,
+) -> Failure {
     use bottle::config::Location;
     if let (Some(m), true) = (
         manifest,
@@ -255,7 +274,7 @@ pub fn ssh_failure(e: bottle::ssh::Error, manifest: Option<&Manifest>) -> Failur
             match field {
                 Some("host") => Location::GateHost,
                 Some("ports") | None => Location::GatePorts(None),
-                Some(alias) => Location::GatePorts(Some(alias)),
+                Some(f) => Location::GatePorts(Some(f.strip_prefix("ports.").unwrap_or(f))),
             }
         } else {
             Location::Ssh(usize::MAX, None)
@@ -263,10 +282,10 @@ pub fn ssh_failure(e: bottle::ssh::Error, manifest: Option<&Manifest>) -> Failur
         return Failure::manifest(m.error_at(loc, e.to_string()));
     }
     let code = e.exit_code() as u8;
-    let what = if e.is_plan_error() {
-        "invalid plan"
+    let what = if container.is_empty() {
+        doing.to_string()
     } else {
-        "provisioning failed"
+        format!("{doing} container `{container}`")
     };
-    Failure::new(code, what, &e)
+    Failure::new(code, &what, &e)
 }
