@@ -1,0 +1,616 @@
+//! `bottlectl` end to end: every command, every exit code, `--json` parsed.
+//!
+//! Engine checks run once per engine (like ripgrep's per-regex-engine
+//! tests) through `engine_tests!`, each on its own bottle from the test
+//! image; `bottlectl` is pointed at that engine with `--runtime` and `--host`.
+//! The child's environment is cleared so the caller's `CLAUDE_BOTTLE_*`,
+//! `DOCKER_HOST` and user config never leak in.
+
+use bottle_integration_tests::{engine_tests, TestEnv};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The `bottlectl` binary, built once per test run (a test crate cannot
+/// depend on another package's binary).
+fn bottlectl_path() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-q", "-p", "bottlectl"])
+            .current_dir(root);
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build -p bottlectl");
+        assert!(status.success(), "cargo build -p bottlectl failed");
+        assert_cmd::cargo::cargo_bin("bottlectl")
+    })
+}
+
+/// A scratch HOME with an empty user config dir, so runs are hermetic.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// An ed25519 key pair made by the host's ssh-keygen; returns the private path.
+    fn keygen(&self, name: &str) -> PathBuf {
+        let p = self.path().join(name);
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+            .arg(&p)
+            .output()
+            .expect("run ssh-keygen");
+        assert!(out.status.success(), "ssh-keygen: {out:?}");
+        p
+    }
+
+    fn command(&self, args: &[&str], envs: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(bottlectl_path());
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.path())
+            .env("XDG_CONFIG_HOME", self.path().join("xdg"))
+            .current_dir(self.path())
+            .args(args);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    fn run(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
+        self.command(args, envs).output().expect("run bottlectl")
+    }
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited normally")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON object ({e}): {:?}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(out)
+        )
+    })
+}
+
+fn expect_code(out: &Output, want: i32, what: &str) {
+    assert_eq!(
+        code(out),
+        want,
+        "{what}: stdout {:?}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(out)
+    );
+}
+
+/// `bottlectl --runtime ENGINE --host ENDPOINT ARGS…` off the async workers.
+async fn ctl(env: &TestEnv, scratch: &Scratch, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut full = vec![
+        "--runtime".to_string(),
+        env.engine().name().to_string(),
+        "--host".to_string(),
+        env.endpoint().to_string(),
+    ];
+    full.extend(args.iter().map(|s| s.to_string()));
+    let envs: Vec<(String, String)> = envs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut cmd = {
+        let a: Vec<&str> = full.iter().map(String::as_str).collect();
+        let e: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        scratch.command(&a, &e)
+    };
+    tokio::task::spawn_blocking(move || cmd.output().expect("run bottlectl"))
+        .await
+        .expect("join")
+}
+
+/// A manifest without a gate for one alias, with the key made here.
+fn manifest(scratch: &Scratch) -> PathBuf {
+    scratch.keygen("id_cli");
+    scratch.write(
+        "bottle.toml",
+        r#"
+[[ssh]]
+Host = "upstream"
+Hostname = "git.example.invalid"
+User = "git"
+IdentityFile = "~/id_cli"
+KnownHostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+Port = 2222
+"#,
+    )
+}
+
+async fn check_provision_verify_deprovision_json(env: &TestEnv) {
+    let s = Scratch::new();
+    let m = manifest(&s);
+    let m = m.to_str().unwrap();
+    let bottle = env.bottle();
+
+    let out = ctl(
+        env,
+        &s,
+        &["--json", "provision", bottle, "--manifest", m],
+        &[],
+    )
+    .await;
+    expect_code(&out, 0, "provision");
+    let v = json(&out);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["engine"]["engine"], env.engine().name());
+    assert_eq!(v["container"], bottle);
+    let keys = v["keys"].as_array().expect("keys");
+    assert_eq!(keys.len(), 1);
+    assert!(keys[0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .starts_with("SHA256:"));
+    assert_eq!(keys[0]["aliases"][0], "upstream");
+    let files: Vec<&str> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert!(files.contains(&"/home/node/.ssh/config"), "{files:?}");
+    assert!(files.contains(&"/home/node/.ssh/known_hosts"), "{files:?}");
+    // Human step lines go to stderr even with --json.
+    assert!(stderr(&out).contains("step"), "{}", stderr(&out));
+    let config = env.sh("cat /home/node/.ssh/config", &[]).await;
+    assert!(config.contains("Host upstream"), "{config}");
+
+    let out = ctl(env, &s, &["--json", "verify", bottle, "-m", m], &[]).await;
+    expect_code(&out, 0, "verify after provision");
+    let v = json(&out);
+    assert_eq!(v["ok"], true);
+    assert!(v["checks"].as_array().unwrap().len() > 3);
+
+    // Human table: every check on stdout.
+    let out = ctl(env, &s, &["verify", bottle, "-m", m], &[]).await;
+    expect_code(&out, 0, "verify (table)");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.lines().all(|l| l.starts_with("ok ")), "{table}");
+
+    // A violation: exit 1 and the failing check named.
+    env.sh("chmod 644 /home/node/.ssh/config", &[]).await;
+    let out = ctl(env, &s, &["--json", "verify", bottle, "-m", m], &[]).await;
+    expect_code(&out, 1, "verify after chmod");
+    let v = json(&out);
+    assert_eq!(v["ok"], false);
+    let failed: Vec<&Value> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .collect();
+    assert!(
+        failed.iter().any(|c| c["name"]
+            .as_str()
+            .unwrap()
+            .contains("/home/node/.ssh/config")),
+        "{failed:?}"
+    );
+    let out = ctl(env, &s, &["verify", bottle, "-m", m], &[]).await;
+    expect_code(&out, 1, "verify (table) after chmod");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL"));
+
+    let out = ctl(env, &s, &["--json", "deprovision", bottle], &[]).await;
+    expect_code(&out, 0, "deprovision");
+    let v = json(&out);
+    assert_eq!(v["ok"], true);
+    let removed: Vec<&str> = v["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(removed.contains(&"/home/node/.ssh/config"), "{removed:?}");
+    let left = env
+        .sh("test -e /home/node/.ssh/config && echo yes || echo no", &[])
+        .await;
+    assert_eq!(left.trim(), "no");
+}
+
+async fn check_container_home_from_env(env: &TestEnv) {
+    let s = Scratch::new();
+    let m = manifest(&s);
+    let m = m.to_str().unwrap();
+    env.sh("mkdir -p /home/dev && chown 1000:1000 /home/dev", &[])
+        .await;
+    let dev = [("CLAUDE_BOTTLE_CONTAINER_HOME", "/home/dev")];
+
+    let out = ctl(env, &s, &["--json", "config"], &dev).await;
+    expect_code(&out, 0, "config");
+    let v = json(&out);
+    let home = v["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["key"] == "container_home")
+        .expect("container_home listed")
+        .clone();
+    assert_eq!(home["value"], "/home/dev");
+    assert_eq!(home["origin"]["layer"], "env");
+    assert_eq!(home["origin"]["var"], "CLAUDE_BOTTLE_CONTAINER_HOME");
+
+    let out = ctl(
+        env,
+        &s,
+        &["--json", "provision", env.bottle(), "-m", m],
+        &dev,
+    )
+    .await;
+    expect_code(&out, 0, "provision with /home/dev");
+    let files = json(&out)["files"].to_string();
+    assert!(files.contains("/home/dev/.ssh/config"), "{files}");
+    let listing = env
+        .sh("stat -c '%a %u %n' /home/dev/.ssh /home/dev/.ssh/config; test ! -e /home/node/.ssh/config", &[])
+        .await;
+    assert_eq!(
+        listing,
+        "700 1000 /home/dev/.ssh\n600 1000 /home/dev/.ssh/config\n"
+    );
+    let out = ctl(env, &s, &["verify", env.bottle(), "-m", m], &dev).await;
+    expect_code(&out, 0, "verify with /home/dev");
+}
+
+async fn check_exit_codes(env: &TestEnv) {
+    let s = Scratch::new();
+    let m = manifest(&s);
+    let m = m.to_str().unwrap();
+
+    // 3: no such container (one sentence plus the cause, no panic or debug dump).
+    let missing = env.unique_name("missing");
+    let out = ctl(env, &s, &["verify", &missing, "-m", m], &[]).await;
+    expect_code(&out, 3, "missing container");
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("error: cannot verify container `{missing}`")),
+        "{err}"
+    );
+    assert!(!err.contains("panicked") && !err.contains("{ "), "{err}");
+    let out = ctl(env, &s, &["--json", "deprovision", &missing], &[]).await;
+    expect_code(&out, 3, "deprovision missing container");
+    let v = json(&out);
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["error"]["exit_code"], 3);
+
+    // 3: a stopped container.
+    let stopped = env.start_bottle().await.expect("second bottle");
+    env.admin().stop(&stopped.name).await.expect("stop");
+    let out = ctl(env, &s, &["provision", &stopped.name, "-m", m], &[]).await;
+    expect_code(&out, 3, "stopped container");
+    assert!(stderr(&out).contains("not running"), "{}", stderr(&out));
+
+    // 3: the engine does not answer.
+    let out = s.run(
+        &[
+            "--runtime",
+            env.engine().name(),
+            "--host",
+            "unix:///nonexistent/engine.sock",
+            "deprovision",
+            env.bottle(),
+        ],
+        &[],
+    );
+    expect_code(&out, 3, "unreachable engine");
+    assert!(
+        stderr(&out).contains("/nonexistent/engine.sock"),
+        "{}",
+        stderr(&out)
+    );
+
+    // 2: manifest errors name file, line and column, before any engine call.
+    let bad = s.write(
+        "bad.toml",
+        "[[ssh]]\nHost = \"a\"\nHostnme = \"b\"\nUser = \"git\"\nIdentityFile = \"/k\"\n",
+    );
+    let out = ctl(
+        env,
+        &s,
+        &["provision", env.bottle(), "-m", bad.to_str().unwrap()],
+        &[],
+    )
+    .await;
+    expect_code(&out, 2, "bad manifest");
+    let err = stderr(&out);
+    assert!(
+        err.contains("bad.toml:3:1: unknown field `Hostnme`"),
+        "{err}"
+    );
+    let out = ctl(
+        env,
+        &s,
+        &["provision", env.bottle(), "-m", "/nonexistent/bottle.toml"],
+        &[],
+    )
+    .await;
+    expect_code(&out, 2, "missing manifest");
+
+    // 2: a plan error (gate without a port for the alias) points into the file.
+    let gate = s.write(
+        "gate.toml",
+        "[gate]\nhost = \"127.0.0.1\"\n[gate.ports]\nother = 2201\n\n[[ssh]]\nHost = \"a\"\nHostname = \"b\"\nUser = \"git\"\nIdentityFile = \"~/id_cli\"\n",
+    );
+    let out = ctl(
+        env,
+        &s,
+        &["verify", env.bottle(), "-m", gate.to_str().unwrap()],
+        &[],
+    )
+    .await;
+    expect_code(&out, 2, "plan error");
+    assert!(stderr(&out).contains("gate.toml:"), "{}", stderr(&out));
+
+    // 2: usage and configuration errors.
+    expect_code(&s.run(&["provision"], &[]), 2, "missing argument");
+    expect_code(
+        &s.run(&["--runtime", "dockr", "config"], &[]),
+        2,
+        "bad --runtime",
+    );
+    let out = ctl(
+        env,
+        &s,
+        &["verify", env.bottle(), "-m", m],
+        &[("CLAUDE_BOTTLE_CONTAINER_HOMEE", "/x")],
+    )
+    .await;
+    expect_code(&out, 2, "unknown CLAUDE_BOTTLE_ variable");
+    assert!(
+        stderr(&out).contains("CLAUDE_BOTTLE_CONTAINER_HOMEE"),
+        "{}",
+        stderr(&out)
+    );
+
+    // 0 and 1 are covered by check_provision_verify_deprovision_json.
+}
+
+async fn check_doctor(env: &TestEnv) {
+    let s = Scratch::new();
+    let out = ctl(env, &s, &["--json", "doctor", env.bottle()], &[]).await;
+    expect_code(&out, 0, "doctor CONTAINER");
+    let v = json(&out);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["selected"]["engine"], env.engine().name());
+    assert_eq!(v["selected"]["endpoint"], env.endpoint());
+    let engines = v["engines"].as_array().unwrap();
+    assert!(
+        engines
+            .iter()
+            .any(|e| e["engine"] == env.engine().name() && e["version"].is_string()),
+        "{engines:?}"
+    );
+    let checks = v["container"]["checks"].as_array().unwrap();
+    let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    for want in ["running", "ssh-agent", "ssh-add", "socat", "user", "home"] {
+        assert!(names.contains(&want), "{want} not in {names:?}");
+    }
+    assert!(checks.iter().all(|c| c["ok"] == true), "{checks:?}");
+
+    // A missing home is a problem with its fix, exit 3.
+    let out = ctl(
+        env,
+        &s,
+        &["doctor", env.bottle()],
+        &[("CLAUDE_BOTTLE_CONTAINER_HOME", "/home/nobody-here")],
+    )
+    .await;
+    expect_code(&out, 3, "doctor with a missing home");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("FAIL  home"), "{text}");
+    assert!(text.contains("fix: "), "{text}");
+
+    // A stopped container: not running, with the start command as the fix.
+    let stopped = env.start_bottle().await.expect("second bottle");
+    env.admin().stop(&stopped.name).await.expect("stop");
+    let out = ctl(env, &s, &["--json", "doctor", &stopped.name], &[]).await;
+    expect_code(&out, 3, "doctor on a stopped container");
+    let v = json(&out);
+    let running = &v["container"]["checks"][0];
+    assert_eq!(running["name"], "running");
+    assert_eq!(running["ok"], false);
+    assert_eq!(
+        running["fix"],
+        format!("{} start {}", env.engine().name(), stopped.name)
+    );
+
+    // Without a container: the engines and the choice, human form.
+    let out = ctl(env, &s, &["doctor"], &[]).await;
+    expect_code(&out, 0, "doctor");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("selected: {}", env.engine().name())),
+        "{text}"
+    );
+    assert!(text.contains("runtime = "), "{text}");
+}
+
+async fn check_demo(env: &TestEnv) {
+    let s = Scratch::new();
+    let out = ctl(env, &s, &["--json", "demo"], &[]).await;
+    expect_code(&out, 0, "demo");
+    let v = json(&out);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["engine"]["engine"], env.engine().name());
+    assert_eq!(v["proof"]["stdout"], "git");
+    assert_eq!(v["proof"]["user"], "node");
+    assert_eq!(v["verify"]["ok"], true);
+    assert_eq!(v["removed"], true);
+    // Everything it started is gone.
+    for key in ["bottle", "gate"] {
+        let name = v[key].as_str().unwrap();
+        let err = env.rt().inspect(name).await.unwrap_err();
+        assert!(
+            matches!(err, bottle_runtime::Error::ContainerNotFound { .. }),
+            "{key} `{name}` still there: {err}"
+        );
+    }
+}
+
+engine_tests!(
+    check_provision_verify_deprovision_json,
+    check_container_home_from_env,
+    check_exit_codes,
+    check_doctor,
+    check_demo,
+);
+
+// Engine-free: configuration layering through the CLI.
+
+#[test]
+fn config_shows_each_layer_and_its_origin() {
+    let s = Scratch::new();
+    s.write(
+        "xdg/claude-bottle/config.toml",
+        "user = 'from-user-file'\ncontainer_home = '/user'\nagent_socket = '/user.sock'\ntimeout = 7\n",
+    );
+    let extra = s.write(
+        "extra.toml",
+        "user = 'from-extra'\ncontainer_home = '/extra'\nagent_socket = '/extra.sock'\n",
+    );
+    let out = s.run(
+        &["--json", "--runtime", "podman", "config"],
+        &[
+            ("CLAUDE_BOTTLE_CONFIG", extra.to_str().unwrap()),
+            ("CLAUDE_BOTTLE_CONTAINER_HOME", "/home/dev"),
+            ("CLAUDE_BOTTLE_USER", "from-env"),
+            ("CLAUDE_BOTTLE_HOST", "unix:///env.sock"),
+        ],
+    );
+    expect_code(&out, 0, "config");
+    let v = json(&out);
+    let get = |key: &str| {
+        v["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["key"] == key)
+            .unwrap_or_else(|| panic!("{key} missing"))
+            .clone()
+    };
+    // Flag beats env (clap reads CLAUDE_BOTTLE_RUNTIME too, but only a real
+    // flag is shown as one).
+    assert_eq!(get("runtime")["value"], "podman");
+    assert_eq!(get("runtime")["origin"]["layer"], "flag");
+    assert_eq!(get("host")["value"], "unix:///env.sock");
+    assert_eq!(get("host")["origin"]["var"], "CLAUDE_BOTTLE_HOST");
+    // Env beats the --config/CLAUDE_BOTTLE_CONFIG file.
+    assert_eq!(get("user")["value"], "from-env");
+    assert_eq!(get("container_home")["value"], "/home/dev");
+    assert_eq!(get("container_home")["origin"]["layer"], "env");
+    // That file beats the user file.
+    assert_eq!(get("agent_socket")["value"], "/extra.sock");
+    assert_eq!(get("agent_socket")["origin"]["layer"], "config_file");
+    assert_eq!(get("agent_socket")["origin"]["via"], "CLAUDE_BOTTLE_CONFIG");
+    // The user file beats the defaults.
+    assert_eq!(get("timeout")["value"], "7s");
+    assert_eq!(get("timeout")["origin"]["layer"], "user_file");
+    assert_eq!(get("public_socket")["origin"]["layer"], "default");
+
+    // Human form names the layers too; --config wins over CLAUDE_BOTTLE_CONFIG.
+    let other = s.write("other.toml", "user = 'from-flag-file'\n");
+    let out = s.run(
+        &["config", "--config", other.to_str().unwrap()],
+        &[("CLAUDE_BOTTLE_CONFIG", extra.to_str().unwrap())],
+    );
+    expect_code(&out, 0, "config (human)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let user_line = text.lines().find(|l| l.starts_with("user ")).unwrap();
+    assert!(user_line.contains("from-flag-file"), "{text}");
+    assert!(user_line.contains("(from --config)"), "{text}");
+    let timeout_line = text.lines().find(|l| l.starts_with("timeout ")).unwrap();
+    assert!(timeout_line.contains("user file"), "{text}");
+}
+
+#[test]
+fn config_errors_exit_2_and_name_the_key() {
+    let s = Scratch::new();
+    s.write(
+        "xdg/claude-bottle/config.toml",
+        "runtime = 'docker'\nconatiner_home = '/x'\n",
+    );
+    let out = s.run(&["config"], &[]);
+    expect_code(&out, 2, "unknown key in user file");
+    let err = stderr(&out);
+    assert!(err.contains("unknown setting `conatiner_home`"), "{err}");
+    assert!(err.contains("config.toml line 2"), "{err}");
+
+    let s = Scratch::new();
+    let out = s.run(&["--json", "config"], &[("CLAUDE_BOTTLE_TIMEOUT", "soon")]);
+    expect_code(&out, 2, "bad timeout");
+    let v = json(&out);
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["error"]["causes"][0].as_str().unwrap().contains(
+            "invalid value for `timeout` from environment variable CLAUDE_BOTTLE_TIMEOUT"
+        ),
+        "{v}"
+    );
+
+    let out = s.run(
+        &["config", "--config", "/nonexistent/bottle-config.toml"],
+        &[],
+    );
+    expect_code(&out, 2, "missing --config file");
+    assert!(stderr(&out).contains("/nonexistent/bottle-config.toml"));
+
+    // CLI switches read from the environment are not "unknown settings".
+    let out = s.run(&["config"], &[("CLAUDE_BOTTLE_JSON", "true")]);
+    expect_code(&out, 0, "CLAUDE_BOTTLE_JSON");
+    json(&out);
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    let s = Scratch::new();
+    let out = s.run(&["--help"], &[]);
+    expect_code(&out, 0, "--help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for cmd in [
+        "provision",
+        "verify",
+        "deprovision",
+        "doctor",
+        "config",
+        "demo",
+    ] {
+        assert!(help.contains(cmd), "{cmd} missing from help: {help}");
+    }
+    expect_code(&s.run(&["--version"], &[]), 0, "--version");
+}
