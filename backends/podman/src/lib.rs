@@ -29,7 +29,9 @@
 //! - exec create on a stopped container answers 500 "container state improper",
 //!   on a paused one 409: both become [`Error::ContainerNotRunning`].
 //! - A missing program is not an API error: the exec starts, runc's message
-//!   arrives on stderr and the exec's exit code is 127.
+//!   arrives on stderr and the exec's exit code is 127 (126 for a file that
+//!   is not executable). An unknown user or an empty argv is refused by exec
+//!   create: [`Error::ExecStart`].
 //! - stdin is written while output is read, then the writer is closed
 //!   (half-close of the hijacked connection, via podman-api's
 //!   `Multiplexer::split`); Podman passes that EOF on to the process.
@@ -310,7 +312,7 @@ impl PodmanRuntime {
         let (writer, out) = futures_util::join!(write, read);
         drop(writer);
         let mut out = out?;
-        if request.stdin.is_some() && strip_attach_reset_noise(&mut out.stderr) {
+        if strip_attach_reset_noise(&mut out.stderr) && request.stdin.is_some() {
             // Podman 4.3 races here: stdout queued in conmon can be lost too.
             tracing::warn!(
                 container,
@@ -348,9 +350,9 @@ impl PodmanRuntime {
     }
 }
 
-/// When a process exits without reading all of its stdin, Podman's attach
-/// copier fails on conmon's socket and appends its own error line to the
-/// exec's stderr, e.g. `Error: read unixpacket @->/proc/self/fd/16/attach:
+/// When a process exits without reading all of its stdin (or could not be
+/// started at all), Podman's attach copier fails on conmon's socket and
+/// appends its own error line to the exec's stderr, e.g. `Error: read unixpacket @->/proc/self/fd/16/attach:
 /// read: connection reset by peer`. It is not the process's output: remove it.
 /// Returns whether it was there.
 fn strip_attach_reset_noise(stderr: &mut Vec<u8>) -> bool {

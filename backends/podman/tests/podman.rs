@@ -96,6 +96,19 @@ async fn exec_keeps_streams_apart_and_reports_exit_codes() {
         .unwrap();
     assert_eq!(out.exit_code, 127, "{}", out.stderr_lossy());
     assert!(out.stderr_lossy().contains("/no/such/program"));
+    let out = rt
+        .exec(bottle.id(), ExecRequest::new(["/etc/passwd"]))
+        .await
+        .unwrap();
+    assert_eq!(out.exit_code, 126, "{}", out.stderr_lossy());
+    // Podman's own attach error line is not passed on as the process's stderr.
+    assert!(!out.stderr_lossy().contains("connection reset by peer"));
+
+    let err = rt
+        .exec(bottle.id(), ExecRequest::new(["id"]).user("nosuchuser"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ExecStart { .. }), "{err:?}");
 }
 
 #[tokio::test]
