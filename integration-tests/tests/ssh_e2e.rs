@@ -814,7 +814,61 @@ async fn check_key_bytes_only_travel_over_stdin(env: &TestEnv) {
     verify_ok(env, &plan).await;
 }
 
+/// A user who plants `~/.ssh` (or the files in it) as symlinks to root's
+/// files does not get root to chown or write them: the links are replaced
+/// with real files.
+async fn check_symlinked_ssh_dir_is_replaced(env: &TestEnv) {
+    let keys = Keys::new();
+    let plan = keys.plan();
+    let before = env.sh("stat -c '%a %u %g' /etc; ls -A /etc", &[]).await;
+    let out = env
+        .exec_as(USER, &["ln", "-s", "/etc", "/home/node/.ssh"])
+        .await;
+    assert_success(&out, "plant symlink");
+    provision(env, &plan).await;
+    assert_eq!(
+        env.sh("stat -c '%a %u %g' /etc; ls -A /etc", &[]).await,
+        before
+    );
+    assert_eq!(
+        env.sh("stat -c '%F %a %u' /home/node/.ssh", &[]).await,
+        "directory 700 1000\n"
+    );
+    verify_ok(env, &plan).await;
+
+    // Same with the files: config and known_hosts planted as symlinks to
+    // root's files.
+    let before = env
+        .sh(
+            "stat -c '%a %u %g %s' /etc/passwd /etc/shadow; cat /etc/passwd",
+            &[],
+        )
+        .await;
+    let out = env
+        .exec_as(
+            USER,
+            &[
+                "sh",
+                "-c",
+                "cd /home/node/.ssh && rm -f config known_hosts && ln -s /etc/passwd config && ln -s /etc/shadow known_hosts",
+            ],
+        )
+        .await;
+    assert_success(&out, "plant file symlinks");
+    provision(env, &plan).await;
+    assert_eq!(
+        env.sh(
+            "stat -c '%a %u %g %s' /etc/passwd /etc/shadow; cat /etc/passwd",
+            &[]
+        )
+        .await,
+        before
+    );
+    verify_ok(env, &plan).await;
+}
+
 engine_tests!(
+    check_symlinked_ssh_dir_is_replaced,
     check_key_bytes_only_travel_over_stdin,
     check_user_reaches_every_alias,
     check_wrong_known_host_key_fails,
