@@ -48,7 +48,8 @@
 //! - `copy` uploads to the Docker-compatible `/containers/{id}/archive`, where
 //!   Podman's `copyUIDGID` defaults to false, so the archive's uid/gid are
 //!   kept. (On the `/libpod/` path it defaults to true and chowns everything to
-//!   the container's user.)
+//!   the container's user.) Podman would also write into a stopped
+//!   container, so `copy` inspects first and refuses one that is not running.
 
 use async_trait::async_trait;
 use bottle_runtime::{
@@ -502,6 +503,17 @@ impl ContainerRuntime for PodmanRuntime {
             reason,
         })?;
         self.timed(container, "copy", async {
+            // Podman writes into a stopped container's storage without
+            // complaint; the contract says a container that is not running
+            // is an error, so check first.
+            let info = self.inspect_raw(container).await?;
+            if !info.is_running() {
+                return Err(Error::ContainerNotRunning {
+                    engine: ENGINE,
+                    container: container.to_string(),
+                    state: info.state.to_string(),
+                });
+            }
             // One upload of the whole archive at `/`. podman-api's copy_to uses
             // the compat path, where copyUIDGID defaults to false: the
             // archive's numeric owners are kept (see the crate docs).

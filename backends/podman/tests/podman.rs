@@ -165,6 +165,14 @@ async fn state_errors_are_typed() {
         matches!(&err, Error::ContainerNotRunning { state, .. } if state == "exited"),
         "{err:?}"
     );
+    // Podman itself would copy into a stopped container.
+    let copied = rt
+        .copy(bottle.id(), &[CopyEntry::dir("/x", 0o755, 0, 0)])
+        .await;
+    assert!(
+        matches!(&copied, Err(Error::ContainerNotRunning { state, .. }) if state == "exited"),
+        "{copied:?}"
+    );
     rt.start(bottle.id()).await.unwrap();
     assert!(rt.inspect(bottle.id()).await.unwrap().is_running());
 
