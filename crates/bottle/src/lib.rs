@@ -382,8 +382,27 @@ pub async fn probe_all(settings: &Settings, container: Option<&str>) -> Vec<Prob
 
 /// Pick an engine as `auto` would (or the one the settings name), connect
 /// and ping it. `container` (when given) steers `auto` to the engine that
-/// has it; it is not required to be running.
+/// has it; it is not required to be running. The decision is logged at
+/// `info` (tracing), each endpoint tried at `info`/`debug`.
 pub async fn select(
+    settings: &Settings,
+    container: Option<&str>,
+) -> Result<Selection, SelectError> {
+    let result = select_inner(settings, container).await;
+    match &result {
+        Ok(sel) => tracing::info!(
+            engine = sel.engine().name(),
+            endpoint = sel.endpoint(),
+            why = %sel.why,
+            tried = sel.tried.len(),
+            "engine selected"
+        ),
+        Err(e) => tracing::info!(error = %error_chain(e), "no engine selected"),
+    }
+    result
+}
+
+async fn select_inner(
     settings: &Settings,
     container: Option<&str>,
 ) -> Result<Selection, SelectError> {
@@ -521,4 +540,68 @@ pub async fn select(
         }
     }
     Err(SelectError::NoEngine { tried })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Only meaningful in a build without a backend, e.g.
+    // `cargo test -p bottle --no-default-features --features docker`.
+    #[cfg(not(feature = "podman"))]
+    #[tokio::test]
+    async fn a_backend_that_is_not_built_in_is_a_clear_error() {
+        let settings = Settings {
+            runtime: RuntimeChoice::Podman,
+            ..Settings::default()
+        };
+        let err = connect(&settings).await.unwrap_err();
+        assert_eq!(err.to_string(), "bottle was built without podman support");
+        assert_eq!(err.exit_code(), 2);
+        assert!(default_endpoint(Engine::Podman).is_none());
+    }
+
+    #[cfg(not(feature = "docker"))]
+    #[tokio::test]
+    async fn docker_not_built_in_is_a_clear_error() {
+        let settings = Settings {
+            runtime: RuntimeChoice::Docker,
+            ..Settings::default()
+        };
+        let err = connect(&settings).await.unwrap_err();
+        assert_eq!(err.to_string(), "bottle was built without docker support");
+    }
+
+    #[test]
+    fn summary_names_every_endpoint() {
+        let tried = vec![
+            Probe {
+                engine: Engine::Docker,
+                endpoint: "unix:///a.sock".into(),
+                endpoint_from: "default".into(),
+                version: None,
+                api_version: None,
+                error: Some("refused".into()),
+                has_container: None,
+            },
+            Probe {
+                engine: Engine::Podman,
+                endpoint: "unix:///b.sock".into(),
+                endpoint_from: "default".into(),
+                version: Some("4.3.1".into()),
+                api_version: Some("4.3.1".into()),
+                error: None,
+                has_container: Some(false),
+            },
+        ];
+        let e = SelectError::ContainerNotFound {
+            container: "x".into(),
+            tried,
+        };
+        assert_eq!(
+            e.to_string(),
+            "no container named `x` in any engine (Docker at unix:///a.sock: refused; Podman at unix:///b.sock: not there)"
+        );
+        assert_eq!(e.exit_code(), 3);
+    }
 }

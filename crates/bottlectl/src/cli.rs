@@ -34,12 +34,15 @@ pub struct Cli {
         long,
         global = true,
         env = "CLAUDE_BOTTLE_QUIET",
-        conflicts_with = "verbose"
+        conflicts_with = "verbose",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub quiet: bool,
 
     /// One JSON object on stdout instead of human output
-    #[arg(long, global = true, env = "CLAUDE_BOTTLE_JSON")]
+    #[arg(long, global = true, env = "CLAUDE_BOTTLE_JSON",
+          action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub json: bool,
 
     #[command(subcommand)]

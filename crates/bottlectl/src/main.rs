@@ -86,6 +86,7 @@ fn init_tracing(verbose: u8, quiet: bool) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(verbose >= 2)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -225,17 +226,6 @@ pub async fn select(
     let sel = bottle::select(&config.settings, container)
         .await
         .map_err(Failure::select)?;
-    for p in &sel.tried {
-        tracing::info!(
-            engine = p.engine.name(),
-            endpoint = %p.endpoint,
-            from = %p.endpoint_from,
-            answered = p.answered(),
-            error = p.error.as_deref().unwrap_or(""),
-            "tried"
-        );
-    }
-    tracing::info!(engine = sel.engine().name(), endpoint = sel.endpoint(), why = %sel.why, "selected");
     out.step(&format!(
         "engine: {} {} at {} ({})",
         sel.engine(),
