@@ -483,12 +483,87 @@ async fn check_demo(env: &TestEnv) {
     }
 }
 
+async fn check_demo_ctrl_c_cleans_up(env: &TestEnv) {
+    use std::io::{BufRead, BufReader};
+    let s = Scratch::new();
+    let mut cmd = s.command(
+        &[
+            "--runtime",
+            env.engine().name(),
+            "--host",
+            env.endpoint(),
+            "demo",
+        ],
+        &[],
+    );
+    cmd.stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null());
+    let (code, bottle, lines) = tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().expect("spawn bottlectl demo");
+        let reader = BufReader::new(child.stderr.take().unwrap());
+        let mut bottle = None;
+        let mut lines = Vec::new();
+        for line in reader.lines() {
+            let line = line.unwrap();
+            lines.push(line.clone());
+            if let Some(rest) = line.strip_prefix("bottle: started `") {
+                bottle = rest.split('`').next().map(str::to_string);
+            }
+            // Interrupt once both containers exist.
+            if line.starts_with("gate: ") {
+                let status = Command::new("kill")
+                    .args(["-INT", &child.id().to_string()])
+                    .status()
+                    .unwrap();
+                assert!(status.success());
+            }
+        }
+        let status = child.wait().unwrap();
+        (status.code(), bottle, lines)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(130), "{lines:#?}");
+    let bottle = bottle.unwrap_or_else(|| panic!("no bottle line in {lines:#?}"));
+    let gate = bottle.replacen("bottle-demo-", "bottle-demo-gate-", 1);
+    assert!(
+        lines.iter().any(|l| l.contains("interrupted")),
+        "{lines:#?}"
+    );
+    for name in [&bottle, &gate] {
+        let err = env.rt().inspect(name).await.unwrap_err();
+        assert!(
+            matches!(err, bottle_runtime::Error::ContainerNotFound { .. }),
+            "`{name}` left behind after Ctrl-C: {err}"
+        );
+    }
+}
+
+async fn check_verbose_logs_the_selection(env: &TestEnv) {
+    let s = Scratch::new();
+    let out = ctl(env, &s, &["-v", "doctor"], &[]).await;
+    expect_code(&out, 0, "-v doctor");
+    let err = stderr(&out);
+    assert!(err.contains("engine selected"), "{err}");
+    assert!(err.contains(env.endpoint()), "{err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "ANSI escapes in non-terminal logs: {err}"
+    );
+    // -q: nothing on stderr for a successful run.
+    let out = ctl(env, &s, &["-q", "config"], &[]).await;
+    expect_code(&out, 0, "-q config");
+    assert_eq!(stderr(&out), "");
+}
+
 engine_tests!(
     check_provision_verify_deprovision_json,
     check_container_home_from_env,
     check_exit_codes,
     check_doctor,
     check_demo,
+    check_demo_ctrl_c_cleans_up,
+    check_verbose_logs_the_selection,
 );
 
 // Engine-free: configuration layering through the CLI.
