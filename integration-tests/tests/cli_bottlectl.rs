@@ -335,6 +335,17 @@ async fn check_exit_codes(env: &TestEnv) {
         stderr(&out)
     );
 
+    // 3: an engine call that outlives the `timeout` setting.
+    let out = ctl(
+        env,
+        &s,
+        &["provision", env.bottle(), "-m", m],
+        &[("CLAUDE_BOTTLE_TIMEOUT", "1ms")],
+    )
+    .await;
+    expect_code(&out, 3, "timeout");
+    assert!(stderr(&out).contains("timed out"), "{}", stderr(&out));
+
     // 2: manifest errors name file, line and column, before any engine call.
     let bad = s.write(
         "bad.toml",
