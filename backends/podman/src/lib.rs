@@ -308,9 +308,33 @@ impl PodmanRuntime {
             }
             Ok(out)
         };
+        // Podman removes an exited exec session `exit_command_delay` after the
+        // process exits (5 s in CI's containers.conf), and only the session
+        // knows the exit code. Output can still be streaming long after the
+        // exit (a slow reader, a busy machine), so a long exec also polls the
+        // session meanwhile and keeps the code once it is there.
+        let early_exit: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+        let watch = async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            loop {
+                match exec.inspect().await.map(|info| exit_code_of(&info)) {
+                    Ok(Some(code)) => {
+                        let _ = early_exit.set(code);
+                        break;
+                    }
+                    Ok(None) => tokio::time::sleep(Duration::from_millis(500)).await,
+                    Err(_) => break, // the final inspect reports errors
+                }
+            }
+            std::future::pending::<std::convert::Infallible>().await
+        };
         // Without stdin the writer stays open until the output ends: an early
         // half-close is not needed and would only race the stream.
-        let (writer, out) = futures_util::join!(write, read);
+        let io = async { futures_util::join!(write, read) };
+        let (writer, out) = tokio::select! {
+            r = io => r,
+            never = watch => match never {},
+        };
         drop(writer);
         let mut out = out?;
         if strip_attach_reset_noise(&mut out.stderr) && request.stdin.is_some() {
@@ -322,6 +346,10 @@ impl PodmanRuntime {
                  Podman may have dropped some of its output"
             );
         }
+        if let Some(code) = early_exit.get() {
+            out.exit_code = *code;
+            return Ok(out);
+        }
 
         // The stream ends when the process exits, but the exit code may be
         // recorded a moment later.
@@ -330,25 +358,21 @@ impl PodmanRuntime {
                 .inspect()
                 .await
                 .map_err(|e| self.map_err(container, "exec inspect", e))?;
-            let running = info
-                .get("Running")
-                .and_then(|v| v.as_bool())
-                .unwrap_or(false);
-            if !running {
-                out.exit_code = info
-                    .get("ExitCode")
-                    .and_then(|v| v.as_i64())
-                    .ok_or_else(|| Error::Api {
-                        engine: ENGINE,
-                        container: container.to_string(),
-                        operation: "exec inspect",
-                        source: "exec inspect has no ExitCode".into(),
-                    })?;
+            if let Some(code) = exit_code_of(&info) {
+                out.exit_code = code;
                 return Ok(out);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// The exit code in an exec inspect answer, once the process has exited.
+fn exit_code_of(info: &serde_json::Value) -> Option<i64> {
+    if info.get("Running").and_then(|v| v.as_bool()) != Some(false) {
+        return None;
+    }
+    info.get("ExitCode").and_then(|v| v.as_i64())
 }
 
 /// When a process exits without reading all of its stdin (or could not be
