@@ -556,6 +556,129 @@ async fn check_script_args_verbatim(env: &TestEnv) {
     assert_ne!(out.exit_code, 0, "an argument was executed");
 }
 
+/// A process that exits without reading its stdin is not an error: its exit
+/// code and output still come back, without waiting on the unread bytes.
+async fn check_unread_stdin(env: &TestEnv) {
+    let data = pseudo_random(MIB, 3);
+    for (argv, expected) in [
+        (vec!["true"], Vec::new()),
+        (vec!["head", "-c", "10"], data[..10].to_vec()),
+        (vec!["/bin/sh", "-c", "exit 5"], Vec::new()),
+    ] {
+        let started = Instant::now();
+        let out = env
+            .rt()
+            .exec(
+                env.bottle(),
+                ExecRequest::new(argv.iter().copied()).stdin(data.clone()),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{argv:?} with unread stdin: {e}{}", source_chain(&e)));
+        // Promptly: the runtime must not wait for the unread bytes to drain.
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(10), "{argv:?} took {took:?}");
+        let code = if argv[0] == "/bin/sh" { 5 } else { 0 };
+        assert_eq!(out.exit_code, code, "{argv:?}: {}", summary(&out));
+        assert_eq!(out.stdout, expected, "{argv:?}");
+    }
+}
+
+/// The process runs with the user's home from the image's /etc/passwd.
+async fn check_user_home(env: &TestEnv) {
+    for (user, home) in [("0", "/root"), ("1000", "/home/node"), ("git", "/home/git")] {
+        let out = env
+            .exec_as(user, &["/bin/sh", "-c", "printf '%s' \"$HOME\""])
+            .await;
+        assert_success(&out, user);
+        assert_eq!(out.stdout_lossy(), home, "HOME of {user:?}");
+    }
+}
+
+/// A user the container does not know is an error (never a run as root),
+/// and the message names the user.
+async fn check_unknown_user(env: &TestEnv) {
+    let user = "bottle-no-such-user";
+    let result = env
+        .rt()
+        .exec(env.bottle(), ExecRequest::new(["id", "-u"]).user(user))
+        .await;
+    match result {
+        Ok(out) => {
+            assert!(!out.success(), "ran as unknown user: {}", summary(&out));
+            let text = format!("{}{}", out.stdout_lossy(), out.stderr_lossy());
+            assert!(
+                text.contains(user),
+                "output names no user: {}",
+                summary(&out)
+            );
+        }
+        Err(e) => {
+            let text = format!("{e}{}", source_chain(&e));
+            assert!(text.contains(user), "error names no user: {text}");
+            assert!(!e.is_unreachable(), "{e:?}");
+        }
+    }
+}
+
+/// Invalid copy requests are refused before anything is written.
+async fn check_copy_rejects_bad_requests(env: &TestEnv) {
+    let good = CopyEntry::file("/srv/bad/ok", b"x".to_vec(), 0o644, 0, 0);
+    for bad in [
+        vec![
+            good.clone(),
+            CopyEntry::file("relative/path", Vec::new(), 0o644, 0, 0),
+        ],
+        vec![
+            good.clone(),
+            CopyEntry::dir("/srv/bad/../escape", 0o755, 0, 0),
+        ],
+        vec![good.clone(), good.clone()],
+        vec![good.clone(), CopyEntry::dir("/srv/bad/d", 0o17777, 0, 0)],
+    ] {
+        match env.rt().copy(env.bottle(), &bad).await {
+            Err(Error::InvalidRequest { container, .. }) => assert_eq!(container, env.bottle()),
+            other => panic!("copy {bad:?}: expected InvalidRequest, got {other:?}"),
+        }
+    }
+    let out = env.exec_as("0", &["ls", "/srv/bad"]).await;
+    assert_ne!(out.exit_code, 0, "part of a refused copy was written");
+}
+
+/// A process that outlives the runtime's timeout ends in Error::Timeout
+/// naming the operation, soon after the limit; the engine stays usable.
+async fn check_exec_timeout(env: &TestEnv) {
+    let conn = harness::connect_with_timeout(env.engine(), None, Duration::from_secs(2)).unwrap();
+    let started = Instant::now();
+    let result = conn
+        .runtime
+        .exec(env.bottle(), ExecRequest::new(["sleep", "60"]))
+        .await;
+    let took = started.elapsed();
+    match result {
+        Err(Error::Timeout {
+            container,
+            operation,
+            timeout,
+            ..
+        }) => {
+            assert_eq!(container, env.bottle());
+            assert_eq!(operation, "exec");
+            assert_eq!(timeout, Duration::from_secs(2));
+        }
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    assert!(
+        took < Duration::from_secs(20),
+        "timeout fired after {took:?}"
+    );
+    let out = conn
+        .runtime
+        .exec_root(env.bottle(), &["echo", "alive"])
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"alive\n");
+}
+
 async fn check_inspect(env: &TestEnv) {
     let started = env.bottle_info();
     assert_eq!(started.name, env.bottle());
@@ -646,6 +769,11 @@ engine_tests!(
     check_large_output,
     check_large_stdin,
     check_stdin_eof,
+    check_unread_stdin,
+    check_user_home,
+    check_unknown_user,
+    check_copy_rejects_bad_requests,
+    check_exec_timeout,
     check_users,
     check_copy_modes_and_owners,
     check_copy_creates_missing_parents,
