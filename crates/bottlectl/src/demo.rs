@@ -53,7 +53,11 @@ struct Names {
 }
 
 pub async fn run(out: &Out, config: &Config, args: &DemoArgs) -> Result<u8, Failure> {
-    let sel = crate::select(config, None, out).await?;
+    // Importing the image is one engine call that can take a while on a
+    // slow disk: give the demo at least two minutes per call.
+    let mut settings = config.settings.clone();
+    settings.timeout = settings.timeout.max(std::time::Duration::from_secs(120));
+    let sel = crate::select(&settings, None, out).await?;
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())

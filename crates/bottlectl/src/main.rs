@@ -145,7 +145,7 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
         Command::Provision(args) => {
             let config = load_config(cli, matches)?;
             let manifest = read_manifest(&args.manifest, &config)?;
-            let sel = select(&config, Some(&args.container), out).await?;
+            let sel = select(&config.settings, Some(&args.container), out).await?;
             out.step(&format!(
                 "provisioning container `{}` from {}",
                 args.container,
@@ -166,7 +166,7 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
         Command::Verify(args) => {
             let config = load_config(cli, matches)?;
             let manifest = read_manifest(&args.manifest, &config)?;
-            let sel = select(&config, Some(&args.container), out).await?;
+            let sel = select(&config.settings, Some(&args.container), out).await?;
             let target = config.settings.target();
             let report = bottle::verify(
                 sel.runtime.as_ref(),
@@ -184,7 +184,7 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
             let target = config.settings.target();
             bottle::ssh::validate_target(&target)
                 .map_err(|e| ssh_failure(e, None, "invalid settings", ""))?;
-            let sel = select(&config, Some(&args.container), out).await?;
+            let sel = select(&config.settings, Some(&args.container), out).await?;
             let report = bottle::deprovision(sel.runtime.as_ref(), &args.container, &target)
                 .await
                 .map_err(|e| ssh_failure(e, None, "cannot deprovision", &args.container))?;
@@ -219,11 +219,11 @@ fn read_manifest(path: &std::path::Path, config: &Config) -> Result<Manifest, Fa
 }
 
 pub async fn select(
-    config: &Config,
+    settings: &bottle::Settings,
     container: Option<&str>,
     out: &Out,
 ) -> Result<Selection, Failure> {
-    let sel = bottle::select(&config.settings, container)
+    let sel = bottle::select(settings, container)
         .await
         .map_err(Failure::select)?;
     out.step(&format!(
