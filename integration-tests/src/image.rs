@@ -103,6 +103,8 @@ pub enum ImageError {
     Io { path: String, reason: String },
     /// The engine refused `image_exists` or `import_image`.
     Runtime(bottle_runtime::Error),
+    /// An earlier build in this process failed like this.
+    Cached(String),
 }
 
 impl fmt::Display for ImageError {
@@ -118,6 +120,7 @@ impl fmt::Display for ImageError {
             }
             ImageError::Io { path, reason } => write!(f, "test image: {path}: {reason}"),
             ImageError::Runtime(e) => write!(f, "cannot import the test image: {e}"),
+            ImageError::Cached(reason) => f.write_str(reason),
         }
     }
 }
@@ -274,10 +277,7 @@ pub fn test_image() -> Result<Arc<TestImage>, ImageError> {
     // The error is cached as text: a missing binary stays missing.
     match CACHE.get_or_init(|| build_test_image().map(Arc::new).map_err(|e| e.to_string())) {
         Ok(image) => Ok(image.clone()),
-        Err(reason) => Err(ImageError::Io {
-            path: "(host)".to_string(),
-            reason: reason.clone(),
-        }),
+        Err(reason) => Err(ImageError::Cached(reason.clone())),
     }
 }
 
