@@ -237,7 +237,9 @@ async fn agent_fingerprints(env: &TestEnv) -> Vec<String> {
     let mut v: Vec<String> = out
         .stdout_lossy()
         .lines()
-        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|w| w.starts_with("SHA256:"))
+        .map(str::to_string)
         .collect();
     v.sort();
     v
@@ -346,6 +348,40 @@ async fn check_user_reaches_every_alias(env: &TestEnv) {
         "{}",
         out.stderr_lossy()
     );
+}
+
+/// The user can lock the agent through the forwarder (denial of service to
+/// itself); the next provision replaces the locked agent and ssh works again.
+async fn check_locked_agent_is_replaced(env: &TestEnv) {
+    let keys = Keys::new();
+    start_sshd(env, &keys).await;
+    let plan = keys.plan();
+    let first = provision(env, &plan).await;
+    let out = env
+        .exec_as(
+            USER,
+            &[
+                "sh",
+                "-c",
+                "printf 'pw\\npw\\n' | SSH_AUTH_SOCK=/run/claude-bottle-agent-public.sock ssh-add -x",
+            ],
+        )
+        .await;
+    assert_success(&out, "lock the agent");
+    assert!(agent_fingerprints(env).await.is_empty());
+    assert!(
+        !ssh_as_user(env, "a", &[]).await.success(),
+        "locked agent signed"
+    );
+    let again = provision(env, &plan).await;
+    assert!(again.agent.started && again.agent.pid != first.agent.pid);
+    assert!(again
+        .steps
+        .iter()
+        .any(|s| s.name == "load keys (new agent)"));
+    assert_eq!(live_processes(env, "ssh-agent").await, 1);
+    assert_success(&ssh_as_user(env, "a", &[]).await, "ssh a after relock");
+    verify_ok(env, &plan).await;
 }
 
 /// A wrong KnownHostKey makes ssh fail host key verification; the right one
@@ -751,7 +787,7 @@ async fn find_text(env: &TestEnv, texts: &[String]) -> String {
 
 /// Key bytes travel only over the stdin of one exec: never in argv, user or
 /// copied files; afterwards no file anywhere in the bottle holds the key
-/// file's base64 body; two provisions at once end with one agent and one
+/// file's base64 body; four provisions at once end with one agent and one
 /// forwarder holding the plan's keys.
 async fn check_key_bytes_only_travel_over_stdin(env: &TestEnv) {
     let keys = Keys::new();
@@ -806,9 +842,10 @@ async fn check_key_bytes_only_travel_over_stdin(env: &TestEnv) {
     assert!(found.contains("/var/tmp/control"), "{found:?}");
     env.sh("rm /var/tmp/control", &[]).await;
 
-    // Two provisions at once: the in-container lock serialises them.
-    let (x, y) = tokio::join!(provision(env, &plan), provision(env, &plan));
-    assert_eq!(x.keys, y.keys);
+    // Four provisions at once: the in-container lock serialises them (the
+    // copies included: Podman fails two concurrent copies of one file).
+    let reports = futures_util::future::join_all((0..4).map(|_| provision(env, &plan))).await;
+    assert!(reports.iter().all(|r| r.keys == report.keys));
     assert_eq!(live_processes(env, "ssh-agent").await, 1);
     assert_eq!(live_processes(env, "UNIX-LISTEN:").await, 1);
     verify_ok(env, &plan).await;
@@ -868,6 +905,7 @@ async fn check_symlinked_ssh_dir_is_replaced(env: &TestEnv) {
 }
 
 engine_tests!(
+    check_locked_agent_is_replaced,
     check_symlinked_ssh_dir_is_replaced,
     check_key_bytes_only_travel_over_stdin,
     check_user_reaches_every_alias,

@@ -184,17 +184,30 @@ fn parse_ids(step: &'static str, container: &str, stdout: &str) -> Result<Ids, E
     }
 }
 
+/// A token naming one provision's hold on the in-container lock (not a
+/// secret: it only tells this provision's two execs apart from another's).
+fn lock_token() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{nanos}-{n}", std::process::id())
+}
+
 async fn preflight(
     rt: &dyn ContainerRuntime,
     container: &str,
     target: &Target,
+    token: &str,
 ) -> Result<Ids, Error> {
     const STEP: &str = "preflight";
-    let mut args = vec![target.user.as_str(), target.home.as_str()];
+    let mut args = vec![target.user.as_str(), target.home.as_str(), STATE_DIR, token];
     args.extend(["ssh-agent", "ssh-add", "socat"]);
     args.extend(scripts::CORE_TOOLS.iter().copied());
     let out = rt
-        .exec_script(container, scripts::PREFLIGHT, &args, None)
+        .exec_script(container, &scripts::preflight(), &args, None)
         .await
         .map_err(Error::runtime(STEP))?;
     if !out.success() {
@@ -293,7 +306,9 @@ fn parse_pid(
 /// Provision SSH access in a running container: see the crate docs.
 ///
 /// Validates the plan and target first; a bad plan never touches the
-/// container. Runtime calls: exec (preflight), copy, exec (agent + keys).
+/// container. Runtime calls: exec (preflight), copy, exec (agent + keys);
+/// one more exec only when a reused agent does not end up holding the keys
+/// (the user can `LOCK` it through the forwarder): it is then replaced.
 pub async fn provision(
     rt: &dyn ContainerRuntime,
     container: &str,
@@ -312,53 +327,82 @@ pub async fn provision(
     steps.done("validate", t);
 
     let t = Instant::now();
-    let ids = preflight(rt, container, target).await?;
+    let token = lock_token();
+    let ids = preflight(rt, container, target, &token).await?;
     steps.done("preflight", t);
 
     let t = Instant::now();
     let entries = plan_files(&valid, target, ids);
-    rt.copy(container, &entries)
-        .await
-        .map_err(Error::runtime("copy files"))?;
+    if let Err(e) = rt.copy(container, &entries).await {
+        // Best effort: free the lock now rather than after it goes stale.
+        let _ = rt
+            .exec_script(container, &scripts::release(), &[STATE_DIR, &token], None)
+            .await;
+        return Err(Error::runtime("copy files")(e));
+    }
     steps.done("copy files", t);
 
-    const STEP: &str = "load keys";
-    let t = Instant::now();
-    let request = ExecRequest::script(
-        &scripts::provision(),
-        [STATE_DIR, &target.agent_socket, &target.public_socket],
-    )
-    .user("0")
-    .stdin(message.to_vec());
+    // A live agent is reused. If it does not end up holding the plan's keys
+    // (the user can LOCK it through the forwarder), one more exec replaces it.
+    let mut attempt = 0;
+    let (stdout, agent, forwarder) = loop {
+        attempt += 1;
+        let (step, mode) = if attempt == 1 {
+            ("load keys", "reuse")
+        } else {
+            ("load keys (new agent)", "fresh")
+        };
+        let t = Instant::now();
+        let request = ExecRequest::script(
+            &scripts::provision(),
+            [
+                STATE_DIR,
+                &target.agent_socket,
+                &target.public_socket,
+                mode,
+                &token,
+            ],
+        )
+        .user("0")
+        .stdin(message.to_vec());
+        let out = rt
+            .exec(container, request)
+            .await
+            .map_err(Error::runtime(step))?;
+        steps.done(step, t);
+        if !out.success() {
+            return Err(script_error(step, container, &out));
+        }
+        let stdout = out.stdout_lossy();
+        if !stdout.lines().any(|l| l == "done") {
+            return Err(protocol(step, container, "the script did not finish"));
+        }
+        let agent = parse_pid(step, container, &stdout, "agent")?;
+        let forwarder = parse_pid(step, container, &stdout, "forwarder")?;
+        let mut actual: Vec<String> = stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("key "))
+            .map(str::to_string)
+            .collect();
+        actual.sort();
+        let expected = valid.fingerprints();
+        if actual == expected {
+            break (stdout, agent, forwarder);
+        }
+        // A fresh agent that does not hold the keys will not do better.
+        if attempt >= 2 || agent.started {
+            return Err(Error::AgentMismatch {
+                container: container.to_string(),
+                expected,
+                actual,
+            });
+        }
+        tracing::warn!(
+            container,
+            "the agent does not hold the plan's keys (locked?); starting a new one"
+        );
+    };
     drop(message);
-    let out = rt
-        .exec(container, request)
-        .await
-        .map_err(Error::runtime(STEP))?;
-    steps.done(STEP, t);
-    if !out.success() {
-        return Err(script_error(STEP, container, &out));
-    }
-    let stdout = out.stdout_lossy();
-    if !stdout.lines().any(|l| l == "done") {
-        return Err(protocol(STEP, container, "the script did not finish"));
-    }
-    let agent = parse_pid(STEP, container, &stdout, "agent")?;
-    let forwarder = parse_pid(STEP, container, &stdout, "forwarder")?;
-    let mut actual: Vec<String> = stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("key "))
-        .map(str::to_string)
-        .collect();
-    actual.sort();
-    let expected = valid.fingerprints();
-    if actual != expected {
-        return Err(Error::AgentMismatch {
-            container: container.to_string(),
-            expected,
-            actual,
-        });
-    }
 
     let files = entries
         .iter()
@@ -649,7 +693,12 @@ pub async fn deprovision(
         .exec_script(
             container,
             &scripts::deprovision(),
-            &[STATE_DIR, &target.agent_socket, &target.public_socket],
+            &[
+                STATE_DIR,
+                &target.agent_socket,
+                &target.public_socket,
+                &lock_token(),
+            ],
             None,
         )
         .await

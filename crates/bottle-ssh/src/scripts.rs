@@ -4,7 +4,7 @@
 /// Shared helpers: `is_ours PID NEEDLE…` is true for a live, non-zombie
 /// process whose argv contains every needle (a recorded pid may be stale or
 /// reused after a restart; a bottle's PID 1 may not reap zombies).
-/// `take_lock DIR` takes a mkdir lock with stale-lock recovery.
+/// `take_lock STATE TOKEN` / `release_lock STATE TOKEN`: the in-container lock.
 const HELPERS: &str = r#"
 is_ours() {
   p=$1; shift
@@ -16,20 +16,40 @@ is_ours() {
   for n in "$@"; do case $c in *"$n"*) ;; *) return 1;; esac; done
   return 0
 }
+# Kill a process of ours and wait until it is gone: its exit handler unlinks
+# its socket, which must not hit the socket of its successor.
+stop() {
+  is_ours "$@" || return 0
+  kill "$1" 2>/dev/null
+  i=0
+  while is_ours "$@" && [ "$i" -lt 100 ]; do i=$((i+1)); sleep 0.05; done
+  ! is_ours "$@"
+}
+uptime_s() { u=$(cat /proc/uptime); echo "${u%%.*}"; }
+# take_lock STATE TOKEN: a mkdir lock owned by a token, not a pid, because
+# a provision holds it from its preflight exec to its key-loading exec.
+# Re-entrant for the same token; broken when older than 60 s (a provisioner
+# that died between its execs).
 take_lock() {
-  lock=$1/lock
+  lock=$1/lock me=$2
   tries=0
   while ! mkdir "$lock" 2>/dev/null; do
-    owner=$(cat "$lock/pid" 2>/dev/null) || owner=
-    if [ -n "$owner" ] && ! is_ours "$owner" bottle-script; then rm -rf "$lock"; continue; fi
+    o=$(cat "$lock/owner" 2>/dev/null) || o=
+    owner=${o%% *} since=${o#* }
+    [ -n "$o" ] && [ "$owner" = "$me" ] && return 0
+    case $since in ''|*[!0-9]*) since=;; esac
+    if [ -n "$since" ] && [ $(( $(uptime_s) - since )) -ge 60 ]; then rm -rf "$lock"; continue; fi
     tries=$((tries+1))
-    if [ -z "$owner" ] && [ "$tries" -ge 50 ]; then rm -rf "$lock"; continue; fi
-    if [ "$tries" -ge 600 ]; then echo "lock $lock is held by pid $owner" >&2; exit 75; fi
+    if [ -z "$o" ] && [ "$tries" -ge 50 ]; then rm -rf "$lock"; continue; fi
+    if [ "$tries" -ge 1200 ]; then echo "lock $lock is held by another provision" >&2; exit 75; fi
     sleep 0.1
   done
-  echo $$ > "$lock/pid"
-  trap 'rm -rf "$lock"' EXIT
-  trap 'exit 1' INT TERM HUP
+  echo "$me $(uptime_s)" > "$lock/owner"
+}
+release_lock() {
+  o=$(cat "$1/lock/owner" 2>/dev/null) || o=
+  if [ "${o%% *}" = "$2" ]; then rm -rf "$1/lock"; fi
+  return 0
 }
 "#;
 
@@ -38,11 +58,16 @@ pub(crate) const CORE_TOOLS: &[&str] = &[
     "id", "sed", "tr", "grep", "cat", "rm", "mkdir", "mv", "sleep",
 ];
 
-/// Exec #1 (root): `$1` user, `$2` home, `$3…` tools to look for.
-/// Prints `missing tool|user|home [NAME]`, `uid N`, `gid N`.
-pub(crate) const PREFLIGHT: &str = r#"
+/// Exec #1 (root): `$1` user, `$2` home, `$3` state dir, `$4` lock token,
+/// `$5…` tools to look for. Prints `missing tool|user|home [NAME]`, `uid N`,
+/// `gid N`. When nothing is missing it takes the lock (released by exec #2).
+pub(crate) fn preflight() -> String {
+    format!("{HELPERS}{PREFLIGHT_BODY}")
+}
+
+const PREFLIGHT_BODY: &str = r#"
 set -u
-user=$1 home=$2; shift 2
+user=$1 home=$2 state=$3 token=$4; shift 4
 bad=0
 for t in "$@"; do
   command -v "$t" >/dev/null 2>&1 || { echo "missing tool $t"; bad=1; }
@@ -54,6 +79,9 @@ else
 fi
 [ -d "$home" ] || { echo "missing home"; bad=1; }
 [ "$bad" = 0 ] || exit 0
+umask 077
+mkdir -p "$state" && chmod 700 "$state" || exit 1
+take_lock "$state" "$token"
 # A symlink (or non-directory) at ~/.ssh would redirect what root writes next.
 if [ -L "$home/.ssh" ] || { [ -e "$home/.ssh" ] && ! [ -d "$home/.ssh" ]; }; then
   rm -f "$home/.ssh" && echo "removed $home/.ssh"
@@ -61,7 +89,15 @@ fi
 echo ok
 "#;
 
-/// Exec #2 (root): `$1` state dir, `$2` agent socket, `$3` public socket.
+/// Releases the lock after a failure between exec #1 and exec #2:
+/// `$1` state, `$2` token.
+pub(crate) fn release() -> String {
+    format!("{HELPERS}release_lock \"$1\" \"$2\"\n")
+}
+
+/// Exec #2 (root): `$1` state dir, `$2` agent socket, `$3` public socket,
+/// `$4` `reuse` (keep a live agent) or `fresh` (replace it, e.g. when the
+/// user locked it through the forwarder), `$5` lock token.
 /// Stdin: agent protocol messages (key material), relayed to the agent only.
 /// Prints `agent-started|agent-reused PID`, `forwarder-started|forwarder-reused PID`,
 /// `removed PATH`, `key SHA256:…` (what the agent holds afterwards).
@@ -73,10 +109,12 @@ const PROVISION_BODY: &str = r#"
 set -u
 # Keep the key stream on fd 3 only, so no other command can read it.
 exec 3<&0 0</dev/null
-state=$1 agent=$2 public=$3
+state=$1 agent=$2 public=$3 mode=$4 token=$5
 umask 077
 [ -d "$state" ] || { echo "state dir $state is missing" >&2; exit 1; }
-take_lock "$state"
+take_lock "$state" "$token"
+trap 'release_lock "$state" "$token"' EXIT
+trap 'exit 1' INT TERM HUP
 
 # Converge files: drop what the previous run wrote and this one does not.
 if [ -f "$state/files.new" ]; then
@@ -92,10 +130,10 @@ if [ -f "$state/files.new" ]; then
 fi
 
 apid=$(cat "$state/agent.pid" 2>/dev/null) || apid=
-if is_ours "$apid" ssh-agent "$agent" && [ -S "$agent" ]; then
+if [ "$mode" != fresh ] && is_ours "$apid" ssh-agent "$agent" && [ -S "$agent" ]; then
   echo "agent-reused $apid"
 else
-  if is_ours "$apid" ssh-agent "$agent"; then kill "$apid" 2>/dev/null; fi
+  stop "$apid" ssh-agent "$agent"
   rm -f "$agent"
   ssh-agent -D -a "$agent" </dev/null >/dev/null 2>&1 3<&- &
   apid=$!
@@ -113,7 +151,7 @@ fpid=$(cat "$state/forwarder.pid" 2>/dev/null) || fpid=
 if is_ours "$fpid" socat "UNIX-LISTEN:$public" && [ -S "$public" ]; then
   echo "forwarder-reused $fpid"
 else
-  if is_ours "$fpid" socat "UNIX-LISTEN:$public"; then kill "$fpid" 2>/dev/null; fi
+  stop "$fpid" socat "UNIX-LISTEN:$public"
   rm -f "$public"
   socat "UNIX-LISTEN:$public,fork,mode=666,unlink-early" "UNIX-CONNECT:$agent" </dev/null >/dev/null 2>&1 3<&- &
   fpid=$!
@@ -185,19 +223,19 @@ done
 echo done
 "#;
 
-/// Deprovision (root): `$1` state, `$2` agent, `$3` public.
+/// Deprovision (root): `$1` state, `$2` agent, `$3` public, `$4` lock token.
 pub(crate) fn deprovision() -> String {
     format!("{HELPERS}{DEPROVISION_BODY}")
 }
 
 const DEPROVISION_BODY: &str = r#"
 set -u
-state=$1 agent=$2 public=$3
-if [ -d "$state" ]; then take_lock "$state"; fi
+state=$1 agent=$2 public=$3 token=$4
+if [ -d "$state" ]; then take_lock "$state" "$token"; fi
 apid=$(cat "$state/agent.pid" 2>/dev/null) || apid=
 fpid=$(cat "$state/forwarder.pid" 2>/dev/null) || fpid=
-if is_ours "$fpid" socat "UNIX-LISTEN:$public"; then kill "$fpid" && echo "stopped forwarder $fpid"; fi
-if is_ours "$apid" ssh-agent "$agent"; then kill "$apid" && echo "stopped agent $apid"; fi
+if is_ours "$fpid" socat "UNIX-LISTEN:$public"; then stop "$fpid" socat "UNIX-LISTEN:$public" && echo "stopped forwarder $fpid"; fi
+if is_ours "$apid" ssh-agent "$agent"; then stop "$apid" ssh-agent "$agent" && echo "stopped agent $apid"; fi
 for s in "$public" "$agent"; do
   if [ -S "$s" ] || [ -L "$s" ]; then rm -f "$s" && echo "removed $s"; fi
 done
@@ -208,6 +246,6 @@ if [ -f "$state/files" ]; then
     elif [ -e "$f" ] || [ -L "$f" ]; then rm -f "$f" && echo "removed $f"; fi
   done < "$state/files"
 fi
-if [ -d "$state" ]; then trap - EXIT; rm -rf "$state" && echo "removed $state"; fi
+if [ -d "$state" ]; then rm -rf "$state" && echo "removed $state"; fi
 echo done
 "#;
