@@ -71,11 +71,20 @@ use std::time::Duration;
 const ENGINE: Engine = Engine::Podman;
 const ROOTFUL_SOCKET: &str = "unix:///run/podman/podman.sock";
 
+/// Execs in flight at once per runtime. Podman runs every exec call of a
+/// container under that container's lock, and removes an exited session (and
+/// with it the only record of its exit code) `exit_command_delay` after the
+/// exit. Dozens of concurrent execs queue on the lock long enough for the
+/// session to be gone before its inspect is served; a bound keeps the queue
+/// short.
+const MAX_CONCURRENT_EXECS: usize = 8;
+
 /// A Podman engine reached over its REST API socket.
 pub struct PodmanRuntime {
     podman: Podman,
     endpoint: String,
     timeout: Duration,
+    exec_slots: tokio::sync::Semaphore,
 }
 
 impl fmt::Debug for PodmanRuntime {
@@ -104,6 +113,7 @@ impl PodmanRuntime {
             podman,
             endpoint,
             timeout,
+            exec_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_EXECS),
         })
     }
 
@@ -515,8 +525,11 @@ impl ContainerRuntime for PodmanRuntime {
     }
 
     async fn exec(&self, container: &str, request: ExecRequest) -> Result<ExecOutput> {
-        self.timed(container, "exec", self.exec_inner(container, &request))
-            .await
+        self.timed(container, "exec", async {
+            let _slot = self.exec_slots.acquire().await.expect("never closed");
+            self.exec_inner(container, &request).await
+        })
+        .await
     }
 
     async fn copy(&self, container: &str, entries: &[CopyEntry]) -> Result<()> {
