@@ -40,6 +40,16 @@
 //!   stderr (removed here) and, in about half the runs, drops the process's
 //!   queued stdout/stderr. The exit code is always right. Processes that read
 //!   their stdin to EOF are not affected.
+//! - The exit code lives only in the exec session, which Podman removes
+//!   `exit_command_delay` after the exit (5 s in CI's containers.conf). So at
+//!   most 8 execs run at once per runtime (Podman serialises a container's
+//!   exec calls on its lock: 50 at once took up to 4.8 s each here), and an
+//!   exec still streaming after 1 s polls its session for the code.
+//! - `stop()` is SIGKILL plus wait: podman-api's stop option `Timeout` is
+//!   ignored by Podman (it reads `timeout`), which made every stop take 10 s,
+//!   and Podman 4.3 cannot stop a paused container.
+//! - `remove()` of a container whose network namespace another container
+//!   joined fails (Podman: "has dependent containers"): remove that one first.
 //! - `version()` uses `_ping` (under 1 ms); `/libpod/version` takes ~330 ms
 //!   on every call because Podman runs `conmon --version` and the OCI
 //!   runtime's `--version` to answer it. There is no first-request penalty
