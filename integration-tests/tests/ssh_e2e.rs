@@ -904,7 +904,67 @@ async fn check_symlinked_ssh_dir_is_replaced(env: &TestEnv) {
     verify_ok(env, &plan).await;
 }
 
+/// Stops the container instead of copying: a crash between preflight (which
+/// took the in-container lock) and key loading.
+#[derive(Debug)]
+struct StopAtCopy {
+    inner: Arc<dyn ContainerRuntime>,
+    admin: Arc<dyn bottle_runtime::ContainerAdmin>,
+}
+
+#[async_trait]
+impl ContainerRuntime for StopAtCopy {
+    fn engine(&self) -> Engine {
+        self.inner.engine()
+    }
+    fn endpoint(&self) -> &str {
+        self.inner.endpoint()
+    }
+    async fn version(&self) -> bottle_runtime::Result<EngineInfo> {
+        self.inner.version().await
+    }
+    async fn inspect(&self, c: &str) -> bottle_runtime::Result<ContainerInfo> {
+        self.inner.inspect(c).await
+    }
+    async fn exec(&self, c: &str, r: ExecRequest) -> bottle_runtime::Result<ExecOutput> {
+        self.inner.exec(c, r).await
+    }
+    async fn copy(&self, c: &str, _: &[CopyEntry]) -> bottle_runtime::Result<()> {
+        self.admin.stop(c).await?;
+        self.inner.copy(c, &[]).await
+    }
+}
+
+/// The container stops between preflight and key loading: provision fails
+/// with a container error; after a restart the lock left behind does not
+/// block (it names the container's previous boot) and provision succeeds.
+async fn check_stop_mid_provision_then_recover(env: &TestEnv) {
+    let keys = Keys::new();
+    let plan = keys.plan();
+    let crashing = StopAtCopy {
+        inner: env.runtime(),
+        admin: env.admin(),
+    };
+    let e = bottle_ssh::provision(&crashing, env.bottle(), &plan, &Target::default())
+        .await
+        .unwrap_err();
+    assert!(!e.is_plan_error(), "{e}");
+    assert_eq!(e.exit_code(), 3);
+    env.admin().start(env.bottle()).await.unwrap();
+    // The lock is still there, held by the dead provision.
+    env.sh("test -d /run/claude-bottle/lock", &[]).await;
+    let started = std::time::Instant::now();
+    provision(env, &plan).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "waited {:?} for a stale lock",
+        started.elapsed()
+    );
+    verify_ok(env, &plan).await;
+}
+
 engine_tests!(
+    check_stop_mid_provision_then_recover,
     check_locked_agent_is_replaced,
     check_symlinked_ssh_dir_is_replaced,
     check_key_bytes_only_travel_over_stdin,

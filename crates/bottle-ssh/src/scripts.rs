@@ -26,25 +26,30 @@ stop() {
   ! is_ours "$@"
 }
 uptime_s() { u=$(cat /proc/uptime); echo "${u%%.*}"; }
+# Start time of PID 1: changes when the container restarts.
+boot_id() { set -- $(sed 's/^.*) //' /proc/1/stat); eval "echo \${20}"; }
 # take_lock STATE TOKEN: a mkdir lock owned by a token, not a pid, because
 # a provision holds it from its preflight exec to its key-loading exec.
 # Re-entrant for the same token; broken when older than 60 s (a provisioner
-# that died between its execs).
+# that died between its execs) or taken before the container restarted.
 take_lock() {
   lock=$1/lock me=$2
   tries=0
   while ! mkdir "$lock" 2>/dev/null; do
     o=$(cat "$lock/owner" 2>/dev/null) || o=
-    owner=${o%% *} since=${o#* }
+    owner=${o%% *} rest=${o#* }
+    since=${rest%% *} boot=${rest#* }
     [ -n "$o" ] && [ "$owner" = "$me" ] && return 0
     case $since in ''|*[!0-9]*) since=;; esac
-    if [ -n "$since" ] && [ $(( $(uptime_s) - since )) -ge 60 ]; then rm -rf "$lock"; continue; fi
+    if [ -n "$since" ] && { [ "$boot" != "$(boot_id)" ] || [ $(( $(uptime_s) - since )) -ge 60 ]; }; then
+      rm -rf "$lock"; continue
+    fi
     tries=$((tries+1))
     if [ -z "$o" ] && [ "$tries" -ge 50 ]; then rm -rf "$lock"; continue; fi
     if [ "$tries" -ge 1200 ]; then echo "lock $lock is held by another provision" >&2; exit 75; fi
     sleep 0.1
   done
-  echo "$me $(uptime_s)" > "$lock/owner"
+  echo "$me $(uptime_s) $(boot_id)" > "$lock/owner"
 }
 release_lock() {
   o=$(cat "$1/lock/owner" 2>/dev/null) || o=
