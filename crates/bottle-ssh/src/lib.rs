@@ -2,9 +2,34 @@
 //! through an agent it can ask for signatures but cannot read keys from.
 //!
 //! It talks to the container only through [`ContainerRuntime`], so it works
-//! the same on Docker and Podman. A provision is one `exec` (preflight), one
-//! `copy` (files) and one `exec` (agent, forwarder, keys over stdin),
-//! whatever the number of keys.
+//! the same on Docker and Podman.
+//!
+//! - [`validate`]: checks a [`Plan`] and loads its keys (reads key files, no
+//!   other I/O). Every plan error names the entry and the field.
+//! - [`provision`]: validate, then one exec (preflight: tools, user, home;
+//!   takes the in-container lock), one copy (`~/.ssh/config`, `known_hosts`,
+//!   the state list) and one exec (agent, forwarder, keys over stdin, then the
+//!   agent's identities are listed and compared with the plan) — whatever the
+//!   number of keys.
+//! - [`verify`]: checks the end state from inside the container, partly as
+//!   the user; returns a [`VerifyReport`].
+//! - [`deprovision`]: stops what provision started and removes what it wrote.
+//!
+//! Errors: [`Error::is_plan_error`] / [`Error::exit_code`] (2 = plan or
+//! target, 3 = engine or container).
+//!
+//! In the container (with the default [`Target`]):
+//!
+//! | Path | Mode, owner | What |
+//! |---|---|---|
+//! | `~/.ssh` | 700, user | |
+//! | `~/.ssh/config` | 600, user | one `Host` block per entry ([`render_config`]) |
+//! | `~/.ssh/known_hosts` | 600, user | only when an entry has `KnownHostKey` |
+//! | `/run/claude-bottle-agent.sock` | 600, root | `ssh-agent -D -a …`, run as root |
+//! | `/run/claude-bottle-agent-public.sock` | 666, root | `socat` forwarder to the agent |
+//! | `/run/claude-bottle/` ([`STATE_DIR`]) | 700, root | `agent.pid`, `forwarder.pid`, `files`, `lock/` |
+//!
+//! Key bytes never touch the container's filesystem, argv or environment.
 //!
 //! ```no_run
 //! # async fn demo(rt: &dyn bottle_runtime::ContainerRuntime) -> Result<(), bottle_ssh::Error> {
