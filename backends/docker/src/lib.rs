@@ -8,14 +8,21 @@
 //!   naming the endpoint.
 //! - Every call is bounded by the timeout given to `connect`.
 //! - `exec` keeps stdout and stderr apart (binary safe), delivers stdin then
-//!   EOF, and reports the exit code Docker records. A program that cannot be
-//!   started (missing, not in `$PATH`, not executable) is not a Rust error:
-//!   Docker 20.10 reports exit code 126 for all of these (newer engines use
-//!   127 for "not found") and writes its `OCI runtime exec failed: …` message
-//!   to the exec's stdout.
+//!   EOF, and reports the exit code Docker records. Once the output ends,
+//!   stdin the process never read is dropped, not pushed on (Docker can keep
+//!   that write blocked for many seconds).
+//! - A program that cannot be started is not a Rust error, and is normalised
+//!   to what Podman reports: Docker 20.10 says exit 126 for every start
+//!   failure with its `OCI runtime exec failed: …` message on stdout; this
+//!   backend moves that message to stderr and reports 127 when the program
+//!   was not found (missing path, not in `$PATH`), 126 otherwise (e.g. not
+//!   executable). Only an exec Docker never started (pid 0) is touched.
 //! - `copy` is one `PUT /containers/{id}/archive?path=/` of
 //!   [`build_tar`](bottle_runtime::build_tar); Docker keeps the archive's
 //!   numeric modes and owners and creates missing parents (root, 0755).
+//!   Docker would also write into a stopped or paused container, so `copy`
+//!   inspects first (one sub-millisecond round trip) and refuses one that is
+//!   not running with [`Error::ContainerNotRunning`](bottle_runtime::Error::ContainerNotRunning).
 //!
 //! ```no_run
 //! use bottle_docker::DockerRuntime;

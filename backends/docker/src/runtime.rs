@@ -69,13 +69,38 @@ impl ContainerRuntime for DockerRuntime {
         })?;
         self.timed(container, "copy", async {
             let docker = self.client(container).await?;
+            // Docker 20.10 accepts an upload into a stopped or paused
+            // container (200, written to its filesystem), and the upload has
+            // no option to refuse that: only an inspect first can keep the
+            // contract. It costs one local round trip (~1-2 ms).
+            let info = match docker
+                .inspect_container(container, None::<InspectContainerOptions>)
+                .await
+            {
+                Ok(info) => container_info(info),
+                Err(e) => return Err(self.container_error(e, container, "copy").await),
+            };
+            if !info.is_running() {
+                return Err(Error::ContainerNotRunning {
+                    engine: Engine::Docker,
+                    container: container.to_string(),
+                    state: info.state.to_string(),
+                });
+            }
+            // Upload by id: the container inspected above, even if the name
+            // is reused meanwhile.
+            let container_id = if info.id.is_empty() {
+                container
+            } else {
+                info.id.as_str()
+            };
             // Extract at `/` so every absolute path is reachable and missing
             // parents get created (root, 0755). No copyUIDGID: in a container
             // with a configured user Docker would then chown every entry to
             // that user instead of keeping the archive's numeric uid/gid.
             let options = UploadToContainerOptionsBuilder::default().path("/").build();
             match docker
-                .upload_to_container(container, Some(options), bollard::body_full(tar.into()))
+                .upload_to_container(container_id, Some(options), bollard::body_full(tar.into()))
                 .await
             {
                 Ok(()) => Ok(()),
@@ -168,20 +193,35 @@ impl DockerRuntime {
             }
             Ok(out)
         };
-        let ((), read) = tokio::join!(write, read);
-        let mut out = read?;
-        out.exit_code = self.exit_code(docker, container, &exec_id).await?;
+        let mut out = {
+            tokio::pin!(write, read);
+            tokio::select! {
+                // The output ended: the process is gone, so stop writing stdin
+                // it will never read (Docker can keep such a write blocked for
+                // many seconds). Leaving this block drops the writer.
+                out = &mut read => out?,
+                () = &mut write => read.await?,
+            }
+        };
+        let (exit_code, pid) = self.exit_code(docker, container, &exec_id).await?;
+        out.exit_code = exit_code;
+        // Pid 0: the process was never started (Docker reports a real exit
+        // 126 with a pid).
+        if pid == Some(0) {
+            normalise_start_failure(&mut out);
+        }
         Ok(out)
     }
 
-    /// The exit code, once the engine has recorded it. The output stream can
-    /// end a moment before Docker marks the exec as finished, so poll briefly.
+    /// The exit code and pid, once the engine has recorded them. The output
+    /// stream can end a moment before Docker marks the exec as finished, so
+    /// poll briefly.
     async fn exit_code(
         &self,
         docker: &bollard::Docker,
         container: &str,
         exec_id: &str,
-    ) -> Result<i64> {
+    ) -> Result<(i64, Option<i64>)> {
         let mut delay = Duration::from_millis(5);
         loop {
             let inspected = docker
@@ -190,7 +230,7 @@ impl DockerRuntime {
                 .map_err(|e| self.classify(e, container, "exec inspect"))?;
             if inspected.running != Some(true) {
                 if let Some(code) = inspected.exit_code {
-                    return Ok(code);
+                    return Ok((code, inspected.pid));
                 }
             }
             // The caller's timeout bounds this loop.
@@ -222,6 +262,38 @@ impl DockerRuntime {
     }
 }
 
+/// Prefix of the message Docker 20.10 writes to an exec's stdout (with exit
+/// code 126) when runc could not start the program at all.
+const START_FAILURE_PREFIX: &[u8] = b"OCI runtime exec failed: ";
+
+/// Make a program that the runtime could not start (its exec has pid 0) look
+/// as it does on Podman: the runtime's message goes to stderr (it is not the
+/// program's output) and "not found" (missing file, not in `$PATH`) is exit
+/// code 127, the shell convention; anything else (e.g. not executable) stays
+/// 126.
+fn normalise_start_failure(out: &mut ExecOutput) {
+    if out.exit_code != 126
+        || !out.stderr.is_empty()
+        || !out.stdout.starts_with(START_FAILURE_PREFIX)
+    {
+        return;
+    }
+    let mut message = std::mem::take(&mut out.stdout);
+    if message.ends_with(b"\r\n") {
+        message.truncate(message.len() - 2);
+        message.push(b'\n');
+    }
+    let text = String::from_utf8_lossy(&message);
+    // Only the part about the program itself: `exec: "PROG": …`.
+    let not_found = text.split_once("exec: \"").is_some_and(|(_, about)| {
+        about.contains("executable file not found") || about.contains("no such file or directory")
+    });
+    if not_found {
+        out.exit_code = 127;
+    }
+    out.stderr = message;
+}
+
 pub(crate) fn container_info(info: ContainerInspectResponse) -> ContainerInfo {
     let state = info
         .state
@@ -235,5 +307,55 @@ pub(crate) fn container_info(info: ContainerInspectResponse) -> ContainerInfo {
             .map(|n| n.trim_start_matches('/').to_string())
             .unwrap_or_default(),
         state,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(stdout: &str) -> ExecOutput {
+        ExecOutput {
+            exit_code: 126,
+            stdout: stdout.as_bytes().to_vec(),
+            stderr: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn start_failures_are_normalised() {
+        // Docker 20.10's exact messages for a missing path, a program not in
+        // $PATH, and a file that is not executable.
+        let missing = "OCI runtime exec failed: exec failed: unable to start container process: exec: \"/no/prog\": stat /no/prog: no such file or directory: unknown\r\n";
+        let not_in_path = "OCI runtime exec failed: exec failed: unable to start container process: exec: \"nope\": executable file not found in $PATH: unknown\r\n";
+        let not_exec = "OCI runtime exec failed: exec failed: unable to start container process: exec: \"/etc/passwd\": permission denied: unknown\r\n";
+        for (stdout, code) in [(missing, 127), (not_in_path, 127), (not_exec, 126)] {
+            let mut out = failed(stdout);
+            normalise_start_failure(&mut out);
+            assert_eq!(out.exit_code, code, "{stdout}");
+            assert!(out.stdout.is_empty());
+            assert_eq!(out.stderr, stdout.replace("\r\n", "\n").as_bytes());
+        }
+    }
+
+    #[test]
+    fn program_output_is_left_alone() {
+        // A program's own exit 126, output on stdout, or a message alongside
+        // stderr output is not a start failure.
+        for out in [
+            failed("hello\n"),
+            ExecOutput {
+                exit_code: 1,
+                ..failed("OCI runtime exec failed: x: no such file or directory\n")
+            },
+            ExecOutput {
+                stderr: b"err".to_vec(),
+                ..failed("OCI runtime exec failed: exec: \"x\": no such file or directory\n")
+            },
+        ] {
+            let mut normalised = out.clone();
+            normalise_start_failure(&mut normalised);
+            assert_eq!(normalised, out);
+        }
     }
 }

@@ -118,18 +118,41 @@ async fn exec_exit_codes_streams_and_users() {
     let out = rt.exec_root(&b.id, &["id", "-u"]).await.unwrap();
     assert_eq!(out.stdout_lossy(), "0\n");
 
-    // A program that cannot be started is an exit code, not an error.
-    // Docker 20.10 reports 126 for all of these (newer engines 127 for "not
-    // found") and writes "OCI runtime exec failed: …" to the exec's stdout.
-    for program in ["/no/such/program", "no-such-program-in-path", "/etc/passwd"] {
+    // A program that cannot be started is an exit code, not an error, as on
+    // Podman: 127 when it is not found, 126 when it is not executable, and
+    // the runtime's message on stderr (Docker 20.10 itself says 126 for all
+    // of these and writes the message to stdout).
+    for (program, code) in [
+        ("/no/such/program", 127),
+        ("no-such-program-in-path", 127),
+        ("/etc/passwd", 126),
+    ] {
         let out = rt.exec(&b.id, ExecRequest::new([program])).await.unwrap();
-        assert!(matches!(out.exit_code, 126 | 127), "{program}: {out:?}");
-        let message = out.stdout_lossy();
+        assert_eq!(out.exit_code, code, "{program}: {out:?}");
+        assert!(out.stdout.is_empty(), "{program}: {out:?}");
+        let message = out.stderr_lossy();
         assert!(
             message.contains("exec failed") && message.contains(program),
             "{program}: {message:?}"
         );
+        // One line, ending like any other process's stderr.
+        assert!(
+            message.ends_with('\n') && message.lines().count() == 1 && !message.contains('\r'),
+            "{program}: {message:?}"
+        );
     }
+    // A program's own 126 and stdout are passed through untouched.
+    let out = rt
+        .exec_script(
+            &b.id,
+            "printf 'OCI runtime exec failed: mine'; exit 126",
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.exit_code, 126);
+    assert_eq!(out.stdout, b"OCI runtime exec failed: mine");
 }
 
 #[tokio::test]
@@ -169,6 +192,42 @@ async fn exec_stdin_is_delivered_whole_then_eof() {
     // No stdin: the process must not wait for any.
     let out = rt.exec(&b.id, ExecRequest::new(["cat"])).await.unwrap();
     assert_eq!((out.exit_code, out.stdout.len()), (0, 0));
+}
+
+/// A process that exits without reading its stdin returns as soon as its
+/// output ends: the unread bytes are dropped, not pushed until Docker gives
+/// up on them (that took 3-60 s per exec when the writer was awaited).
+#[tokio::test]
+async fn unread_stdin_does_not_delay_the_result() {
+    let Some(rt) = docker().await else { return };
+    let b = bottle(&rt).await;
+    let input: Vec<u8> = (0..8 << 20).map(|i| (i % 251) as u8).collect();
+    for _ in 0..3 {
+        for (argv, code, stdout) in [
+            (vec!["true"], 0, &b""[..]),
+            (vec!["head", "-c", "3"], 0, &input[..3]),
+            (vec!["/bin/sh", "-c", "exit 5"], 5, &b""[..]),
+        ] {
+            let started = Instant::now();
+            let out = rt
+                .exec(&b.id, ExecRequest::new(argv.clone()).stdin(input.clone()))
+                .await
+                .unwrap();
+            let took = started.elapsed();
+            assert_eq!(
+                (out.exit_code, out.stdout.as_slice()),
+                (code, stdout),
+                "{argv:?}"
+            );
+            assert!(took < Duration::from_secs(2), "{argv:?} took {took:?}");
+        }
+    }
+    // The bottle is still fine afterwards, and stdin still arrives whole.
+    let out = rt
+        .exec(&b.id, ExecRequest::new(["wc", "-c"]).stdin(input.clone()))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_lossy().trim(), input.len().to_string());
 }
 
 #[tokio::test]
@@ -298,6 +357,18 @@ async fn missing_stopped_and_paused_containers() {
         matches!(&err, Error::ContainerNotRunning { state, .. } if state == "paused"),
         "{err:?}"
     );
+    // Docker itself would accept these uploads; the backend refuses them.
+    let err = rt
+        .copy(
+            &b.id,
+            &[CopyEntry::dir("/copied-while-paused", 0o755, 0, 0)],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::ContainerNotRunning { state, .. } if state == "paused"),
+        "{err:?}"
+    );
     rt.unpause(&b.id).await.unwrap();
     assert!(rt.exec_root(&b.id, &["true"]).await.unwrap().success());
 
@@ -309,9 +380,38 @@ async fn missing_stopped_and_paused_containers() {
     );
     let err = rt.require_running(&b.id).await.unwrap_err();
     assert!(matches!(err, Error::ContainerNotRunning { .. }), "{err:?}");
+    let err = rt
+        .copy(
+            &b.id,
+            &[CopyEntry::dir("/copied-while-stopped", 0o755, 0, 0)],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::ContainerNotRunning { state, .. } if state == "exited"),
+        "{err:?}"
+    );
 
     rt.start(&b.id).await.unwrap();
     assert!(rt.exec_root(&b.id, &["true"]).await.unwrap().success());
+    // Nothing of the refused copies was written.
+    let out = rt
+        .exec_script(
+            &b.id,
+            "test ! -e /copied-while-paused && test ! -e /copied-while-stopped",
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(out.success(), "{out:?}");
+    // And a copy into the running container works again.
+    rt.copy(
+        &b.id,
+        &[CopyEntry::dir("/copied-while-running", 0o700, 0, 0)],
+    )
+    .await
+    .unwrap();
 
     rt.remove(&b.id).await.unwrap();
     let err = rt.inspect(&b.id).await.unwrap_err();
