@@ -31,7 +31,8 @@
 //! - A missing program is not an API error: the exec starts, runc's message
 //!   arrives on stderr and the exec's exit code is 127 (126 for a file that
 //!   is not executable). An unknown user or an empty argv is refused by exec
-//!   create: [`Error::ExecStart`].
+//!   create: [`Error::ExecStart`]. This is the reference the Docker backend
+//!   normalises its start failures to (conformance `check_missing_binary`).
 //! - stdin is written while output is read, then the writer is closed
 //!   (half-close of the hijacked connection, via podman-api's
 //!   `Multiplexer::split`); Podman passes that EOF on to the process.
