@@ -27,6 +27,8 @@ struct Keys {
     dir: tempfile::TempDir,
     /// The sshd's host key (private part goes into the sshd container only).
     host_key: PathBuf,
+    /// A second sshd host key, never pinned: ssh learns it (UpdateHostKeys).
+    host_key2: PathBuf,
     /// Plan keys: both named `id_ed25519`, in different folders.
     a: PathBuf,
     b: PathBuf,
@@ -37,10 +39,14 @@ struct Keys {
 }
 
 fn keygen(dir: &Path, rel: &str) -> PathBuf {
+    keygen_typed(dir, rel, "ed25519")
+}
+
+fn keygen_typed(dir: &Path, rel: &str, kind: &str) -> PathBuf {
     let path = dir.join(rel);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", rel, "-f"])
+        .args(["-q", "-t", kind, "-N", "", "-C", rel, "-f"])
         .arg(&path)
         .output()
         .expect("run ssh-keygen");
@@ -74,6 +80,7 @@ impl Keys {
         let p = dir.path();
         Keys {
             host_key: keygen(p, "host/ssh_host_ed25519_key"),
+            host_key2: keygen_typed(p, "host/ssh_host_ecdsa_key", "ecdsa"),
             a: keygen(p, "a/id_ed25519"),
             b: keygen(p, "b/id_ed25519"),
             rotated: keygen(p, "rotated/id_ed25519"),
@@ -127,7 +134,7 @@ async fn start_sshd(env: &TestEnv, keys: &Keys) -> ContainerInfo {
         config.push_str(&format!("Port {p}\n"));
     }
     config.push_str(
-        "ListenAddress 127.0.0.1\nHostKey /etc/ssh/test_host_key\n\
+        "ListenAddress 127.0.0.1\nHostKey /etc/ssh/test_host_key\nHostKey /etc/ssh/test_host_key2\n\
          AuthorizedKeysFile /etc/ssh/authorized/%u\nPasswordAuthentication no\n\
          KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nUsePAM no\n\
          StrictModes yes\nPidFile /run/sshd-test.pid\n",
@@ -143,6 +150,13 @@ async fn start_sshd(env: &TestEnv, keys: &Keys) -> ContainerInfo {
                 CopyEntry::file(
                     "/etc/ssh/test_host_key",
                     std::fs::read(&keys.host_key).unwrap(),
+                    0o600,
+                    0,
+                    0,
+                ),
+                CopyEntry::file(
+                    "/etc/ssh/test_host_key2",
+                    std::fs::read(&keys.host_key2).unwrap(),
                     0o600,
                     0,
                     0,
@@ -309,6 +323,45 @@ async fn check_user_reaches_every_alias(env: &TestEnv) {
             "read /proc/{pid}/{file}"
         );
     }
+
+    // ssh may learn the server's other host keys (UpdateHostKeys appends
+    // them; whether it does before `id` exits is a race, so add one as ssh
+    // would): verify accepts extra lines, but not a missing pinned one.
+    let learned = format!("a.git.example {}\n", public(&keys.host_key2));
+    let out = env
+        .exec_as(
+            USER,
+            &[
+                "sh",
+                "-c",
+                "printf '%s' \"$1\" >> /home/node/.ssh/known_hosts",
+                "sh",
+                &learned,
+            ],
+        )
+        .await;
+    assert_success(&out, "append a learned host key");
+    verify_ok(env, &plan).await;
+    let out = env
+        .exec_as(
+            USER,
+            &[
+                "sh",
+                "-c",
+                "sed -i '/^a.git.example ssh-ed25519/d' /home/node/.ssh/known_hosts",
+            ],
+        )
+        .await;
+    assert_success(&out, "drop the pinned line");
+    let report = bottle_ssh::verify(env.rt(), env.bottle(), &plan, &Target::default())
+        .await
+        .unwrap();
+    let kh = report.check("file /home/node/.ssh/known_hosts").unwrap();
+    assert!(
+        !kh.ok && kh.detail.contains("1 pinned line(s) missing"),
+        "{kh:?}"
+    );
+    provision(env, &plan).await;
 
     // A key outside the plan is refused by the server (same alias, no agent).
     env.rt()

@@ -621,15 +621,25 @@ pub async fn verify(
             "exists but no entry has a KnownHostKey",
         ),
         (Some(_), None) => check(format!("file {kh_path}"), false, "absent"),
-        (Some(want), Some((m, u, g, k, s))) => check(
-            format!("file {kh_path}"),
-            m == "600"
-                && u == ids.uid
-                && g == ids.gid
-                && k == "regular_file"
-                && s == sha256_hex(want.as_bytes()),
-            format!("{k} {m} {u}:{g}"),
-        ),
+        // ssh's UpdateHostKeys appends the server's other host keys (which
+        // the server proves with the pinned one): extra lines are fine, a
+        // missing pinned line is not.
+        (Some(want), Some((m, u, g, k, _))) => {
+            let have = content_of(&kh_path);
+            let missing = want
+                .lines()
+                .filter(|l| !have.lines().any(|h| h == *l))
+                .count();
+            let extra = have
+                .lines()
+                .filter(|h| !want.lines().any(|l| l == *h))
+                .count();
+            check(
+                format!("file {kh_path}"),
+                m == "600" && u == ids.uid && g == ids.gid && k == "regular_file" && missing == 0,
+                format!("{k} {m} {u}:{g}, {missing} pinned line(s) missing, {extra} other line(s)"),
+            )
+        }
     });
     let keyfiles: Vec<&str> = root
         .lines()
