@@ -230,6 +230,26 @@ async fn unread_stdin_does_not_delay_the_result() {
     assert_eq!(out.stdout_lossy().trim(), input.len().to_string());
 }
 
+/// Stdin stops only when the process has exited, not when its output is
+/// closed: a process that closes stdout/stderr first still gets every byte.
+#[tokio::test]
+async fn stdin_outlives_closed_output() {
+    let Some(rt) = docker().await else { return };
+    let b = bottle(&rt).await;
+    let input: Vec<u8> = (0..4 << 20).map(|i| (i % 251) as u8).collect();
+    let out = rt
+        .exec(
+            &b.id,
+            ExecRequest::new(["/bin/sh", "-c", "exec >&- 2>&-; sleep 1; cat > /tmp/in"])
+                .stdin(input.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    let out = rt.exec_root(&b.id, &["wc", "-c", "/tmp/in"]).await.unwrap();
+    assert_eq!(out.stdout_lossy(), format!("{} /tmp/in\n", input.len()));
+}
+
 #[tokio::test]
 async fn copy_keeps_exact_modes_and_owners() {
     let Some(rt) = docker().await else { return };
