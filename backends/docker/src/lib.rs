@@ -17,6 +17,10 @@
 //!   backend moves that message to stderr and reports 127 when the program
 //!   was not found (missing path, not in `$PATH`), 126 otherwise (e.g. not
 //!   executable). Only an exec Docker never started (pid 0) is touched.
+//!   A user or group the container does not know is
+//!   [`Error::ExecStart`](bottle_runtime::Error::ExecStart) with Docker's
+//!   `unable to find user …` message as its source, as on Podman (Docker
+//!   itself starts such an exec and reports exit 126).
 //! - `copy` is one `PUT /containers/{id}/archive?path=/` of
 //!   [`build_tar`](bottle_runtime::build_tar); Docker keeps the archive's
 //!   numeric modes and owners and creates missing parents (root, 0755).

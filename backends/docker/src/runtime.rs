@@ -208,6 +208,15 @@ impl DockerRuntime {
         // Pid 0: the process was never started (Docker reports a real exit
         // 126 with a pid).
         if pid == Some(0) {
+            if let Some(message) = unknown_user_message(&out) {
+                // Podman refuses this at exec start; so do we.
+                return Err(Error::ExecStart {
+                    engine: Engine::Docker,
+                    container: container.to_string(),
+                    program,
+                    source: message.into(),
+                });
+            }
             normalise_start_failure(&mut out);
         }
         Ok(out)
@@ -265,6 +274,17 @@ impl DockerRuntime {
 /// Prefix of the message Docker 20.10 writes to an exec's stdout (with exit
 /// code 126) when runc could not start the program at all.
 const START_FAILURE_PREFIX: &[u8] = b"OCI runtime exec failed: ";
+
+/// Docker 20.10 starts an exec for a user or group the container does not
+/// know and reports it as exit 126 with `unable to find user X: …` (or
+/// `group`) on stdout. Returns that message, which names the user.
+fn unknown_user_message(out: &ExecOutput) -> Option<String> {
+    let unknown = out.exit_code == 126
+        && out.stderr.is_empty()
+        && (out.stdout.starts_with(b"unable to find user ")
+            || out.stdout.starts_with(b"unable to find group "));
+    unknown.then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+}
 
 /// Make a program that the runtime could not start (its exec has pid 0) look
 /// as it does on Podman: the runtime's message goes to stderr (it is not the
@@ -335,6 +355,26 @@ mod tests {
             assert_eq!(out.exit_code, code, "{stdout}");
             assert!(out.stdout.is_empty());
             assert_eq!(out.stderr, stdout.replace("\r\n", "\n").as_bytes());
+        }
+    }
+
+    #[test]
+    fn unknown_users_are_recognised() {
+        let out = failed("unable to find user bottle-x: no matching entries in passwd file\r\n");
+        assert_eq!(
+            unknown_user_message(&out).as_deref(),
+            Some("unable to find user bottle-x: no matching entries in passwd file")
+        );
+        let out = failed("unable to find group g: no matching entries in group file\r\n");
+        assert!(unknown_user_message(&out).is_some());
+        for other in [
+            failed("OCI runtime exec failed: exec: \"x\": permission denied\r\n"),
+            ExecOutput {
+                exit_code: 1,
+                ..failed("unable to find user x\n")
+            },
+        ] {
+            assert_eq!(unknown_user_message(&other), None);
         }
     }
 

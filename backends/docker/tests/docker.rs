@@ -141,6 +141,23 @@ async fn exec_exit_codes_streams_and_users() {
             "{program}: {message:?}"
         );
     }
+    // A user or group the container does not know: refused like on Podman
+    // (Docker itself starts the exec and reports 126), never run as root.
+    for user in ["bottle-no-such-user", "1000:bottle-no-such-group"] {
+        let err = rt
+            .exec(&b.id, ExecRequest::new(["id", "-u"]).user(user))
+            .await
+            .unwrap_err();
+        let Error::ExecStart {
+            program, source, ..
+        } = &err
+        else {
+            panic!("{user}: expected ExecStart, got {err:?}");
+        };
+        assert_eq!(program, "id");
+        let name = user.rsplit(':').next().unwrap();
+        assert!(source.to_string().contains(name), "{user}: {source}");
+    }
     // A program's own 126 and stdout are passed through untouched.
     let out = rt
         .exec_script(
