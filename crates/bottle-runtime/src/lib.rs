@@ -29,7 +29,7 @@ pub use admin::{ContainerAdmin, NetworkMode, RunSpec};
 pub use error::{BoxError, Error, Result};
 pub use tarball::build_tar;
 pub use types::{
-    ContainerInfo, ContainerState, CopyEntry, EntryKind, Engine, EngineInfo, ExecOutput,
+    ContainerInfo, ContainerState, CopyEntry, Engine, EngineInfo, EntryKind, ExecOutput,
     ExecRequest,
 };
 

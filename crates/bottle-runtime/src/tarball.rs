@@ -87,7 +87,13 @@ mod tests {
     #[test]
     fn archive_orders_parents_first_and_keeps_modes_and_owners() {
         let entries = vec![
-            CopyEntry::file("/home/node/.ssh/config", b"Host a\n".to_vec(), 0o600, 1000, 1000),
+            CopyEntry::file(
+                "/home/node/.ssh/config",
+                b"Host a\n".to_vec(),
+                0o600,
+                1000,
+                1000,
+            ),
             CopyEntry::dir("/home/node/.ssh", 0o700, 1000, 1000),
             CopyEntry::file("/etc/x", vec![0, 1, 2], 0o644, 0, 0),
         ];
@@ -112,7 +118,13 @@ mod tests {
             vec![
                 ("etc/x".into(), 0o644, 0, 0, vec![0, 1, 2]),
                 ("home/node/.ssh/".into(), 0o700, 1000, 1000, vec![]),
-                ("home/node/.ssh/config".into(), 0o600, 1000, 1000, b"Host a\n".to_vec()),
+                (
+                    "home/node/.ssh/config".into(),
+                    0o600,
+                    1000,
+                    1000,
+                    b"Host a\n".to_vec()
+                ),
             ]
         );
     }
