@@ -36,6 +36,23 @@ struct Keys {
     rotated: PathBuf,
     /// Never in a plan nor authorized.
     outsider: PathBuf,
+    /// Authorized; an ECDSA P-521 key whose scalar OpenSSH wrote short, and
+    /// an RSA key (only from `Keys::all_types`: they take longer to make).
+    ecdsa: Option<PathBuf>,
+    rsa: Option<PathBuf>,
+}
+
+/// A P-521 key that `ssh-key` alone cannot parse (short scalar; about half
+/// of all P-521 keys).
+fn short_scalar_p521(dir: &Path) -> PathBuf {
+    for i in 0..64 {
+        let path = keygen_typed(dir, &format!("p521/{i}"), "ecdsa");
+        let text = std::fs::read_to_string(&path).unwrap();
+        if bottle_ssh::ssh_key::PrivateKey::from_openssh(&text).is_err() {
+            return path;
+        }
+    }
+    panic!("no short-scalar P-521 key in 64 tries");
 }
 
 fn keygen(dir: &Path, rel: &str) -> PathBuf {
@@ -45,8 +62,11 @@ fn keygen(dir: &Path, rel: &str) -> PathBuf {
 fn keygen_typed(dir: &Path, rel: &str, kind: &str) -> PathBuf {
     let path = dir.join(rel);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let bits: &[&str] = if kind == "ecdsa" { &["-b", "521"] } else { &[] };
     let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", kind, "-N", "", "-C", rel, "-f"])
+        .args(["-q", "-t", kind, "-N", "", "-C", rel])
+        .args(bits)
+        .arg("-f")
         .arg(&path)
         .output()
         .expect("run ssh-keygen");
@@ -85,8 +105,17 @@ impl Keys {
             b: keygen(p, "b/id_ed25519"),
             rotated: keygen(p, "rotated/id_ed25519"),
             outsider: keygen(p, "outsider/id_ed25519"),
+            ecdsa: None,
+            rsa: None,
             dir,
         }
+    }
+
+    fn all_types() -> Keys {
+        let mut keys = Keys::new();
+        keys.ecdsa = Some(short_scalar_p521(keys.dir.path()));
+        keys.rsa = Some(keygen_typed(keys.dir.path(), "rsa/id_rsa", "rsa"));
+        keys
     }
 
     fn entry(&self, alias: &str, key: &Path, pin: Option<String>) -> SshEntry {
@@ -140,7 +169,9 @@ async fn start_sshd(env: &TestEnv, keys: &Keys) -> ContainerInfo {
          StrictModes yes\nPidFile /run/sshd-test.pid\n",
     );
     let authorized = [&keys.a, &keys.b, &keys.rotated]
-        .iter()
+        .into_iter()
+        .chain(keys.ecdsa.as_ref())
+        .chain(keys.rsa.as_ref())
         .map(|k| public(k) + "\n")
         .collect::<String>();
     env.rt()
@@ -1016,7 +1047,53 @@ async fn check_stop_mid_provision_then_recover(env: &TestEnv) {
     verify_ok(env, &plan).await;
 }
 
+/// ed25519, ECDSA P-521 (a short-scalar one) and RSA keys: each, picked
+/// alone by its public half, logs in through the agent.
+async fn check_every_key_type_signs(env: &TestEnv) {
+    let keys = Keys::all_types();
+    let (ecdsa, rsa) = (keys.ecdsa.clone().unwrap(), keys.rsa.clone().unwrap());
+    start_sshd(env, &keys).await;
+    let pin = Some(public(&keys.host_key));
+    let mut gate = gate(&["ed", "ec"]);
+    gate.ports.insert("rsa".into(), i64::from(PORTS[0]));
+    let plan = Plan {
+        gate: Some(gate),
+        ssh: vec![
+            keys.entry("ed", &keys.a, pin.clone()),
+            keys.entry("ec", &ecdsa, pin.clone()),
+            keys.entry("rsa", &rsa, pin),
+        ],
+    };
+    let report = provision(env, &plan).await;
+    let algorithms: Vec<&str> = report.keys.iter().map(|k| k.algorithm.as_str()).collect();
+    assert_eq!(
+        algorithms,
+        ["ssh-ed25519", "ecdsa-sha2-nistp521", "ssh-rsa"]
+    );
+    for (alias, key) in [("ed", &keys.a), ("ec", &ecdsa), ("rsa", &rsa)] {
+        let pubfile = format!("/tmp/{alias}.pub");
+        env.rt()
+            .copy(
+                env.bottle(),
+                &[CopyEntry::file(
+                    &pubfile,
+                    public(key).into_bytes(),
+                    0o644,
+                    1000,
+                    1000,
+                )],
+            )
+            .await
+            .unwrap();
+        let out = ssh_as_user(env, alias, &["-o", "IdentitiesOnly=yes", "-i", &pubfile]).await;
+        assert_success(&out, &format!("ssh {alias} with only its own key"));
+        assert_eq!(out.stdout_lossy(), "git\n");
+    }
+    verify_ok(env, &plan).await;
+}
+
 engine_tests!(
+    check_every_key_type_signs,
     check_stop_mid_provision_then_recover,
     check_locked_agent_is_replaced,
     check_symlinked_ssh_dir_is_replaced,

@@ -41,6 +41,7 @@
 //! ```
 
 mod agent;
+mod ecdsa_fix;
 mod error;
 mod plan;
 mod render;

@@ -367,6 +367,7 @@ fn loads_every_supported_key_type_whatever_the_file_name() {
         ed25519(dir.path(), "two/id_ed25519"), // same file name, other folder
         keygen(dir.path(), "ecdsa256", &["-t", "ecdsa", "-b", "256"]),
         keygen(dir.path(), "ecdsa384", &["-t", "ecdsa", "-b", "384"]),
+        keygen(dir.path(), "ecdsa521", &["-t", "ecdsa", "-b", "521"]),
         keygen(dir.path(), "rsa", &["-t", "rsa", "-b", "2048"]),
         ed25519(dir.path(), "we;ird $(id) -name"),
     ];
@@ -389,6 +390,7 @@ fn loads_every_supported_key_type_whatever_the_file_name() {
             "ssh-ed25519",
             "ecdsa-sha2-nistp256",
             "ecdsa-sha2-nistp384",
+            "ecdsa-sha2-nistp521",
             "ssh-rsa",
             "ssh-ed25519"
         ]
@@ -404,6 +406,61 @@ fn loads_every_supported_key_type_whatever_the_file_name() {
         assert_eq!(text.split_whitespace().nth(1), Some(k.fingerprint.as_str()));
         assert_eq!(k.comment, "test-key");
     }
+}
+
+/// ECDSA keys whose private scalar OpenSSH wrote short (about half of all
+/// P-521 keys) load, with ssh-keygen's fingerprint, and round-trip through
+/// the agent message encoding.
+#[test]
+fn ecdsa_keys_with_short_scalars_load() {
+    use ssh_agent_lib::proto::{PrivateCredential, Request};
+    use ssh_agent_lib::ssh_encoding::Decode;
+    let dir = tempfile::tempdir().unwrap();
+    let mut short = 0;
+    for i in 0..12 {
+        let path = keygen(
+            dir.path(),
+            &format!("p521-{i}"),
+            &["-t", "ecdsa", "-b", "521"],
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        if ssh_key::PrivateKey::from_openssh(&text).is_err() {
+            short += 1;
+        }
+        let plan = Plan {
+            gate: None,
+            ssh: vec![entry("a", "a.org", &path)],
+        };
+        let v = validate(&plan).unwrap_or_else(|e| panic!("key {i}: {e}"));
+        let out = Command::new("ssh-keygen")
+            .args(["-l", "-E", "sha256", "-f"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let fp = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            fp.split_whitespace().nth(1),
+            Some(v.keys[0].fingerprint.as_str())
+        );
+        // The message after REMOVE_ALL (5 bytes) is the ADD_IDENTITY.
+        let bytes = agent::load_keys_message(&v.keys).unwrap();
+        let len = u32::from_be_bytes(bytes[5..9].try_into().unwrap()) as usize;
+        let mut body = &bytes[9..9 + len];
+        match Request::decode(&mut body).unwrap() {
+            Request::AddIdentity(add) => match add.credential {
+                PrivateCredential::Key { privkey, .. } => {
+                    assert_eq!(&privkey, v.keys[0].private.key_data());
+                }
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+    // All 12 with full-length scalars has probability 2^-12.
+    assert!(
+        short > 0,
+        "no short scalar among 12 P-521 keys: the workaround went untested"
+    );
 }
 
 #[test]

@@ -226,8 +226,11 @@ pub(crate) fn load_private_key(path: &Path) -> Result<PrivateKey, String> {
                 .into(),
         );
     }
-    let key = PrivateKey::from_openssh(trimmed.as_bytes())
-        .map_err(|e| format!("is not a valid OpenSSH private key ({e})"))?;
+    let key = match PrivateKey::from_openssh(trimmed.as_bytes()) {
+        Ok(key) => key,
+        Err(e) => crate::ecdsa_fix::parse_padded(trimmed.as_bytes())
+            .ok_or_else(|| format!("is not a valid OpenSSH private key ({e})"))?,
+    };
     if key.is_encrypted() {
         return Err(
             "is passphrase-protected; passphrase-protected keys are not supported yet".into(),
