@@ -646,13 +646,16 @@ pub async fn verify(
         .lines()
         .filter_map(|l| l.strip_prefix("keyfile "))
         .collect();
+    let incomplete = root
+        .lines()
+        .find_map(|l| l.strip_prefix("keyscan-incomplete "));
     checks.push(check(
         "no private key file",
-        keyfiles.is_empty(),
-        if keyfiles.is_empty() {
-            "none under /root /home /tmp /run /var/tmp".to_string()
-        } else {
-            keyfiles.join(", ")
+        keyfiles.is_empty() && incomplete.is_none(),
+        match (keyfiles.is_empty(), incomplete) {
+            (false, _) => keyfiles.join(", "),
+            (true, Some(rc)) => format!("the search did not finish (grep exit {rc})"),
+            (true, None) => "none under /root /home /tmp /run /var/tmp".to_string(),
         },
     ));
 
