@@ -1,13 +1,15 @@
 //! Command-line arguments.
 
 use bottle::RuntimeChoice;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, ColorChoice, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "bottlectl",
     version,
+    // Subcommands carry the version too (their man pages show it).
+    propagate_version = true,
     about = "Provision SSH access inside a running container (Docker or Podman)",
     after_help = "Exit codes: 0 success, 1 verify found violations, 2 usage/configuration/manifest error, 3 engine or container error."
 )]
@@ -45,6 +47,10 @@ pub struct Cli {
           action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub json: bool,
 
+    /// When to use colour on stderr and in help: auto (a terminal and no NO_COLOR), always, never
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -67,6 +73,26 @@ pub enum Command {
     Config,
     /// End to end on a throwaway bottle and sshd gate, removed afterwards
     Demo(DemoArgs),
+    /// This program's version and the engines that answer, with theirs
+    Version,
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish)
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), or write one page per command into a directory
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// Target shell
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write bottlectl.1 and bottlectl-COMMAND.1 here instead of printing bottlectl.1
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -101,4 +127,92 @@ pub struct DemoArgs {
     /// Leave the bottle and gate running (they are printed) instead of removing them
     #[arg(long)]
     pub keep: bool,
+}
+
+/// The `--color` value from raw arguments, before clap parses them, so that
+/// clap's own help and usage errors honour it too. The last one wins.
+pub fn color_from_args<I, S>(args: I) -> ColorChoice
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut choice = ColorChoice::Auto;
+    let mut take_next = false;
+    for arg in args.into_iter().skip(1) {
+        let Some(arg) = arg.as_ref().to_str() else {
+            take_next = false;
+            continue;
+        };
+        let value = if take_next {
+            take_next = false;
+            Some(arg)
+        } else if arg == "--" {
+            break;
+        } else if arg == "--color" {
+            take_next = true;
+            None
+        } else {
+            arg.strip_prefix("--color=")
+        };
+        match value {
+            Some("always") => choice = ColorChoice::Always,
+            Some("never") => choice = ColorChoice::Never,
+            Some("auto") => choice = ColorChoice::Auto,
+            _ => {}
+        }
+    }
+    choice
+}
+
+/// Whether to colour a stream: `always`/`never` win; `auto` needs a
+/// terminal, no (non-empty) `NO_COLOR` and a `TERM` other than `dumb`.
+pub fn use_color(choice: ColorChoice, is_terminal: bool) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
+            is_terminal && !no_color && !dumb
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn color_prescan_takes_the_last_value_before_double_dash() {
+        let c = |args: &[&str]| color_from_args(args.iter());
+        assert_eq!(c(&["bottlectl", "config"]), ColorChoice::Auto);
+        assert_eq!(
+            c(&["bottlectl", "--color", "always", "config"]),
+            ColorChoice::Always
+        );
+        assert_eq!(
+            c(&["bottlectl", "--color=never", "config"]),
+            ColorChoice::Never
+        );
+        assert_eq!(
+            c(&["bottlectl", "--color=never", "config", "--color", "always"]),
+            ColorChoice::Always
+        );
+        assert_eq!(c(&["bottlectl", "--", "--color=always"]), ColorChoice::Auto);
+        // A bogus value is clap's to reject; the prescan keeps the default.
+        assert_eq!(c(&["bottlectl", "--color", "sometimes"]), ColorChoice::Auto);
+    }
+
+    #[test]
+    fn explicit_color_ignores_the_terminal() {
+        assert!(use_color(ColorChoice::Always, false));
+        assert!(!use_color(ColorChoice::Never, true));
+        assert!(!use_color(ColorChoice::Auto, false));
+    }
 }

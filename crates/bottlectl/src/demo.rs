@@ -97,7 +97,11 @@ pub async fn run(out: &Out, config: &Config, args: &DemoArgs) -> Result<u8, Fail
 async fn cleanup(out: &Out, admin: Arc<dyn ContainerAdmin>, names: &Names) {
     // Gate first: it lives in the bottle's network namespace.
     for name in [&names.gate, &names.bottle] {
-        match admin.remove(name).await {
+        let removed = {
+            let _spin = out.spinner(&format!("removing `{name}`"));
+            admin.remove(name).await
+        };
+        match removed {
             Ok(()) => out.step(&format!("removed `{name}`")),
             Err(e) => eprintln!(
                 "warning: could not remove `{name}`: {}",
@@ -116,19 +120,22 @@ async fn body(out: &Out, sel: &Selection, names: &Names) -> Result<serde_json::V
     let rt = sel.runtime.clone();
 
     out.step("image: importing the test image if missing");
-    let image = bottle_integration_tests::ensure_test_image(admin.as_ref())
-        .await
-        .map_err(|e| Failure::new(3, "cannot build or import the test image", &e))?;
+    let image = {
+        let _spin = out.spinner("image: building and importing the test image");
+        bottle_integration_tests::ensure_test_image(admin.as_ref()).await
+    }
+    .map_err(|e| Failure::new(3, "cannot build or import the test image", &e))?;
     out.step(&format!("image: {image}"));
 
     let mut spec = RunSpec::new(image.clone(), ["/bin/sleep", "infinity"]);
     spec.name = Some(names.bottle.clone());
     spec.network = NetworkMode::None;
     spec.labels = vec![("bottle-demo".into(), "1".into())];
-    admin
-        .run(&spec)
-        .await
-        .map_err(engine_err("cannot start the demo bottle"))?;
+    {
+        let _spin = out.spinner("bottle: starting");
+        admin.run(&spec).await
+    }
+    .map_err(engine_err("cannot start the demo bottle"))?;
     out.step(&format!(
         "bottle: started `{}` (network none)",
         names.bottle
@@ -138,15 +145,18 @@ async fn body(out: &Out, sel: &Selection, names: &Names) -> Result<serde_json::V
     gate.name = Some(names.gate.clone());
     gate.network = NetworkMode::Container(names.bottle.clone());
     gate.labels = vec![("bottle-demo".into(), "1".into())];
-    admin
-        .run(&gate)
-        .await
-        .map_err(engine_err("cannot start the demo gate"))?;
+    {
+        let _spin = out.spinner("gate: starting");
+        admin.run(&gate).await
+    }
+    .map_err(engine_err("cannot start the demo gate"))?;
     let port = GATE_PORT.to_string();
-    let setup = rt
-        .exec_script(&names.gate, GATE_SETUP, &[&port], None)
-        .await
-        .map_err(engine_err("cannot set up sshd in the gate"))?;
+    let setup = {
+        let _spin = out.spinner("gate: generating keys and starting sshd");
+        rt.exec_script(&names.gate, GATE_SETUP, &[&port], None)
+            .await
+    }
+    .map_err(engine_err("cannot set up sshd in the gate"))?;
     if !setup.success() {
         return Err(Failure::plain(
             3,
@@ -211,9 +221,11 @@ async fn body(out: &Out, sel: &Selection, names: &Names) -> Result<serde_json::V
     };
     // The demo image has `node` with /home/node: the default target.
     let target = Target::default();
-    let report = bottle::provision(rt.as_ref(), &names.bottle, &plan, &target)
-        .await
-        .map_err(|e| crate::ssh_failure(e, None, "cannot provision", &names.bottle))?;
+    let report = {
+        let _spin = out.spinner("provision: copying files, starting the agent and forwarder");
+        bottle::provision(rt.as_ref(), &names.bottle, &plan, &target).await
+    }
+    .map_err(|e| crate::ssh_failure(e, None, "cannot provision", &names.bottle))?;
     for k in &report.keys {
         out.step(&format!(
             "provision: loaded {} {} into the agent",

@@ -75,14 +75,17 @@ impl Failure {
         let mut f = Failure::direct(2, &e);
         if let ManifestError::Invalid { .. } = e {
             let mut rendered = String::new();
-            let handler = miette::GraphicalReportHandler::new_themed(
-                miette::GraphicalTheme::unicode_nocolor(),
-            );
+            let theme = if crate::output::stderr_color() {
+                miette::GraphicalTheme::unicode()
+            } else {
+                miette::GraphicalTheme::unicode_nocolor()
+            };
+            let handler = miette::GraphicalReportHandler::new_themed(theme);
             if handler.render_report(&mut rendered, &e).is_ok() {
                 // The first lines repeat the message: keep the source snippet.
                 let snippet: Vec<&str> = rendered
                     .lines()
-                    .skip_while(|l| !l.contains("╭─["))
+                    .skip_while(|l| !strip_ansi(l).contains("╭─["))
                     .collect();
                 f.detail = Some(snippet.join("\n"));
             }
@@ -112,7 +115,7 @@ impl Failure {
     }
 
     pub fn report(&self, out: &Out) {
-        eprintln!("error: {}", self.message);
+        eprintln!("{} {}", out.paint_error("error:"), self.message);
         for c in &self.causes {
             eprintln!("  caused by: {c}");
         }
@@ -122,5 +125,35 @@ impl Failure {
         if out.json {
             out.json_value(&serde_json::json!({ "ok": false, "error": self }));
         }
+    }
+}
+
+/// `line` without ANSI CSI sequences (for matching rendered, coloured text).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // ESC [ params final-byte
+            if chars.next() == Some('[') {
+                for d in chars.by_ref() {
+                    if ('@'..='~').contains(&d) {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn strip_ansi_removes_csi_sequences_only() {
+        assert_eq!(super::strip_ansi("\x1b[1;31m╭─[\x1b[0m x"), "╭─[ x");
+        assert_eq!(super::strip_ansi("plain ╭─["), "plain ╭─[");
     }
 }

@@ -8,6 +8,9 @@
 //! bottlectl doctor [CONTAINER]
 //! bottlectl config
 //! bottlectl demo
+//! bottlectl version                                   # and the engines' versions
+//! bottlectl completions bash|zsh|fish|powershell
+//! bottlectl man [--dir DIR]
 //! ```
 //!
 //! Exit codes: 0 success; 1 verify found violations; 2 usage, configuration
@@ -18,6 +21,7 @@ mod demo;
 mod doctor;
 mod failure;
 mod output;
+mod ship;
 
 use bottle::config::{load, load_manifest, Config, Manifest, Overrides, Sources};
 use bottle::Selection;
@@ -37,7 +41,8 @@ const CLI_ENV: &[&str] = &[
 ];
 
 fn main() -> ExitCode {
-    let matches = match Cli::command().try_get_matches() {
+    let color = cli::color_from_args(std::env::args_os());
+    let matches = match Cli::command().color(color).try_get_matches() {
         Ok(m) => m,
         // clap prints usage errors itself and exits 2 (0 for --help/--version).
         Err(e) => e.exit(),
@@ -46,8 +51,21 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
-    init_tracing(cli.verbose, cli.quiet);
-    let out = Out::new(cli.json, cli.quiet);
+    let stderr_tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let out = Out::new(
+        cli.json,
+        cli.quiet,
+        cli::use_color(cli.color, stderr_tty),
+        stderr_tty,
+    );
+    init_tracing(cli.verbose, cli.quiet, out.color);
+
+    // Offline commands: no settings, no engine, no async runtime.
+    match &cli.command {
+        Command::Completions(args) => return ship::completions(args.shell, &out),
+        Command::Man(args) => return ship::man(args.dir.as_deref(), &out),
+        _ => {}
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -70,7 +88,7 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-fn init_tracing(verbose: u8, quiet: bool) {
+fn init_tracing(verbose: u8, quiet: bool, color: bool) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -86,7 +104,7 @@ fn init_tracing(verbose: u8, quiet: bool) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(verbose >= 2)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(color)
         .try_init();
 }
 
@@ -199,6 +217,12 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
             let config = load_config(cli, matches)?;
             demo::run(out, &config, args).await
         }
+        Command::Version => {
+            let config = load_config(cli, matches)?;
+            ship::version(out, &config).await
+        }
+        // Handled in main before the runtime starts.
+        Command::Completions(_) | Command::Man(_) => Ok(0),
     }
 }
 

@@ -3,16 +3,76 @@
 use bottle::config::{Config, Manifest};
 use bottle::ssh::{DeprovisionReport, ProvisionReport, VerifyReport};
 use bottle::Selection;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 pub struct Out {
     pub json: bool,
     pub quiet: bool,
+    /// ANSI colour on stderr (`--color`, `NO_COLOR`, terminal).
+    pub color: bool,
+    /// Spinners: stderr is a terminal and neither `--json` nor `-q`.
+    pub progress: bool,
+}
+
+/// The colour decision for code that has no `Out` at hand (error rendering).
+static STDERR_COLOR: AtomicBool = AtomicBool::new(false);
+
+pub fn stderr_color() -> bool {
+    STDERR_COLOR.load(Ordering::Relaxed)
+}
+
+/// A spinner for one long step; cleared from the terminal when dropped.
+/// Inert (draws nothing) when progress output is off.
+pub struct Spinner(Option<ProgressBar>);
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        if let Some(pb) = self.0.take() {
+            pb.finish_and_clear();
+        }
+    }
 }
 
 impl Out {
-    pub fn new(json: bool, quiet: bool) -> Out {
-        Out { json, quiet }
+    pub fn new(json: bool, quiet: bool, color: bool, stderr_tty: bool) -> Out {
+        STDERR_COLOR.store(color, Ordering::Relaxed);
+        Out {
+            json,
+            quiet,
+            color,
+            progress: stderr_tty && !json && !quiet,
+        }
+    }
+
+    /// Start a spinner with `message` on stderr (terminal only).
+    pub fn spinner(&self, message: &str) -> Spinner {
+        if !self.progress {
+            return Spinner(None);
+        }
+        let template = if self.color {
+            "{spinner:.cyan} {msg} ({elapsed})"
+        } else {
+            "{spinner} {msg} ({elapsed})"
+        };
+        let style = ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+            .with_style(style)
+            .with_message(message.to_string());
+        pb.enable_steady_tick(Duration::from_millis(120));
+        Spinner(Some(pb))
+    }
+
+    /// `text` in bold red when colour is on (for `error:`).
+    pub fn paint_error(&self, text: &str) -> String {
+        if self.color {
+            format!("\x1b[1;31m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
     }
 
     /// One progress line on stderr (silenced by -q).
@@ -25,13 +85,21 @@ impl Out {
     /// Result text on stdout, unless --json.
     pub fn human(&self, text: &str) {
         if !self.json {
-            print!("{text}");
+            stdout(text.as_bytes());
         }
     }
 
     pub fn json_value(&self, value: &serde_json::Value) {
-        println!("{value}");
+        stdout(format!("{value}\n").as_bytes());
     }
+}
+
+/// Results on stdout. A reader that went away (`| head`) must not turn into
+/// a panic (println! panics on EPIPE); the exit code still tells the outcome.
+fn stdout(bytes: &[u8]) {
+    use std::io::Write;
+    let mut lock = std::io::stdout().lock();
+    let _ = lock.write_all(bytes).and_then(|()| lock.flush());
 }
 
 pub fn engine_json(sel: &Selection) -> serde_json::Value {
