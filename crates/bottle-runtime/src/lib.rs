@@ -46,7 +46,9 @@ use std::sync::Arc;
 /// `integration-tests`):
 /// - `exec` runs `argv` directly (no shell), with the given user, and returns
 ///   the exit code and stdout/stderr kept apart. `stdin`, when given, is
-///   delivered byte for byte followed by EOF.
+///   delivered byte for byte followed by EOF. A process should read its stdin
+///   to the end: Podman 4.3 may drop the output of one that exits with stdin
+///   unread (the exit code is still right).
 /// - `copy` writes all entries in one request; afterwards every entry has
 ///   exactly its mode, uid and gid; missing parent directories are created.
 /// - A missing container is [`Error::ContainerNotFound`], a container that is
