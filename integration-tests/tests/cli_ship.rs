@@ -237,8 +237,6 @@ async fn check_version_lists_the_engine(env: &TestEnv) {
     assert!(line.contains(&endpoint), "{line}");
 }
 
-engine_tests!(check_version_lists_the_engine);
-
 // ---- completions ------------------------------------------------------
 
 fn completion(shell: &str) -> String {
@@ -558,6 +556,33 @@ fn spinner_only_on_a_terminal_without_json_or_quiet() {
     );
     assert!(!stderr(&out).contains(ESC), "{:?}", stderr(&out));
 }
+
+/// The demo's slow steps (starting containers, provisioning) spin on a
+/// terminal, and the spinner is gone with `-q`.
+async fn check_demo_spins_on_a_terminal_only(env: &TestEnv) {
+    let engine = env.engine().name().to_string();
+    let endpoint = env.endpoint().to_string();
+    let (tty, quiet) = tokio::task::spawn_blocking(move || {
+        let s = Scratch::new();
+        let base = ["--runtime", engine.as_str(), "--host", endpoint.as_str()];
+        let tty = s.run_tty(&[&base[..], &["demo"]].concat(), &[]);
+        let quiet = s.run_tty(&[&base[..], &["-q", "demo"]].concat(), &[]);
+        (tty, quiet)
+    })
+    .await
+    .expect("join");
+    assert!(tty.contains("demo: ok"), "{tty}");
+    // indicatif redraws the line in place: `\r` + erase-line after each frame.
+    assert!(tty.contains("bottle: starting"), "spinner: {tty:?}");
+    assert!(tty.contains(&format!("{ESC}[2K")), "erased: {tty:?}");
+    assert!(!quiet.contains("starting"), "-q: {quiet:?}");
+    assert!(!quiet.contains(ESC), "-q: {quiet:?}");
+}
+
+engine_tests!(
+    check_version_lists_the_engine,
+    check_demo_spins_on_a_terminal_only
+);
 
 #[test]
 fn a_closed_stdout_is_not_a_panic() {
