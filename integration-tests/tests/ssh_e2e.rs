@@ -781,7 +781,7 @@ impl ContainerRuntime for Counting {
             sent.extend_from_slice(r.user.as_bytes());
         }
         if let Some(stdin) = &r.stdin {
-            self.stdins.lock().unwrap().push(stdin.clone());
+            self.stdins.lock().unwrap().push(stdin.to_vec());
         }
         self.inner.exec(c, r).await
     }

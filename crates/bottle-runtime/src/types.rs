@@ -1,5 +1,6 @@
 use serde::Serialize;
 use std::fmt;
+use zeroize::Zeroizing;
 
 /// A container engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -109,7 +110,8 @@ pub struct ExecRequest {
     /// `uid`, `uid:gid` or a user name; empty means the container's default.
     pub user: String,
     /// Bytes for the process's stdin, followed by EOF. `None`: no stdin.
-    pub stdin: Option<Vec<u8>>,
+    /// Zeroized when dropped: stdin is how key material reaches a container.
+    pub stdin: Option<Zeroizing<Vec<u8>>>,
 }
 
 impl ExecRequest {
@@ -151,7 +153,7 @@ impl ExecRequest {
     }
 
     pub fn stdin(mut self, bytes: Vec<u8>) -> Self {
-        self.stdin = Some(bytes);
+        self.stdin = Some(Zeroizing::new(bytes));
         self
     }
 
@@ -167,7 +169,7 @@ impl fmt::Debug for ExecRequest {
         f.debug_struct("ExecRequest")
             .field("argv", &self.argv)
             .field("user", &self.user)
-            .field("stdin_len", &self.stdin.as_ref().map(Vec::len))
+            .field("stdin_len", &self.stdin.as_ref().map(|s| s.len()))
             .finish()
     }
 }
