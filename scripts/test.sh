@@ -14,6 +14,6 @@ export CONTAINERS_CONF=${CONTAINERS_CONF:-/var/tmp/bottle-engines/containers.con
 echo "== rustfmt" >&2
 cargo fmt --all --check
 echo "== clippy" >&2
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 echo "== tests (engines: $BOTTLE_TEST_RUNTIMES)" >&2
-cargo test --workspace --locked --no-fail-fast
+cargo test --workspace --no-fail-fast
