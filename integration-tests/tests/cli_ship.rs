@@ -524,7 +524,7 @@ fn silent_socket(s: &Scratch) -> String {
     format!("unix://{}", path.display())
 }
 
-/// A spinner needs a terminal and neither --json nor -q. `version` shows
+/// A spinner needs a terminal and none of --json, -q, -v. `version` shows
 /// one while it probes; both engines are pointed at a socket that never
 /// answers (1 s timeout each), so the step is slow enough to draw and the
 /// test does not depend on the engines.
@@ -541,7 +541,11 @@ fn spinner_only_on_a_terminal_without_json_or_quiet() {
     assert!(tty.contains("probing engines"), "spinner on a TTY: {tty:?}");
     assert!(tty.contains(&format!("bottlectl {VERSION}")), "{tty}");
 
-    for flags in [vec!["--json", "version"], vec!["-q", "version"]] {
+    for flags in [
+        vec!["--json", "version"],
+        vec!["-q", "version"],
+        vec!["-v", "version"],
+    ] {
         let tty = s.run_tty(&flags, &envs);
         assert!(tty.contains(VERSION), "{flags:?}: {tty:?}");
         assert!(!tty.contains("probing engines"), "{flags:?}: {tty:?}");

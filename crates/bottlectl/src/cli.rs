@@ -67,6 +67,8 @@ pub enum Command {
     Verify(ManifestArgs),
     /// Stop the agent and forwarder and remove what provision wrote
     Deprovision(ContainerArg),
+    /// What the agent holds, as the user sees it: type, bits, fingerprint, comment, lifetime left, restriction
+    Keys(ContainerArg),
     /// Which engines answer, which one auto picks and why; with CONTAINER, whether it is ready
     Doctor(DoctorArgs),
     /// Every effective setting, its value and the layer it came from
@@ -108,6 +110,9 @@ pub struct ManifestArgs {
         value_name = "FILE"
     )]
     pub manifest: PathBuf,
+    /// Fail when a key cannot be destination-restricted (an entry without KnownHostKey)
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Args)]

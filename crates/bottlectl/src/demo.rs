@@ -210,14 +210,7 @@ async fn body(out: &Out, sel: &Selection, names: &Names) -> Result<serde_json::V
             host: "127.0.0.1".into(),
             ports: BTreeMap::from([(ALIAS.to_string(), GATE_PORT)]),
         }),
-        ssh: vec![SshEntry {
-            host: ALIAS.into(),
-            hostname: UPSTREAM.into(),
-            user: "git".into(),
-            identity_file: key_path.clone(),
-            known_host_key: Some(known),
-            port: None,
-        }],
+        ssh: vec![demo_entry(&key_path, &known)?],
     };
     // The demo image has `node` with /home/node: the default target.
     let target = Target::default();
@@ -314,4 +307,32 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
         .mode(0o600)
         .open(path)?;
     f.write_all(bytes)
+}
+
+/// The demo's `[[ssh]]` entry, built the way a manifest's is (serde, with
+/// every optional field at its default) so that fields the provisioner
+/// adds later keep their manifest defaults here too.
+fn demo_entry(key_path: &std::path::Path, known_host_key: &str) -> Result<SshEntry, Failure> {
+    serde_json::from_value(json!({
+        "Host": ALIAS,
+        "Hostname": UPSTREAM,
+        "User": "git",
+        "IdentityFile": key_path,
+        "KnownHostKey": known_host_key,
+    }))
+    .map_err(|e| Failure::new(3, "cannot build the demo's ssh entry", &e))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn demo_entry_is_a_plain_gate_entry() {
+        let e = super::demo_entry("/tmp/k".as_ref(), "ssh-ed25519 AAAA").unwrap();
+        assert_eq!(e.host, super::ALIAS);
+        assert_eq!(e.hostname, super::UPSTREAM);
+        assert_eq!(e.user, "git");
+        assert_eq!(e.identity_file, std::path::Path::new("/tmp/k"));
+        assert_eq!(e.known_host_key.as_deref(), Some("ssh-ed25519 AAAA"));
+        assert_eq!(e.port, None);
+    }
 }

@@ -20,6 +20,7 @@ mod cli;
 mod demo;
 mod doctor;
 mod failure;
+mod keys;
 mod output;
 mod ship;
 
@@ -55,6 +56,7 @@ fn main() -> ExitCode {
     let out = Out::new(
         cli.json,
         cli.quiet,
+        cli.verbose,
         cli::use_color(cli.color, stderr_tty),
         stderr_tty,
     );
@@ -162,7 +164,9 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
         }
         Command::Provision(args) => {
             let config = load_config(cli, matches)?;
-            let manifest = read_manifest(&args.manifest, &config)?;
+            let prompt = keys::Prompt::default();
+            let opts = prompt.options(args.strict);
+            let manifest = read_manifest(&args.manifest, &config, &opts)?;
             let sel = select(&config.settings, Some(&args.container), out).await?;
             out.step(&format!(
                 "provisioning container `{}` from {}",
@@ -170,27 +174,32 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
                 manifest.path.display()
             ));
             let target = config.settings.target();
-            let report = bottle::provision(
+            let report = bottle::ssh::provision_with(
                 sel.runtime.as_ref(),
                 &args.container,
                 &manifest.plan,
                 &target,
+                &opts,
             )
             .await
             .map_err(|e| ssh_failure(e, Some(&manifest), "cannot provision", &args.container))?;
+            keys::warnings(out, &report);
             output::provision(out, &sel, &manifest, &report);
             Ok(0)
         }
         Command::Verify(args) => {
             let config = load_config(cli, matches)?;
-            let manifest = read_manifest(&args.manifest, &config)?;
+            let prompt = keys::Prompt::default();
+            let opts = prompt.options(args.strict);
+            let manifest = read_manifest(&args.manifest, &config, &opts)?;
             let sel = select(&config.settings, Some(&args.container), out).await?;
             let target = config.settings.target();
-            let report = bottle::verify(
+            let report = bottle::ssh::verify_with(
                 sel.runtime.as_ref(),
                 &args.container,
                 &manifest.plan,
                 &target,
+                &opts,
             )
             .await
             .map_err(|e| ssh_failure(e, Some(&manifest), "cannot verify", &args.container))?;
@@ -208,6 +217,12 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
                 .map_err(|e| ssh_failure(e, None, "cannot deprovision", &args.container))?;
             output::deprovision(out, &sel, &report);
             Ok(0)
+        }
+        Command::Keys(args) => {
+            let config = load_config(cli, matches)?;
+            let target = config.settings.target();
+            let sel = select(&config.settings, Some(&args.container), out).await?;
+            keys::run(out, &sel, &args.container, &target).await
         }
         Command::Doctor(args) => {
             let config = load_config(cli, matches)?;
@@ -228,9 +243,13 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
 
 /// Parse the manifest and check the plan and target before any engine call,
 /// so input errors exit 2 without needing an engine.
-fn read_manifest(path: &std::path::Path, config: &Config) -> Result<Manifest, Failure> {
+fn read_manifest(
+    path: &std::path::Path,
+    config: &Config,
+    opts: &bottle::ssh::Options<'_>,
+) -> Result<Manifest, Failure> {
     let manifest = load_manifest(path).map_err(Failure::manifest)?;
-    bottle::ssh::validate(&manifest.plan)
+    bottle::ssh::validate_with(&manifest.plan, opts)
         .map_err(|e| ssh_failure(e, Some(&manifest), "invalid manifest", ""))?;
     bottle::ssh::validate_target(&config.settings.target())
         .map_err(|e| ssh_failure(e, None, "invalid settings", ""))?;

@@ -13,7 +13,8 @@ pub struct Out {
     pub quiet: bool,
     /// ANSI colour on stderr (`--color`, `NO_COLOR`, terminal).
     pub color: bool,
-    /// Spinners: stderr is a terminal and neither `--json` nor `-q`.
+    /// Spinners: stderr is a terminal, no `--json`, `-q` or `-v` (log lines
+    /// would tear a spinner's line; at -v the logs show progress).
     pub progress: bool,
 }
 
@@ -37,13 +38,13 @@ impl Drop for Spinner {
 }
 
 impl Out {
-    pub fn new(json: bool, quiet: bool, color: bool, stderr_tty: bool) -> Out {
+    pub fn new(json: bool, quiet: bool, verbose: u8, color: bool, stderr_tty: bool) -> Out {
         STDERR_COLOR.store(color, Ordering::Relaxed);
         Out {
             json,
             quiet,
             color,
-            progress: stderr_tty && !json && !quiet,
+            progress: stderr_tty && !json && !quiet && verbose == 0,
         }
     }
 
