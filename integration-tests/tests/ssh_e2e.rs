@@ -126,6 +126,7 @@ impl Keys {
             identity_file: key.to_path_buf(),
             known_host_key: pin,
             port: None,
+            ..Default::default()
         }
     }
 

@@ -1,7 +1,12 @@
 //! ssh-agent protocol messages that load keys (built with `ssh-agent-lib`).
 
 use crate::validate::LoadedKey;
-use ssh_agent_lib::proto::{AddIdentity, PrivateCredential, Request};
+use ssh_agent_lib::proto::extension::{
+    DestinationConstraint, HostTuple, KeySpec, RestrictDestination,
+};
+use ssh_agent_lib::proto::{
+    AddIdentity, AddIdentityConstrained, Extension, KeyConstraint, PrivateCredential, Request,
+};
 use ssh_agent_lib::ssh_encoding::Encode;
 use zeroize::Zeroizing;
 
@@ -13,12 +18,21 @@ use zeroize::Zeroizing;
 pub(crate) fn load_keys_message(keys: &[LoadedKey]) -> Result<Zeroizing<Vec<u8>>, String> {
     let mut requests = vec![Request::RemoveAllIdentities];
     for k in keys {
-        requests.push(Request::AddIdentity(AddIdentity {
+        let identity = AddIdentity {
             credential: PrivateCredential::Key {
                 privkey: k.private.key_data().clone(),
                 comment: k.comment.clone(),
             },
-        }));
+        };
+        let constraints = constraints(k)?;
+        requests.push(if constraints.is_empty() {
+            Request::AddIdentity(identity)
+        } else {
+            Request::AddIdConstrained(AddIdentityConstrained {
+                identity,
+                constraints,
+            })
+        });
     }
     let mut len = 0usize;
     for r in &requests {
@@ -33,4 +47,43 @@ pub(crate) fn load_keys_message(keys: &[LoadedKey]) -> Result<Zeroizing<Vec<u8>>
     }
     debug_assert_eq!(buf.len(), len);
     Ok(buf)
+}
+
+/// `Lifetime` and `restrict-destination-v00@openssh.com` (one hop from the
+/// local client straight to each destination, as `ssh-add -h HOST` builds).
+pub(crate) fn constraints(k: &LoadedKey) -> Result<Vec<KeyConstraint>, String> {
+    let mut out = Vec::new();
+    if let Some(secs) = k.lifetime {
+        out.push(KeyConstraint::Lifetime(secs));
+    }
+    if !k.destinations.is_empty() {
+        let mut constraints = Vec::new();
+        for d in &k.destinations {
+            let mut specs = Vec::new();
+            for hk in &d.host_keys {
+                let key = ssh_key::PublicKey::from_openssh(hk)
+                    .map_err(|e| format!("host key of {:?} does not parse: {e}", d.hostname))?;
+                specs.push(KeySpec {
+                    keyblob: key.key_data().clone(),
+                    is_ca: false,
+                });
+            }
+            constraints.push(DestinationConstraint {
+                from: HostTuple {
+                    username: String::new(),
+                    hostname: String::new(),
+                    keys: Vec::new(),
+                },
+                to: HostTuple {
+                    username: String::new(),
+                    hostname: d.hostname.clone(),
+                    keys: specs,
+                },
+            });
+        }
+        let ext = Extension::new_key_constraint(RestrictDestination { constraints })
+            .map_err(|e| format!("cannot encode the destination constraint: {e}"))?;
+        out.push(KeyConstraint::Extension(ext));
+    }
+    Ok(out)
 }

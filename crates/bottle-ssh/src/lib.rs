@@ -43,20 +43,28 @@
 mod agent;
 mod ecdsa_fix;
 mod error;
+mod keys;
+mod listing;
 mod plan;
 mod render;
 mod scripts;
 mod validate;
 
 #[cfg(test)]
+mod keys_tests;
+#[cfg(test)]
 mod tests;
 
 pub use error::{Error, Missing};
-pub use plan::{Gate, Plan, SshEntry, Target};
+pub use keys::{Options, Passphrase};
+pub use listing::{list_keys, AgentKey};
+pub use plan::{Gate, Lifetime, Plan, SshEntry, Target};
 pub use render::{render_config, render_known_hosts};
 /// The key crate this one parses keys with, for callers that inspect keys.
 pub use ssh_key;
-pub use validate::{validate, validate_target, LoadedKey, ValidEntry, ValidatedPlan};
+pub use validate::{
+    validate, validate_target, validate_with, Destination, LoadedKey, ValidEntry, ValidatedPlan,
+};
 
 use bottle_runtime::{ContainerRuntime, CopyEntry, ExecOutput, ExecRequest};
 use serde::Serialize;
@@ -74,6 +82,10 @@ pub struct KeyReport {
     pub algorithm: String,
     pub fingerprint: String,
     pub comment: String,
+    /// Agent lifetime in seconds, if limited.
+    pub lifetime: Option<u32>,
+    /// Hostnames the key is restricted to; empty when unrestricted.
+    pub restricted_to: Vec<String>,
 }
 
 /// A file or directory written into the container.
@@ -112,6 +124,9 @@ pub struct ProvisionReport {
     pub agent: ProcessReport,
     pub forwarder: ProcessReport,
     pub steps: Vec<StepReport>,
+    /// Not errors, but the user should know (e.g. a key that cannot be
+    /// destination-restricted).
+    pub warnings: Vec<String>,
 }
 
 /// One verify check.
@@ -271,7 +286,7 @@ fn ssh_dir(target: &Target) -> String {
 
 /// The files a provision writes, as copy entries (user's files plus the
 /// root-only state list).
-fn plan_files(plan: &ValidatedPlan, target: &Target, ids: Ids) -> Vec<CopyEntry> {
+fn plan_files(plan: &ValidatedPlan, target: &Target, ids: Ids, now: u64) -> Vec<CopyEntry> {
     let dir = ssh_dir(target);
     let mut entries = vec![
         CopyEntry::dir(&dir, 0o700, ids.uid, ids.gid),
@@ -308,7 +323,73 @@ fn plan_files(plan: &ValidatedPlan, target: &Target, ids: Ids) -> Vec<CopyEntry>
         0,
         0,
     ));
+    entries.push(CopyEntry::file(
+        format!("{STATE_DIR}/{KEYS_FILE}"),
+        key_state(plan, now).into_bytes(),
+        0o600,
+        0,
+        0,
+    ));
     entries
+}
+
+/// Root-only record of what the agent protocol does not report: per key,
+/// `FINGERPRINT DEADLINE HOSTS` (unix seconds or `-`; comma-separated
+/// restriction hostnames or `-`).
+const KEYS_FILE: &str = "keys";
+
+fn key_state(plan: &ValidatedPlan, now: u64) -> String {
+    let mut out = String::new();
+    for k in &plan.keys {
+        let deadline = k
+            .lifetime
+            .map_or("-".to_string(), |l| (now + u64::from(l)).to_string());
+        let hosts = if k.destinations.is_empty() {
+            "-".to_string()
+        } else {
+            k.destinations
+                .iter()
+                .map(|d| d.hostname.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        out.push_str(&format!("{} {deadline} {hosts}\n", k.fingerprint));
+    }
+    out
+}
+
+/// One line of the keys state file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KeyState {
+    deadline: Option<u64>,
+    hosts: Vec<String>,
+}
+
+fn parse_key_state<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<(String, KeyState)> {
+    lines
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (fp, deadline, hosts) = (w.next()?, w.next()?, w.next()?);
+            Some((
+                fp.to_string(),
+                KeyState {
+                    deadline: deadline.parse().ok(),
+                    hosts: if hosts == "-" {
+                        Vec::new()
+                    } else {
+                        hosts.split(',').map(str::to_string).collect()
+                    },
+                },
+            ))
+        })
+        .collect()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn parse_pid(
@@ -341,10 +422,23 @@ pub async fn provision(
     plan: &Plan,
     target: &Target,
 ) -> Result<ProvisionReport, Error> {
+    provision_with(rt, container, plan, target, &Options::default()).await
+}
+
+/// [`provision`] with a passphrase source for encrypted keys and strict
+/// destination restriction. Every passphrase is asked (and checked) before
+/// the container is touched.
+pub async fn provision_with(
+    rt: &dyn ContainerRuntime,
+    container: &str,
+    plan: &Plan,
+    target: &Target,
+    opts: &Options<'_>,
+) -> Result<ProvisionReport, Error> {
     let mut steps = Steps(Vec::new());
     let t = Instant::now();
     validate_target(target)?;
-    let valid = validate(plan)?;
+    let valid = validate_with(plan, opts)?;
     let message = agent::load_keys_message(&valid.keys).map_err(|reason| Error::Plan {
         entry: "ssh".into(),
         field: "IdentityFile".into(),
@@ -358,7 +452,7 @@ pub async fn provision(
     steps.done("preflight", t);
 
     let t = Instant::now();
-    let entries = plan_files(&valid, target, ids);
+    let entries = plan_files(&valid, target, ids, unix_now());
     if let Err(e) = rt.copy(container, &entries).await {
         // Best effort: free the lock now rather than after it goes stale.
         let _ = rt
@@ -450,8 +544,11 @@ pub async fn provision(
                 algorithm: k.algorithm.clone(),
                 fingerprint: k.fingerprint.clone(),
                 comment: k.comment.clone(),
+                lifetime: k.lifetime,
+                restricted_to: k.destinations.iter().map(|d| d.hostname.clone()).collect(),
             })
             .collect(),
+        warnings: valid.warnings.clone(),
         files,
         removed: stdout
             .lines()
@@ -488,9 +585,21 @@ pub async fn verify(
     plan: &Plan,
     target: &Target,
 ) -> Result<VerifyReport, Error> {
+    verify_with(rt, container, plan, target, &Options::default()).await
+}
+
+/// [`verify`] with a passphrase source: only needed for encrypted PEM keys
+/// (an OpenSSH key's fingerprint is readable without its passphrase).
+pub async fn verify_with(
+    rt: &dyn ContainerRuntime,
+    container: &str,
+    plan: &Plan,
+    target: &Target,
+    opts: &Options<'_>,
+) -> Result<VerifyReport, Error> {
     const STEP: &str = "verify";
     validate_target(target)?;
-    let valid = validate(plan)?;
+    let valid = validate::validate_inner(plan, opts, false)?;
     let out = rt
         .exec_script(
             container,
@@ -685,7 +794,43 @@ pub async fn verify(
         .map(str::to_string)
         .collect();
     listed.sort();
-    let expected = valid.fingerprints();
+    // A key whose recorded lifetime has passed is rightly gone.
+    let state = parse_key_state(root.lines().filter_map(|l| l.strip_prefix("keystate ")));
+    let now = unix_now();
+    let expired = |fp: &str| {
+        state
+            .iter()
+            .any(|(f, s)| f == fp && s.deadline.is_some_and(|d| d <= now))
+    };
+    let expected: Vec<String> = valid
+        .fingerprints()
+        .into_iter()
+        .filter(|fp| !expired(fp))
+        .collect();
+    for k in &valid.keys {
+        let want: Vec<String> = k.destinations.iter().map(|d| d.hostname.clone()).collect();
+        let have = state
+            .iter()
+            .find(|(f, _)| *f == k.fingerprint)
+            .map(|(_, s)| s);
+        let (ok, detail) = match have {
+            None => (false, "no provision record for this key".to_string()),
+            Some(s) if s.hosts != want => (
+                false,
+                format!("recorded {:?}, the plan wants {want:?}", s.hosts),
+            ),
+            Some(_) if want.is_empty() => (
+                true,
+                format!("not destination-restricted: {}", k.unrestricted.join("; ")),
+            ),
+            Some(_) => (true, format!("restricted to {}", want.join(", "))),
+        };
+        checks.push(check(
+            format!("key {} destination restriction", k.fingerprint),
+            ok,
+            detail,
+        ));
+    }
     checks.push(check(
         "public socket lists exactly the plan's keys",
         listed == expected,

@@ -28,7 +28,7 @@ pub struct Gate {
 }
 
 /// One `Host` block.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SshEntry {
     /// The alias used inside the bottle.
@@ -52,6 +52,76 @@ pub struct SshEntry {
     /// Upstream port when there is no gate (default 22).
     #[serde(rename = "Port", default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i64>,
+    /// How long the agent keeps the key (like `ssh-add -t`): seconds, or
+    /// `8h` / `30m` / `1h30m` style. Default: until deprovision.
+    #[serde(rename = "Lifetime", default, skip_serializing_if = "Option::is_none")]
+    pub lifetime: Option<Lifetime>,
+    /// `true` is refused: nobody in the bottle could confirm a signature.
+    #[serde(rename = "Confirm", default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<bool>,
+    /// Restrict the key to this entry's `Hostname` and `KnownHostKey`
+    /// (`restrict-destination-v00@openssh.com`). Default `true`; has no
+    /// effect without `KnownHostKey`.
+    #[serde(rename = "Restrict", default, skip_serializing_if = "Option::is_none")]
+    pub restrict: Option<bool>,
+}
+
+/// An agent key lifetime as written in the manifest: `3600` or `"1h"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Lifetime {
+    Seconds(i64),
+    Text(String),
+}
+
+impl Lifetime {
+    /// The lifetime in seconds (1 to `u32::MAX`, what the agent protocol carries).
+    pub fn seconds(&self) -> Result<u32, String> {
+        let secs: i64 = match self {
+            Lifetime::Seconds(n) => *n,
+            Lifetime::Text(t) => parse_duration(t)?,
+        };
+        if secs < 1 {
+            return Err(format!("{secs} is not a lifetime (at least 1 second)"));
+        }
+        u32::try_from(secs).map_err(|_| format!("{secs} seconds is too long"))
+    }
+}
+
+/// `90`, `30s`, `5m`, `8h`, `2d`, `1w`, `1h30m` (ssh-add's time format).
+fn parse_duration(text: &str) -> Result<i64, String> {
+    let bad = || format!("{text:?} is not a duration (e.g. `3600`, `30m`, `8h`, `1h30m`)");
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(bad());
+    }
+    let mut total: i64 = 0;
+    let mut digits = String::new();
+    for c in t.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c.to_ascii_lowercase() {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            'w' => 7 * 86400,
+            _ => return Err(bad()),
+        };
+        let n: i64 = digits.parse().map_err(|_| bad())?;
+        digits.clear();
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+    }
+    if !digits.is_empty() {
+        let n: i64 = digits.parse().map_err(|_| bad())?;
+        total = total.checked_add(n).ok_or_else(bad)?;
+    }
+    Ok(total)
 }
 
 /// Where things go inside the container. Comes from configuration

@@ -211,6 +211,7 @@ found=$($t grep -rlsI -D skip -e 'PRIVATE KEY-----' /root /home /tmp /run /var/t
 # 124: timed out (2, an unreadable file, still leaves a complete search).
 [ "$rc" != 124 ] || echo "keyscan-incomplete $rc"
 printf '%s\n' "$found" | head -n 20 | while IFS= read -r f; do [ -z "$f" ] || echo "keyfile $f"; done
+if [ -f "$state/keys" ]; then sed 's/^/keystate /' "$state/keys"; fi
 echo done
 "#;
 
@@ -259,4 +260,15 @@ if [ -f "$state/files" ]; then
 fi
 if [ -d "$state" ]; then rm -rf "$state" && echo "removed $state"; fi
 echo done
+"#;
+
+/// `list_keys`, root part: `$1` state dir, `$2` keys file name. Prints the
+/// record (`FINGERPRINT DEADLINE HOSTS` lines), nothing when there is none.
+pub(crate) const KEYS_ROOT: &str = r#"
+if [ -f "$1/$2" ]; then cat "$1/$2"; fi
+"#;
+
+/// `list_keys`, user part: `$1` public socket. `ssh-add -l`'s own exit code.
+pub(crate) const KEYS_USER: &str = r#"
+SSH_AUTH_SOCK=$1 exec ssh-add -l -E sha256
 "#;

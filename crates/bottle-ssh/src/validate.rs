@@ -2,18 +2,16 @@
 //! is touched.
 
 use crate::error::Error;
+use crate::keys::Options;
 use crate::plan::{Plan, SshEntry, Target};
 use serde::Serialize;
-use ssh_key::{Algorithm, HashAlg, PrivateKey, PublicKey};
+use ssh_key::{HashAlg, PrivateKey, PublicKey};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
-use zeroize::Zeroizing;
+use std::path::PathBuf;
 
 /// Longest value accepted in a `Host`, `HostName` or `User` line.
 pub const MAX_VALUE_LEN: usize = 255;
-/// Largest key file read (a 16384-bit RSA key is about 12 KiB).
-const MAX_KEY_FILE: u64 = 64 * 1024;
 
 /// A plan that passed every check, with its keys loaded (in memory only).
 pub struct ValidatedPlan {
@@ -22,6 +20,18 @@ pub struct ValidatedPlan {
     /// Distinct keys, in order of first use. A key listed under several
     /// aliases appears once.
     pub keys: Vec<LoadedKey>,
+    /// Things the user should hear about but that are not errors (a key that
+    /// cannot be destination-restricted).
+    pub warnings: Vec<String>,
+}
+
+/// A host a key is restricted to: the name ssh looks up in `known_hosts`
+/// (the entry's `Hostname`, via `HostKeyAlias`) and its pinned host key(s).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Destination {
+    pub hostname: String,
+    /// `algorithm base64`, as in `KnownHostKey`.
+    pub host_keys: Vec<String>,
 }
 
 /// One `[[ssh]]` entry after validation.
@@ -49,6 +59,12 @@ pub struct LoadedKey {
     /// `SHA256:…`, as `ssh-add -l -E sha256` prints it.
     pub fingerprint: String,
     pub comment: String,
+    /// Agent lifetime in seconds (`Lifetime`), if any.
+    pub lifetime: Option<u32>,
+    /// Destination restriction; empty when the key is not restricted.
+    pub destinations: Vec<Destination>,
+    /// Why the key is not restricted (empty when it is).
+    pub unrestricted: Vec<String>,
     pub(crate) private: PrivateKey,
 }
 
@@ -69,6 +85,8 @@ impl fmt::Debug for LoadedKey {
             .field("algorithm", &self.algorithm)
             .field("fingerprint", &self.fingerprint)
             .field("comment", &self.comment)
+            .field("lifetime", &self.lifetime)
+            .field("destinations", &self.destinations)
             .finish_non_exhaustive()
     }
 }
@@ -78,6 +96,7 @@ impl fmt::Debug for ValidatedPlan {
         f.debug_struct("ValidatedPlan")
             .field("entries", &self.entries)
             .field("keys", &self.keys)
+            .field("warnings", &self.warnings)
             .finish()
     }
 }
@@ -199,52 +218,6 @@ pub(crate) fn normalise_host_key(value: &str) -> Result<String, String> {
         .map_err(|e| format!("cannot be re-encoded ({e})"))
 }
 
-/// Read and parse one private key file. Errors name the file, never its bytes.
-pub(crate) fn load_private_key(path: &Path) -> Result<PrivateKey, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot be read: {e}"))?;
-    if meta.is_dir() {
-        return Err("is a directory, not a key file".into());
-    }
-    if meta.len() > MAX_KEY_FILE {
-        return Err(format!("is larger than {MAX_KEY_FILE} bytes; not a key"));
-    }
-    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| format!("cannot be read: {e}"))?);
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err("is empty".into());
-    }
-    let text = String::from_utf8_lossy(&bytes);
-    let trimmed = text.trim();
-    if !trimmed.contains("PRIVATE KEY") {
-        if PublicKey::from_openssh(trimmed).is_ok() {
-            return Err("is a public key; give the private key file (usually without .pub)".into());
-        }
-        return Err("is not an OpenSSH private key".into());
-    }
-    if !trimmed.contains("BEGIN OPENSSH PRIVATE KEY") {
-        return Err(
-            "is a PEM/PKCS#8 key, not supported yet; convert it with `ssh-keygen -p -f <file>`"
-                .into(),
-        );
-    }
-    let key = match PrivateKey::from_openssh(trimmed.as_bytes()) {
-        Ok(key) => key,
-        Err(e) => crate::ecdsa_fix::parse_padded(trimmed.as_bytes())
-            .ok_or_else(|| format!("is not a valid OpenSSH private key ({e})"))?,
-    };
-    if key.is_encrypted() {
-        return Err(
-            "is passphrase-protected; passphrase-protected keys are not supported yet".into(),
-        );
-    }
-    match key.algorithm() {
-        Algorithm::SkEd25519 | Algorithm::SkEcdsaSha2NistP256 => Err(
-            "is a security-key (sk-) key; it needs its hardware token and cannot live in the container's agent".into(),
-        ),
-        Algorithm::Dsa => Err("is a DSA key; DSA is not supported".into()),
-        _ => Ok(key),
-    }
-}
-
 /// Check a target (from configuration): values reach ssh_config and socat
 /// address strings, so they are held to an allow-list too.
 pub fn validate_target(target: &Target) -> Result<(), Error> {
@@ -287,7 +260,23 @@ pub fn validate_target(target: &Target) -> Result<(), Error> {
 }
 
 /// Validate a plan and load its keys. Reads the key files; nothing else.
+/// An encrypted key is an error here: see [`validate_with`].
 pub fn validate(plan: &Plan) -> Result<ValidatedPlan, Error> {
+    validate_with(plan, &Options::default())
+}
+
+/// [`validate`] with a passphrase source and strictness.
+pub fn validate_with(plan: &Plan, opts: &Options<'_>) -> Result<ValidatedPlan, Error> {
+    validate_inner(plan, opts, true)
+}
+
+/// `need_private = false`: only fingerprints are needed (verify), so an
+/// encrypted OpenSSH key is not decrypted.
+pub(crate) fn validate_inner(
+    plan: &Plan,
+    opts: &Options<'_>,
+    need_private: bool,
+) -> Result<ValidatedPlan, Error> {
     if plan.ssh.is_empty() {
         return Err(plan_err("ssh", "ssh", "the plan has no [[ssh]] entries"));
     }
@@ -336,14 +325,37 @@ pub fn validate(plan: &Plan) -> Result<ValidatedPlan, Error> {
             Some(k) => Some(normalise_host_key(k).map_err(|r| plan_err(&name, "KnownHostKey", r))?),
             None => None,
         };
-        let key = load_private_key(&e.identity_file).map_err(|reason| Error::KeyFile {
-            entry: name.clone(),
-            path: e.identity_file.clone(),
-            reason,
-        })?;
+        if e.confirm == Some(true) {
+            return Err(plan_err(
+                &name,
+                "Confirm",
+                "`true` cannot work: nobody inside the bottle can confirm each use of the key",
+            ));
+        }
+        let lifetime = match &e.lifetime {
+            Some(l) => Some(l.seconds().map_err(|r| plan_err(&name, "Lifetime", r))?),
+            None => None,
+        };
+        let key = crate::keys::load_private_key(&e.identity_file, opts, need_private).map_err(
+            |reason| Error::KeyFile {
+                entry: name.clone(),
+                path: e.identity_file.clone(),
+                reason,
+            },
+        )?;
         let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
         match keys.iter_mut().find(|k| k.fingerprint == fingerprint) {
             Some(k) => {
+                if k.lifetime != lifetime {
+                    return Err(plan_err(
+                        &name,
+                        "Lifetime",
+                        format!(
+                            "differs from that of {:?}, which uses the same key (the agent holds a key once)",
+                            k.aliases[0]
+                        ),
+                    ));
+                }
                 k.aliases.push(e.host.clone());
                 if !k.files.contains(&e.identity_file) {
                     k.files.push(e.identity_file.clone());
@@ -355,6 +367,9 @@ pub fn validate(plan: &Plan) -> Result<ValidatedPlan, Error> {
                 algorithm: key.algorithm().as_str().to_string(),
                 fingerprint: fingerprint.clone(),
                 comment: key.comment().to_string(),
+                lifetime,
+                destinations: Vec::new(),
+                unrestricted: Vec::new(),
                 private: key,
             }),
         }
@@ -384,5 +399,72 @@ pub fn validate(plan: &Plan) -> Result<ValidatedPlan, Error> {
         }
     }
 
-    Ok(ValidatedPlan { entries, keys })
+    let warnings = restrict(plan, &entries, &mut keys, opts.strict)?;
+    Ok(ValidatedPlan {
+        entries,
+        keys,
+        warnings,
+    })
+}
+
+/// Each key's destinations: the union over its entries of (`Hostname`,
+/// `KnownHostKey`). One entry that cannot or must not be restricted leaves
+/// the key unrestricted, since a restriction would break that entry.
+fn restrict(
+    plan: &Plan,
+    entries: &[ValidEntry],
+    keys: &mut [LoadedKey],
+    strict: bool,
+) -> Result<Vec<String>, Error> {
+    let mut warnings = Vec::new();
+    for (i, (e, v)) in plan.ssh.iter().zip(entries).enumerate() {
+        let key = keys
+            .iter_mut()
+            .find(|k| k.fingerprint == v.fingerprint)
+            .expect("every entry's key is loaded");
+        if e.restrict == Some(false) {
+            key.unrestricted
+                .push(format!("{:?} has Restrict = false", v.alias));
+            continue;
+        }
+        let Some(hk) = &v.known_host_key else {
+            if strict {
+                return Err(plan_err(
+                    &entry_name(i, e),
+                    "KnownHostKey",
+                    "missing, so its key cannot be destination-restricted (strict mode); \
+                     pin the upstream's host key or set Restrict = false",
+                ));
+            }
+            key.unrestricted.push(format!(
+                "{:?} has no KnownHostKey, so its key cannot be destination-restricted",
+                v.alias
+            ));
+            continue;
+        };
+        match key
+            .destinations
+            .iter_mut()
+            .find(|d| d.hostname == v.hostname)
+        {
+            Some(d) if d.host_keys.contains(hk) => {}
+            Some(d) => d.host_keys.push(hk.clone()),
+            None => key.destinations.push(Destination {
+                hostname: v.hostname.clone(),
+                host_keys: vec![hk.clone()],
+            }),
+        }
+    }
+    for k in keys.iter_mut() {
+        if !k.unrestricted.is_empty() {
+            k.destinations.clear();
+            let why = k.unrestricted.join("; ");
+            warnings.push(format!(
+                "key {} ({}) is not destination-restricted: {why}",
+                k.fingerprint,
+                k.aliases.join(", ")
+            ));
+        }
+    }
+    Ok(warnings)
 }

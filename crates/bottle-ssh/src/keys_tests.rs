@@ -1,0 +1,394 @@
+//! Unit tests for key loading (every format, passphrases), lifetimes,
+//! Confirm, destination restriction and the agent constraint encoding.
+
+use crate::keys::{load_private_key, Options, Passphrase};
+use crate::plan::{Gate, Lifetime, Plan, SshEntry};
+use crate::validate::validate_with;
+use ssh_agent_lib::proto::extension::RestrictDestination;
+use ssh_agent_lib::proto::{KeyConstraint, Request};
+use ssh_agent_lib::ssh_encoding::Decode;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use zeroize::Zeroizing;
+
+const PASS: &str = "correct horse";
+
+fn keygen(dir: &Path, name: &str, pass: &str, args: &[&str]) -> PathBuf {
+    let path = dir.join(name);
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-C", "unit", "-N", pass, "-f"])
+        .arg(&path)
+        .args(args)
+        .status()
+        .expect("ssh-keygen");
+    assert!(st.success(), "ssh-keygen {args:?}");
+    path
+}
+
+/// `ssh-keygen -l` reads the `.pub` next to the key: an independent oracle.
+fn fingerprint(path: &Path) -> String {
+    let out = Command::new("ssh-keygen")
+        .args(["-l", "-E", "sha256", "-f"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
+fn pass_fn(p: &'static str) -> impl Passphrase {
+    move |_: &Path| -> Result<Zeroizing<String>, String> { Ok(Zeroizing::new(p.to_string())) }
+}
+
+#[test]
+fn every_supported_format_loads_with_its_fingerprint() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let provider = pass_fn(PASS);
+    let opts = Options {
+        passphrase: Some(&provider),
+        strict: false,
+    };
+    let cases = [
+        keygen(d, "ed_enc", PASS, &["-t", "ed25519"]),
+        keygen(d, "ec256_enc", PASS, &["-t", "ecdsa", "-b", "256"]),
+        keygen(d, "ec384", "", &["-t", "ecdsa", "-b", "384"]),
+        keygen(d, "ec521_enc", PASS, &["-t", "ecdsa", "-b", "521"]),
+        keygen(d, "rsa_enc", PASS, &["-t", "rsa", "-b", "2048"]),
+        keygen(d, "rsa_pem", "", &["-t", "rsa", "-b", "2048", "-m", "PEM"]),
+        keygen(
+            d,
+            "rsa_pem_enc",
+            PASS,
+            &["-t", "rsa", "-b", "2048", "-m", "PEM"],
+        ),
+        keygen(d, "rsa_p8", "", &["-t", "rsa", "-b", "2048", "-m", "PKCS8"]),
+        keygen(
+            d,
+            "rsa_p8_enc",
+            PASS,
+            &["-t", "rsa", "-b", "2048", "-m", "PKCS8"],
+        ),
+    ];
+    let head = |p: &Path| {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(head(&cases[6]), "-----BEGIN RSA PRIVATE KEY-----");
+    assert!(std::fs::read_to_string(&cases[6])
+        .unwrap()
+        .contains("DEK-Info: AES-128-CBC"));
+    assert_eq!(head(&cases[7]), "-----BEGIN PRIVATE KEY-----");
+    assert_eq!(head(&cases[8]), "-----BEGIN ENCRYPTED PRIVATE KEY-----");
+    for path in &cases {
+        let key = load_private_key(path, &opts, true)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(!key.is_encrypted(), "{}", path.display());
+        assert_eq!(
+            key.fingerprint(ssh_key::HashAlg::Sha256).to_string(),
+            fingerprint(path),
+            "{}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn wrong_or_missing_passphrase_is_a_clear_error_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let wrong = pass_fn("not-the-passphrase");
+    let with_wrong = Options {
+        passphrase: Some(&wrong),
+        strict: false,
+    };
+    for path in [
+        keygen(d, "ed", PASS, &["-t", "ed25519"]),
+        keygen(d, "pem", PASS, &["-t", "rsa", "-b", "2048", "-m", "PEM"]),
+        keygen(d, "p8", PASS, &["-t", "rsa", "-b", "2048", "-m", "PKCS8"]),
+    ] {
+        let e = load_private_key(&path, &with_wrong, true).unwrap_err();
+        assert!(e.contains("wrong passphrase"), "{}: {e}", path.display());
+        assert!(
+            !e.contains("not-the-passphrase") && !e.contains(PASS),
+            "{e}"
+        );
+        let e = load_private_key(&path, &Options::default(), true).unwrap_err();
+        assert!(
+            e.contains("passphrase-protected"),
+            "{}: {e}",
+            path.display()
+        );
+    }
+    // A provider's refusal reaches the user as is.
+    let refuse = |_: &Path| -> Result<Zeroizing<String>, String> { Err("no terminal".into()) };
+    let path = d.join("ed");
+    let e = load_private_key(
+        &path,
+        &Options {
+            passphrase: Some(&refuse),
+            strict: false,
+        },
+        true,
+    )
+    .unwrap_err();
+    assert_eq!(e, "no terminal");
+    // verify only needs the public half: no passphrase asked.
+    let key = load_private_key(&path, &Options::default(), false).unwrap();
+    assert_eq!(
+        key.fingerprint(ssh_key::HashAlg::Sha256).to_string(),
+        fingerprint(&path)
+    );
+}
+
+#[test]
+fn security_key_and_dsa_keys_are_refused_before_any_passphrase() {
+    use ssh_key::private::{KeypairData, SkEd25519};
+    let dir = tempfile::tempdir().unwrap();
+    let public =
+        ssh_key::public::SkEd25519::new(ssh_key::public::Ed25519PublicKey([7u8; 32]), "ssh:");
+    let sk = SkEd25519::new(public, 1, vec![1u8; 64]).unwrap();
+    let key = ssh_key::PrivateKey::new(KeypairData::SkEd25519(sk), "token").unwrap();
+    let path = dir.path().join("id_ed25519_sk");
+    std::fs::write(
+        &path,
+        key.to_openssh(ssh_key::LineEnding::LF).unwrap().as_bytes(),
+    )
+    .unwrap();
+    let never =
+        |_: &Path| -> Result<Zeroizing<String>, String> { panic!("asked for a passphrase") };
+    let opts = Options {
+        passphrase: Some(&never),
+        strict: false,
+    };
+    let e = load_private_key(&path, &opts, true).unwrap_err();
+    assert!(
+        e.contains("security-key") && e.contains("hardware token"),
+        "{e}"
+    );
+
+    let dsa = keygen(dir.path(), "dsa", "", &["-t", "dsa"]);
+    let e = load_private_key(&dsa, &opts, true).unwrap_err();
+    assert!(e.contains("DSA is not supported"), "{e}");
+}
+
+#[test]
+fn lifetimes_parse_like_ssh_add() {
+    for (text, secs) in [
+        ("90", 90),
+        ("30s", 30),
+        ("30m", 1800),
+        ("8h", 28800),
+        ("1h30m", 5400),
+        ("2d", 172800),
+        ("1w", 604800),
+    ] {
+        assert_eq!(Lifetime::Text(text.into()).seconds(), Ok(secs), "{text}");
+    }
+    assert_eq!(Lifetime::Seconds(2).seconds(), Ok(2));
+    for bad in ["", "0", "h", "5x", "-5", "1.5h", "99999999999999999999"] {
+        assert!(Lifetime::Text(bad.into()).seconds().is_err(), "{bad}");
+    }
+    assert!(Lifetime::Seconds(0).seconds().is_err());
+    assert!(Lifetime::Seconds(-1).seconds().is_err());
+    assert!(Lifetime::Seconds(i64::from(u32::MAX) + 1)
+        .seconds()
+        .is_err());
+}
+
+fn host_key(dir: &Path, name: &str) -> String {
+    let p = keygen(dir, name, "", &["-t", "ed25519"]);
+    std::fs::read_to_string(p.with_extension("pub"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn entry(alias: &str, hostname: &str, key: &Path, pin: Option<&str>) -> SshEntry {
+    SshEntry {
+        host: alias.into(),
+        hostname: hostname.into(),
+        user: "git".into(),
+        identity_file: key.to_path_buf(),
+        known_host_key: pin.map(str::to_string),
+        ..Default::default()
+    }
+}
+
+fn plan(entries: Vec<SshEntry>) -> Plan {
+    Plan {
+        gate: Some(Gate {
+            host: "127.0.0.1".into(),
+            ports: entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (e.host.clone(), 2200 + i as i64))
+                .collect(),
+        }),
+        ssh: entries,
+    }
+}
+
+#[test]
+fn manifest_fields_deserialize_and_confirm_is_refused() {
+    let p: Plan = toml::from_str(
+        r#"
+        [[ssh]]
+        Host = "a"
+        Hostname = "a.example"
+        User = "git"
+        IdentityFile = "/k"
+        Lifetime = "8h"
+        Restrict = false
+        Confirm = false
+        [[ssh]]
+        Host = "b"
+        Hostname = "b.example"
+        User = "git"
+        IdentityFile = "/k"
+        Lifetime = 60
+        "#,
+    )
+    .unwrap();
+    assert_eq!(p.ssh[0].lifetime, Some(Lifetime::Text("8h".into())));
+    assert_eq!(p.ssh[0].restrict, Some(false));
+    assert_eq!(p.ssh[1].lifetime, Some(Lifetime::Seconds(60)));
+    assert_eq!(p.ssh[1].restrict, None);
+
+    let dir = tempfile::tempdir().unwrap();
+    let k = keygen(dir.path(), "k", "", &["-t", "ed25519"]);
+    let mut e = entry("a", "a.example", &k, None);
+    e.confirm = Some(true);
+    let err = validate_with(&plan(vec![e]), &Options::default()).unwrap_err();
+    assert_eq!(err.field(), Some("Confirm"));
+    assert!(
+        err.to_string().contains("nobody inside the bottle"),
+        "{err}"
+    );
+
+    let mut e = entry("a", "a.example", &k, None);
+    e.lifetime = Some(Lifetime::Text("soon".into()));
+    let err = validate_with(&plan(vec![e]), &Options::default()).unwrap_err();
+    assert_eq!(err.field(), Some("Lifetime"));
+
+    // One key, two lifetimes: the agent holds it once, so that is an error.
+    let mut a = entry("a", "a.example", &k, None);
+    a.lifetime = Some(Lifetime::Seconds(60));
+    let b = entry("b", "b.example", &k, None);
+    let err = validate_with(&plan(vec![a, b]), &Options::default()).unwrap_err();
+    assert_eq!(err.field(), Some("Lifetime"));
+}
+
+#[test]
+fn destinations_are_the_union_of_a_keys_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (h1, h2) = (host_key(d, "h1"), host_key(d, "h2"));
+    let k = keygen(d, "k", "", &["-t", "ed25519"]);
+    let other = keygen(d, "other", "", &["-t", "ed25519"]);
+    let v = validate_with(
+        &plan(vec![
+            entry("a", "a.example", &k, Some(&h1)),
+            entry("b", "b.example", &k, Some(&h2)),
+            entry("a2", "a.example", &k, Some(&h2)),
+            entry("o", "o.example", &other, None),
+        ]),
+        &Options::default(),
+    )
+    .unwrap();
+    let hosts: Vec<_> = v.keys[0]
+        .destinations
+        .iter()
+        .map(|d| (d.hostname.as_str(), d.host_keys.len()))
+        .collect();
+    assert_eq!(hosts, [("a.example", 2), ("b.example", 1)]);
+    assert!(v.keys[1].destinations.is_empty());
+    assert_eq!(v.warnings.len(), 1, "{:?}", v.warnings);
+    assert!(
+        v.warnings[0].contains("\"o\" has no KnownHostKey"),
+        "{:?}",
+        v.warnings
+    );
+
+    // Restrict = false on one entry leaves the shared key unrestricted.
+    let mut b = entry("b", "b.example", &k, Some(&h2));
+    b.restrict = Some(false);
+    let v = validate_with(
+        &plan(vec![entry("a", "a.example", &k, Some(&h1)), b]),
+        &Options::default(),
+    )
+    .unwrap();
+    assert!(v.keys[0].destinations.is_empty());
+    assert!(
+        v.warnings[0].contains("Restrict = false"),
+        "{:?}",
+        v.warnings
+    );
+
+    // strict: an entry that cannot be restricted is an error naming it.
+    let err = validate_with(
+        &plan(vec![
+            entry("a", "a.example", &k, Some(&h1)),
+            entry("o", "o.example", &other, None),
+        ]),
+        &Options {
+            passphrase: None,
+            strict: true,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(err.field(), Some("KnownHostKey"));
+    assert_eq!(err.entry(), Some("ssh[1] (Host \"o\")"));
+}
+
+#[test]
+fn constrained_add_encodes_lifetime_and_destinations() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let h1 = host_key(d, "h1");
+    let k = keygen(d, "k", "", &["-t", "ed25519"]);
+    let plain = keygen(d, "plain", "", &["-t", "ed25519"]);
+    let mut a = entry("a", "a.example", &k, Some(&h1));
+    a.lifetime = Some(Lifetime::Text("2h".into()));
+    let v = validate_with(
+        &plan(vec![a, entry("p", "p.example", &plain, None)]),
+        &Options::default(),
+    )
+    .unwrap();
+    let msg = crate::agent::load_keys_message(&v.keys).unwrap();
+    let mut r: &[u8] = &msg;
+    let mut requests = Vec::new();
+    while !r.is_empty() {
+        let len = u32::from_be_bytes(r[..4].try_into().unwrap()) as usize;
+        let mut body = &r[4..4 + len];
+        requests.push(Request::decode(&mut body).unwrap());
+        r = &r[4 + len..];
+    }
+    assert!(matches!(requests[0], Request::RemoveAllIdentities));
+    let Request::AddIdConstrained(c) = &requests[1] else {
+        panic!("first key is not a constrained add")
+    };
+    assert_eq!(c.constraints[0], KeyConstraint::Lifetime(7200));
+    let KeyConstraint::Extension(ext) = &c.constraints[1] else {
+        panic!("no extension constraint")
+    };
+    let rd: RestrictDestination = ext.parse_key_constraint().unwrap().unwrap();
+    assert_eq!(rd.constraints.len(), 1);
+    assert_eq!(rd.constraints[0].to.hostname, "a.example");
+    assert_eq!(rd.constraints[0].from.hostname, "");
+    let pinned = ssh_key::PublicKey::from_openssh(&h1).unwrap();
+    assert_eq!(&rd.constraints[0].to.keys[0].keyblob, pinned.key_data());
+    assert!(
+        matches!(requests[2], Request::AddIdentity(_)),
+        "unconstrained key"
+    );
+}
