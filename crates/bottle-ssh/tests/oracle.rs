@@ -206,6 +206,25 @@ fn check_rendered(plan: &ValidatedPlan, target: &Target) -> Result<(), String> {
     results.into_iter().collect()
 }
 
+/// Built through serde so that fields added to `SshEntry` later keep their
+/// defaults.
+fn entry(
+    host: impl Into<String>,
+    hostname: impl Into<String>,
+    user: impl Into<String>,
+    identity_file: impl Into<PathBuf>,
+    port: Option<i64>,
+) -> SshEntry {
+    serde_json::from_value(serde_json::json!({
+        "Host": host.into(),
+        "Hostname": hostname.into(),
+        "User": user.into(),
+        "IdentityFile": identity_file.into(),
+        "Port": port,
+    }))
+    .unwrap()
+}
+
 fn alias() -> impl Strategy<Value = String> {
     "[A-Za-z0-9_.][A-Za-z0-9._-]{0,24}"
 }
@@ -265,6 +284,7 @@ fn plan_strategy() -> impl Strategy<Value = (Plan, Target)> {
                     identity_file: key.clone(),
                     known_host_key: None,
                     port: port.map(i64::from),
+                    ..Default::default()
                 })
                 .collect();
             let target = Target {
@@ -483,6 +503,7 @@ fn rejected_values_would_change_what_ssh_does() {
             identity_file: key.clone(),
             known_host_key: None,
             port: Some(2222),
+            ..Default::default()
         };
         match case.field {
             "Host" => entry.host = case.value.clone(),
@@ -542,6 +563,7 @@ fn oracle_sees_a_gate_and_a_direct_entry() {
                 identity_file: key.clone(),
                 known_host_key: None,
                 port: None,
+                ..Default::default()
             },
             SshEntry {
                 host: "v6".into(),
@@ -550,6 +572,7 @@ fn oracle_sees_a_gate_and_a_direct_entry() {
                 identity_file: key,
                 known_host_key: None,
                 port: Some(65535),
+                ..Default::default()
             },
         ],
     };
