@@ -315,29 +315,34 @@ proptest! {
 }
 
 /// One entry rendered without validation, e.g. to see what a rejected value
-/// would have done.
-fn raw_entry(alias: &str, hostname: &str, user: &str) -> ValidEntry {
-    ValidEntry {
-        alias: alias.into(),
-        hostname: hostname.into(),
-        user: user.into(),
-        connect_host: hostname.into(),
-        connect_port: 2222,
-        known_host_key: None,
-        identity_file: fixture().key.clone(),
-        fingerprint: String::new(),
-    }
+/// would have done: a valid plan whose values are then overwritten (no
+/// struct literals, so fields added to `ValidatedPlan` later do not matter).
+fn raw_plan(alias: &str, hostname: &str, user: &str) -> ValidatedPlan {
+    let safe = Plan {
+        gate: None,
+        ssh: vec![entry(
+            "safe",
+            "safe.example",
+            "git",
+            fixture().key.clone(),
+            Some(2222),
+        )],
+    };
+    let mut plan = validate(&safe).unwrap();
+    let e = &mut plan.entries[0];
+    e.alias = alias.into();
+    e.hostname = hostname.into();
+    e.connect_host = hostname.into();
+    e.user = user.into();
+    plan
 }
 
 /// Whether `ssh -G` answers as intended for `alias`, and with the defaults
 /// for every other probe host. `None` when it does; otherwise what differs.
-fn harm(entry: &ValidEntry, probes: &[&str]) -> Option<String> {
+fn harm(plan: &ValidatedPlan, probes: &[&str]) -> Option<String> {
     let target = Target::default();
-    let plan = ValidatedPlan {
-        entries: vec![entry.clone()],
-        keys: Vec::new(),
-    };
-    let config = write_config(&render_config(&plan, &target));
+    let entry = &plan.entries[0];
+    let config = write_config(&render_config(plan, &target));
     let own = ssh_g(config.path(), &entry.alias).and_then(|l| without_host(l, &entry.alias));
     match own {
         Err(e) => return Some(format!("ssh -G {:?}: {e}", entry.alias)),
@@ -523,7 +528,7 @@ fn rejected_values_would_change_what_ssh_does() {
             }
         }
         // Rendered anyway, what would ssh do?
-        let raw = raw_entry(&entry.host, &entry.hostname, &entry.user);
+        let raw = raw_plan(&entry.host, &entry.hostname, &entry.user);
         let found = harm(&raw, case.probes);
         let shown = format!("{:?}", case.value);
         let shown: String = shown.chars().take(40).collect();
@@ -584,4 +589,47 @@ fn oracle_sees_a_gate_and_a_direct_entry() {
     let config = write_config(&render_config(&valid, &Target::default()));
     let got = without_host(ssh_g(config.path(), "direct").unwrap(), "direct").unwrap();
     assert_ne!(got, intended(&broken.entries[0], &Target::default()));
+}
+
+/// Fuzz corpus entries (the seeds in fuzz/corpus, or `BOTTLE_ORACLE_CORPUS`
+/// after scripts/fuzz.sh) that validate are judged by `ssh -G` too, up to
+/// `BOTTLE_FUZZ_SSH_SAMPLES` (default 200) of them.
+#[test]
+fn fuzz_corpus_passes_ssh_g() {
+    let dir = std::env::var_os("BOTTLE_ORACLE_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/manifest")
+        });
+    let limit: usize = std::env::var("BOTTLE_FUZZ_SSH_SAMPLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let mut judged = 0;
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{dir:?}: {e}"))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for path in files {
+        if judged >= limit {
+            break;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let Ok(mut plan) = toml::from_str::<Plan>(&text) else {
+            continue;
+        };
+        for e in &mut plan.ssh {
+            e.identity_file = fixture().key.clone();
+        }
+        let Ok(valid) = validate(&plan) else {
+            continue;
+        };
+        check_rendered(&valid, &Target::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        judged += 1;
+    }
+    assert!(judged > 0, "no valid manifest in {}", dir.display());
 }
