@@ -60,6 +60,7 @@
 //! [`image::build_test_image`] returns the archive and reference without an
 //! engine.
 
+pub mod bench;
 pub mod harness;
 pub mod image;
 

@@ -1,0 +1,263 @@
+//! Support for the `bench` binary (`src/bin/bench.rs`): a runtime wrapper
+//! that counts engine requests, and small statistics helpers. Public so tests
+//! can count requests the same way.
+
+use async_trait::async_trait;
+use bottle_runtime::{
+    ContainerInfo, ContainerRuntime, CopyEntry, Engine, EngineInfo, ExecOutput, ExecRequest, Result,
+};
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Requests made through a [`CountingRuntime`], by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub execs: usize,
+    pub copies: usize,
+    /// `version` and `inspect` (including `require_running`).
+    pub other: usize,
+}
+
+impl Counts {
+    pub fn total(&self) -> usize {
+        self.execs + self.copies + self.other
+    }
+}
+
+impl fmt::Display for Counts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({} exec, {} copy, {} other)",
+            self.total(),
+            self.execs,
+            self.copies,
+            self.other
+        )
+    }
+}
+
+/// Forwards every call to the runtime it wraps and counts it. Only counts:
+/// nothing sent (argv, stdin, file bytes) is kept or printed.
+#[derive(Debug)]
+pub struct CountingRuntime {
+    inner: Arc<dyn ContainerRuntime>,
+    execs: AtomicUsize,
+    copies: AtomicUsize,
+    other: AtomicUsize,
+}
+
+impl CountingRuntime {
+    pub fn new(inner: Arc<dyn ContainerRuntime>) -> Self {
+        CountingRuntime {
+            inner,
+            execs: AtomicUsize::new(0),
+            copies: AtomicUsize::new(0),
+            other: AtomicUsize::new(0),
+        }
+    }
+
+    /// The counts so far, resetting them to zero.
+    pub fn take(&self) -> Counts {
+        Counts {
+            execs: self.execs.swap(0, Ordering::SeqCst),
+            copies: self.copies.swap(0, Ordering::SeqCst),
+            other: self.other.swap(0, Ordering::SeqCst),
+        }
+    }
+}
+
+#[async_trait]
+impl ContainerRuntime for CountingRuntime {
+    fn engine(&self) -> Engine {
+        self.inner.engine()
+    }
+    fn endpoint(&self) -> &str {
+        self.inner.endpoint()
+    }
+    async fn version(&self) -> Result<EngineInfo> {
+        self.other.fetch_add(1, Ordering::SeqCst);
+        self.inner.version().await
+    }
+    async fn inspect(&self, container: &str) -> Result<ContainerInfo> {
+        self.other.fetch_add(1, Ordering::SeqCst);
+        self.inner.inspect(container).await
+    }
+    async fn exec(&self, container: &str, request: ExecRequest) -> Result<ExecOutput> {
+        self.execs.fetch_add(1, Ordering::SeqCst);
+        self.inner.exec(container, request).await
+    }
+    async fn copy(&self, container: &str, entries: &[CopyEntry]) -> Result<()> {
+        self.copies.fetch_add(1, Ordering::SeqCst);
+        self.inner.copy(container, entries).await
+    }
+}
+
+/// One call made through a [`TimingRuntime`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallTiming {
+    /// `exec`, `copy`, `inspect` or `version`.
+    pub kind: &'static str,
+    /// Round trip as the caller sees it.
+    pub total_ms: f64,
+    /// For a shell script exec: how long the script itself ran in the
+    /// container (measured there with `date +%s%N`).
+    pub script_ms: Option<f64>,
+}
+
+/// Start and end of the wrapped script, in ns, on stderr's last line.
+const SCRIPT_MARK: &str = "bottle-bench-ns ";
+
+/// Runs the wrapped script as `$1` with its own `$0`, `$1`, … and reports
+/// how long it took on stderr (stdin, stdout and the exit code pass through).
+const SCRIPT_WRAPPER: &str =
+    "s=$(date +%s%N); script=$1; shift; /bin/sh -c \"$script\" \"$@\"; rc=$?; \
+     e=$(date +%s%N); printf 'bottle-bench-ns %s %s\\n' \"$s\" \"$e\" >&2; exit $rc";
+
+/// Forwards every call, timing it; `/bin/sh -c SCRIPT …` execs are wrapped
+/// so the script's own run time inside the container is measured too, which
+/// splits a step into engine overhead and in-container work. Nothing sent is
+/// kept or printed.
+#[derive(Debug)]
+pub struct TimingRuntime {
+    inner: Arc<dyn ContainerRuntime>,
+    calls: Mutex<Vec<CallTiming>>,
+}
+
+impl TimingRuntime {
+    pub fn new(inner: Arc<dyn ContainerRuntime>) -> Self {
+        TimingRuntime {
+            inner,
+            calls: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The calls so far, in order, clearing the list.
+    pub fn take(&self) -> Vec<CallTiming> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+
+    fn record(&self, kind: &'static str, since: Instant, script_ms: Option<f64>) {
+        self.calls.lock().unwrap().push(CallTiming {
+            kind,
+            total_ms: since.elapsed().as_secs_f64() * 1000.0,
+            script_ms,
+        });
+    }
+}
+
+/// Remove the wrapper's line from stderr; returns the script's run time.
+fn strip_mark(out: &mut ExecOutput) -> Option<f64> {
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    let at = text.rfind(SCRIPT_MARK)?;
+    let mut words = text[at + SCRIPT_MARK.len()..].split_whitespace();
+    let start: u128 = words.next()?.parse().ok()?;
+    let end: u128 = words.next()?.parse().ok()?;
+    out.stderr.truncate(at);
+    Some(end.saturating_sub(start) as f64 / 1e6)
+}
+
+#[async_trait]
+impl ContainerRuntime for TimingRuntime {
+    fn engine(&self) -> Engine {
+        self.inner.engine()
+    }
+    fn endpoint(&self) -> &str {
+        self.inner.endpoint()
+    }
+    async fn version(&self) -> Result<EngineInfo> {
+        let t = Instant::now();
+        let r = self.inner.version().await;
+        self.record("version", t, None);
+        r
+    }
+    async fn inspect(&self, container: &str) -> Result<ContainerInfo> {
+        let t = Instant::now();
+        let r = self.inner.inspect(container).await;
+        self.record("inspect", t, None);
+        r
+    }
+    async fn exec(&self, container: &str, mut request: ExecRequest) -> Result<ExecOutput> {
+        let wrapped =
+            request.argv.len() >= 3 && request.argv[0] == "/bin/sh" && request.argv[1] == "-c";
+        if wrapped {
+            let rest = request.argv.split_off(2);
+            request.argv.push(SCRIPT_WRAPPER.to_string());
+            request.argv.push("bottle-bench".to_string());
+            request.argv.extend(rest);
+        }
+        let t = Instant::now();
+        let r = self.inner.exec(container, request).await;
+        match r {
+            Ok(mut out) => {
+                let script = if wrapped { strip_mark(&mut out) } else { None };
+                self.record("exec", t, script);
+                Ok(out)
+            }
+            Err(e) => {
+                self.record("exec", t, None);
+                Err(e)
+            }
+        }
+    }
+    async fn copy(&self, container: &str, entries: &[CopyEntry]) -> Result<()> {
+        let t = Instant::now();
+        let r = self.inner.copy(container, entries).await;
+        self.record("copy", t, None);
+        r
+    }
+}
+
+/// Median of `samples` (mean of the two middle values for an even count);
+/// 0 for none.
+pub fn median(samples: &[f64]) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let mut v = samples.to_vec();
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(&[]), 0.0);
+    }
+
+    #[test]
+    fn strips_the_wrapper_line_only() {
+        let mut out = ExecOutput {
+            exit_code: 0,
+            stdout: b"ok\n".to_vec(),
+            stderr: b"warning\nbottle-bench-ns 1000000 3500000\n".to_vec(),
+        };
+        assert_eq!(strip_mark(&mut out), Some(2.5));
+        assert_eq!(out.stderr, b"warning\n");
+        let mut plain = ExecOutput::default();
+        assert_eq!(strip_mark(&mut plain), None);
+    }
+
+    #[test]
+    fn counts_display_and_total() {
+        let c = Counts {
+            execs: 2,
+            copies: 1,
+            other: 0,
+        };
+        assert_eq!(c.total(), 3);
+        assert_eq!(c.to_string(), "3 (2 exec, 1 copy, 0 other)");
+    }
+}

@@ -1,0 +1,782 @@
+//! Provisioning benchmark (issue 6). Not a test: run it by hand.
+//!
+//! ```text
+//! cargo run --profile perf -p bottle-integration-tests --bin bench
+//! ```
+//!
+//! For each engine in `BOTTLE_TEST_RUNTIMES` (default `docker,podman`) it
+//! measures, side by side: the bare exec floor, a new connection's first
+//! request, provisioning 1, 5 and 20 keys through the library (fresh
+//! container each run, requests counted), `bottlectl provision` as a whole
+//! process (wall time and peak RSS), and N containers provisioned
+//! concurrently by one process. See docs/performance.md.
+//!
+//! Settings (environment): `BOTTLE_BENCH_RUNS` (runs per case, default 5),
+//! `BOTTLE_BENCH_FLOOR_RUNS` (default 20), `BOTTLE_BENCH_CONCURRENT` (default
+//! 20), `BOTTLE_BENCH_BOTTLECTL` (a prebuilt bottlectl; default: built here
+//! with the bench's own profile), `BOTTLE_BENCH_STRICT=1` (exit 1 when a
+//! target is missed).
+//!
+//! Every container is started with network `none` and label `bottle-bench`,
+//! and removed (force, no grace period) before the engine's section ends.
+
+use bottle_integration_tests::bench::{median, CountingRuntime, Counts, TimingRuntime};
+use bottle_integration_tests::harness::{connect, requested_engines, source_chain, Connection};
+use bottle_integration_tests::image::ensure_test_image;
+use bottle_runtime::{ContainerRuntime, CopyEntry, Engine, ExecRequest, RunSpec};
+use bottle_ssh::{Gate, Plan, ProvisionReport, SshEntry, Target};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+type BoxResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+const KEY_COUNTS: [usize; 3] = [1, 5, 20];
+const FIRST_PORT: u16 = 2201;
+const LABEL: &str = "bottle-bench";
+
+struct Settings {
+    runs: usize,
+    floor_runs: usize,
+    concurrent: usize,
+    bottlectl: PathBuf,
+    profile: String,
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(default)
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Keys made once by the host's ssh-keygen: `keys[i]` is a private key path.
+struct Keys {
+    dir: tempfile::TempDir,
+    keys: Vec<PathBuf>,
+    host_pub: String,
+}
+
+fn keygen(dir: &Path, name: &str) -> BoxResult<PathBuf> {
+    let path = dir.join(name);
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&path)
+        .output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "ssh-keygen {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(path)
+}
+
+impl Keys {
+    fn new(n: usize) -> BoxResult<Keys> {
+        let dir = tempfile::tempdir()?;
+        let keys = (0..n)
+            .map(|i| keygen(dir.path(), &format!("id_{i}")))
+            .collect::<BoxResult<Vec<_>>>()?;
+        let host = keygen(dir.path(), "host_key")?;
+        let host_pub = std::fs::read_to_string(host.with_extension("pub"))?
+            .trim()
+            .to_string();
+        Ok(Keys {
+            dir,
+            keys,
+            host_pub,
+        })
+    }
+
+    /// `n` aliases through a gate, each pinned to the host key.
+    fn plan(&self, n: usize) -> Plan {
+        let mut ports = BTreeMap::new();
+        let mut ssh = Vec::new();
+        for (i, key) in self.keys.iter().take(n).enumerate() {
+            let alias = format!("k{i}");
+            ports.insert(alias.clone(), i64::from(FIRST_PORT) + i as i64);
+            ssh.push(SshEntry {
+                host: alias.clone(),
+                hostname: format!("{alias}.git.example"),
+                user: "git".into(),
+                identity_file: key.clone(),
+                known_host_key: Some(self.host_pub.clone()),
+                port: None,
+                ..Default::default()
+            });
+        }
+        Plan {
+            gate: Some(Gate {
+                host: "127.0.0.1".into(),
+                ports,
+            }),
+            ssh,
+        }
+    }
+
+    /// The same plan as a manifest file for `bottlectl`.
+    fn manifest(&self, n: usize) -> BoxResult<PathBuf> {
+        let plan = self.plan(n);
+        let mut text = String::from("[gate]\nhost = \"127.0.0.1\"\n[gate.ports]\n");
+        if let Some(gate) = &plan.gate {
+            for (alias, port) in &gate.ports {
+                text.push_str(&format!("{alias} = {port}\n"));
+            }
+        }
+        for e in &plan.ssh {
+            text.push_str(&format!(
+                "\n[[ssh]]\nHost = \"{}\"\nHostname = \"{}\"\nUser = \"{}\"\nIdentityFile = \"{}\"\nKnownHostKey = \"{}\"\n",
+                e.host,
+                e.hostname,
+                e.user,
+                e.identity_file.display(),
+                e.known_host_key.as_deref().unwrap_or_default()
+            ));
+        }
+        let path = self.dir.path().join(format!("bottle-{n}.toml"));
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+}
+
+/// Starts throwaway bottles and removes them.
+struct Bottles {
+    conn: Connection,
+    image: String,
+    engine: Engine,
+    live: std::sync::Mutex<Vec<String>>,
+}
+
+impl Bottles {
+    async fn start(&self) -> BoxResult<String> {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "bottle-bench-{}-{}-{}",
+            self.engine.name(),
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut spec = RunSpec::new(self.image.clone(), ["/bin/sleep", "infinity"]);
+        spec.name = Some(name.clone());
+        spec.labels = vec![(LABEL.to_string(), "1".to_string())];
+        self.live.lock().unwrap().push(name.clone());
+        self.conn.admin.run(&spec).await?;
+        Ok(name)
+    }
+
+    async fn remove_all(&self) {
+        let names = std::mem::take(&mut *self.live.lock().unwrap());
+        for name in names {
+            if let Err(e) = self.conn.admin.remove(&name).await {
+                eprintln!("cleanup: cannot remove `{name}`: {e}");
+            }
+        }
+    }
+}
+
+/// One row of the results table.
+struct Row {
+    case: String,
+    median_ms: f64,
+    floor_ms: f64,
+    requests: String,
+    note: String,
+}
+
+/// One target and whether it was met.
+struct Verdict {
+    what: String,
+    value: String,
+    limit: String,
+    met: bool,
+}
+
+struct EngineResult {
+    engine: Engine,
+    version: String,
+    rows: Vec<Row>,
+    steps: Vec<String>,
+    verdicts: Vec<Verdict>,
+}
+
+/// Raw HTTP GET on a new unix-socket connection; returns (ms, status line).
+async fn raw_get(socket: &str, path: &str) -> BoxResult<(f64, String)> {
+    let t = Instant::now();
+    let mut stream = tokio::net::UnixStream::connect(socket).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: d\r\n\r\n").as_bytes())
+        .await?;
+    let mut body = Vec::new();
+    stream.read_to_end(&mut body).await?;
+    let elapsed = ms(t);
+    let status = String::from_utf8_lossy(&body)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    Ok((elapsed, status))
+}
+
+async fn provision_counted(
+    rt: &Arc<dyn ContainerRuntime>,
+    bottle: &str,
+    plan: &Plan,
+) -> BoxResult<(f64, Counts, ProvisionReport)> {
+    let counting = CountingRuntime::new(rt.clone());
+    let t = Instant::now();
+    let report = bottle_ssh::provision(&counting, bottle, plan, &Target::default()).await?;
+    let elapsed = ms(t);
+    if report.keys.len() != plan.ssh.len() {
+        return Err(format!(
+            "{bottle}: {} keys loaded, plan has {}",
+            report.keys.len(),
+            plan.ssh.len()
+        )
+        .into());
+    }
+    Ok((elapsed, counting.take(), report))
+}
+
+fn counts_cell(all: &[Counts]) -> String {
+    let first = all[0];
+    if all.iter().all(|c| *c == first) {
+        first.to_string()
+    } else {
+        let totals: Vec<String> = all.iter().map(|c| c.total().to_string()).collect();
+        format!("varies: {}", totals.join(","))
+    }
+}
+
+async fn bench_engine(
+    engine: Engine,
+    settings: &Settings,
+    keys: &Keys,
+) -> BoxResult<Option<EngineResult>> {
+    let conn = connect(engine, None)?;
+    let info = match conn.runtime.version().await {
+        Ok(info) => info,
+        Err(e) => {
+            println!(
+                "SKIP {engine}: unreachable at {}: {e}{} (start it with scripts/engines.sh)",
+                conn.runtime.endpoint(),
+                source_chain(&e)
+            );
+            return Ok(None);
+        }
+    };
+    eprintln!("{engine} {} at {}: preparing", info.version, info.endpoint);
+    let image = ensure_test_image(conn.admin.as_ref())
+        .await
+        .map_err(|e| format!("test image: {e}{}", source_chain(&e)))?;
+    let bottles = Bottles {
+        conn: conn.clone(),
+        image,
+        engine,
+        live: Default::default(),
+    };
+    let outcome = measure(engine, settings, keys, &conn, &bottles).await;
+    bottles.remove_all().await;
+    let (rows, steps, verdicts) = outcome?;
+    Ok(Some(EngineResult {
+        engine,
+        version: info.version,
+        rows,
+        steps,
+        verdicts,
+    }))
+}
+
+type Measured = (Vec<Row>, Vec<String>, Vec<Verdict>);
+
+async fn measure(
+    engine: Engine,
+    s: &Settings,
+    keys: &Keys,
+    conn: &Connection,
+    bottles: &Bottles,
+) -> BoxResult<Measured> {
+    let rt = conn.runtime.clone();
+    let endpoint = rt.endpoint().to_string();
+    let mut rows = Vec::new();
+    let mut verdicts = Vec::new();
+
+    // Floor: a bare exec and a one-file copy on a warm connection.
+    let bottle = bottles.start().await?;
+    let true_req = || ExecRequest::new(["true"]).user("0");
+    for _ in 0..3 {
+        rt.exec(&bottle, true_req()).await?;
+    }
+    let mut floor = Vec::new();
+    for _ in 0..s.floor_runs {
+        let t = Instant::now();
+        let out = rt.exec(&bottle, true_req()).await?;
+        floor.push(ms(t));
+        if !out.success() {
+            return Err(format!("`true` exited {}", out.exit_code).into());
+        }
+    }
+    let floor = median(&floor);
+    rows.push(Row {
+        case: "exec `true` (floor, warm connection)".into(),
+        median_ms: floor,
+        floor_ms: floor,
+        requests: "1 (1 exec, 0 copy, 0 other)".into(),
+        note: format!("n={}", s.floor_runs),
+    });
+    let mut copy = Vec::new();
+    for i in 0..s.floor_runs {
+        let entry = CopyEntry::file(format!("/tmp/bench-{i}"), b"x\n".to_vec(), 0o600, 0, 0);
+        let t = Instant::now();
+        rt.copy(&bottle, &[entry]).await?;
+        copy.push(ms(t));
+    }
+    rows.push(Row {
+        case: "copy one small file".into(),
+        median_ms: median(&copy),
+        floor_ms: floor,
+        requests: "1 (0 exec, 1 copy, 0 other)".into(),
+        note: format!("n={}", s.floor_runs),
+    });
+
+    // A new connection's first request vs the same connection's second.
+    let (mut cold, mut warm, mut ping) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..s.runs {
+        let t = Instant::now();
+        let fresh = connect(engine, Some(&endpoint))?;
+        fresh.runtime.exec(&bottle, true_req()).await?;
+        cold.push(ms(t));
+        let t = Instant::now();
+        fresh.runtime.exec(&bottle, true_req()).await?;
+        warm.push(ms(t));
+        let fresh = connect(engine, Some(&endpoint))?;
+        let t = Instant::now();
+        fresh.runtime.version().await?;
+        ping.push(ms(t));
+    }
+    rows.push(Row {
+        case: "new connection: connect + first exec".into(),
+        median_ms: median(&cold),
+        floor_ms: floor,
+        requests: "1 (1 exec, 0 copy, 0 other)".into(),
+        note: format!("then {:.1} ms for its second exec", median(&warm)),
+    });
+    rows.push(Row {
+        case: "new connection: version()".into(),
+        median_ms: median(&ping),
+        floor_ms: floor,
+        requests: "1 (0 exec, 0 copy, 1 other)".into(),
+        note: "what bottlectl asks first".into(),
+    });
+    // The raw endpoints behind version(): Podman's full version report runs
+    // `conmon --version` and the OCI runtime each time; _ping does not.
+    if let Some(socket) = endpoint.strip_prefix("unix://") {
+        let paths: &[&str] = match engine {
+            Engine::Docker => &["/_ping", "/v1.41/version"],
+            Engine::Podman => &["/v4.0.0/libpod/_ping", "/v4.0.0/libpod/version"],
+        };
+        for path in paths {
+            let mut t = Vec::new();
+            let mut status = String::new();
+            for _ in 0..s.runs {
+                let (elapsed, st) = raw_get(socket, path).await?;
+                t.push(elapsed);
+                status = st;
+            }
+            rows.push(Row {
+                case: format!("raw GET {path} (new connection)"),
+                median_ms: median(&t),
+                floor_ms: floor,
+                requests: "1 HTTP".into(),
+                note: status,
+            });
+        }
+    }
+    bottles.remove_all().await;
+
+    // Provisioning through the library, a fresh bottle per run.
+    let mut library = BTreeMap::new();
+    let mut counts_by_n = BTreeMap::new();
+    let mut steps_out = Vec::new();
+    for &n in &KEY_COUNTS {
+        let plan = keys.plan(n);
+        let mut times = Vec::new();
+        let mut counts = Vec::new();
+        let mut steps: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+        for _ in 0..s.runs {
+            let bottle = bottles.start().await?;
+            let (elapsed, c, report) = provision_counted(&rt, &bottle, &plan).await?;
+            times.push(elapsed);
+            counts.push(c);
+            for step in &report.steps {
+                steps.entry(step.name).or_default().push(step.millis as f64);
+            }
+            bottles.remove_all().await;
+        }
+        let m = median(&times);
+        library.insert(n, m);
+        counts_by_n.insert(n, counts.clone());
+        rows.push(Row {
+            case: format!("provision {n} key(s), library"),
+            median_ms: m,
+            floor_ms: floor,
+            requests: counts_cell(&counts),
+            note: format!("gate, config, known_hosts; n={}", s.runs),
+        });
+        let parts: Vec<String> = steps
+            .iter()
+            .map(|(name, v)| format!("{name} {:.0}", median(v)))
+            .collect();
+        steps_out.push(format!(
+            "{n} key(s): {} ms (step medians, ms granularity)",
+            parts.join(", ")
+        ));
+    }
+
+    // Where the time goes: each call's round trip vs the script's own run
+    // time in the container (separate runs: the wrapper adds a fork).
+    {
+        let plan = keys.plan(5);
+        let mut per_call: Vec<(String, Vec<f64>, Vec<f64>)> = Vec::new();
+        for _ in 0..s.runs {
+            let bottle = bottles.start().await?;
+            let timing = TimingRuntime::new(rt.clone());
+            let report = bottle_ssh::provision(&timing, &bottle, &plan, &Target::default()).await?;
+            let names: Vec<&str> = report
+                .steps
+                .iter()
+                .map(|st| st.name)
+                .filter(|n| *n != "validate")
+                .collect();
+            for (i, call) in timing.take().into_iter().enumerate() {
+                let label = format!("{} ({})", call.kind, names.get(i).copied().unwrap_or("?"));
+                if per_call.len() <= i {
+                    per_call.push((label.clone(), Vec::new(), Vec::new()));
+                }
+                per_call[i].1.push(call.total_ms);
+                if let Some(script) = call.script_ms {
+                    per_call[i].2.push(script);
+                } else if call.kind == "exec" {
+                    return Err(format!("{label}: the script's run time was not reported").into());
+                }
+            }
+            bottles.remove_all().await;
+        }
+        let mut parts = Vec::new();
+        for (label, total, script) in &per_call {
+            let total = median(total);
+            if script.is_empty() {
+                parts.push(format!("{label} {total:.0} ms round trip"));
+            } else {
+                let script = median(script);
+                parts.push(format!(
+                    "{label} {total:.0} ms round trip = {script:.0} ms script in the container + {:.0} ms engine",
+                    total - script
+                ));
+            }
+        }
+        steps_out.push(format!("5 keys, per call: {}", parts.join("; ")));
+    }
+
+    // Second provision of the same bottle (agent reused, files replaced).
+    {
+        let plan = keys.plan(5);
+        let bottle = bottles.start().await?;
+        provision_counted(&rt, &bottle, &plan).await?;
+        let mut times = Vec::new();
+        let mut counts = Vec::new();
+        for _ in 0..s.runs {
+            let (elapsed, c, _) = provision_counted(&rt, &bottle, &plan).await?;
+            times.push(elapsed);
+            counts.push(c);
+        }
+        rows.push(Row {
+            case: "re-provision 5 keys, same bottle".into(),
+            median_ms: median(&times),
+            floor_ms: floor,
+            requests: counts_cell(&counts),
+            note: "agent reused".into(),
+        });
+        bottles.remove_all().await;
+    }
+
+    // bottlectl as a whole process, connect included.
+    let manifest = keys.manifest(5)?;
+    let scratch = tempfile::tempdir()?;
+    let (mut cli_times, mut rss) = (Vec::new(), Vec::new());
+    for _ in 0..s.runs {
+        let bottle = bottles.start().await?;
+        let (elapsed, kb) =
+            run_bottlectl(s, engine, &endpoint, &bottle, &manifest, scratch.path())?;
+        cli_times.push(elapsed);
+        rss.push(kb as f64);
+        bottles.remove_all().await;
+    }
+    let cli = median(&cli_times);
+    let peak_kb = rss.iter().copied().fold(0.0, f64::max);
+    rows.push(Row {
+        case: "bottlectl provision, 5 keys (process)".into(),
+        median_ms: cli,
+        floor_ms: floor,
+        requests: "-".into(),
+        note: format!("max RSS {:.1} MB ({} profile)", peak_kb / 1024.0, s.profile),
+    });
+
+    // Concurrency: N bottles provisioned at once by one process.
+    let plan = keys.plan(5);
+    let mut names = Vec::new();
+    for _ in 0..s.concurrent {
+        names.push(bottles.start().await?);
+    }
+    let t = Instant::now();
+    let results = futures_util::future::join_all(
+        names.iter().map(|name| provision_counted(&rt, name, &plan)),
+    )
+    .await;
+    let concurrent = ms(t);
+    let mut counts = Vec::new();
+    for r in results {
+        counts.push(r?.1);
+    }
+    bottles.remove_all().await;
+    rows.push(Row {
+        case: format!("{} bottles concurrently, 5 keys each", s.concurrent),
+        median_ms: concurrent,
+        floor_ms: floor,
+        requests: format!("per bottle: {}", counts_cell(&counts)),
+        note: "wall time of all, one run".into(),
+    });
+
+    // Targets (issue 6).
+    let five = library[&5];
+    let one = library[&1];
+    let twenty = library[&20];
+    let same_counts = counts_by_n
+        .values()
+        .flatten()
+        .all(|c| *c == counts_by_n[&1][0]);
+    verdicts.push(Verdict {
+        what: "provision 5 keys <= 3x exec floor".into(),
+        value: format!("{:.2}x", five / floor),
+        limit: "3x".into(),
+        met: five <= 3.0 * floor,
+    });
+    verdicts.push(Verdict {
+        what: "20 keys <= 1.2x 1 key".into(),
+        value: format!("{:.2}x", twenty / one),
+        limit: "1.2x".into(),
+        met: twenty <= 1.2 * one,
+    });
+    verdicts.push(Verdict {
+        what: "same request count for 1, 5, 20 keys".into(),
+        value: counts_cell(&counts_by_n.values().flatten().copied().collect::<Vec<_>>()),
+        limit: "equal".into(),
+        met: same_counts,
+    });
+    verdicts.push(Verdict {
+        what: "bottlectl provision <= 2x library".into(),
+        value: format!("{:.2}x", cli / five),
+        limit: "2x".into(),
+        met: cli <= 2.0 * five,
+    });
+    verdicts.push(Verdict {
+        what: format!("{} concurrent <= 3x one", s.concurrent),
+        value: format!("{:.2}x", concurrent / five),
+        limit: "3x".into(),
+        met: concurrent <= 3.0 * five,
+    });
+    verdicts.push(Verdict {
+        what: "bottlectl peak RSS < 30 MB".into(),
+        value: format!("{:.1} MB", peak_kb / 1024.0),
+        limit: "30 MB".into(),
+        met: peak_kb < 30.0 * 1024.0,
+    });
+    Ok((rows, steps_out, verdicts))
+}
+
+/// Run `bottlectl provision` under `/usr/bin/time`; returns (wall ms, max RSS
+/// in KiB). The environment is cleared so the caller's settings do not leak.
+fn run_bottlectl(
+    s: &Settings,
+    engine: Engine,
+    endpoint: &str,
+    bottle: &str,
+    manifest: &Path,
+    home: &Path,
+) -> BoxResult<(f64, u64)> {
+    let rss_file = home.join("rss");
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("xdg"))
+        .current_dir(home)
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&rss_file)
+        .arg(&s.bottlectl)
+        .args([
+            "-q",
+            "--json",
+            "--runtime",
+            engine.name(),
+            "--host",
+            endpoint,
+        ])
+        .args(["provision", bottle, "--manifest"])
+        .arg(manifest);
+    let t = Instant::now();
+    let out = cmd.output()?;
+    let elapsed = ms(t);
+    if !out.status.success() {
+        return Err(format!(
+            "bottlectl provision {bottle}: {}\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    let kb = std::fs::read_to_string(&rss_file)?
+        .trim()
+        .parse()
+        .map_err(|e| format!("max RSS from /usr/bin/time: {e}"))?;
+    Ok((elapsed, kb))
+}
+
+/// The bottlectl to run: `BOTTLE_BENCH_BOTTLECTL`, or built now with the
+/// profile this binary was built with (its target directory says which).
+fn bottlectl() -> BoxResult<(PathBuf, String)> {
+    if let Some(path) = std::env::var_os("BOTTLE_BENCH_BOTTLECTL") {
+        return Ok((PathBuf::from(path), "given".into()));
+    }
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().ok_or("no directory for the bench binary")?;
+    let dir_name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or("bench binary directory")?;
+    let profile = match dir_name {
+        "debug" => "dev",
+        other => other,
+    }
+    .to_string();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("workspace root")?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("building bottlectl (profile {profile})");
+    let status = Command::new(cargo)
+        .args(["build", "-q", "-p", "bottlectl", "--profile", &profile])
+        .current_dir(root)
+        .status()?;
+    if !status.success() {
+        return Err("cargo build -p bottlectl failed".into());
+    }
+    Ok((dir.join("bottlectl"), profile))
+}
+
+fn print_engine(r: &EngineResult) {
+    println!("\n## {} {}\n", r.engine, r.version);
+    println!("| case | median ms | x floor | engine requests | note |");
+    println!("|---|---:|---:|---|---|");
+    for row in &r.rows {
+        println!(
+            "| {} | {:.1} | {:.2} | {} | {} |",
+            row.case,
+            row.median_ms,
+            row.median_ms / row.floor_ms,
+            row.requests,
+            row.note
+        );
+    }
+    println!("\nSteps (library, fresh bottle):");
+    for s in &r.steps {
+        println!("- {s}");
+    }
+    println!("\n| target | value | limit | met |");
+    println!("|---|---:|---:|---|");
+    for v in &r.verdicts {
+        println!(
+            "| {} | {} | {} | {} |",
+            v.what,
+            v.value,
+            v.limit,
+            if v.met { "yes" } else { "NO" }
+        );
+    }
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown OS".into());
+    format!("{cores} cores, {os}")
+}
+
+async fn run() -> BoxResult<bool> {
+    let (bottlectl, profile) = bottlectl()?;
+    let settings = Settings {
+        runs: env_usize("BOTTLE_BENCH_RUNS", 5),
+        floor_runs: env_usize("BOTTLE_BENCH_FLOOR_RUNS", 20),
+        concurrent: env_usize("BOTTLE_BENCH_CONCURRENT", 20),
+        bottlectl,
+        profile,
+    };
+    let keys = Keys::new(*KEY_COUNTS.iter().max().unwrap())?;
+    println!(
+        "# bottle provisioning benchmark\n\nMachine: {}. Runs per case: {}; floor: {} execs.",
+        machine(),
+        settings.runs,
+        settings.floor_runs
+    );
+    let mut all_met = true;
+    for engine in requested_engines() {
+        if let Some(result) = bench_engine(engine, &settings, &keys).await? {
+            print_engine(&result);
+            all_met &= result.verdicts.iter().all(|v| v.met);
+        }
+    }
+    Ok(all_met)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(all_met) => {
+            let strict = std::env::var("BOTTLE_BENCH_STRICT").is_ok_and(|v| v == "1");
+            if !all_met {
+                println!("\nSome targets were missed.");
+            }
+            if strict && !all_met {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
