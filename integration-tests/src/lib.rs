@@ -63,6 +63,7 @@
 pub mod bench;
 pub mod harness;
 pub mod image;
+pub mod ssh_fixtures;
 
 pub use harness::{assert_success, connect, Connection, TestEnv};
 pub use image::{ensure_test_image, TestImage};

@@ -8,10 +8,10 @@
 //! bottle, `ssh <alias>` must log in with keys the user cannot read.
 
 use async_trait::async_trait;
-use bottle_integration_tests::{assert_success, engine_tests, TestEnv};
+use bottle_integration_tests::{assert_success, engine_tests, ssh_fixtures, TestEnv};
 use bottle_runtime::{
     ContainerInfo, ContainerRuntime, CopyEntry, Engine, EngineInfo, EntryKind, ExecOutput,
-    ExecRequest, NetworkMode, RunSpec,
+    ExecRequest,
 };
 use bottle_ssh::{Error, Gate, Missing, Plan, SshEntry, Target};
 use std::path::{Path, PathBuf};
@@ -156,71 +156,13 @@ fn gate(aliases: &[&str]) -> Gate {
 
 /// Start sshd in the bottle's network namespace; wait until it listens.
 async fn start_sshd(env: &TestEnv, keys: &Keys) -> ContainerInfo {
-    let mut spec = RunSpec::new(env.image(), ["/bin/sleep", "infinity"]);
-    spec.network = NetworkMode::Container(env.bottle_info().id.clone());
-    let sshd = env.run_container(spec).await.expect("start sshd container");
-    let mut config = String::new();
-    for p in PORTS {
-        config.push_str(&format!("Port {p}\n"));
-    }
-    config.push_str(
-        "ListenAddress 127.0.0.1\nHostKey /etc/ssh/test_host_key\nHostKey /etc/ssh/test_host_key2\n\
-         AuthorizedKeysFile /etc/ssh/authorized/%u\nPasswordAuthentication no\n\
-         KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nUsePAM no\n\
-         StrictModes yes\nPidFile /run/sshd-test.pid\n",
-    );
-    let authorized = [&keys.a, &keys.b, &keys.rotated]
+    let authorized: Vec<String> = [&keys.a, &keys.b, &keys.rotated]
         .into_iter()
         .chain(keys.ecdsa.as_ref())
         .chain(keys.rsa.as_ref())
-        .map(|k| public(k) + "\n")
-        .collect::<String>();
-    env.rt()
-        .copy(
-            &sshd.id,
-            &[
-                CopyEntry::file(
-                    "/etc/ssh/test_host_key",
-                    std::fs::read(&keys.host_key).unwrap(),
-                    0o600,
-                    0,
-                    0,
-                ),
-                CopyEntry::file(
-                    "/etc/ssh/test_host_key2",
-                    std::fs::read(&keys.host_key2).unwrap(),
-                    0o600,
-                    0,
-                    0,
-                ),
-                CopyEntry::file("/etc/ssh/sshd_test_config", config.into(), 0o644, 0, 0),
-                CopyEntry::dir("/etc/ssh/authorized", 0o755, 0, 0),
-                CopyEntry::file("/etc/ssh/authorized/git", authorized.into(), 0o644, 0, 0),
-            ],
-        )
-        .await
-        .expect("copy sshd files");
-    let out = env
-        .rt()
-        .exec_root(
-            &sshd.id,
-            &["/usr/sbin/sshd", "-f", "/etc/ssh/sshd_test_config"],
-        )
-        .await
-        .unwrap();
-    assert_success(&out, "start sshd");
-    env.sh(
-        r#"for p in "$@"; do
-             i=0
-             until socat -u OPEN:/dev/null "TCP:127.0.0.1:$p" 2>/dev/null; do
-               i=$((i+1)); [ "$i" -lt 100 ] || { echo "sshd not listening on $p" >&2; exit 1; }
-               sleep 0.1
-             done
-           done"#,
-        &["2201", "2202"],
-    )
-    .await;
-    sshd
+        .map(|k| public(k))
+        .collect();
+    ssh_fixtures::start_sshd(env, &PORTS, &[&keys.host_key, &keys.host_key2], &authorized).await
 }
 
 async fn ssh_as_user(env: &TestEnv, alias: &str, extra: &[&str]) -> ExecOutput {
