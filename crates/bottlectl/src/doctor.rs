@@ -60,6 +60,7 @@ for t in ssh-agent ssh-add socat ssh; do
 done
 if u=$(id -u "$1" 2>/dev/null); then echo "user $u"; else echo "user -"; fi
 if [ -d "$2" ]; then echo "home yes"; else echo "home no"; fi
+if v=$(ssh -V 2>&1); then echo "ssh-version $v" | head -n 1; else echo "ssh-version -"; fi
 "#;
 
 fn package_of(tool: &str) -> &'static str {
@@ -109,6 +110,16 @@ async fn container_checks(
         .await?;
     let text = out.stdout_lossy();
     for line in text.lines() {
+        if let Some(v) = line.strip_prefix("ssh-version ") {
+            let (ok, detail, fix) = crate::keys::ssh_version_check(v);
+            checks.push(Check {
+                name: "ssh version".into(),
+                ok,
+                detail,
+                fix,
+            });
+            continue;
+        }
         let parts: Vec<&str> = line.split_whitespace().collect();
         match parts.as_slice() {
             ["tool", tool, path] => {

@@ -52,7 +52,7 @@ impl Passphrase for Prompt {
 enum Source {
     Terminal,
     Askpass,
-    None,
+    Nowhere,
 }
 
 /// ssh-add(1)'s choice: `SSH_ASKPASS_REQUIRE=force` always uses askpass;
@@ -63,9 +63,9 @@ fn choose(askpass: bool, require: Option<&str>, display: bool, tty: bool) -> Sou
         (Some("force"), true) => Source::Askpass,
         (Some("prefer"), true) if display => Source::Askpass,
         _ if tty => Source::Terminal,
-        (Some("never"), _) => Source::None,
+        (Some("never"), _) => Source::Nowhere,
         (_, true) if display => Source::Askpass,
-        _ => Source::None,
+        _ => Source::Nowhere,
     }
 }
 
@@ -106,7 +106,7 @@ fn ask(
                     .to_string(),
             ))
         }
-        Source::None => Err(
+        Source::Nowhere => Err(
             "is passphrase-protected and there is no way to ask: run bottlectl \
              with stdin on a terminal to be prompted, or set SSH_ASKPASS to a program that \
              prints the passphrase (with SSH_ASKPASS_REQUIRE=force when DISPLAY is not set)"
@@ -119,6 +119,34 @@ fn ask(
 pub fn warnings(out: &Out, report: &ProvisionReport) {
     for w in &report.warnings {
         out.step(&format!("warning: {w}"));
+    }
+}
+
+/// Destination-restricted keys need the client in the image to bind
+/// sessions to host keys: OpenSSH 8.9 or later. `version` is `ssh -V`'s line.
+pub fn ssh_version_check(version: &str) -> (bool, String, Option<String>) {
+    let fix = "restricted keys need OpenSSH 8.9+ in the image: upgrade openssh-client, \
+               or set Restrict = false on its entries";
+    if version == "-" {
+        return (false, "`ssh -V` did not run".into(), Some(fix.into()));
+    }
+    let parsed = version.strip_prefix("OpenSSH_").and_then(|v| {
+        let (major, rest) = v.split_once('.')?;
+        let minor: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        Some((major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?))
+    });
+    match parsed {
+        Some(v) if v >= (8, 9) => (true, version.to_string(), None),
+        Some(_) => (
+            false,
+            format!("{version}: older than 8.9, cannot use destination-restricted keys"),
+            Some(fix.into()),
+        ),
+        None => (
+            false,
+            format!("{version}: not OpenSSH, destination-restricted keys may not work"),
+            Some(fix.into()),
+        ),
     }
 }
 
@@ -177,6 +205,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ssh_version_gate_is_8_9() {
+        assert!(ssh_version_check("OpenSSH_9.2p1 Debian-2+deb12u10, OpenSSL 3.0.19").0);
+        assert!(ssh_version_check("OpenSSH_8.9p1 Ubuntu-3").0);
+        assert!(ssh_version_check("OpenSSH_10.0p2").0);
+        assert!(!ssh_version_check("OpenSSH_8.4p1 Debian-5").0);
+        assert!(!ssh_version_check("OpenSSH_7.9p1").0);
+        assert!(!ssh_version_check("dropbear 2022.83").0);
+        assert!(!ssh_version_check("-").0);
+    }
+
+    #[test]
     fn source_follows_ssh_add() {
         use Source::*;
         // (askpass set, SSH_ASKPASS_REQUIRE, display, stdin tty)
@@ -187,9 +226,9 @@ mod tests {
         assert_eq!(choose(true, Some("prefer"), false, true), Terminal);
         assert_eq!(choose(true, None, true, true), Terminal);
         assert_eq!(choose(true, None, true, false), Askpass);
-        assert_eq!(choose(true, None, false, false), None);
-        assert_eq!(choose(true, Some("never"), true, false), None);
-        assert_eq!(choose(false, None, true, false), None);
+        assert_eq!(choose(true, None, false, false), Nowhere);
+        assert_eq!(choose(true, Some("never"), true, false), Nowhere);
+        assert_eq!(choose(false, None, true, false), Nowhere);
     }
 
     #[test]
