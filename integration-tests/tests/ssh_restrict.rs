@@ -63,6 +63,21 @@ async fn reach_gate2(env: &TestEnv) -> ExecOutput {
     .await
 }
 
+/// `ssh-keygen -Y sign` through the public socket: no ssh session, so no
+/// session binding for the agent to check against a restriction.
+async fn sign_unbound(env: &TestEnv) -> ExecOutput {
+    env.exec_as(
+        USER,
+        &[
+            "sh",
+            "-c",
+            "echo data > /tmp/data && rm -f /tmp/data.sig && \
+             SSH_AUTH_SOCK=/run/claude-bottle-agent-public.sock ssh-keygen -Y sign -f /tmp/key.pub -n file /tmp/data",
+        ],
+    )
+    .await
+}
+
 async fn check_key_signs_only_for_its_own_gate(env: &TestEnv) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -76,13 +91,16 @@ async fn check_key_signs_only_for_its_own_gate(env: &TestEnv) {
     env.rt()
         .copy(
             env.bottle(),
-            &[CopyEntry::file(
-                "/tmp/gate2_known_hosts",
-                format!("gate2.example {}\n", public(&hk2)).into_bytes(),
-                0o644,
-                1000,
-                1000,
-            )],
+            &[
+                CopyEntry::file(
+                    "/tmp/gate2_known_hosts",
+                    format!("gate2.example {}\n", public(&hk2)).into_bytes(),
+                    0o644,
+                    1000,
+                    1000,
+                ),
+                CopyEntry::file("/tmp/key.pub", public(&key).into_bytes(), 0o644, 1000, 1000),
+            ],
         )
         .await
         .unwrap();
@@ -103,9 +121,13 @@ async fn check_key_signs_only_for_its_own_gate(env: &TestEnv) {
     let out = reach_gate2(env).await;
     assert_ne!(out.exit_code, 0, "gate 2 was reached with a restricted key");
     let err = out.stderr_lossy();
-    assert!(
-        err.contains("agent refused operation") || err.contains("Permission denied"),
-        "{err}"
+    // The agent does not even list the key on a session bound to another
+    // host key, so the client has nothing to offer.
+    assert!(err.contains("Permission denied (publickey)"), "{err}");
+    let out = sign_unbound(env).await;
+    assert_ne!(
+        out.exit_code, 0,
+        "a restricted key signed on an unbound connection"
     );
     let v = bottle_ssh::verify(env.rt(), env.bottle(), &restricted, &target)
         .await
@@ -140,6 +162,7 @@ async fn check_key_signs_only_for_its_own_gate(env: &TestEnv) {
     let out = reach_gate2(env).await;
     assert_success(&out, "gate 2 with an unrestricted key");
     assert_eq!(out.stdout_lossy(), "git\n");
+    assert_success(&sign_unbound(env).await, "unrestricted key signs unbound");
     // verify notices a record that does not match the plan.
     let v = bottle_ssh::verify(env.rt(), env.bottle(), &restricted, &target)
         .await
