@@ -1,0 +1,283 @@
+//! Faults on every engine: the container stops or an engine call fails at
+//! each call of a provisioning, the engine goes away or hangs mid-way, the
+//! agent or forwarder dies, the container restarts with stale sockets, two
+//! `bottlectl provision` run at once. Each ends with an error that says what
+//! happened, a recovery, and no key text anywhere in the container.
+
+mod fixtures;
+
+use bottle_integration_tests::{connect, engine_tests, harness::connect_with_timeout, TestEnv};
+use bottle_ssh::Target;
+use fixtures::*;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// How many runtime calls one provisioning of `plan` makes (on a container
+/// provisioned or not: the same).
+async fn calls_per_provision(env: &TestEnv, plan: &bottle_ssh::Plan) -> usize {
+    let counting = Faulty::new(env, usize::MAX, Fault::Fail);
+    provision_ok(&counting, env.bottle(), plan).await;
+    counting.calls.load(Ordering::SeqCst)
+}
+
+/// For every call k of a provisioning and both faults (the call fails; the
+/// container is stopped just before it): the error names the container and
+/// is not blamed on the plan; after a restart provisioning succeeds quickly,
+/// verify is ok, one agent and one forwarder run, and no file in the
+/// container holds key text.
+async fn check_fault_at_every_call(env: &TestEnv) {
+    let keys = Keys::new();
+    let plan = keys.plan();
+    let n = calls_per_provision(env, &plan).await;
+    assert!((2..=5).contains(&n), "{n} calls per provision");
+    for fault in [Fault::Fail, Fault::Stop] {
+        for k in 0..n {
+            let what = format!("{fault:?} at call {k}");
+            let faulty = Faulty::new(env, k, fault);
+            let e = bottle_ssh::provision(&faulty, env.bottle(), &plan, &Target::default())
+                .await
+                .expect_err(&what);
+            let op = faulty.hit.lock().unwrap().expect("the fault was injected");
+            let msg = chain(&e);
+            assert!(!e.is_plan_error(), "{what}: blamed on the plan: {msg}");
+            assert!(
+                msg.contains(env.bottle()),
+                "{what}: container not named: {msg}"
+            );
+            match fault {
+                Fault::Fail => assert!(msg.contains("injected fault"), "{what}: {msg}"),
+                Fault::Stop => {
+                    // The engine's own words: the container is not running.
+                    assert!(
+                        msg.contains("not running")
+                            || msg.contains("exited")
+                            || msg.contains("stopped"),
+                        "{what} ({op}): {msg}"
+                    );
+                    let state = env.rt().inspect(env.bottle()).await.unwrap().state;
+                    assert!(!state.to_string().contains("running"), "{what}: {state}");
+                    env.admin().start(env.bottle()).await.unwrap();
+                }
+            }
+            let started = Instant::now();
+            provision_ok(env.rt(), env.bottle(), &plan).await;
+            // A lock left by the failed run must not stall the next one for
+            // its 60 s staleness limit.
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{what} ({op}): recovery took {:?}",
+                started.elapsed()
+            );
+            verify_ok(env.rt(), env.bottle(), &plan).await;
+            assert_one_agent_one_forwarder(env.rt(), env.bottle()).await;
+        }
+    }
+    assert_eq!(find_text(env.rt(), env.bottle(), &keys.windows()).await, "");
+}
+
+/// A unix socket path where nobody listens (bound once, then closed).
+fn dead_socket(dir: &std::path::Path) -> String {
+    let path = dir.join("dead.sock");
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    format!("unix://{}", path.display())
+}
+
+/// A unix socket that accepts connections and never answers; the thread
+/// holds them until the process ends.
+fn silent_socket(dir: &std::path::Path) -> String {
+    let path = dir.join("silent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    format!("unix://{}", path.display())
+}
+
+/// The engine goes away after call k (every k): the error names the dead
+/// endpoint, nothing panics and it comes back fast. An engine that accepts
+/// but never answers gives a Timeout within the configured bound.
+async fn check_engine_unreachable_mid_way(env: &TestEnv) {
+    let keys = Keys::new();
+    let plan = keys.plan();
+    let n = calls_per_provision(env, &plan).await;
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dead_socket(dir.path());
+    let dead_rt = connect(env.engine(), Some(&dead)).unwrap().runtime;
+    for k in 0..n {
+        let redirect = Redirect {
+            first: env.runtime(),
+            then: dead_rt.clone(),
+            after: k,
+            calls: Default::default(),
+        };
+        let started = Instant::now();
+        let e = bottle_ssh::provision(&redirect, env.bottle(), &plan, &Target::default())
+            .await
+            .expect_err("provision through a dead engine");
+        let msg = chain(&e);
+        assert!(
+            msg.contains(dir.path().to_str().unwrap()),
+            "after {k}: endpoint not named: {msg}"
+        );
+        assert!(!e.is_plan_error(), "{msg}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "after {k}: {:?}",
+            started.elapsed()
+        );
+        // The dead engine could not release the in-container lock; it would
+        // go stale in 60 s. Free it so the next round measures only itself.
+        env.sh("rm -rf /run/claude-bottle/lock", &[]).await;
+    }
+
+    let limit = Duration::from_secs(2);
+    let silent = silent_socket(dir.path());
+    let silent_rt = connect_with_timeout(env.engine(), Some(&silent), limit)
+        .unwrap()
+        .runtime;
+    for k in [0, n - 1] {
+        let redirect = Redirect {
+            first: env.runtime(),
+            then: silent_rt.clone(),
+            after: k,
+            calls: Default::default(),
+        };
+        let started = Instant::now();
+        let e = bottle_ssh::provision(&redirect, env.bottle(), &plan, &Target::default())
+            .await
+            .expect_err("provision through a silent engine");
+        let took = started.elapsed();
+        let msg = chain(&e);
+        assert!(
+            matches!(
+                &e,
+                bottle_ssh::Error::Runtime {
+                    source: bottle_runtime::Error::Timeout { .. },
+                    ..
+                }
+            ),
+            "after {k}: not a timeout: {msg}"
+        );
+        assert!(msg.contains(dir.path().to_str().unwrap()), "{msg}");
+        assert!(
+            took >= limit && took < limit * 3,
+            "after {k}: took {took:?}"
+        );
+        env.sh("rm -rf /run/claude-bottle/lock", &[]).await;
+    }
+}
+
+/// Kill the agent, then (after repair) the forwarder: verify names exactly
+/// the dead one as not running and the other as running; provision repairs
+/// it: verify ok, one agent, one forwarder.
+async fn check_killed_agent_or_forwarder_is_named_and_repaired(env: &TestEnv) {
+    let keys = Keys::new();
+    let plan = keys.plan();
+    provision_ok(env.rt(), env.bottle(), &plan).await;
+    for (dead, alive) in [("agent", "forwarder"), ("forwarder", "agent")] {
+        let pid = env
+            .sh(&format!("cat /run/claude-bottle/{dead}.pid"), &[])
+            .await;
+        env.sh("kill -9 \"$1\"", &[pid.trim()]).await;
+        let report = bottle_ssh::verify(env.rt(), env.bottle(), &plan, &Target::default())
+            .await
+            .unwrap();
+        assert!(!report.ok());
+        let dead_check = report.check(&format!("{dead} running")).unwrap();
+        assert!(!dead_check.ok, "{dead_check:?}");
+        let alive_check = report.check(&format!("{alive} running")).unwrap();
+        assert!(alive_check.ok, "{alive_check:?}");
+        let report = provision_ok(env.rt(), env.bottle(), &plan).await;
+        let restarted = if dead == "agent" {
+            &report.agent
+        } else {
+            &report.forwarder
+        };
+        assert!(restarted.started, "{dead} not restarted: {report:?}");
+        verify_ok(env.rt(), env.bottle(), &plan).await;
+        assert_one_agent_one_forwarder(env.rt(), env.bottle()).await;
+    }
+}
+
+/// The container restarts; /run is part of its filesystem, so both sockets
+/// and the pid files survive, pointing at nothing. verify sees dead
+/// processes; provision replaces the sockets (new inodes) and verify is ok.
+async fn check_restart_leaves_stale_sockets_replaced(env: &TestEnv) {
+    let keys = Keys::new();
+    let plan = keys.plan();
+    provision_ok(env.rt(), env.bottle(), &plan).await;
+    let inodes =
+        "stat -c '%i %F' /run/claude-bottle-agent.sock /run/claude-bottle-agent-public.sock";
+    let before = env.sh(inodes, &[]).await;
+    env.admin().stop(env.bottle()).await.unwrap();
+    env.admin().start(env.bottle()).await.unwrap();
+    assert_eq!(env.sh(inodes, &[]).await, before, "sockets not left stale");
+    let report = bottle_ssh::verify(env.rt(), env.bottle(), &plan, &Target::default())
+        .await
+        .unwrap();
+    for what in ["agent running", "forwarder running"] {
+        assert!(!report.check(what).unwrap().ok, "{what} after restart");
+    }
+    provision_ok(env.rt(), env.bottle(), &plan).await;
+    let after = env.sh(inodes, &[]).await;
+    assert_ne!(after, before, "stale sockets kept");
+    assert_eq!(after.matches("socket").count(), 2, "{after}");
+    verify_ok(env.rt(), env.bottle(), &plan).await;
+    assert_one_agent_one_forwarder(env.rt(), env.bottle()).await;
+}
+
+/// Two `bottlectl provision` processes at once, three rounds: both succeed,
+/// one agent, one forwarder, the plan's keys.
+async fn check_two_cli_provisions_at_once(env: &TestEnv) {
+    let keys = Keys::new();
+    let plan = keys.plan();
+    let manifest = keys.manifest();
+    let manifest = manifest.to_str().unwrap();
+    ensure_bottlectl().await;
+    let home = tempfile::tempdir().unwrap();
+    for round in 0..3 {
+        let runs = (0..2).map(|_| {
+            output(bottlectl(
+                env,
+                home.path(),
+                &["-v", "provision", env.bottle(), "--manifest", manifest],
+                &[],
+            ))
+        });
+        let started = Instant::now();
+        let outs = futures_util::future::join_all(runs).await;
+        for out in &outs {
+            expect_code(out, 0, &format!("round {round}: concurrent provision"));
+        }
+        // The in-container lock serialises them; neither waits for staleness.
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "round {round} took {:?}: {:?}",
+            started.elapsed(),
+            outs.iter()
+                .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                .collect::<Vec<_>>()
+        );
+        verify_ok(env.rt(), env.bottle(), &plan).await;
+        assert_one_agent_one_forwarder(env.rt(), env.bottle()).await;
+    }
+    let out = output(bottlectl(
+        env,
+        home.path(),
+        &["verify", env.bottle(), "--manifest", manifest],
+        &[],
+    ))
+    .await;
+    expect_code(&out, 0, "bottlectl verify");
+}
+
+engine_tests!(
+    check_fault_at_every_call,
+    check_engine_unreachable_mid_way,
+    check_killed_agent_or_forwarder_is_named_and_repaired,
+    check_restart_leaves_stale_sockets_replaced,
+    check_two_cli_provisions_at_once,
+);
