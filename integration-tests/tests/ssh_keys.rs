@@ -1,6 +1,7 @@
 //! Keys the way operators have them (issue 7), end to end on every engine
 //! through a real sshd: encrypted keys whose passphrase `bottlectl` gets
-//! from `SSH_ASKPASS`, a legacy encrypted PEM RSA key, ECDSA; keys that are
+//! from `SSH_ASKPASS`, a legacy encrypted PEM RSA key, an encrypted P-521
+//! key with a short scalar; keys that are
 //! refused before the container is touched; an agent lifetime that expires;
 //! `bottlectl keys`.
 
@@ -123,6 +124,20 @@ async fn ssh_with_only(env: &TestEnv, alias: &str, key: &Path) -> String {
     out.stdout_lossy()
 }
 
+/// An encrypted P-521 key whose scalar OpenSSH wrote short (about half of
+/// them): `ssh-key` alone cannot decrypt it.
+fn short_scalar_p521(dir: &Path, pass: &str) -> PathBuf {
+    for i in 0..40 {
+        let p = keygen_with(dir, &format!("p521_{i}"), "ecdsa", &["-b", "521"], pass);
+        let text = std::fs::read_to_string(&p).unwrap();
+        let key = bottle_ssh::ssh_key::PrivateKey::from_openssh(&text).unwrap();
+        if key.decrypt(pass).is_err() {
+            return p;
+        }
+    }
+    panic!("no short-scalar P-521 key in 40 tries");
+}
+
 async fn check_encrypted_pem_and_ecdsa_keys_log_in(env: &TestEnv) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -138,7 +153,7 @@ async fn check_encrypted_pem_and_ecdsa_keys_log_in(env: &TestEnv) {
     assert!(std::fs::read_to_string(&rsa)
         .unwrap()
         .contains("Proc-Type: 4,ENCRYPTED"));
-    let ec = keygen_with(d, "ec384", "ecdsa", &["-b", "384"], "");
+    let ec = short_scalar_p521(d, "ec passphrase");
     let keys = [("ed", &ed), ("rsa", &rsa), ("ec", &ec)];
     start_sshd(
         env,
@@ -161,6 +176,7 @@ async fn check_encrypted_pem_and_ecdsa_keys_log_in(env: &TestEnv) {
         &[
             ("ed_enc", "ed passphrase"),
             ("rsa_pem_enc", "rsa passphrase"),
+            ("p521", "ec passphrase"),
         ],
     );
     let envs = [
@@ -207,7 +223,7 @@ async fn check_encrypted_pem_and_ecdsa_keys_log_in(env: &TestEnv) {
     let want: Vec<(String, u64, String, Value)> = [
         ("ED25519", 256, &ed, "ed"),
         ("RSA", 2048, &rsa, "rsa"),
-        ("ECDSA", 384, &ec, "ec"),
+        ("ECDSA", 521, &ec, "ec"),
     ]
     .into_iter()
     .map(|(t, b, k, a)| {

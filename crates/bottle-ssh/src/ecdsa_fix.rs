@@ -44,8 +44,44 @@ pub(crate) fn parse_padded(pem_text: &[u8]) -> Option<PrivateKey> {
     }
     let mut binary = Zeroizing::new(Vec::new());
     decoder.decode_to_end(&mut binary).ok()?;
+    parse_padded_binary(&binary)
+}
 
-    let mut r: &[u8] = &binary;
+/// Decrypt an encrypted ECDSA key that `PrivateKey::decrypt` rejects for its
+/// short scalar: decrypt the private section here, then parse it as an
+/// unencrypted key with the scalar padded. `None`: not such a key (or an
+/// AEAD cipher, whose tag ssh-key does not expose); `Some(Err)`: the
+/// checkints differ, i.e. a wrong passphrase.
+pub(crate) fn decrypt_padded(key: &PrivateKey, pass: &[u8]) -> Option<Result<PrivateKey, ()>> {
+    use ssh_agent_lib::ssh_encoding::Encode;
+    if !matches!(key.algorithm(), ssh_key::Algorithm::Ecdsa { .. }) {
+        return None;
+    }
+    let cipher = key.cipher();
+    let ciphertext = key.key_data().encrypted()?;
+    let (k, iv) = key.kdf().derive_key_and_iv(cipher, pass).ok()?;
+    let (k, iv) = (Zeroizing::new(k), Zeroizing::new(iv));
+    let mut private = Zeroizing::new(ciphertext.to_vec());
+    cipher.decrypt(&k, &iv, &mut private, None).ok()?;
+    if private.len() < 8 || private[..4] != private[4..8] {
+        return Some(Err(()));
+    }
+    let mut public = Vec::new();
+    key.public_key().key_data().encode(&mut public).ok()?;
+    let mut binary = Zeroizing::new(Vec::with_capacity(private.len() + public.len() + 64));
+    binary.extend_from_slice(MAGIC);
+    put_string(&mut binary, b"none");
+    put_string(&mut binary, b"none");
+    put_string(&mut binary, b"");
+    binary.extend_from_slice(&1u32.to_be_bytes());
+    put_string(&mut binary, &public);
+    put_string(&mut binary, &private);
+    Some(parse_padded_binary(&binary).ok_or(()))
+}
+
+/// [`parse_padded`] on the decoded (binary) key file.
+fn parse_padded_binary(binary: &[u8]) -> Option<PrivateKey> {
+    let mut r: &[u8] = binary;
     if take(&mut r, MAGIC.len())? != MAGIC {
         return None;
     }

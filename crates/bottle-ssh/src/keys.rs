@@ -127,7 +127,14 @@ pub(crate) fn load_private_key(
         return Ok(key);
     }
     let pass = ask(path, opts)?;
-    key.decrypt(pass.as_bytes()).map_err(|_| WRONG.to_string())
+    match key.decrypt(pass.as_bytes()) {
+        Ok(k) => Ok(k),
+        // ssh-key rejects ECDSA keys with short scalars even when decrypted.
+        Err(_) => match crate::ecdsa_fix::decrypt_padded(&key, pass.as_bytes()) {
+            Some(Ok(k)) => Ok(k),
+            _ => Err(WRONG.to_string()),
+        },
+    }
 }
 
 fn rsa_to_ssh(key: rsa::RsaPrivateKey, comment: &str) -> Result<PrivateKey, String> {

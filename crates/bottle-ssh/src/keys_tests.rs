@@ -392,3 +392,54 @@ fn constrained_add_encodes_lifetime_and_destinations() {
         "unconstrained key"
     );
 }
+
+#[test]
+fn encrypted_p521_key_with_a_short_scalar_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = pass_fn(PASS);
+    let opts = Options {
+        passphrase: Some(&provider),
+        strict: false,
+    };
+    // About half of P-521 keys have a short scalar, which ssh-key rejects.
+    let path = (0..40)
+        .map(|i| {
+            keygen(
+                dir.path(),
+                &format!("p521_{i}"),
+                PASS,
+                &["-t", "ecdsa", "-b", "521"],
+            )
+        })
+        .find(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            ssh_key::PrivateKey::from_openssh(&text)
+                .unwrap()
+                .decrypt(PASS)
+                .is_err()
+        })
+        .expect("a short-scalar P-521 key in 40 tries");
+    let key = load_private_key(&path, &opts, true).unwrap();
+    assert!(!key.is_encrypted());
+    assert_eq!(
+        key.fingerprint(ssh_key::HashAlg::Sha256).to_string(),
+        fingerprint(&path)
+    );
+    // Signing with such a key through the agent: ssh_keys.rs e2e.
+    assert!(crate::ecdsa_fix::decrypt_padded(
+        &ssh_key::PrivateKey::from_openssh(std::fs::read_to_string(&path).unwrap()).unwrap(),
+        b"wrong"
+    )
+    .is_some_and(|r| r.is_err()));
+    let wrong = pass_fn("wrong");
+    let e = load_private_key(
+        &path,
+        &Options {
+            passphrase: Some(&wrong),
+            strict: false,
+        },
+        true,
+    )
+    .unwrap_err();
+    assert!(e.contains("wrong passphrase"), "{e}");
+}

@@ -14,6 +14,22 @@
 //! - [`verify`]: checks the end state from inside the container, partly as
 //!   the user; returns a [`VerifyReport`].
 //! - [`deprovision`]: stops what provision started and removes what it wrote.
+//! - [`list_keys`]: what the agent holds, as the user sees it, with the
+//!   remaining lifetime and restriction provision recorded.
+//!
+//! Keys: OpenSSH ed25519 / ECDSA / RSA, legacy PEM RSA and PKCS#8 RSA,
+//! plain or encrypted. Encrypted keys need a [`Passphrase`] provider in
+//! [`Options`] ([`validate_with`], [`provision_with`], [`verify_with`]);
+//! passphrases are asked and checked before the container is touched.
+//! Security-key (`sk-`) and DSA keys are refused with the reason.
+//!
+//! Agent constraints per entry: `Lifetime` (like `ssh-add -t`); `Confirm =
+//! true` is refused. Every key whose entries all pin `KnownHostKey` is loaded
+//! destination-restricted (`restrict-destination-v00@openssh.com`, like
+//! `ssh-add -h`) to those entries' `Hostname`s and host keys, unless an entry
+//! says `Restrict = false`; a key that cannot be restricted is a warning in
+//! [`ProvisionReport::warnings`], or an error with [`Options::strict`].
+//! Restricted keys need OpenSSH 8.9+ as the client in the container.
 //!
 //! Errors: [`Error::is_plan_error`] / [`Error::exit_code`] (2 = plan or
 //! target, 3 = engine or container).
@@ -27,7 +43,7 @@
 //! | `~/.ssh/known_hosts` | 600, user | only when an entry has `KnownHostKey` |
 //! | `/run/claude-bottle-agent.sock` | 600, root | `ssh-agent -D -a …`, run as root |
 //! | `/run/claude-bottle-agent-public.sock` | 666, root | `socat` forwarder to the agent |
-//! | `/run/claude-bottle/` ([`STATE_DIR`]) | 700, root | `agent.pid`, `forwarder.pid`, `files`, `lock/` |
+//! | `/run/claude-bottle/` ([`STATE_DIR`]) | 700, root | `agent.pid`, `forwarder.pid`, `files`, `keys` (per key: lifetime deadline, restriction hosts), `lock/` |
 //!
 //! Key bytes never touch the container's filesystem, argv or environment.
 //!
@@ -72,7 +88,8 @@ use sha2::{Digest, Sha256};
 use std::time::Instant;
 
 /// Root-only directory in the container holding what deprovision needs:
-/// `files` (paths written), `agent.pid`, `forwarder.pid`, and the lock.
+/// `files` (paths written), `agent.pid`, `forwarder.pid`, the lock, and
+/// `keys` (what the agent protocol does not report).
 pub const STATE_DIR: &str = "/run/claude-bottle";
 
 /// A key loaded into the agent.
