@@ -420,7 +420,69 @@ async fn check_lifetime_expires_in_the_agent(env: &TestEnv) {
     assert!(v.ok(), "{:#?}", v.failures().collect::<Vec<_>>());
 }
 
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// With stdin on a terminal, `bottlectl` prompts there (echo off), like
+/// ssh-add. Run under script(1)'s pseudo-terminal; the passphrase is typed
+/// after a pause, once the prompt has turned echo off.
+async fn check_passphrase_from_the_terminal(env: &TestEnv) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = keygen_with(d, "ed_tty", "ed25519", &[], "typed at the tty");
+    let pin = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+    let m = d.join("bottle.toml");
+    std::fs::write(&m, toml_entry("a", &key, pin)).unwrap();
+    let mut line = shell_quote(bottlectl_path().to_str().unwrap());
+    for a in [
+        "--runtime",
+        env.engine().name(),
+        "--host",
+        env.endpoint(),
+        "provision",
+        env.bottle(),
+        "--manifest",
+        m.to_str().unwrap(),
+    ] {
+        line.push(' ');
+        line.push_str(&shell_quote(a));
+    }
+    let shell = format!(
+        "(sleep 3; printf '%s\\r' 'typed at the tty') | script -q -e -c {} /dev/null",
+        shell_quote(&line)
+    );
+    let mut cmd = Command::new("sh");
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", d)
+        .env("XDG_CONFIG_HOME", d.join("xdg"))
+        .env("TERM", "xterm")
+        .env("SHELL", "/bin/sh")
+        .current_dir(d)
+        .args(["-c", &shell]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let transcript = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        transcript.contains(&format!("Enter passphrase for {}", key.display())),
+        "{transcript}"
+    );
+    assert!(
+        !transcript.contains("typed at the tty"),
+        "echoed: {transcript}"
+    );
+    let listed = bottle_ssh::list_keys(env.rt(), env.bottle(), &Target::default())
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].fingerprint, fingerprint(&key));
+}
+
 engine_tests!(
+    check_passphrase_from_the_terminal,
     check_encrypted_pem_and_ecdsa_keys_log_in,
     check_refused_keys_leave_the_container_untouched,
     check_lifetime_expires_in_the_agent,
