@@ -202,7 +202,48 @@ async fn check_strict_refuses_an_unpinned_entry(env: &TestEnv) {
     );
 }
 
+/// One key under two entries pinned to different gates: restricted to
+/// both, and usable through both aliases.
+async fn check_shared_key_reaches_both_of_its_gates(env: &TestEnv) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (hk1, hk2) = (
+        keygen_with(d, "host1", "ed25519", &[], ""),
+        keygen_with(d, "host2", "ed25519", &[], ""),
+    );
+    let key = keygen_with(d, "id_ed25519", "ed25519", &[], "");
+    start_sshd(env, &[GATE1], &[&hk1], &[public(&key)]).await;
+    start_sshd(env, &[GATE2], &[&hk2], &[public(&key)]).await;
+    let mut p = plan(&key, &public(&hk1), None);
+    let mut b = p.ssh[0].clone();
+    b.host = "b".into();
+    b.hostname = "b.git.example".into();
+    b.known_host_key = Some(public(&hk2));
+    p.ssh.push(b);
+    p.gate
+        .as_mut()
+        .unwrap()
+        .ports
+        .insert("b".into(), i64::from(GATE2));
+    let report = bottle_ssh::provision(env.rt(), env.bottle(), &p, &Target::default())
+        .await
+        .unwrap_or_else(|e| panic!("provision: {e}"));
+    assert_eq!(report.keys.len(), 1);
+    assert_eq!(
+        report.keys[0].restricted_to,
+        ["a.git.example", "b.git.example"]
+    );
+    for alias in ["a", "b"] {
+        let out = env
+            .exec_as(USER, &["ssh", "-o", "BatchMode=yes", alias, "id", "-un"])
+            .await;
+        assert_success(&out, &format!("ssh {alias}"));
+        assert_eq!(out.stdout_lossy(), "git\n");
+    }
+}
+
 engine_tests!(
+    check_shared_key_reaches_both_of_its_gates,
     check_key_signs_only_for_its_own_gate,
     check_strict_refuses_an_unpinned_entry,
 );
