@@ -293,7 +293,9 @@ async fn check_refused_keys_leave_the_container_untouched(env: &TestEnv) {
         ("SSH_ASKPASS", wrong.to_str().unwrap()),
         ("SSH_ASKPASS_REQUIRE", "force"),
     ];
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, Vec<&str>)> = vec![
+    // (what, manifest, environment, words the error must contain)
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, Vec<&'a str>);
+    let cases: Vec<Case> = vec![
         (
             "wrong passphrase",
             toml_entry("a", &enc, pin),
@@ -318,17 +320,14 @@ async fn check_refused_keys_leave_the_container_untouched(env: &TestEnv) {
             vec![],
             vec!["security-key", "hardware token"],
         ),
-        ("confirm", toml_entry("a", &enc, pin) + "", vec![], vec![]),
+        (
+            "confirm",
+            toml_entry("a", &enc, pin).replace("User = ", "Confirm = true\nUser = "),
+            vec![],
+            vec!["Confirm", "nobody inside the bottle"],
+        ),
     ];
     for (what, entry, envs, needles) in cases {
-        let (entry, needles) = if what == "confirm" {
-            (
-                entry.replace("User = ", "Confirm = true\nUser = "),
-                vec!["Confirm", "nobody inside the bottle"],
-            )
-        } else {
-            (entry, needles)
-        };
         let m = d.join("bottle.toml");
         std::fs::write(&m, &entry).unwrap();
         let out = ctl(
