@@ -348,6 +348,42 @@ async fn check_refused_keys_leave_the_container_untouched(env: &TestEnv) {
         );
         assert_untouched(env, what).await;
     }
+
+    // --strict: an entry without KnownHostKey cannot be restricted: exit 2.
+    let plain = keygen_with(d, "plain", "ed25519", &[], "");
+    let m = d.join("bottle.toml");
+    std::fs::write(
+        &m,
+        format!(
+            "[[ssh]]\nHost = \"u\"\nHostname = \"u.example\"\nUser = \"git\"\nIdentityFile = \"{}\"\n",
+            plain.display()
+        ),
+    )
+    .unwrap();
+    let m = m.to_str().unwrap();
+    let out = ctl(
+        env,
+        d,
+        &["provision", env.bottle(), "--manifest", m, "--strict"],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("KnownHostKey"),
+        "{}",
+        text(&out)
+    );
+    assert_untouched(env, "--strict").await;
+    // Without it: provisioned, with a warning naming the entry.
+    let out = ctl(env, d, &["provision", env.bottle(), "--manifest", m], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning:") && err.contains("\"u\" has no KnownHostKey"),
+        "{}",
+        text(&out)
+    );
 }
 
 async fn check_lifetime_expires_in_the_agent(env: &TestEnv) {
