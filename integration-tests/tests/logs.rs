@@ -1,7 +1,8 @@
 //! Logs at the highest verbosity hold no key material, on every engine:
 //! `bottlectl -vv` and `RUST_LOG=trace bottlectl` (every crate, the engine
-//! clients included) for provision, verify and a failing run, and the
-//! library's own trace output captured in this process.
+//! clients included) for provision, verify and a failing run, with plain
+//! and passphrase-protected keys (passphrase from SSH_ASKPASS or a provider),
+//! and the library's own trace output captured in this process.
 
 mod fixtures;
 
@@ -14,9 +15,14 @@ use std::sync::{Mutex, OnceLock};
 /// key file's base64 body, and the private scalar as hex and as the start of
 /// a Rust `Debug` byte list.
 fn secret_forms(key: &Path) -> Vec<String> {
+    secret_forms_with(key, "")
+}
+
+/// [`secret_forms`] of a key encrypted with `passphrase` (its decrypted
+/// scalar is what reaches the agent), plus the passphrase itself.
+fn secret_forms_with(key: &Path, passphrase: &str) -> Vec<String> {
     let mut forms = all_windows(key, 40);
-    let parsed = bottle_ssh::ssh_key::PrivateKey::read_openssh_file(key).unwrap();
-    let seed = parsed.key_data().ed25519().unwrap().private.to_bytes();
+    let seed = seed(key, passphrase);
     forms.push(hex::encode(seed));
     forms.push(hex::encode_upper(seed));
     forms.push(
@@ -26,7 +32,19 @@ fn secret_forms(key: &Path) -> Vec<String> {
             .collect::<Vec<_>>()
             .join(", "),
     );
+    if !passphrase.is_empty() {
+        forms.push(passphrase.to_string());
+    }
     forms
+}
+
+/// The ed25519 private scalar of a (possibly encrypted) key file.
+fn seed(key: &Path, passphrase: &str) -> [u8; 32] {
+    let mut parsed = bottle_ssh::ssh_key::PrivateKey::read_openssh_file(key).unwrap();
+    if parsed.is_encrypted() {
+        parsed = parsed.decrypt(passphrase).unwrap();
+    }
+    parsed.key_data().ed25519().unwrap().private.to_bytes()
 }
 
 /// Panics naming the form's kind (never the secret) if `log` holds any.
@@ -42,13 +60,48 @@ fn assert_no_secret(log: &[u8], forms: &[String], what: &str) {
 }
 
 /// Raw seed bytes anywhere in the captured bytes.
-fn assert_no_raw_seed(log: &[u8], key: &Path, what: &str) {
-    let parsed = bottle_ssh::ssh_key::PrivateKey::read_openssh_file(key).unwrap();
-    let seed = parsed.key_data().ed25519().unwrap().private.to_bytes();
+fn assert_no_raw_seed(log: &[u8], key: &Path, passphrase: &str, what: &str) {
+    let seed = seed(key, passphrase);
     assert!(
         !log.windows(seed.len()).any(|w| w == seed),
         "{what}: raw private key bytes in the log"
     );
+}
+
+const PASSPHRASE: &str = "correct-horse-battery-staple-4711";
+const WRONG: &str = "incorrect-donkey-battery-clip-0815";
+
+/// An ed25519 key encrypted with [`PASSPHRASE`] and a manifest for it.
+fn locked_key(keys: &Keys) -> (std::path::PathBuf, std::path::PathBuf) {
+    let locked = keys.dir.path().join("locked/id_ed25519");
+    std::fs::create_dir_all(locked.parent().unwrap()).unwrap();
+    let out = std::process::Command::new("ssh-keygen")
+        .args([
+            "-q", "-t", "ed25519", "-N", PASSPHRASE, "-C", "locked", "-f",
+        ])
+        .arg(&locked)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let manifest = keys.dir.path().join("locked.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[[ssh]]\nHost = \"l\"\nHostname = \"l.example\"\nUser = \"git\"\nIdentityFile = \"{}\"\n",
+            locked.display()
+        ),
+    )
+    .unwrap();
+    (locked, manifest)
+}
+
+/// An SSH_ASKPASS program printing `passphrase`.
+fn askpass(dir: &Path, name: &str, passphrase: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\necho '{passphrase}'\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+    path.to_str().unwrap().to_string()
 }
 
 fn all_forms(keys: &Keys) -> Vec<String> {
@@ -69,33 +122,26 @@ async fn check_cli_logs_hold_no_key(env: &TestEnv) {
     let home = tempfile::tempdir().unwrap();
     let forms = all_forms(&keys);
 
-    // A key under a passphrase the tool is never given: the failure must not
-    // echo the key file either.
-    let passphrase = "correct-horse-battery-staple-4711";
-    let locked = keys.dir.path().join("locked/id_ed25519");
-    std::fs::create_dir_all(locked.parent().unwrap()).unwrap();
-    let out = std::process::Command::new("ssh-keygen")
-        .args([
-            "-q", "-t", "ed25519", "-N", passphrase, "-C", "locked", "-f",
-        ])
-        .arg(&locked)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let locked_manifest = keys.dir.path().join("locked.toml");
-    std::fs::write(
-        &locked_manifest,
-        format!(
-            "[[ssh]]\nHost = \"l\"\nHostname = \"l.example\"\nUser = \"git\"\nIdentityFile = \"{}\"\n",
-            locked.display()
-        ),
-    )
-    .unwrap();
-    let mut locked_forms = all_windows(&locked, 40);
-    locked_forms.push(passphrase.to_string());
+    // A key under a passphrase that SSH_ASKPASS gives (right, then wrong).
+    let (locked, locked_manifest) = locked_key(&keys);
+    let locked_manifest = locked_manifest.to_str().unwrap();
+    let right = askpass(keys.dir.path(), "askpass-right", PASSPHRASE);
+    let wrong = askpass(keys.dir.path(), "askpass-wrong", WRONG);
+    let mut locked_forms = secret_forms_with(&locked, PASSPHRASE);
+    locked_forms.push(WRONG.to_string());
+    let ask_right = [
+        ("SSH_ASKPASS", right.as_str()),
+        ("SSH_ASKPASS_REQUIRE", "force"),
+        ("RUST_LOG", "trace"),
+    ];
+    let ask_wrong = [
+        ("SSH_ASKPASS", wrong.as_str()),
+        ("SSH_ASKPASS_REQUIRE", "force"),
+        ("RUST_LOG", "trace"),
+    ];
 
     let b = env.bottle();
-    let runs: [Run; 6] = [
+    let runs: [Run; 9] = [
         (&["-vv", "provision", b, "--manifest", manifest], &[], 0),
         (&["-vv", "--json", "provision", b, "-m", manifest], &[], 0),
         (
@@ -109,14 +155,19 @@ async fn check_cli_logs_hold_no_key(env: &TestEnv) {
             0,
         ),
         (
-            &[
-                "-vv",
-                "provision",
-                b,
-                "--manifest",
-                locked_manifest.to_str().unwrap(),
-            ],
-            &[("RUST_LOG", "trace")],
+            &["-vv", "provision", b, "-m", locked_manifest],
+            &ask_right,
+            0,
+        ),
+        (
+            &["-vv", "--json", "provision", b, "-m", locked_manifest],
+            &ask_right,
+            0,
+        ),
+        (&["-vv", "verify", b, "-m", locked_manifest], &ask_right, 0),
+        (
+            &["-vv", "provision", b, "-m", locked_manifest],
+            &ask_wrong,
             2,
         ),
         (&["-vv", "deprovision", b], &[("RUST_LOG", "trace")], 0),
@@ -130,17 +181,18 @@ async fn check_cli_logs_hold_no_key(env: &TestEnv) {
             assert_no_secret(stream, &forms, &what);
             assert_no_secret(stream, &locked_forms, &what);
             for key in keys.paths() {
-                assert_no_raw_seed(stream, key, &what);
+                assert_no_raw_seed(stream, key, "", &what);
             }
+            assert_no_raw_seed(stream, &locked, PASSPHRASE, &what);
         }
-        if envs.is_empty() {
+        if envs.len() != 1 && code == 0 {
             // -vv shows our debug lines (so the scan saw real logs).
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(err.contains("DEBUG"), "{what}: no debug output: {err}");
         }
         if code == 2 {
             let err = String::from_utf8_lossy(&out.stderr);
-            assert!(err.contains("passphrase"), "{what}: {err}");
+            assert!(err.contains("wrong passphrase"), "{what}: {err}");
         }
         total += out.stderr.len();
     }
@@ -182,6 +234,24 @@ async fn check_library_trace_holds_no_key(env: &TestEnv) {
     let plan = keys.plan();
     provision_ok(env.rt(), env.bottle(), &plan).await;
     verify_ok(env.rt(), env.bottle(), &plan).await;
+    // An encrypted key, its passphrase from a provider.
+    let (locked, _) = locked_key(&keys);
+    let mut locked_plan = plan.clone();
+    locked_plan.ssh[1].identity_file = locked.clone();
+    let provider = |_: &Path| Ok(zeroize::Zeroizing::new(PASSPHRASE.to_string()));
+    let opts = bottle_ssh::Options {
+        passphrase: Some(&provider),
+        strict: false,
+    };
+    bottle_ssh::provision_with(
+        env.rt(),
+        env.bottle(),
+        &locked_plan,
+        &Default::default(),
+        &opts,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("provision with an encrypted key: {e}"));
     bottle_ssh::deprovision(env.rt(), env.bottle(), &Default::default())
         .await
         .unwrap();
@@ -193,9 +263,39 @@ async fn check_library_trace_holds_no_key(env: &TestEnv) {
         log.len()
     );
     assert_no_secret(&log, &all_forms(&keys), "library trace");
+    assert_no_secret(
+        &log,
+        &secret_forms_with(&locked, PASSPHRASE),
+        "library trace",
+    );
     for key in keys.paths() {
-        assert_no_raw_seed(&log, key, "library trace");
+        assert_no_raw_seed(&log, key, "", "library trace");
     }
+    assert_no_raw_seed(&log, &locked, PASSPHRASE, "library trace");
 }
 
 engine_tests!(check_cli_logs_hold_no_key, check_library_trace_holds_no_key);
+
+/// The scan finds a key window at any offset, the scalar and the passphrase
+/// (so a clean result above means something).
+#[test]
+fn the_scan_finds_what_it_looks_for() {
+    let keys = Keys::new();
+    let (locked, _) = locked_key(&keys);
+    let forms = secret_forms_with(&locked, PASSPHRASE);
+    let body = key_body(&locked);
+    let planted = [
+        format!("noise {} noise", &body[7..47]),
+        format!("x={}", hex::encode(seed(&locked, PASSPHRASE))),
+        format!("pass {PASSPHRASE}"),
+    ];
+    for log in planted {
+        let found = std::panic::catch_unwind(|| assert_no_secret(log.as_bytes(), &forms, "t"));
+        assert!(found.is_err(), "missed a planted secret");
+    }
+    let mut raw = b"abc".to_vec();
+    raw.extend_from_slice(&seed(&keys.a, ""));
+    let found = std::panic::catch_unwind(|| assert_no_raw_seed(&raw, &keys.a, "", "t"));
+    assert!(found.is_err(), "missed raw key bytes");
+    assert_no_secret(b"clean log", &forms, "t");
+}
