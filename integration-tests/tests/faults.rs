@@ -28,6 +28,24 @@ async fn calls_per_provision(env: &TestEnv, plan: &bottle_ssh::Plan) -> usize {
 async fn check_fault_at_every_call(env: &TestEnv) {
     let keys = Keys::new();
     let plan = keys.plan();
+    let windows = keys.windows();
+    // The search finds key text when there is some (so "" below means none).
+    env.rt()
+        .copy(
+            env.bottle(),
+            &[bottle_runtime::CopyEntry::file(
+                "/var/tmp/control",
+                std::fs::read(&keys.b).unwrap(),
+                0o600,
+                0,
+                0,
+            )],
+        )
+        .await
+        .unwrap();
+    let found = find_text(env.rt(), env.bottle(), &windows).await;
+    assert_eq!(found, "/var/tmp/control\n");
+    env.sh("rm /var/tmp/control", &[]).await;
     let n = calls_per_provision(env, &plan).await;
     assert!((2..=5).contains(&n), "{n} calls per provision");
     for fault in [Fault::Fail, Fault::Stop] {
@@ -59,6 +77,11 @@ async fn check_fault_at_every_call(env: &TestEnv) {
                     env.admin().start(env.bottle()).await.unwrap();
                 }
             }
+            assert_eq!(
+                find_text(env.rt(), env.bottle(), &windows).await,
+                "",
+                "{what} ({op}): key text left in the container"
+            );
             let started = Instant::now();
             provision_ok(env.rt(), env.bottle(), &plan).await;
             // A lock left by the failed run must not stall the next one for
@@ -72,7 +95,7 @@ async fn check_fault_at_every_call(env: &TestEnv) {
             assert_one_agent_one_forwarder(env.rt(), env.bottle()).await;
         }
     }
-    assert_eq!(find_text(env.rt(), env.bottle(), &keys.windows()).await, "");
+    assert_eq!(find_text(env.rt(), env.bottle(), &windows).await, "");
 }
 
 /// A unix socket path where nobody listens (bound once, then closed).
