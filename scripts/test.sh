@@ -15,5 +15,8 @@ echo "== rustfmt" >&2
 cargo fmt --all --check
 echo "== clippy" >&2
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== rustdoc" >&2
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+# Examples are built (and so checked) by `cargo test` below.
 echo "== tests (engines: $BOTTLE_TEST_RUNTIMES)" >&2
 cargo test --workspace --no-fail-fast
