@@ -1,6 +1,6 @@
 //! Reading private key files: OpenSSH format (plain or passphrase-protected),
-//! legacy PEM RSA (`BEGIN RSA PRIVATE KEY`, plain or encrypted) and PKCS#8
-//! RSA (`BEGIN PRIVATE KEY` / `BEGIN ENCRYPTED PRIVATE KEY`). Everything is
+//! legacy PEM RSA and EC (`BEGIN RSA|EC PRIVATE KEY`, plain or encrypted) and
+//! PKCS#8 RSA and ECDSA (`BEGIN PRIVATE KEY` / `BEGIN ENCRYPTED PRIVATE KEY`). Everything is
 //! decrypted in memory; buffers holding secrets are zeroized.
 
 use ssh_key::private::{KeypairData, RsaKeypair};
@@ -87,21 +87,24 @@ pub(crate) fn load_private_key(
     }
     let comment = path.display().to_string();
     if trimmed.contains("BEGIN RSA PRIVATE KEY") {
-        return legacy_rsa(trimmed, path, opts, &comment);
+        return legacy_pem(trimmed, path, opts, &comment, Legacy::Rsa);
+    }
+    if trimmed.contains("BEGIN EC PRIVATE KEY") {
+        return legacy_pem(trimmed, path, opts, &comment, Legacy::Ec);
     }
     if trimmed.contains("BEGIN ENCRYPTED PRIVATE KEY") {
         let pass = ask(path, opts)?;
-        return pkcs8_rsa(trimmed, Some(&pass), &comment);
+        return pkcs8(trimmed, Some(&pass), &comment);
     }
     if trimmed.contains("BEGIN PRIVATE KEY") {
-        return pkcs8_rsa(trimmed, None, &comment);
+        return pkcs8(trimmed, None, &comment);
     }
     if trimmed.contains("BEGIN DSA PRIVATE KEY") {
         return Err("is a DSA key; DSA is not supported".into());
     }
     if !trimmed.contains("BEGIN OPENSSH PRIVATE KEY") {
         return Err(
-            "is a PEM key of a kind not supported (RSA PEM and PKCS#8 RSA are); \
+            "is a PEM key of a kind not supported (RSA and EC PEM, PKCS#8 RSA and ECDSA are); \
              convert it with `ssh-keygen -p -f <file>`"
                 .into(),
         );
@@ -143,25 +146,69 @@ fn rsa_to_ssh(key: rsa::RsaPrivateKey, comment: &str) -> Result<PrivateKey, Stri
         .map_err(|e| format!("is not a usable RSA key ({e})"))
 }
 
-fn pkcs8_rsa(text: &str, pass: Option<&str>, comment: &str) -> Result<PrivateKey, String> {
+/// An ECDSA key from SEC1 or PKCS#8 DER, whichever curve it is on.
+fn ec_to_ssh(der: &[u8], pkcs8: bool, comment: &str) -> Option<PrivateKey> {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
     use pkcs8::DecodePrivateKey;
-    let key = match pass {
-        Some(p) => rsa::RsaPrivateKey::from_pkcs8_encrypted_pem(text, p.as_bytes())
-            .map_err(|_| format!("{WRONG}, or a PKCS#8 key that is not RSA"))?,
-        None => rsa::RsaPrivateKey::from_pkcs8_pem(text).map_err(|_| {
-            "is a PKCS#8 key that is not RSA; convert it with `ssh-keygen -p -f <file>`".to_string()
-        })?,
-    };
-    rsa_to_ssh(key, comment)
+    use ssh_key::private::EcdsaKeypair;
+    macro_rules! curve {
+        ($krate:ident, $variant:ident) => {
+            let sk = if pkcs8 {
+                $krate::SecretKey::from_pkcs8_der(der).ok()
+            } else {
+                $krate::SecretKey::from_sec1_der(der).ok()
+            };
+            if let Some(sk) = sk {
+                let pair = EcdsaKeypair::$variant {
+                    public: sk.public_key().to_encoded_point(false),
+                    private: sk.into(),
+                };
+                return PrivateKey::new(KeypairData::Ecdsa(pair), comment).ok();
+            }
+        };
+    }
+    curve!(p256, NistP256);
+    curve!(p384, NistP384);
+    curve!(p521, NistP521);
+    None
 }
 
-/// `BEGIN RSA PRIVATE KEY`, optionally with `Proc-Type: 4,ENCRYPTED` and
-/// `DEK-Info: AES-…-CBC,<iv>` headers (what `ssh-keygen -m PEM` writes).
-fn legacy_rsa(
+/// `BEGIN PRIVATE KEY` / `BEGIN ENCRYPTED PRIVATE KEY`: RSA or ECDSA.
+fn pkcs8(text: &str, pass: Option<&str>, comment: &str) -> Result<PrivateKey, String> {
+    use pkcs8::der::Decode;
+    use pkcs8::{DecodePrivateKey, EncryptedPrivateKeyInfo, SecretDocument};
+    let (_, doc) = SecretDocument::from_pem(text).map_err(|_| "is not valid PEM".to_string())?;
+    let der = match pass {
+        Some(p) => EncryptedPrivateKeyInfo::from_der(doc.as_bytes())
+            .map_err(|_| "is not a valid encrypted PKCS#8 key".to_string())?
+            .decrypt(p.as_bytes())
+            .map_err(|_| WRONG.to_string())?,
+        None => doc,
+    };
+    if let Ok(key) = rsa::RsaPrivateKey::from_pkcs8_der(der.as_bytes()) {
+        return rsa_to_ssh(key, comment);
+    }
+    ec_to_ssh(der.as_bytes(), true, comment).ok_or_else(|| {
+        "is a PKCS#8 key that is neither RSA nor ECDSA; convert it with `ssh-keygen -p -f <file>`"
+            .to_string()
+    })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Legacy {
+    Rsa,
+    Ec,
+}
+
+/// `BEGIN RSA PRIVATE KEY` / `BEGIN EC PRIVATE KEY`, optionally with
+/// `Proc-Type: 4,ENCRYPTED` and `DEK-Info: AES-…-CBC,<iv>` headers (what
+/// `ssh-keygen -m PEM` writes).
+fn legacy_pem(
     text: &str,
     path: &Path,
     opts: &Options<'_>,
     comment: &str,
+    kind: Legacy,
 ) -> Result<PrivateKey, String> {
     use rsa::pkcs1::DecodeRsaPrivateKey;
     let mut dek: Option<&str> = None;
@@ -190,14 +237,20 @@ fn legacy_rsa(
     } else {
         der
     };
-    let key = rsa::RsaPrivateKey::from_pkcs1_der(&der).map_err(|_| {
+    let bad = || {
         if encrypted {
             WRONG.to_string()
         } else {
-            "is not a valid RSA PEM key".to_string()
+            "is not a valid PEM key".to_string()
         }
-    })?;
-    rsa_to_ssh(key, comment)
+    };
+    match kind {
+        Legacy::Rsa => rsa_to_ssh(
+            rsa::RsaPrivateKey::from_pkcs1_der(&der).map_err(|_| bad())?,
+            comment,
+        ),
+        Legacy::Ec => ec_to_ssh(&der, false, comment).ok_or_else(bad),
+    }
 }
 
 /// OpenSSL's legacy PEM encryption: key = EVP_BytesToKey(MD5, salt = first

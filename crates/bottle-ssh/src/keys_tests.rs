@@ -74,6 +74,36 @@ fn every_supported_format_loads_with_its_fingerprint() {
             PASS,
             &["-t", "rsa", "-b", "2048", "-m", "PKCS8"],
         ),
+        keygen(
+            d,
+            "ec256_pem",
+            "",
+            &["-t", "ecdsa", "-b", "256", "-m", "PEM"],
+        ),
+        keygen(
+            d,
+            "ec384_pem_enc",
+            PASS,
+            &["-t", "ecdsa", "-b", "384", "-m", "PEM"],
+        ),
+        keygen(
+            d,
+            "ec521_pem_enc",
+            PASS,
+            &["-t", "ecdsa", "-b", "521", "-m", "PEM"],
+        ),
+        keygen(
+            d,
+            "ec256_p8",
+            "",
+            &["-t", "ecdsa", "-b", "256", "-m", "PKCS8"],
+        ),
+        keygen(
+            d,
+            "ec521_p8_enc",
+            PASS,
+            &["-t", "ecdsa", "-b", "521", "-m", "PKCS8"],
+        ),
     ];
     let head = |p: &Path| {
         std::fs::read_to_string(p)
@@ -89,6 +119,12 @@ fn every_supported_format_loads_with_its_fingerprint() {
         .contains("DEK-Info: AES-128-CBC"));
     assert_eq!(head(&cases[7]), "-----BEGIN PRIVATE KEY-----");
     assert_eq!(head(&cases[8]), "-----BEGIN ENCRYPTED PRIVATE KEY-----");
+    assert_eq!(head(&cases[10]), "-----BEGIN EC PRIVATE KEY-----");
+    assert!(std::fs::read_to_string(&cases[10])
+        .unwrap()
+        .contains("DEK-Info: AES-128-CBC"));
+    assert_eq!(head(&cases[12]), "-----BEGIN PRIVATE KEY-----");
+    assert_eq!(head(&cases[13]), "-----BEGIN ENCRYPTED PRIVATE KEY-----");
     for path in &cases {
         let key = load_private_key(path, &opts, true)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -115,6 +151,8 @@ fn wrong_or_missing_passphrase_is_a_clear_error_without_secrets() {
         keygen(d, "ed", PASS, &["-t", "ed25519"]),
         keygen(d, "pem", PASS, &["-t", "rsa", "-b", "2048", "-m", "PEM"]),
         keygen(d, "p8", PASS, &["-t", "rsa", "-b", "2048", "-m", "PKCS8"]),
+        keygen(d, "ecpem", PASS, &["-t", "ecdsa", "-m", "PEM"]),
+        keygen(d, "ecp8", PASS, &["-t", "ecdsa", "-m", "PKCS8"]),
     ] {
         let e = load_private_key(&path, &with_wrong, true).unwrap_err();
         assert!(e.contains("wrong passphrase"), "{}: {e}", path.display());
