@@ -180,6 +180,8 @@ async fn check_provision_verify_deprovision_json(env: &TestEnv) {
         .unwrap()
         .starts_with("SHA256:"));
     assert_eq!(keys[0]["aliases"][0], "upstream");
+    // The entry pins its host key, so the key is restricted: no warnings.
+    assert_eq!(v["warnings"], serde_json::json!([]), "{v}");
     let files: Vec<&str> = v["files"]
         .as_array()
         .unwrap()

@@ -152,6 +152,7 @@ pub fn provision(out: &Out, sel: &Selection, manifest: &Manifest, report: &Provi
             "agent": report.agent,
             "forwarder": report.forwarder,
             "steps": report.steps,
+            "warnings": report.warnings,
         }));
         return;
     }
