@@ -632,4 +632,5 @@ fn fuzz_corpus_passes_ssh_g() {
         judged += 1;
     }
     assert!(judged > 0, "no valid manifest in {}", dir.display());
+    println!("{judged} valid corpus manifests judged by ssh -G");
 }
