@@ -5,7 +5,14 @@
 //! consumer gets exactly what `bottlectl` does:
 //!
 //! - [`ContainerRuntime`] (from `bottle-runtime`), the one engine abstraction;
-//! - [`provision`], [`verify`], [`deprovision`] (from `bottle-ssh`);
+//! - [`provision`], [`verify`], [`deprovision`] (from `bottle-ssh`), and
+//!   [`provision_with`], [`verify_with`], [`validate_with`] taking
+//!   [`Options`]: a [`Passphrase`] provider for encrypted keys (answers are
+//!   [`Zeroizing`] strings) and `strict` (an unrestricted key is an error,
+//!   not a [`ProvisionReport::warnings`] entry);
+//! - [`validate`] / [`validate_target`]: check a plan and its keys before any
+//!   engine call; [`list_keys`]: what a container's agent holds
+//!   ([`AgentKey`]); errors are [`SshError`];
 //! - [`Settings`] and the manifest loader (from `bottle-config`);
 //! - [`connect`] / [`select`]: pick and reach an engine from settings.
 //!
@@ -24,6 +31,30 @@
 //! let report = bottle::provision(rt.as_ref(), "my-bottle", &manifest.plan, &target).await?;
 //! println!("loaded {} key(s)", report.keys.len());
 //! assert!(bottle::verify(rt.as_ref(), "my-bottle", &manifest.plan, &target).await?.ok());
+//! # Ok(()) }
+//! ```
+//!
+//! Encrypted keys and `--strict` behaviour, as a library:
+//!
+//! ```no_run
+//! # async fn run(rt: &dyn bottle::ContainerRuntime, plan: &bottle::Plan) -> Result<(), bottle::SshError> {
+//! use bottle::{Options, Target, Zeroizing};
+//! use std::path::Path;
+//!
+//! // Never log the answer; say only why there is none.
+//! let ask = |key: &Path| -> Result<Zeroizing<String>, String> {
+//!     std::env::var("MY_KEY_PASSPHRASE")
+//!         .map(Zeroizing::new)
+//!         .map_err(|_| format!("no passphrase for {}", key.display()))
+//! };
+//! let opts = Options { passphrase: Some(&ask), strict: true };
+//! let target = Target::default();
+//! bottle::validate_with(plan, &opts)?; // reads keys, no engine call
+//! let report = bottle::provision_with(rt, "my-bottle", plan, &target, &opts).await?;
+//! assert!(report.warnings.is_empty()); // strict: unrestricted keys were errors
+//! for key in bottle::list_keys(rt, "my-bottle", &target).await? {
+//!     println!("{} {} restricted to {:?}", key.key_type, key.fingerprint, key.restricted_to);
+//! }
 //! # Ok(()) }
 //! ```
 //!
@@ -52,8 +83,13 @@ pub use bottle_runtime::{
     ContainerAdmin, ContainerInfo, ContainerRuntime, Engine, EngineInfo, Error as RuntimeError,
 };
 pub use bottle_ssh::{
-    deprovision, provision, verify, DeprovisionReport, Plan, ProvisionReport, Target, VerifyReport,
+    deprovision, list_keys, provision, provision_with, validate, validate_target, validate_with,
+    verify, verify_with, AgentKey, Check, DeprovisionReport, Error as SshError, FileReport, Gate,
+    KeyReport, Lifetime, Options, Passphrase, Plan, ProcessReport, ProvisionReport, SshEntry,
+    StepReport, Target, ValidatedPlan, VerifyReport,
 };
+/// The secret-string wrapper [`Passphrase`] answers in (wiped when dropped).
+pub use zeroize::Zeroizing;
 
 use serde::Serialize;
 use std::sync::Arc;
