@@ -601,6 +601,8 @@ async fn check_bad_container_references(env: &TestEnv) {
         ("backticks", format!("`touch /tmp/pwned`{}", env.bottle())),
     ];
     for (what, name) in &refs {
+        // Shown with a failure, also when the backend panics.
+        println!("container reference case: {what} ({name:?})");
         let err = bottle_ssh::provision(env.rt(), name, &plan, &Target::default())
             .await
             .err()
