@@ -103,10 +103,10 @@ async fn cleanup(out: &Out, admin: Arc<dyn ContainerAdmin>, names: &Names) {
         };
         match removed {
             Ok(()) => out.step(&format!("removed `{name}`")),
-            Err(e) => eprintln!(
+            Err(e) => crate::output::eprint_line(&format!(
                 "warning: could not remove `{name}`: {}",
                 bottle::error_chain(&e)
-            ),
+            )),
         }
     }
 }

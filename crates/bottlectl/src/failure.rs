@@ -115,12 +115,13 @@ impl Failure {
     }
 
     pub fn report(&self, out: &Out) {
-        eprintln!("{} {}", out.paint_error("error:"), self.message);
+        use crate::output::eprint_line;
+        eprint_line(&format!("{} {}", out.paint_error("error:"), self.message));
         for c in &self.causes {
-            eprintln!("  caused by: {c}");
+            eprint_line(&format!("  caused by: {c}"));
         }
         if let Some(d) = &self.detail {
-            eprintln!("{}", d.trim_end());
+            eprint_line(d.trim_end());
         }
         if out.json {
             out.json_value(&serde_json::json!({ "ok": false, "error": self }));

@@ -79,7 +79,7 @@ impl Out {
     /// One progress line on stderr (silenced by -q).
     pub fn step(&self, line: &str) {
         if !self.quiet {
-            eprintln!("{line}");
+            eprint_line(line);
         }
     }
 
@@ -93,6 +93,13 @@ impl Out {
     pub fn json_value(&self, value: &serde_json::Value) {
         stdout(format!("{value}\n").as_bytes());
     }
+}
+
+/// One line on stderr. Like `stdout`: a closed stderr (`2>&1 | head`) must
+/// not panic (eprintln! does on EPIPE) and turn the exit code into 101.
+pub fn eprint_line(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// Results on stdout. A reader that went away (`| head`) must not turn into
