@@ -179,7 +179,7 @@ pub async fn run(
         return Ok(0);
     }
     if keys.is_empty() {
-        out.human("the agent holds no keys");
+        out.human("the agent holds no keys\n");
     }
     for k in &keys {
         let lifetime = match k.lifetime_remaining {
@@ -193,7 +193,7 @@ pub async fn run(
             None => "restriction unknown (not loaded by bottle)".to_string(),
         };
         out.human(&format!(
-            "{} {} {} {} ({}; {})",
+            "{} {} {} {} ({}; {})\n",
             k.key_type, k.bits, k.fingerprint, k.comment, lifetime, restricted
         ));
     }
