@@ -11,7 +11,7 @@ use std::path::PathBuf;
     // Subcommands carry the version too (their man pages show it).
     propagate_version = true,
     about = "Provision SSH access inside a running container (Docker or Podman)",
-    after_help = "Exit codes: 0 success, 1 verify found violations, 2 usage/configuration/manifest error, 3 engine or container error."
+    after_help = "Exit codes: 0 success, 1 verify found violations, 2 usage/configuration/manifest error, 3 engine or container error, 130 demo interrupted (Ctrl-C)."
 )]
 pub struct Cli {
     /// Container engine: auto, docker or podman [setting: runtime]

@@ -5,6 +5,7 @@
 //! bottlectl provision CONTAINER --manifest bottle.toml
 //! bottlectl verify CONTAINER --manifest bottle.toml   # exit 1 on violations
 //! bottlectl deprovision CONTAINER
+//! bottlectl keys CONTAINER                            # what the agent holds
 //! bottlectl doctor [CONTAINER]
 //! bottlectl config
 //! bottlectl demo
@@ -14,7 +15,8 @@
 //! ```
 //!
 //! Exit codes: 0 success; 1 verify found violations; 2 usage, configuration
-//! or manifest error; 3 engine or container error. See `docs/cli.md`.
+//! or manifest error; 3 engine or container error; 130 `demo` interrupted.
+//! See `docs/cli.md`.
 
 mod cli;
 mod demo;
