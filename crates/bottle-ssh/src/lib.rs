@@ -502,10 +502,20 @@ pub async fn provision_with(
         )
         .user("0")
         .stdin(message.to_vec());
-        let out = rt
-            .exec(container, request)
-            .await
-            .map_err(Error::runtime(step))?;
+        let out = match rt.exec(container, request).await {
+            Ok(out) => out,
+            Err(e) => {
+                // As after a failed copy: free the lock now rather than make
+                // the next run wait 60 s for it to go stale. Not after a
+                // timeout: the script may still be running under the lock.
+                if !matches!(e, bottle_runtime::Error::Timeout { .. }) {
+                    let _ = rt
+                        .exec_script(container, &scripts::release(), &[STATE_DIR, &token], None)
+                        .await;
+                }
+                return Err(Error::runtime(step)(e));
+            }
+        };
         steps.done(step, t);
         if !out.success() {
             return Err(script_error(step, container, &out));
