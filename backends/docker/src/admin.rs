@@ -113,6 +113,7 @@ impl ContainerAdmin for DockerRuntime {
     }
 
     async fn start(&self, container: &str) -> Result<()> {
+        bottle_runtime::check_container_ref(Engine::Docker, container)?;
         self.timed(container, "start", async {
             let docker = self.client(container).await?;
             match docker
@@ -127,6 +128,7 @@ impl ContainerAdmin for DockerRuntime {
     }
 
     async fn stop(&self, container: &str) -> Result<()> {
+        bottle_runtime::check_container_ref(Engine::Docker, container)?;
         self.timed(container, "stop", async {
             let docker = self.client(container).await?;
             let options = StopContainerOptionsBuilder::default().t(0).build();
@@ -139,6 +141,7 @@ impl ContainerAdmin for DockerRuntime {
     }
 
     async fn pause(&self, container: &str) -> Result<()> {
+        bottle_runtime::check_container_ref(Engine::Docker, container)?;
         self.timed(container, "pause", async {
             let docker = self.client(container).await?;
             match docker.pause_container(container).await {
@@ -150,6 +153,7 @@ impl ContainerAdmin for DockerRuntime {
     }
 
     async fn unpause(&self, container: &str) -> Result<()> {
+        bottle_runtime::check_container_ref(Engine::Docker, container)?;
         self.timed(container, "unpause", async {
             let docker = self.client(container).await?;
             match docker.unpause_container(container).await {
@@ -161,6 +165,11 @@ impl ContainerAdmin for DockerRuntime {
     }
 
     async fn remove(&self, container: &str) -> Result<()> {
+        // A name no container can have: nothing to remove.
+        match bottle_runtime::check_container_ref(Engine::Docker, container) {
+            Err(bottle_runtime::Error::ContainerNotFound { .. }) => return Ok(()),
+            other => other?,
+        }
         self.timed(container, "remove", async {
             let docker = self.client(container).await?;
             let options = RemoveContainerOptionsBuilder::default()

@@ -531,11 +531,13 @@ impl ContainerRuntime for PodmanRuntime {
     }
 
     async fn inspect(&self, container: &str) -> Result<ContainerInfo> {
+        bottle_runtime::check_container_ref(ENGINE, container)?;
         self.timed(container, "inspect", self.inspect_raw(container))
             .await
     }
 
     async fn exec(&self, container: &str, request: ExecRequest) -> Result<ExecOutput> {
+        bottle_runtime::check_container_ref(ENGINE, container)?;
         self.timed(container, "exec", async {
             let _slot = self.exec_slots.acquire().await.expect("never closed");
             self.exec_inner(container, &request).await
@@ -544,6 +546,7 @@ impl ContainerRuntime for PodmanRuntime {
     }
 
     async fn copy(&self, container: &str, entries: &[CopyEntry]) -> Result<()> {
+        bottle_runtime::check_container_ref(ENGINE, container)?;
         let tar = build_tar(entries).map_err(|reason| Error::InvalidRequest {
             engine: ENGINE,
             container: container.to_string(),
@@ -651,6 +654,7 @@ impl ContainerAdmin for PodmanRuntime {
     }
 
     async fn start(&self, container: &str) -> Result<()> {
+        bottle_runtime::check_container_ref(ENGINE, container)?;
         self.timed(container, "start", async {
             match self.podman.containers().get(container).start(None).await {
                 Ok(()) => Ok(()),
@@ -663,6 +667,7 @@ impl ContainerAdmin for PodmanRuntime {
     }
 
     async fn stop(&self, container: &str) -> Result<()> {
+        bottle_runtime::check_container_ref(ENGINE, container)?;
         // Not the stop endpoint: podman-api 0.11 sends its timeout as
         // `Timeout`, which Podman ignores (it reads `timeout`), so every stop
         // waited the default 10 s; and Podman 4.3 refuses to stop a paused
@@ -697,6 +702,7 @@ impl ContainerAdmin for PodmanRuntime {
     }
 
     async fn pause(&self, container: &str) -> Result<()> {
+        bottle_runtime::check_container_ref(ENGINE, container)?;
         self.timed(container, "pause", async {
             self.podman
                 .containers()
@@ -709,6 +715,7 @@ impl ContainerAdmin for PodmanRuntime {
     }
 
     async fn unpause(&self, container: &str) -> Result<()> {
+        bottle_runtime::check_container_ref(ENGINE, container)?;
         self.timed(container, "unpause", async {
             self.podman
                 .containers()
@@ -721,6 +728,11 @@ impl ContainerAdmin for PodmanRuntime {
     }
 
     async fn remove(&self, container: &str) -> Result<()> {
+        // A name no container can have: nothing to remove.
+        match bottle_runtime::check_container_ref(ENGINE, container) {
+            Err(bottle_runtime::Error::ContainerNotFound { .. }) => return Ok(()),
+            other => other?,
+        }
         self.timed(container, "remove", async {
             let opts = ContainerDeleteOpts::builder()
                 .force(true)

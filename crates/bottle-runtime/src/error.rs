@@ -117,3 +117,64 @@ mod tests {
         assert!(e.is_unreachable());
     }
 }
+
+/// Refuse a container reference no engine could resolve, before it reaches a
+/// request URI (where `;`, spaces or `/` would change the request, or make an
+/// HTTP client fail on it). Names and ids share Docker's and Podman's
+/// alphabet: `[A-Za-z0-9][A-Za-z0-9_.-]*`.
+pub fn check_container_ref(engine: Engine, container: &str) -> Result<()> {
+    if container.is_empty() {
+        return Err(Error::InvalidRequest {
+            engine,
+            container: String::new(),
+            operation: "container lookup",
+            reason: "the container name is empty".into(),
+        });
+    }
+    let mut chars = container.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if first_ok && rest_ok {
+        Ok(())
+    } else {
+        // No container can have such a name: say so, as the engine would.
+        Err(Error::ContainerNotFound {
+            engine,
+            container: container.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod container_ref_tests {
+    use super::*;
+
+    #[test]
+    fn only_engine_names_and_ids_pass() {
+        for ok in ["bottle-1", "a", "0123abcdef", "my_bottle.v2"] {
+            assert!(check_container_ref(Engine::Docker, ok).is_ok(), "{ok}");
+        }
+        assert!(matches!(
+            check_container_ref(Engine::Podman, ""),
+            Err(Error::InvalidRequest { .. })
+        ));
+        for bad in [
+            "a;touch /tmp/x",
+            "a b",
+            "-a",
+            ".a",
+            "a/b",
+            "a$(id)",
+            "ä",
+            "a\n",
+        ] {
+            assert!(
+                matches!(
+                    check_container_ref(Engine::Podman, bad),
+                    Err(Error::ContainerNotFound { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+}

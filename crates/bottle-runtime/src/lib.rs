@@ -26,7 +26,7 @@ mod tarball;
 mod types;
 
 pub use admin::{ContainerAdmin, NetworkMode, RunSpec};
-pub use error::{BoxError, Error, Result};
+pub use error::{check_container_ref, BoxError, Error, Result};
 pub use tarball::build_tar;
 pub use types::{
     ContainerInfo, ContainerState, CopyEntry, Engine, EngineInfo, EntryKind, ExecOutput,
