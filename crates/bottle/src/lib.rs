@@ -582,6 +582,52 @@ async fn select_inner(
 mod tests {
     use super::*;
 
+    /// The re-exported key API works through the facade alone: a closure is a
+    /// `Passphrase`, `Options::strict` turns the unpinned-entry warning into
+    /// a plan error. No engine involved (validation reads only the key file).
+    #[test]
+    fn facade_key_api_passphrase_and_strict() {
+        let dir = std::env::temp_dir().join(format!("bottle-facade-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("id_enc");
+        let _ = std::fs::remove_file(&key);
+        let st = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "facade-test", "-C", "t", "-f"])
+            .arg(&key)
+            .status()
+            .expect("ssh-keygen");
+        assert!(st.success());
+        let plan = Plan {
+            gate: None,
+            ssh: vec![SshEntry {
+                host: "up".into(),
+                hostname: "up.example.invalid".into(),
+                user: "git".into(),
+                identity_file: key.clone(),
+                ..SshEntry::default()
+            }],
+        };
+        let ask = |_: &std::path::Path| Ok(Zeroizing::new("facade-test".to_string()));
+        let lax = Options {
+            passphrase: Some(&ask),
+            strict: false,
+        };
+        let v = validate_with(&plan, &lax).expect("decrypts with the provider");
+        assert_eq!(v.keys.len(), 1);
+        assert_eq!(v.warnings.len(), 1, "{:?}", v.warnings);
+        // Without a provider the encrypted key is a plan error (exit 2).
+        let e: SshError = validate(&plan).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let strict = Options {
+            strict: true,
+            ..lax
+        };
+        let e = validate_with(&plan, &strict).unwrap_err();
+        assert!(e.is_plan_error());
+        assert_eq!(e.field(), Some("KnownHostKey"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     // Only meaningful in a build without a backend, e.g.
     // `cargo test -p bottle --no-default-features --features docker`.
     #[cfg(not(feature = "podman"))]
