@@ -20,3 +20,5 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 # Examples are built (and so checked) by `cargo test` below.
 echo "== tests (engines: $BOTTLE_TEST_RUNTIMES)" >&2
 cargo test --workspace --no-fail-fast
+echo "== fuzz (manifest parsing, validation, rendering; ${BOTTLE_FUZZ_SECONDS:=60} s)" >&2
+BOTTLE_FUZZ_SECONDS=$BOTTLE_FUZZ_SECONDS scripts/fuzz.sh
