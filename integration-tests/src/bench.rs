@@ -103,18 +103,21 @@ pub struct CallTiming {
     /// Round trip as the caller sees it.
     pub total_ms: f64,
     /// For a shell script exec: how long the script itself ran in the
-    /// container (measured there with `date +%s%N`).
+    /// container, measured there from the wrapping shell's
+    /// `se.exec_start` in `/proc/$$/sched` (the scheduler clock, ms with µs
+    /// digits; images need not have `date`). `None` when the kernel does not
+    /// offer it.
     pub script_ms: Option<f64>,
 }
 
-/// Start and end of the wrapped script, in ns, on stderr's last line.
+/// Start and end of the wrapped script, in ms, on stderr's last line.
 const SCRIPT_MARK: &str = "bottle-bench-ns ";
 
 /// Runs the wrapped script as `$1` with its own `$0`, `$1`, … and reports
 /// how long it took on stderr (stdin, stdout and the exit code pass through).
-const SCRIPT_WRAPPER: &str =
-    "s=$(date +%s%N); script=$1; shift; /bin/sh -c \"$script\" \"$@\"; rc=$?; \
-     e=$(date +%s%N); printf 'bottle-bench-ns %s %s\\n' \"$s\" \"$e\" >&2; exit $rc";
+const SCRIPT_WRAPPER: &str = r#"t() { sed -n 's/^se.exec_start *: *//p' /proc/$$/sched 2>/dev/null; }
+s=$(t); script=$1; shift; /bin/sh -c "$script" "$@"; rc=$?; e=$(t)
+printf 'bottle-bench-ns %s %s\n' "$s" "$e" >&2; exit $rc"#;
 
 /// Forwards every call, timing it; `/bin/sh -c SCRIPT …` execs are wrapped
 /// so the script's own run time inside the container is measured too, which
@@ -153,10 +156,10 @@ fn strip_mark(out: &mut ExecOutput) -> Option<f64> {
     let text = String::from_utf8_lossy(&out.stderr).into_owned();
     let at = text.rfind(SCRIPT_MARK)?;
     let mut words = text[at + SCRIPT_MARK.len()..].split_whitespace();
-    let start: u128 = words.next()?.parse().ok()?;
-    let end: u128 = words.next()?.parse().ok()?;
+    let start: Option<f64> = words.next().and_then(|w| w.parse().ok());
+    let end: Option<f64> = words.next().and_then(|w| w.parse().ok());
     out.stderr.truncate(at);
-    Some(end.saturating_sub(start) as f64 / 1e6)
+    Some(end? - start?)
 }
 
 #[async_trait]
@@ -242,12 +245,19 @@ mod tests {
         let mut out = ExecOutput {
             exit_code: 0,
             stdout: b"ok\n".to_vec(),
-            stderr: b"warning\nbottle-bench-ns 1000000 3500000\n".to_vec(),
+            stderr: b"warning\nbottle-bench-ns 1000.25 1002.75\n".to_vec(),
         };
         assert_eq!(strip_mark(&mut out), Some(2.5));
         assert_eq!(out.stderr, b"warning\n");
         let mut plain = ExecOutput::default();
         assert_eq!(strip_mark(&mut plain), None);
+        // No scheduler clock: the line goes, no time is made up.
+        let mut empty = ExecOutput {
+            stderr: b"bottle-bench-ns  \n".to_vec(),
+            ..ExecOutput::default()
+        };
+        assert_eq!(strip_mark(&mut empty), None);
+        assert!(empty.stderr.is_empty());
     }
 
     #[test]
