@@ -566,6 +566,21 @@ async fn measure(
     for _ in 0..s.concurrent {
         names.push(bottles.start().await?);
     }
+    // The engine's own concurrent floor: one bare exec in each at once.
+    let t = Instant::now();
+    let bare =
+        futures_util::future::join_all(names.iter().map(|name| rt.exec(name, true_req()))).await;
+    let concurrent_floor = ms(t);
+    for r in bare {
+        r?;
+    }
+    rows.push(Row {
+        case: format!("{} bare execs concurrently, one per bottle", s.concurrent),
+        median_ms: concurrent_floor,
+        floor_ms: floor,
+        requests: "1 exec per bottle".into(),
+        note: "wall time of all, one run".into(),
+    });
     let t = Instant::now();
     let results = futures_util::future::join_all(
         names.iter().map(|name| provision_counted(&rt, name, &plan)),
