@@ -16,6 +16,26 @@ is_ours() {
   for n in "$@"; do case $c in *"$n"*) ;; *) return 1;; esac; done
   return 0
 }
+# Alive and not a zombie. While a child is between fork and exec its cmdline
+# can read empty, so a process just started is waited for with this, and
+# checked with is_ours only once its socket exists.
+is_alive() {
+  case $1 in ''|*[!0-9]*) return 1;; esac
+  st=$(sed -n 's/^.*) \(.\).*$/\1/p' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$st" ] && [ "$st" != Z ]
+}
+# wait_socket PID SOCKET NAME NEEDLE…: until SOCKET exists (at most ~10 s),
+# then require PID to be ours.
+wait_socket() {
+  wp=$1 ws=$2 wn=$3; shift 3
+  i=0
+  until [ -S "$ws" ]; do
+    i=$((i+1))
+    if [ "$i" -ge 1000 ] || ! is_alive "$wp"; then echo "$wn did not start on $ws" >&2; exit 1; fi
+    sleep 0.01
+  done
+  is_ours "$wp" "$@" || { echo "$wn on $ws is not the process we started" >&2; exit 1; }
+}
 # Kill a process of ours and wait until it is gone: its exit handler unlinks
 # its socket, which must not hit the socket of its successor.
 stop() {
@@ -134,6 +154,7 @@ if [ -f "$state/files.new" ]; then
   mv -f "$state/files.new" "$state/files"
 fi
 
+agent_started= forwarder_started=
 apid=$(cat "$state/agent.pid" 2>/dev/null) || apid=
 if [ "$mode" != fresh ] && is_ours "$apid" ssh-agent "$agent" && [ -S "$agent" ]; then
   echo "agent-reused $apid"
@@ -143,13 +164,7 @@ else
   ssh-agent -D -a "$agent" </dev/null >/dev/null 2>&1 3<&- &
   apid=$!
   echo "$apid" > "$state/agent.pid"
-  i=0
-  until [ -S "$agent" ]; do
-    i=$((i+1))
-    if [ "$i" -ge 200 ] || ! is_ours "$apid" ssh-agent; then echo "ssh-agent did not start on $agent" >&2; exit 1; fi
-    sleep 0.05
-  done
-  echo "agent-started $apid"
+  agent_started=1
 fi
 
 fpid=$(cat "$state/forwarder.pid" 2>/dev/null) || fpid=
@@ -161,12 +176,15 @@ else
   socat "UNIX-LISTEN:$public,fork,mode=666,unlink-early" "UNIX-CONNECT:$agent" </dev/null >/dev/null 2>&1 3<&- &
   fpid=$!
   echo "$fpid" > "$state/forwarder.pid"
-  i=0
-  until [ -S "$public" ]; do
-    i=$((i+1))
-    if [ "$i" -ge 200 ] || ! is_ours "$fpid" socat; then echo "socat did not start on $public" >&2; exit 1; fi
-    sleep 0.05
-  done
+  forwarder_started=1
+fi
+# Both start at once (the forwarder connects to the agent only per client).
+if [ -n "$agent_started" ]; then
+  wait_socket "$apid" "$agent" ssh-agent ssh-agent "$agent"
+  echo "agent-started $apid"
+fi
+if [ -n "$forwarder_started" ]; then
+  wait_socket "$fpid" "$public" socat socat "UNIX-LISTEN:$public"
   echo "forwarder-started $fpid"
 fi
 
