@@ -61,9 +61,11 @@
 //! engine.
 
 pub mod bench;
+pub mod cli;
 pub mod harness;
 pub mod image;
 pub mod ssh_fixtures;
 
+pub use cli::bottlectl_path;
 pub use harness::{assert_success, connect, Connection, TestEnv};
 pub use image::{ensure_test_image, TestImage};

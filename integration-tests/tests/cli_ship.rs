@@ -7,9 +7,8 @@
 
 use bottle_integration_tests::{engine_tests, TestEnv};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const SUBCOMMANDS: &[&str] = &[
@@ -24,26 +23,7 @@ const SUBCOMMANDS: &[&str] = &[
     "man",
 ];
 
-/// The `bottlectl` binary, built once per test run (a test crate cannot
-/// depend on another package's binary).
-fn bottlectl_path() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace root");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "bottlectl"])
-            .current_dir(root);
-        if !cfg!(debug_assertions) {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build -p bottlectl");
-        assert!(status.success(), "cargo build -p bottlectl failed");
-        assert_cmd::cargo::cargo_bin("bottlectl")
-    })
-}
+use bottle_integration_tests::bottlectl_path;
 
 /// A hermetic environment: empty HOME/XDG config, no caller variables.
 struct Scratch {

@@ -15,23 +15,8 @@ use bottle_integration_tests::{engine_tests, TestEnv};
 use bottle_ssh::{Gate, Plan, SshEntry, Target};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
-fn bottlectl_path() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "bottlectl"])
-            .current_dir(root);
-        if !cfg!(debug_assertions) {
-            cmd.arg("--release");
-        }
-        assert!(cmd.status().unwrap().success(), "cargo build -p bottlectl");
-        assert_cmd::cargo::cargo_bin("bottlectl")
-    })
-}
+use bottle_integration_tests::bottlectl_path;
 
 /// Keys and odd files on the host, in a directory other uids can enter.
 struct Files {

@@ -12,27 +12,10 @@ use bottle_ssh::{Gate, Lifetime, Plan, SshEntry, Target};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 const USER: &str = "1000";
 
-/// The `bottlectl` binary (a test crate cannot depend on another package's
-/// binary, so it is built here once).
-fn bottlectl_path() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "bottlectl"])
-            .current_dir(root);
-        if !cfg!(debug_assertions) {
-            cmd.arg("--release");
-        }
-        assert!(cmd.status().unwrap().success(), "cargo build -p bottlectl");
-        assert_cmd::cargo::cargo_bin("bottlectl")
-    })
-}
+use bottle_integration_tests::bottlectl_path;
 
 /// `bottlectl --runtime E --host H ARGS…` with a scratch HOME, stdin not a
 /// terminal, and `envs` (e.g. SSH_ASKPASS).
