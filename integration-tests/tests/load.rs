@@ -162,10 +162,13 @@ async fn check_two_hundred_reprovisions(env: &TestEnv) {
     assert!(fds_after <= fds + 4, "open fds {fds} -> {fds_after}");
     // Podman keeps an exited exec session for `exit_command_delay` (5 s in
     // this CI's containers.conf, 300 s by default), so sessions pile up
-    // while execs run but must drain: bounded mid-run (a leak of one per
-    // run would pass 150 by the last sample) and back down within 30 s.
+    // while execs run but must drain: bounded mid-run and back down within
+    // 30 s. The bound allows every exec of the last few seconds to be
+    // retained (2 per provision, ~5 provisions a second on a quiet machine),
+    // while a leak of one per run would pass 150 by the samples at run 150
+    // and 200.
     assert!(
-        peak <= 40,
+        peak <= 120,
         "exec sessions {sessions} -> {peak} during the runs"
     );
     let drained = Instant::now();
