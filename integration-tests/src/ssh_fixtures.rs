@@ -3,7 +3,7 @@
 //! container in the bottle's network namespace.
 
 use crate::{assert_success, TestEnv};
-use bottle_runtime::{ContainerInfo, CopyEntry, NetworkMode, RunSpec};
+use bottle_runtime::{ContainerInfo, ContainerRuntime, CopyEntry, NetworkMode, RunSpec};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -132,4 +132,26 @@ pub async fn start_sshd(
     )
     .await;
     sshd
+}
+
+/// Live (non-zombie) processes in `container` whose argv contains `needle`.
+pub async fn live_processes(rt: &dyn ContainerRuntime, container: &str, needle: &str) -> usize {
+    let out = rt
+        .exec_script(
+            container,
+            r#"n=0
+               for d in /proc/[0-9]*; do
+                 st=$(sed -n 's/^.*) \(.\).*$/\1/p' "$d/stat" 2>/dev/null)
+                 [ -n "$st" ] && [ "$st" != Z ] || continue
+                 c=$(tr '\0' ' ' < "$d/cmdline" 2>/dev/null)
+                 case $c in *"$1"*) case $c in *bottle-count*) ;; *) n=$((n+1));; esac;; esac
+               done
+               echo "$n""#,
+            &[needle, "bottle-count"],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(out.success(), "count: {}", out.stderr_lossy());
+    out.stdout_lossy().trim().parse().unwrap()
 }

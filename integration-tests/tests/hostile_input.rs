@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use bottle_integration_tests::bottlectl_path;
+use bottle_integration_tests::ssh_fixtures::fingerprint;
 
 /// Keys and odd files on the host, in a directory other uids can enter.
 struct Files {
@@ -32,19 +33,6 @@ fn keygen(path: &Path) {
         .output()
         .unwrap();
     assert!(out.status.success(), "ssh-keygen {path:?}: {out:?}");
-}
-
-fn fingerprint(key: &Path) -> String {
-    let out = Command::new("ssh-keygen")
-        .args(["-l", "-E", "sha256", "-f"])
-        .arg(key)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string()
 }
 
 impl Files {

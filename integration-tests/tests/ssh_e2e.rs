@@ -8,14 +8,14 @@
 //! bottle, `ssh <alias>` must log in with keys the user cannot read.
 
 use async_trait::async_trait;
-use bottle_integration_tests::{assert_success, engine_tests, ssh_fixtures, TestEnv};
+use bottle_integration_tests::ssh_fixtures::{self, fingerprint, public};
+use bottle_integration_tests::{assert_success, engine_tests, TestEnv};
 use bottle_runtime::{
     ContainerInfo, ContainerRuntime, CopyEntry, Engine, EngineInfo, EntryKind, ExecOutput,
     ExecRequest,
 };
 use bottle_ssh::{Error, Gate, Missing, Plan, SshEntry, Target};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -60,38 +60,8 @@ fn keygen(dir: &Path, rel: &str) -> PathBuf {
 }
 
 fn keygen_typed(dir: &Path, rel: &str, kind: &str) -> PathBuf {
-    let path = dir.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let bits: &[&str] = if kind == "ecdsa" { &["-b", "521"] } else { &[] };
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", kind, "-N", "", "-C", rel])
-        .args(bits)
-        .arg("-f")
-        .arg(&path)
-        .output()
-        .expect("run ssh-keygen");
-    assert!(out.status.success(), "ssh-keygen {rel}");
-    path
-}
-
-fn public(key: &Path) -> String {
-    std::fs::read_to_string(key.with_extension("pub"))
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
-fn fingerprint(key: &Path) -> String {
-    let out = Command::new("ssh-keygen")
-        .args(["-l", "-E", "sha256", "-f"])
-        .arg(key)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string()
+    ssh_fixtures::keygen_with(dir, rel, kind, bits, "")
 }
 
 impl Keys {
@@ -192,20 +162,7 @@ async fn verify_ok(env: &TestEnv, plan: &Plan) -> bottle_ssh::VerifyReport {
 
 /// Live (non-zombie) processes in the bottle whose argv contains `needle`.
 async fn live_processes(env: &TestEnv, needle: &str) -> usize {
-    let out = env
-        .sh(
-            r#"n=0
-               for d in /proc/[0-9]*; do
-                 st=$(sed -n 's/^.*) \(.\).*$/\1/p' "$d/stat" 2>/dev/null)
-                 [ -n "$st" ] && [ "$st" != Z ] || continue
-                 c=$(tr '\0' ' ' < "$d/cmdline" 2>/dev/null)
-                 case $c in *"$1"*) case $c in *bottle-count*) ;; *) n=$((n+1));; esac;; esac
-               done
-               echo "$n""#,
-            &[needle, "bottle-count"],
-        )
-        .await;
-    out.trim().parse().unwrap()
+    ssh_fixtures::live_processes(env.rt(), env.bottle(), needle).await
 }
 
 async fn agent_fingerprints(env: &TestEnv) -> Vec<String> {
