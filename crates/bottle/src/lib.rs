@@ -247,39 +247,39 @@ pub fn default_endpoint(engine: Engine) -> Option<(String, &'static str)> {
 fn make(engine: Engine, endpoint: &str, timeout: Duration) -> Result<Handles, SelectError> {
     match engine {
         #[cfg(feature = "docker")]
-        Engine::Docker => {
-            let rt = Arc::new(
-                bottle_docker::DockerRuntime::connect(Some(endpoint), timeout).map_err(|e| {
-                    SelectError::Runtime {
-                        engine,
-                        why: format!("endpoint {endpoint}"),
-                        tried: vec![],
-                        source: Box::new(e),
-                    }
-                })?,
-            );
-            Ok((rt.clone(), rt))
-        }
+        Engine::Docker => handles(
+            engine,
+            endpoint,
+            bottle_docker::DockerRuntime::connect(Some(endpoint), timeout),
+        ),
         #[cfg(feature = "podman")]
-        Engine::Podman => {
-            let rt = Arc::new(
-                bottle_podman::PodmanRuntime::connect(Some(endpoint), timeout).map_err(|e| {
-                    SelectError::Runtime {
-                        engine,
-                        why: format!("endpoint {endpoint}"),
-                        tried: vec![],
-                        source: Box::new(e),
-                    }
-                })?,
-            );
-            Ok((rt.clone(), rt))
-        }
+        Engine::Podman => handles(
+            engine,
+            endpoint,
+            bottle_podman::PodmanRuntime::connect(Some(endpoint), timeout),
+        ),
         #[allow(unreachable_patterns)]
         _ => {
             let _ = (endpoint, timeout);
             Err(SelectError::NotBuiltIn(engine))
         }
     }
+}
+
+/// One connected backend as both trait objects, or the connect error.
+#[allow(dead_code)] // unused when built with neither backend
+fn handles<R: ContainerAdmin>(
+    engine: Engine,
+    endpoint: &str,
+    connected: Result<R, RuntimeError>,
+) -> Result<Handles, SelectError> {
+    let rt = Arc::new(connected.map_err(|e| SelectError::Runtime {
+        engine,
+        why: format!("endpoint {endpoint}"),
+        tried: vec![],
+        source: Box::new(e),
+    })?);
+    Ok((rt.clone(), rt))
 }
 
 fn built_in(engine: Engine) -> bool {
