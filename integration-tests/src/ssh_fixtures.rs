@@ -155,3 +155,41 @@ pub async fn live_processes(rt: &dyn ContainerRuntime, container: &str, needle: 
     assert!(out.success(), "count: {}", out.stderr_lossy());
     out.stdout_lossy().trim().parse().unwrap()
 }
+
+/// `ssh <alias> id -un` as uid 1000 in the bottle, offering only `key`'s
+/// public half (the agent signs; the `.pub` copied in only selects the
+/// identity).
+pub async fn ssh_with_only(env: &TestEnv, alias: &str, key: &Path) -> bottle_runtime::ExecOutput {
+    let pubfile = format!("/tmp/{alias}.pub");
+    env.rt()
+        .copy(
+            env.bottle(),
+            &[CopyEntry::file(
+                &pubfile,
+                public(key).into_bytes(),
+                0o644,
+                1000,
+                1000,
+            )],
+        )
+        .await
+        .unwrap();
+    env.exec_as(
+        "1000",
+        &[
+            "ssh",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-i",
+            &pubfile,
+            alias,
+            "id",
+            "-un",
+        ],
+    )
+    .await
+}

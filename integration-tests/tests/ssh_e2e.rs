@@ -971,21 +971,7 @@ async fn check_every_key_type_signs(env: &TestEnv) {
         ["ssh-ed25519", "ecdsa-sha2-nistp521", "ssh-rsa"]
     );
     for (alias, key) in [("ed", &keys.a), ("ec", &ecdsa), ("rsa", &rsa)] {
-        let pubfile = format!("/tmp/{alias}.pub");
-        env.rt()
-            .copy(
-                env.bottle(),
-                &[CopyEntry::file(
-                    &pubfile,
-                    public(key).into_bytes(),
-                    0o644,
-                    1000,
-                    1000,
-                )],
-            )
-            .await
-            .unwrap();
-        let out = ssh_as_user(env, alias, &["-o", "IdentitiesOnly=yes", "-i", &pubfile]).await;
+        let out = ssh_fixtures::ssh_with_only(env, alias, key).await;
         assert_success(&out, &format!("ssh {alias} with only its own key"));
         assert_eq!(out.stdout_lossy(), "git\n");
     }

@@ -5,9 +5,8 @@
 //! refused before the container is touched; an agent lifetime that expires;
 //! `bottlectl keys`.
 
-use bottle_integration_tests::ssh_fixtures::{fingerprint, keygen_with, public, start_sshd};
+use bottle_integration_tests::ssh_fixtures::{self, fingerprint, keygen_with, public, start_sshd};
 use bottle_integration_tests::{assert_success, engine_tests, TestEnv};
-use bottle_runtime::CopyEntry;
 use bottle_ssh::{Gate, Lifetime, Plan, SshEntry, Target};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -67,42 +66,10 @@ fn toml_entry(alias: &str, key: &Path, pin: &str) -> String {
     )
 }
 
-/// `ssh <alias> id -un` as the user, offering only `key`'s public half
-/// (the agent signs; the .pub only selects the identity).
+/// `ssh <alias> id -un` as the user with only `key`: its output, which must
+/// be a success.
 async fn ssh_with_only(env: &TestEnv, alias: &str, key: &Path) -> String {
-    let pubfile = format!("/tmp/{alias}.pub");
-    env.rt()
-        .copy(
-            env.bottle(),
-            &[CopyEntry::file(
-                &pubfile,
-                public(key).into_bytes(),
-                0o644,
-                1000,
-                1000,
-            )],
-        )
-        .await
-        .unwrap();
-    let out = env
-        .exec_as(
-            USER,
-            &[
-                "ssh",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "ConnectTimeout=10",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-i",
-                &pubfile,
-                alias,
-                "id",
-                "-un",
-            ],
-        )
-        .await;
+    let out = ssh_fixtures::ssh_with_only(env, alias, key).await;
     assert_success(&out, &format!("ssh {alias}"));
     out.stdout_lossy()
 }
