@@ -100,6 +100,8 @@ impl ContainerRuntime for CountingRuntime {
 pub struct CallTiming {
     /// `exec`, `copy`, `inspect` or `version`.
     pub kind: &'static str,
+    /// For an exec: the user it ran as (`0` is root).
+    pub user: Option<String>,
     /// Round trip as the caller sees it.
     pub total_ms: f64,
     /// For a shell script exec: how long the script itself ran in the
@@ -137,14 +139,21 @@ impl TimingRuntime {
         }
     }
 
-    /// The calls so far, in order, clearing the list.
+    /// The calls so far, in the order they finished, clearing the list.
     pub fn take(&self) -> Vec<CallTiming> {
         std::mem::take(&mut *self.calls.lock().unwrap())
     }
 
-    fn record(&self, kind: &'static str, since: Instant, script_ms: Option<f64>) {
+    fn record(
+        &self,
+        kind: &'static str,
+        user: Option<String>,
+        since: Instant,
+        script_ms: Option<f64>,
+    ) {
         self.calls.lock().unwrap().push(CallTiming {
             kind,
+            user,
             total_ms: since.elapsed().as_secs_f64() * 1000.0,
             script_ms,
         });
@@ -173,13 +182,13 @@ impl ContainerRuntime for TimingRuntime {
     async fn version(&self) -> Result<EngineInfo> {
         let t = Instant::now();
         let r = self.inner.version().await;
-        self.record("version", t, None);
+        self.record("version", None, t, None);
         r
     }
     async fn inspect(&self, container: &str) -> Result<ContainerInfo> {
         let t = Instant::now();
         let r = self.inner.inspect(container).await;
-        self.record("inspect", t, None);
+        self.record("inspect", None, t, None);
         r
     }
     async fn exec(&self, container: &str, mut request: ExecRequest) -> Result<ExecOutput> {
@@ -191,16 +200,17 @@ impl ContainerRuntime for TimingRuntime {
             request.argv.push("bottle-bench".to_string());
             request.argv.extend(rest);
         }
+        let user = Some(request.user.clone());
         let t = Instant::now();
         let r = self.inner.exec(container, request).await;
         match r {
             Ok(mut out) => {
                 let script = if wrapped { strip_mark(&mut out) } else { None };
-                self.record("exec", t, script);
+                self.record("exec", user, t, script);
                 Ok(out)
             }
             Err(e) => {
-                self.record("exec", t, None);
+                self.record("exec", user, t, None);
                 Err(e)
             }
         }
@@ -208,7 +218,7 @@ impl ContainerRuntime for TimingRuntime {
     async fn copy(&self, container: &str, entries: &[CopyEntry]) -> Result<()> {
         let t = Instant::now();
         let r = self.inner.copy(container, entries).await;
-        self.record("copy", t, None);
+        self.record("copy", None, t, None);
         r
     }
 }

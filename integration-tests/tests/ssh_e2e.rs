@@ -492,7 +492,8 @@ async fn check_rotate_loads_only_new_keys(env: &TestEnv) {
     );
     let config = env.sh("cat /home/node/.ssh/config", &[]).await;
     assert!(
-        config.starts_with("Host a\n") && !config.contains("Host b"),
+        config.starts_with(&format!("{}\nHost a\n", bottle_ssh::FILE_MARK))
+            && !config.contains("Host b"),
         "{config}"
     );
     assert_eq!(env.sh("ls -A /home/node/.ssh", &[]).await, "config\n");
@@ -549,7 +550,8 @@ async fn check_restart_then_provision(env: &TestEnv) {
 }
 
 /// deprovision stops both processes, removes the sockets, the files and the
-/// state dir; a second deprovision is harmless; provisioning works again.
+/// state dir; a second deprovision is harmless; provisioning works again; a
+/// file the user rewrote is kept.
 async fn check_deprovision_removes_everything(env: &TestEnv) {
     let keys = Keys::new();
     let plan = keys.plan();
@@ -575,6 +577,34 @@ async fn check_deprovision_removes_everything(env: &TestEnv) {
     assert!(d2.removed.is_empty(), "{:?}", d2.removed);
     provision(env, &plan).await;
     verify_ok(env, &plan).await;
+
+    // A config the user rewrote is the user's now: deprovision keeps it
+    // (and so ~/.ssh) and removes only known_hosts, still bottle's.
+    let out = env
+        .exec_as(
+            USER,
+            &["sh", "-c", "echo 'Host mine' > /home/node/.ssh/config"],
+        )
+        .await;
+    assert_success(&out, "rewrite config");
+    let d3 = bottle_ssh::deprovision(env.rt(), env.bottle(), &Target::default())
+        .await
+        .unwrap();
+    assert!(
+        d3.removed
+            .contains(&"/home/node/.ssh/known_hosts".to_string())
+            && !d3
+                .removed
+                .iter()
+                .any(|r| r.ends_with("/config") || r.ends_with("/.ssh")),
+        "{:?}",
+        d3.removed
+    );
+    assert_eq!(
+        env.sh("ls -A /home/node/.ssh; cat /home/node/.ssh/config", &[])
+            .await,
+        "config\nHost mine\n"
+    );
 }
 
 /// Missing tool or user: a clear error naming it, before any key is sent
@@ -631,7 +661,7 @@ struct Counting {
     /// Everything sent except exec stdin: argv, user, and copied bytes.
     sent: Mutex<Vec<u8>>,
     /// Exec stdin, kept apart.
-    stdins: Mutex<Vec<Vec<u8>>>,
+    stdins: Mutex<Vec<(String, Vec<u8>)>>,
 }
 
 impl Counting {
@@ -681,7 +711,10 @@ impl ContainerRuntime for Counting {
             sent.extend_from_slice(r.user.as_bytes());
         }
         if let Some(stdin) = &r.stdin {
-            self.stdins.lock().unwrap().push(stdin.to_vec());
+            self.stdins
+                .lock()
+                .unwrap()
+                .push((r.user.clone(), stdin.to_vec()));
         }
         self.inner.exec(c, r).await
     }
@@ -700,7 +733,7 @@ impl ContainerRuntime for Counting {
     }
 }
 
-/// The same number of runtime calls (2 execs, 1 copy) for 1 key and for 20
+/// The same number of runtime calls (2 execs, no copy) for 1 key and for 20
 /// keys; a bad plan makes no call at all.
 async fn check_runtime_calls_do_not_grow_with_keys(env: &TestEnv) {
     let keys = Keys::new();
@@ -712,7 +745,7 @@ async fn check_runtime_calls_do_not_grow_with_keys(env: &TestEnv) {
     bottle_ssh::provision(&counting, env.bottle(), &one, &Target::default())
         .await
         .unwrap();
-    assert_eq!(counting.take(), (2, 1, 0));
+    assert_eq!(counting.take(), (2, 0, 0));
     let twenty = Plan {
         gate: None,
         ssh: (0..20)
@@ -728,7 +761,7 @@ async fn check_runtime_calls_do_not_grow_with_keys(env: &TestEnv) {
     let report = bottle_ssh::provision(&counting, env.bottle(), &twenty, &Target::default())
         .await
         .unwrap();
-    assert_eq!(counting.take(), (2, 1, 0));
+    assert_eq!(counting.take(), (2, 0, 0));
     assert_eq!(report.keys.len(), 20);
     assert_eq!(agent_fingerprints(env).await.len(), 20);
     verify_ok(env, &twenty).await;
@@ -783,7 +816,19 @@ async fn check_key_bytes_only_travel_over_stdin(env: &TestEnv) {
     assert_eq!(report.keys.len(), 2);
     let sent = counting.sent.lock().unwrap().clone();
     let stdins = counting.stdins.lock().unwrap().clone();
-    assert_eq!(stdins.len(), 1, "exactly one exec gets stdin");
+    // Two execs get stdin: root's (the key record, then the keys) and the
+    // user's (config, known_hosts), which runs as the user.
+    assert_eq!(stdins.len(), 2);
+    let with_files: Vec<&str> = stdins
+        .iter()
+        .filter(|(_, bytes)| String::from_utf8_lossy(bytes).contains(bottle_ssh::FILE_MARK))
+        .map(|(user, _)| user.as_str())
+        .collect();
+    assert_eq!(
+        with_files,
+        [Target::default().user.as_str()],
+        "the user's files are written as the user"
+    );
     for key in [&keys.a, &keys.b] {
         let parsed = bottle_ssh::ssh_key::PrivateKey::read_openssh_file(key).unwrap();
         let seed: Vec<u8> = parsed
@@ -794,7 +839,12 @@ async fn check_key_bytes_only_travel_over_stdin(env: &TestEnv) {
             .to_bytes()
             .to_vec();
         let has = |hay: &[u8]| hay.windows(seed.len()).any(|w| w == seed.as_slice());
-        assert!(has(&stdins[0]), "the key is not in the agent stream");
+        let with_key: Vec<&str> = stdins
+            .iter()
+            .filter(|(_, bytes)| has(bytes))
+            .map(|(user, _)| user.as_str())
+            .collect();
+        assert_eq!(with_key, ["0"], "the key goes to root's exec only");
         assert!(!has(&sent), "key bytes in argv or a copied file");
         let windows = key_text_windows(key);
         let sent_text = String::from_utf8_lossy(&sent);
@@ -888,16 +938,63 @@ async fn check_symlinked_ssh_dir_is_replaced(env: &TestEnv) {
     verify_ok(env, &plan).await;
 }
 
-/// Stops the container instead of copying: a crash between preflight (which
-/// took the in-container lock) and key loading.
+/// A user who keeps swapping `~/.ssh` between a directory and a symlink to
+/// `/etc` while provisions run cannot get anything written or removed in
+/// `/etc` (the user's files are written by an exec running as the user);
+/// once the user stops, provision converges.
+async fn check_user_racing_ssh_dir_cannot_redirect_writes(env: &TestEnv) {
+    let keys = Keys::new();
+    let plan = keys.plan();
+    let before = env.sh("stat -c '%a %u %g' /etc; ls -lA /etc", &[]).await;
+    let racer = env.exec_as(
+        USER,
+        &[
+            "sh",
+            "-c",
+            r#"read -r u _ < /proc/uptime; end=$(( ${u%%.*} + 4 )); n=0
+               while read -r u _ < /proc/uptime && [ "${u%%.*}" -lt "$end" ]; do
+                 rm -rf /home/node/.ssh; ln -s /etc /home/node/.ssh
+                 rm -f /home/node/.ssh; mkdir -p /home/node/.ssh; n=$((n+1))
+               done; echo "$n swaps""#,
+        ],
+    );
+    let provisions = async {
+        let started = std::time::Instant::now();
+        let (mut ok, mut failed) = (0, 0);
+        while started.elapsed() < std::time::Duration::from_secs(3) {
+            match bottle_ssh::provision(env.rt(), env.bottle(), &plan, &Target::default()).await {
+                Ok(_) => ok += 1,
+                Err(_) => failed += 1,
+            }
+        }
+        (ok, failed)
+    };
+    let (racer, (ok, failed)) = tokio::join!(racer, provisions);
+    assert_success(&racer, "racer");
+    assert!(
+        ok + failed >= 3,
+        "{ok} provisions succeeded, {failed} failed"
+    );
+    assert_eq!(
+        env.sh("stat -c '%a %u %g' /etc; ls -lA /etc", &[]).await,
+        before,
+        "/etc changed while the user raced ({})",
+        racer.stdout_lossy().trim()
+    );
+    provision(env, &plan).await;
+    verify_ok(env, &plan).await;
+}
+
+/// Stops the container when the user's exec is asked for: the root exec
+/// runs (or is killed) as the container stops under it.
 #[derive(Debug)]
-struct StopAtCopy {
+struct StopAtUserExec {
     inner: Arc<dyn ContainerRuntime>,
     admin: Arc<dyn bottle_runtime::ContainerAdmin>,
 }
 
 #[async_trait]
-impl ContainerRuntime for StopAtCopy {
+impl ContainerRuntime for StopAtUserExec {
     fn engine(&self) -> Engine {
         self.inner.engine()
     }
@@ -911,21 +1008,26 @@ impl ContainerRuntime for StopAtCopy {
         self.inner.inspect(c).await
     }
     async fn exec(&self, c: &str, r: ExecRequest) -> bottle_runtime::Result<ExecOutput> {
+        if r.user != "0" {
+            self.admin.stop(c).await?;
+        }
         self.inner.exec(c, r).await
     }
-    async fn copy(&self, c: &str, _: &[CopyEntry]) -> bottle_runtime::Result<()> {
-        self.admin.stop(c).await?;
-        self.inner.copy(c, &[]).await
+    async fn copy(&self, c: &str, e: &[CopyEntry]) -> bottle_runtime::Result<()> {
+        self.inner.copy(c, e).await
     }
 }
 
-/// The container stops between preflight and key loading: provision fails
-/// with a container error; after a restart the lock left behind does not
-/// block (it names the container's previous boot) and provision succeeds.
+/// The container stops in the middle of a provision: it fails with a
+/// container error. A lock left by a provision killed with the container
+/// (planted here, with the container's boot as its owner records it, as
+/// the timing of a real kill is not repeatable) does not block after the
+/// restart, and provision succeeds.
 async fn check_stop_mid_provision_then_recover(env: &TestEnv) {
     let keys = Keys::new();
     let plan = keys.plan();
-    let crashing = StopAtCopy {
+    provision(env, &plan).await;
+    let crashing = StopAtUserExec {
         inner: env.runtime(),
         admin: env.admin(),
     };
@@ -935,7 +1037,19 @@ async fn check_stop_mid_provision_then_recover(env: &TestEnv) {
     assert!(!e.is_plan_error(), "{e}");
     assert_eq!(e.exit_code(), 3);
     env.admin().start(env.bottle()).await.unwrap();
-    // The lock is still there, held by the dead provision.
+    // Held as the in-container helpers would record it: token, uptime,
+    // start time of PID 1 (the container's boot).
+    env.sh(
+        r#"mkdir -p /run/claude-bottle/lock
+           read -r u _ < /proc/uptime
+           set -- $(sed 's/^.*) //' /proc/1/stat)
+           eval "boot=\${20}"
+           echo "dead-provision ${u%%.*} $boot" > /run/claude-bottle/lock/owner"#,
+        &[],
+    )
+    .await;
+    env.admin().stop(env.bottle()).await.unwrap();
+    env.admin().start(env.bottle()).await.unwrap();
     env.sh("test -d /run/claude-bottle/lock", &[]).await;
     let started = std::time::Instant::now();
     provision(env, &plan).await;
@@ -983,6 +1097,7 @@ engine_tests!(
     check_stop_mid_provision_then_recover,
     check_locked_agent_is_replaced,
     check_symlinked_ssh_dir_is_replaced,
+    check_user_racing_ssh_dir_cannot_redirect_writes,
     check_key_bytes_only_travel_over_stdin,
     check_user_reaches_every_alias,
     check_wrong_known_host_key_fails,

@@ -6,11 +6,12 @@
 //!
 //! - [`validate`]: checks a [`Plan`] and loads its keys (reads key files, no
 //!   other I/O). Every plan error names the entry and the field.
-//! - [`provision`]: validate, then one exec (preflight: tools, user, home;
-//!   takes the in-container lock), one copy (`~/.ssh/config`, `known_hosts`,
-//!   the state list) and one exec (agent, forwarder, keys over stdin, then the
-//!   agent's identities are listed and compared with the plan) — whatever the
-//!   number of keys.
+//! - [`provision`]: validate, then two execs at once — whatever the number
+//!   of keys. As root: checks (tools, user, home), the in-container lock,
+//!   agent, forwarder, keys over stdin, then the agent's identities are
+//!   listed and compared with the plan. As the user: the same checks, then
+//!   `~/.ssh`, `config` and `known_hosts` (root never writes under the
+//!   user's home). Either changes nothing when a check fails.
 //! - [`verify`]: checks the end state from inside the container, partly as
 //!   the user; returns a [`VerifyReport`].
 //! - [`deprovision`]: stops what provision started and removes what it wrote.
@@ -43,7 +44,7 @@
 //! | `~/.ssh/known_hosts` | 600, user | only when an entry has `KnownHostKey` |
 //! | `/run/claude-bottle-agent.sock` | 600, root | `ssh-agent -D -a …`, run as root |
 //! | `/run/claude-bottle-agent-public.sock` | 666, root | `socat` forwarder to the agent |
-//! | `/run/claude-bottle/` ([`STATE_DIR`]) | 700, root | `agent.pid`, `forwarder.pid`, `files`, `keys` (per key: lifetime deadline, restriction hosts), `lock/` |
+//! | `/run/claude-bottle/` ([`STATE_DIR`]) | 700, root | `agent.pid`, `forwarder.pid`, `keys` (per key: lifetime deadline, restriction hosts), `lock/` |
 //!
 //! Key bytes never touch the container's filesystem, argv or environment.
 //!
@@ -75,20 +76,20 @@ pub use error::{Error, Missing};
 pub use keys::{Options, Passphrase};
 pub use listing::{list_keys, AgentKey};
 pub use plan::{Gate, Lifetime, Plan, SshEntry, Target};
-pub use render::{render_config, render_known_hosts};
+pub use render::{render_config, render_known_hosts, FILE_MARK};
 /// The key crate this one parses keys with, for callers that inspect keys.
 pub use ssh_key;
 pub use validate::{
     validate, validate_target, validate_with, Destination, LoadedKey, ValidEntry, ValidatedPlan,
 };
 
-use bottle_runtime::{ContainerRuntime, CopyEntry, ExecOutput, ExecRequest};
+use bottle_runtime::{ContainerRuntime, ExecOutput, ExecRequest};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::time::Instant;
 
 /// Root-only directory in the container holding what deprovision needs:
-/// `files` (paths written), `agent.pid`, `forwarder.pid`, the lock, and
+/// `agent.pid`, `forwarder.pid`, the lock, and
 /// `keys` (what the agent protocol does not report).
 pub const STATE_DIR: &str = "/run/claude-bottle";
 
@@ -217,13 +218,16 @@ struct Steps(Vec<StepReport>);
 
 impl Steps {
     fn done(&mut self, name: &'static str, since: Instant) {
-        let millis = since.elapsed().as_millis() as u64;
+        self.push(name, since.elapsed());
+    }
+    fn push(&mut self, name: &'static str, took: std::time::Duration) {
+        let millis = took.as_millis() as u64;
         tracing::debug!(step = name, millis, "bottle-ssh step finished");
         self.0.push(StepReport { name, millis });
     }
 }
 
-/// The user's numeric ids, from the preflight.
+/// The user's numeric ids, as the user's exec reports them.
 #[derive(Debug, Clone, Copy)]
 struct Ids {
     uid: u32,
@@ -254,100 +258,98 @@ fn lock_token() -> String {
     format!("{}-{nanos}-{n}", std::process::id())
 }
 
-async fn preflight(
-    rt: &dyn ContainerRuntime,
+/// Tools the root exec of provision needs: the product's three and the
+/// shell's helpers.
+fn root_tools() -> Vec<&'static str> {
+    let mut tools = vec!["ssh-agent", "ssh-add", "socat"];
+    tools.extend(scripts::CORE_TOOLS.iter().copied());
+    tools
+}
+
+/// `missing …` lines of either provision exec, or a protocol error for a
+/// line it does not know.
+fn parse_missing(
+    step: &'static str,
     container: &str,
     target: &Target,
-    token: &str,
-) -> Result<Ids, Error> {
-    const STEP: &str = "preflight";
-    let mut args = vec![target.user.as_str(), target.home.as_str(), STATE_DIR, token];
-    args.extend(["ssh-agent", "ssh-add", "socat"]);
-    args.extend(scripts::CORE_TOOLS.iter().copied());
-    let out = rt
-        .exec_script(container, &scripts::preflight(), &args, None)
-        .await
-        .map_err(Error::runtime(STEP))?;
-    if !out.success() {
-        return Err(script_error(STEP, container, &out));
-    }
-    let stdout = out.stdout_lossy();
-    let mut missing = Vec::new();
+    stdout: &str,
+    missing: &mut Vec<Missing>,
+) -> Result<(), Error> {
     for line in stdout.lines() {
         let mut words = line.split_whitespace();
         if words.next() != Some("missing") {
             continue;
         }
-        match (words.next(), words.next()) {
-            (Some("tool"), Some(t)) => missing.push(Missing::Tool(t.to_string())),
-            (Some("user"), _) => missing.push(Missing::User(target.user.clone())),
-            (Some("home"), _) => missing.push(Missing::Home(target.home.clone())),
-            _ => return Err(protocol(STEP, container, line.to_string())),
+        let m = match (words.next(), words.next()) {
+            (Some("tool"), Some(t)) => Missing::Tool(t.to_string()),
+            (Some("user"), _) => Missing::User(target.user.clone()),
+            (Some("home"), _) => Missing::Home(target.home.clone()),
+            _ => return Err(protocol(step, container, line.to_string())),
+        };
+        if !missing.contains(&m) {
+            missing.push(m);
         }
     }
-    if !missing.is_empty() {
-        return Err(Error::MissingInContainer {
-            container: container.to_string(),
-            missing,
-        });
-    }
-    if !stdout.lines().any(|l| l == "ok") {
-        return Err(protocol(STEP, container, "preflight did not finish"));
-    }
-    parse_ids(STEP, container, &stdout)
+    Ok(())
 }
 
 fn ssh_dir(target: &Target) -> String {
     format!("{}/.ssh", target.home.trim_end_matches('/'))
 }
 
-/// The files a provision writes, as copy entries (user's files plus the
-/// root-only state list).
-fn plan_files(plan: &ValidatedPlan, target: &Target, ids: Ids, now: u64) -> Vec<CopyEntry> {
-    let dir = ssh_dir(target);
-    let mut entries = vec![
-        CopyEntry::dir(&dir, 0o700, ids.uid, ids.gid),
-        CopyEntry::file(
-            format!("{dir}/config"),
-            render_config(plan, target).into_bytes(),
-            0o600,
-            ids.uid,
-            ids.gid,
-        ),
+/// Text as whole lines for a line-framed stdin: the count and the bytes
+/// (with a final newline).
+fn framed(text: &str) -> (usize, String) {
+    let mut text = text.to_string();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    (text.lines().count(), text)
+}
+
+/// The root exec of provision (checks, lock, key record, agent, forwarder,
+/// keys); see [`scripts::provision`].
+fn load_keys_request(
+    target: &Target,
+    mode: &str,
+    token: &str,
+    record: &str,
+    message: &[u8],
+) -> ExecRequest {
+    let (lines, record) = framed(record);
+    let lines = lines.to_string();
+    let mut args = vec![
+        target.user.as_str(),
+        target.home.as_str(),
+        STATE_DIR,
+        &target.agent_socket,
+        &target.public_socket,
+        mode,
+        token,
+        &lines,
     ];
-    if let Some(kh) = render_known_hosts(plan) {
-        entries.push(CopyEntry::file(
-            format!("{dir}/known_hosts"),
-            kh.into_bytes(),
-            0o600,
-            ids.uid,
-            ids.gid,
-        ));
-    }
-    // Files first, the directory last, so deprovision can rmdir it.
-    let mut list = String::new();
-    for e in entries.iter().skip(1) {
-        list.push_str(&e.path);
-        list.push('\n');
-    }
-    list.push_str(&dir);
-    list.push('\n');
-    entries.push(CopyEntry::dir(STATE_DIR, 0o700, 0, 0));
-    entries.push(CopyEntry::file(
-        format!("{STATE_DIR}/files.new"),
-        list.into_bytes(),
-        0o600,
-        0,
-        0,
-    ));
-    entries.push(CopyEntry::file(
-        format!("{STATE_DIR}/{KEYS_FILE}"),
-        key_state(plan, now).into_bytes(),
-        0o600,
-        0,
-        0,
-    ));
-    entries
+    args.extend(root_tools());
+    // Built in place so no copy of the key bytes is left unzeroized.
+    let mut stdin = zeroize::Zeroizing::new(Vec::with_capacity(record.len() + message.len()));
+    stdin.extend_from_slice(record.as_bytes());
+    stdin.extend_from_slice(message);
+    ExecRequest::script(&scripts::provision(), args)
+        .user("0")
+        .stdin(std::mem::take(&mut *stdin))
+}
+
+/// The user's exec of provision (`~/.ssh`, `config`, `known_hosts`, as the
+/// user); see [`scripts::user_files`].
+fn user_files_request(target: &Target, config: &str, known_hosts: Option<&str>) -> ExecRequest {
+    let (config_lines, config) = framed(config);
+    let (known_lines, known) = framed(known_hosts.unwrap_or(""));
+    let (config_lines, known_lines) = (config_lines.to_string(), known_lines.to_string());
+    let mut args = vec![target.home.as_str(), &config_lines, &known_lines];
+    // The root exec's tools too: both execs must agree on "nothing missing".
+    args.extend(root_tools());
+    ExecRequest::script(&scripts::user_files(), args)
+        .user(target.user.as_str())
+        .stdin(format!("{config}{known}").into_bytes())
 }
 
 /// Root-only record of what the agent protocol does not report: per key,
@@ -430,8 +432,8 @@ fn parse_pid(
 /// Provision SSH access in a running container: see the crate docs.
 ///
 /// Validates the plan and target first; a bad plan never touches the
-/// container. Runtime calls: exec (preflight), copy, exec (agent + keys);
-/// one more exec only when a reused agent does not end up holding the keys
+/// container. Runtime calls: two execs at once (root: checks, lock, agent,
+/// keys; the user: its `~/.ssh` files); one more exec only when a reused agent does not end up holding the keys
 /// (the user can `LOCK` it through the forwarder): it is then replaced.
 pub async fn provision(
     rt: &dyn ContainerRuntime,
@@ -463,60 +465,63 @@ pub async fn provision_with(
     })?;
     steps.done("validate", t);
 
-    let t = Instant::now();
     let token = lock_token();
-    let ids = preflight(rt, container, target, &token).await?;
-    steps.done("preflight", t);
+    let record = key_state(&valid, unix_now());
+    let config = render_config(&valid, target);
+    let known_hosts = render_known_hosts(&valid);
 
-    let t = Instant::now();
-    let entries = plan_files(&valid, target, ids, unix_now());
-    if let Err(e) = rt.copy(container, &entries).await {
-        // Best effort: free the lock now rather than after it goes stale.
-        let _ = rt
-            .exec_script(container, &scripts::release(), &[STATE_DIR, &token], None)
-            .await;
-        return Err(Error::runtime("copy files")(e));
+    // Two execs at once: root (checks, lock, agent, keys over stdin) and
+    // the user (its own ~/.ssh files). Each checks the same tools and home
+    // first and changes nothing when something is missing. The root one is
+    // started first, so call order stays deterministic for wrappers.
+    let timed = |request: ExecRequest| async move {
+        let t = Instant::now();
+        let out = rt.exec(container, request).await;
+        (out, t.elapsed())
+    };
+    let root_request = load_keys_request(target, "reuse", &token, &record, &message);
+    let user_request = user_files_request(target, &config, known_hosts.as_deref());
+    let ((root, root_took), (user, user_took)) =
+        futures_util::join!(timed(root_request), timed(user_request));
+    let (root_step, user_step) = ("load keys", "write files");
+    steps.push(root_step, root_took);
+    steps.push(user_step, user_took);
+
+    // A missing tool, user or home is the most useful error: report it from
+    // either exec before anything else.
+    let mut missing = Vec::new();
+    for (step, out) in [(root_step, &root), (user_step, &user)] {
+        if let Ok(out) = out {
+            parse_missing(step, container, target, &out.stdout_lossy(), &mut missing)?;
+        }
     }
-    steps.done("copy files", t);
+    if !missing.is_empty() {
+        return Err(Error::MissingInContainer {
+            container: container.to_string(),
+            missing,
+        });
+    }
+    let root = root.map_err(Error::runtime(root_step))?;
+    let user = user.map_err(Error::runtime(user_step))?;
+    if !user.success() {
+        return Err(script_error(user_step, container, &user));
+    }
+    let user_stdout = user.stdout_lossy();
+    if !user_stdout.lines().any(|l| l == "done") {
+        return Err(protocol(user_step, container, "the script did not finish"));
+    }
+    let ids = parse_ids(user_step, container, &user_stdout)?;
 
     // A live agent is reused. If it does not end up holding the plan's keys
     // (the user can LOCK it through the forwarder), one more exec replaces it.
-    let mut attempt = 0;
+    let mut attempt = 1;
+    let mut out = root;
     let (stdout, agent, forwarder) = loop {
-        attempt += 1;
-        let (step, mode) = if attempt == 1 {
-            ("load keys", "reuse")
+        let step = if attempt == 1 {
+            root_step
         } else {
-            ("load keys (new agent)", "fresh")
+            "load keys (new agent)"
         };
-        let t = Instant::now();
-        let request = ExecRequest::script(
-            &scripts::provision(),
-            [
-                STATE_DIR,
-                &target.agent_socket,
-                &target.public_socket,
-                mode,
-                &token,
-            ],
-        )
-        .user("0")
-        .stdin(message.to_vec());
-        let out = match rt.exec(container, request).await {
-            Ok(out) => out,
-            Err(e) => {
-                // As after a failed copy: free the lock now rather than make
-                // the next run wait 60 s for it to go stale. Not after a
-                // timeout: the script may still be running under the lock.
-                if !matches!(e, bottle_runtime::Error::Timeout { .. }) {
-                    let _ = rt
-                        .exec_script(container, &scripts::release(), &[STATE_DIR, &token], None)
-                        .await;
-                }
-                return Err(Error::runtime(step)(e));
-            }
-        };
-        steps.done(step, t);
         if !out.success() {
             return Err(script_error(step, container, &out));
         }
@@ -548,18 +553,39 @@ pub async fn provision_with(
             container,
             "the agent does not hold the plan's keys (locked?); starting a new one"
         );
+        attempt += 1;
+        let step = "load keys (new agent)";
+        let t = Instant::now();
+        out = rt
+            .exec(
+                container,
+                load_keys_request(target, "fresh", &token, &record, &message),
+            )
+            .await
+            .map_err(Error::runtime(step))?;
+        steps.done(step, t);
     };
     drop(message);
 
-    let files = entries
-        .iter()
-        .filter(|e| !e.path.starts_with(STATE_DIR))
-        .map(|e| FileReport {
-            path: e.path.clone(),
-            mode: format!("{:o}", e.mode),
-            uid: e.uid,
-            gid: e.gid,
-        })
+    let dir = ssh_dir(target);
+    let file = |path: String, mode: &str| FileReport {
+        path,
+        mode: mode.to_string(),
+        uid: ids.uid,
+        gid: ids.gid,
+    };
+    let mut files = vec![
+        file(dir.clone(), "700"),
+        file(format!("{dir}/config"), "600"),
+    ];
+    if known_hosts.is_some() {
+        files.push(file(format!("{dir}/known_hosts"), "600"));
+    }
+    let removed = user_stdout
+        .lines()
+        .chain(stdout.lines())
+        .filter_map(|l| l.strip_prefix("removed "))
+        .map(str::to_string)
         .collect();
     Ok(ProvisionReport {
         container: container.to_string(),
@@ -577,11 +603,7 @@ pub async fn provision_with(
             .collect(),
         warnings: valid.warnings.clone(),
         files,
-        removed: stdout
-            .lines()
-            .filter_map(|l| l.strip_prefix("removed "))
-            .map(str::to_string)
-            .collect(),
+        removed,
         agent,
         forwarder,
         steps: steps.0,
@@ -894,8 +916,10 @@ pub async fn verify_with(
 }
 
 /// Stop the agent and forwarder this crate started (only if their recorded
-/// pids still run them), remove both sockets, the files provision wrote and
-/// the state directory. One root exec. Deprovisioning twice is harmless.
+/// pids still run them), remove both sockets and the state directory (one
+/// root exec) and, at the same time as the user, the files provision wrote
+/// in `~/.ssh` that still carry [`FILE_MARK`] (and `~/.ssh` if that leaves
+/// it empty). Deprovisioning twice is harmless.
 pub async fn deprovision(
     rt: &dyn ContainerRuntime,
     container: &str,
@@ -903,23 +927,28 @@ pub async fn deprovision(
 ) -> Result<DeprovisionReport, Error> {
     const STEP: &str = "deprovision";
     validate_target(target)?;
-    let out = rt
-        .exec_script(
-            container,
-            &scripts::deprovision(),
-            &[
-                STATE_DIR,
-                &target.agent_socket,
-                &target.public_socket,
-                &lock_token(),
-            ],
-            None,
-        )
-        .await
-        .map_err(Error::runtime(STEP))?;
-    let stdout = out.stdout_lossy();
-    if !out.success() || !stdout.lines().any(|l| l == "done") {
-        return Err(script_error(STEP, container, &out));
+    let token = lock_token();
+    let root = ExecRequest::script(
+        &scripts::deprovision(),
+        [
+            STATE_DIR,
+            &target.agent_socket,
+            &target.public_socket,
+            &token,
+        ],
+    )
+    .user("0");
+    let user = ExecRequest::script(&scripts::deprovision_user(), [target.home.as_str()])
+        .user(target.user.as_str());
+    let (root, user) = futures_util::join!(rt.exec(container, root), rt.exec(container, user));
+    let mut stdout = String::new();
+    for out in [root, user] {
+        let out = out.map_err(Error::runtime(STEP))?;
+        let text = out.stdout_lossy();
+        if !out.success() || !text.lines().any(|l| l == "done") {
+            return Err(script_error(STEP, container, &out));
+        }
+        stdout.push_str(&text);
     }
     let pid = |prefix: &str| {
         stdout

@@ -1,6 +1,8 @@
 //! Shell scripts run in the container. Every value arrives as a positional
 //! parameter (`$1`, …); nothing from a plan is ever part of the script text.
 
+use crate::render::FILE_MARK;
+
 /// Shared helpers: `is_ours PID NEEDLE…` is true for a live, non-zombie
 /// process whose argv contains every needle (a recorded pid may be stale or
 /// reused after a restart; a bottle's PID 1 may not reap zombies).
@@ -9,9 +11,7 @@ const HELPERS: &str = r#"
 is_ours() {
   p=$1; shift
   case $p in ''|*[!0-9]*) return 1;; esac
-  [ -r "/proc/$p/cmdline" ] || return 1
-  st=$(sed -n 's/^.*) \(.\).*$/\1/p' "/proc/$p/stat" 2>/dev/null) || return 1
-  [ "$st" != Z ] || return 1
+  is_alive "$p" || return 1
   c=$(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null) || return 1
   for n in "$@"; do case $c in *"$n"*) ;; *) return 1;; esac; done
   return 0
@@ -19,9 +19,11 @@ is_ours() {
 # Alive and not a zombie. While a child is between fork and exec its cmdline
 # can read empty, so a process just started is waited for with this, and
 # checked with is_ours only once its socket exists.
+# Builtins only (read, expansions): it runs in every polling loop.
 is_alive() {
   case $1 in ''|*[!0-9]*) return 1;; esac
-  st=$(sed -n 's/^.*) \(.\).*$/\1/p' "/proc/$1/stat" 2>/dev/null) || return 1
+  { IFS= read -r st < "/proc/$1/stat"; } 2>/dev/null || return 1
+  st=${st##*) }; st=${st%% *}
   [ -n "$st" ] && [ "$st" != Z ]
 }
 # wait_socket PID SOCKET NAME NEEDLE…: until SOCKET exists (at most ~10 s),
@@ -45,7 +47,7 @@ stop() {
   while is_ours "$@" && [ "$i" -lt 100 ]; do i=$((i+1)); sleep 0.05; done
   ! is_ours "$@"
 }
-uptime_s() { u=$(cat /proc/uptime); echo "${u%%.*}"; }
+uptime_s() { read -r u _ < /proc/uptime; echo "${u%%.*}"; }
 # Start time of PID 1: changes when the container restarts.
 boot_id() { set -- $(sed 's/^.*) //' /proc/1/stat); eval "echo \${20}"; }
 # take_lock STATE TOKEN: a mkdir lock owned by a token, not a pid, because
@@ -80,23 +82,46 @@ release_lock() {
 
 /// Programs the scripts use besides the three the product needs.
 pub(crate) const CORE_TOOLS: &[&str] = &[
-    "id", "sed", "tr", "grep", "cat", "rm", "mkdir", "mv", "sleep",
+    "id", "sed", "tr", "grep", "cat", "rm", "mkdir", "mv", "chmod", "sleep",
 ];
 
-/// Exec #1 (root): `$1` user, `$2` home, `$3` state dir, `$4` lock token,
-/// `$5…` tools to look for. Prints `missing tool|user|home [NAME]`, `uid N`,
-/// `gid N`. When nothing is missing it takes the lock (released by exec #2).
-pub(crate) fn preflight() -> String {
-    format!("{HELPERS}{PREFLIGHT_BODY}")
-}
-
-const PREFLIGHT_BODY: &str = r#"
-set -u
-user=$1 home=$2 state=$3 token=$4; shift 4
+/// The checks both provision execs make before changing anything: `$@`
+/// tools to look for. Prints `missing tool NAME`; sets `bad`.
+const CHECK_TOOLS: &str = r#"
 bad=0
 for t in "$@"; do
   command -v "$t" >/dev/null 2>&1 || { echo "missing tool $t"; bad=1; }
 done
+"#;
+
+/// The root exec of provision: `$1` user, `$2` home, `$3` state dir, `$4`
+/// agent socket, `$5` public socket, `$6` `reuse` (keep a live agent) or
+/// `fresh` (replace it, e.g. when the user locked it through the forwarder),
+/// `$7` lock token, `$8` lines of key record, `$9…` tools to look for.
+/// Stdin: the key record's lines, then agent protocol messages (key
+/// material), relayed to the agent only.
+/// Prints `missing tool|user|home [NAME]` (and changes nothing), or `uid N`,
+/// `gid N`, `agent-started|agent-reused PID`,
+/// `forwarder-started|forwarder-reused PID`, `key SHA256:…` (what the agent
+/// holds afterwards), `done`. Holds the in-container lock while it runs.
+pub(crate) fn provision() -> String {
+    format!("{HELPERS}{PROVISION_HEAD}{CHECK_TOOLS}{PROVISION_BODY}")
+}
+
+const PROVISION_HEAD: &str = r#"
+set -u
+# Keep the key stream on fd 3 only, so no other command can read it.
+exec 3<&0 0</dev/null
+user=$1 home=$2 state=$3 agent=$4 public=$5 mode=$6 token=$7 nrecord=$8; shift 8
+# Podman may drop the output of a process that leaves its stdin unread: an
+# early exit reads (and discards) the rest of the key stream first.
+keys_open=1
+finish() { if [ -n "$keys_open" ]; then cat <&3 >/dev/null 2>&1; fi; }
+trap finish EXIT
+trap 'exit 1' INT TERM HUP
+"#;
+
+const PROVISION_BODY: &str = r#"
 if uid=$(id -u "$user" 2>/dev/null) && gid=$(id -g "$user" 2>/dev/null); then
   echo "uid $uid"; echo "gid $gid"
 else
@@ -107,52 +132,14 @@ fi
 umask 077
 mkdir -p "$state" && chmod 700 "$state" || exit 1
 take_lock "$state" "$token"
-# A symlink (or non-directory) at ~/.ssh would redirect what root writes next.
-if [ -L "$home/.ssh" ] || { [ -e "$home/.ssh" ] && ! [ -d "$home/.ssh" ]; }; then
-  rm -f "$home/.ssh" && echo "removed $home/.ssh"
-fi
-echo ok
-"#;
+trap 'finish; release_lock "$state" "$token"' EXIT
 
-/// Releases the lock after a failure between exec #1 and exec #2:
-/// `$1` state, `$2` token.
-pub(crate) fn release() -> String {
-    format!("{HELPERS}release_lock \"$1\" \"$2\"\n")
-}
-
-/// Exec #2 (root): `$1` state dir, `$2` agent socket, `$3` public socket,
-/// `$4` `reuse` (keep a live agent) or `fresh` (replace it, e.g. when the
-/// user locked it through the forwarder), `$5` lock token.
-/// Stdin: agent protocol messages (key material), relayed to the agent only.
-/// Prints `agent-started|agent-reused PID`, `forwarder-started|forwarder-reused PID`,
-/// `removed PATH`, `key SHA256:…` (what the agent holds afterwards).
-pub(crate) fn provision() -> String {
-    format!("{HELPERS}{PROVISION_BODY}")
-}
-
-const PROVISION_BODY: &str = r#"
-set -u
-# Keep the key stream on fd 3 only, so no other command can read it.
-exec 3<&0 0</dev/null
-state=$1 agent=$2 public=$3 mode=$4 token=$5
-umask 077
-[ -d "$state" ] || { echo "state dir $state is missing" >&2; exit 1; }
-take_lock "$state" "$token"
-trap 'release_lock "$state" "$token"' EXIT
-trap 'exit 1' INT TERM HUP
-
-# Converge files: drop what the previous run wrote and this one does not.
-if [ -f "$state/files.new" ]; then
-  if [ -f "$state/files" ]; then
-    while IFS= read -r f; do
-      [ -n "$f" ] || continue
-      grep -qxF -- "$f" "$state/files.new" && continue
-      if [ -d "$f" ] && ! [ -L "$f" ]; then rm -d "$f" 2>/dev/null; else rm -f "$f"; fi
-      echo "removed $f"
-    done < "$state/files"
-  fi
-  mv -f "$state/files.new" "$state/files"
-fi
+i=0
+while [ "$i" -lt "$nrecord" ]; do
+  IFS= read -r line <&3 || { echo "the key record ended early" >&2; exit 1; }
+  printf '%s\n' "$line"
+  i=$((i+1))
+done > "$state/keys.new" && mv -f "$state/keys.new" "$state/keys" || exit 1
 
 agent_started= forwarder_started=
 apid=$(cat "$state/agent.pid" 2>/dev/null) || apid=
@@ -178,26 +165,98 @@ else
   echo "$fpid" > "$state/forwarder.pid"
   forwarder_started=1
 fi
-# Both start at once (the forwarder connects to the agent only per client).
+# Both start at once (the forwarder connects to the agent only per client);
+# the keys go in while the forwarder comes up.
 if [ -n "$agent_started" ]; then
   wait_socket "$apid" "$agent" ssh-agent ssh-agent "$agent"
+  # The socket exists from bind(); connect() is refused until listen().
+  # ssh-add -l: 2 is "cannot connect", 0 or 1 an answer.
+  i=0
+  until SSH_AUTH_SOCK=$agent ssh-add -l >/dev/null 2>&1 || [ "$?" != 2 ]; do
+    i=$((i+1))
+    if [ "$i" -ge 500 ] || ! is_alive "$apid"; then echo "ssh-agent on $agent does not accept connections" >&2; exit 1; fi
+    sleep 0.01
+  done
   echo "agent-started $apid"
-fi
-if [ -n "$forwarder_started" ]; then
-  wait_socket "$fpid" "$public" socat socat "UNIX-LISTEN:$public"
-  echo "forwarder-started $fpid"
 fi
 
 # The agent may close on EOF before its replies are read: they are not
 # relied on; the identities are listed afterwards instead.
 socat -t 5 STDIO "UNIX-CONNECT:$agent" <&3 >/dev/null || { echo "could not write to the agent" >&2; exit 1; }
 exec 3<&-
+keys_open=
 out=$(SSH_AUTH_SOCK=$agent ssh-add -l -E sha256 2>&1)
 printf '%s\n' "$out" | while read -r bits fp rest; do
   case $fp in SHA256:*) echo "key $fp";; esac
 done
+if [ -n "$forwarder_started" ]; then
+  wait_socket "$fpid" "$public" socat socat "UNIX-LISTEN:$public"
+  echo "forwarder-started $fpid"
+fi
 echo done
 "#;
+
+/// The user's exec of provision, run as the user (so nothing under the
+/// user's home is ever written by root, whatever the user put there):
+/// `$1` home, `$2` lines of `config`, `$3` lines of `known_hosts` (0: none),
+/// `$4…` tools to look for. Stdin: `config`'s lines, then `known_hosts`'s.
+/// Prints `missing tool|home [NAME]` (and changes nothing), or `uid N`,
+/// `gid N`, `removed PATH`, `done`.
+pub(crate) fn user_files() -> String {
+    format!(
+        "{USER_FILES_HEAD}{}{CHECK_TOOLS}{USER_FILES_BODY}",
+        is_mine()
+    )
+}
+
+const USER_FILES_HEAD: &str = r#"
+set -u
+home=$1 nconfig=$2 nknown=$3; shift 3
+"#;
+
+const USER_FILES_BODY: &str = r#"
+[ -d "$home" ] || { echo "missing home"; bad=1; }
+if [ "$bad" != 0 ]; then cat >/dev/null; exit 0; fi
+echo "uid $(id -u)"; echo "gid $(id -g)"
+umask 077
+ssh=${home%/}/.ssh
+if [ -L "$ssh" ] || { [ -e "$ssh" ] && ! [ -d "$ssh" ]; }; then
+  rm -f "$ssh" && echo "removed $ssh"
+fi
+mkdir -p "$ssh" && chmod 700 "$ssh" || exit 1
+# put NAME LINES: the next LINES lines of stdin into a new file, renamed over
+# NAME (a reader never sees half a file).
+put() {
+  tmp=$ssh/.$1.bottle-$$
+  i=0
+  while [ "$i" -lt "$2" ]; do
+    IFS= read -r line || { echo "$1 ended early" >&2; rm -f "$tmp"; exit 1; }
+    printf '%s\n' "$line"
+    i=$((i+1))
+  done > "$tmp" && chmod 600 "$tmp" && mv -f "$tmp" "$ssh/$1" || { rm -f "$tmp"; exit 1; }
+}
+put config "$nconfig"
+if [ "$nknown" -gt 0 ]; then
+  put known_hosts "$nknown"
+elif is_mine "$ssh/known_hosts"; then
+  rm -f "$ssh/known_hosts" && echo "removed $ssh/known_hosts"
+fi
+echo done
+"#;
+
+/// `is_mine FILE`: FILE is a regular file provision wrote (first line is
+/// [`FILE_MARK`]).
+fn is_mine() -> String {
+    format!(
+        r#"
+is_mine() {{
+  [ -f "$1" ] && ! [ -L "$1" ] || return 1
+  IFS= read -r first < "$1" 2>/dev/null || return 1
+  [ "$first" = "{FILE_MARK}" ]
+}}
+"#
+    )
+}
 
 /// Root part of verify: `$1` state, `$2` agent, `$3` public, `$4` user, `$5` home.
 pub(crate) fn verify_root() -> String {
@@ -253,7 +312,8 @@ done
 echo done
 "#;
 
-/// Deprovision (root): `$1` state, `$2` agent, `$3` public, `$4` lock token.
+/// Deprovision, root part: `$1` state, `$2` agent, `$3` public, `$4` lock
+/// token. Stops the agent and forwarder, removes the sockets and the state.
 pub(crate) fn deprovision() -> String {
     format!("{HELPERS}{DEPROVISION_BODY}")
 }
@@ -269,14 +329,24 @@ if is_ours "$apid" ssh-agent "$agent"; then stop "$apid" ssh-agent "$agent" && e
 for s in "$public" "$agent"; do
   if [ -S "$s" ] || [ -L "$s" ]; then rm -f "$s" && echo "removed $s"; fi
 done
-if [ -f "$state/files" ]; then
-  while IFS= read -r f; do
-    [ -n "$f" ] || continue
-    if [ -d "$f" ] && ! [ -L "$f" ]; then rm -d "$f" 2>/dev/null && echo "removed $f"
-    elif [ -e "$f" ] || [ -L "$f" ]; then rm -f "$f" && echo "removed $f"; fi
-  done < "$state/files"
-fi
 if [ -d "$state" ]; then rm -rf "$state" && echo "removed $state"; fi
+echo done
+"#;
+
+/// Deprovision, user part, run as the user: `$1` home. Removes the files
+/// provision wrote (those that still start with [`FILE_MARK`]) and
+/// `~/.ssh` when that leaves it empty.
+pub(crate) fn deprovision_user() -> String {
+    format!("{}{DEPROVISION_USER_BODY}", is_mine())
+}
+
+const DEPROVISION_USER_BODY: &str = r#"
+set -u
+ssh=${1%/}/.ssh
+for f in "$ssh/config" "$ssh/known_hosts"; do
+  if is_mine "$f"; then rm -f "$f" && echo "removed $f"; fi
+done
+if [ -d "$ssh" ] && ! [ -L "$ssh" ] && rm -d "$ssh" 2>/dev/null; then echo "removed $ssh"; fi
 echo done
 "#;
 

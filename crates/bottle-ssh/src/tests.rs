@@ -60,13 +60,14 @@ fn renders_the_config_exactly_with_a_gate() {
     let config = render_config(&v, &Target::default());
     assert_eq!(
         config,
-        "Host github\n HostName 127.0.0.1\n User git\n Port 2201\n IdentityAgent /run/claude-bottle-agent-public.sock\n HostKeyAlias github.com\n CheckHostIP no\n\n\
+        "# Written by bottle: replaced by each provision, removed by deprovision.\n\
+         Host github\n HostName 127.0.0.1\n User git\n Port 2201\n IdentityAgent /run/claude-bottle-agent-public.sock\n HostKeyAlias github.com\n CheckHostIP no\n\n\
          Host gitlab\n HostName 127.0.0.1\n User git\n Port 2202\n IdentityAgent /run/claude-bottle-agent-public.sock\n HostKeyAlias gitlab.com\n CheckHostIP no\n\n"
     );
     // Comment and trailing newline dropped; only entries with a key.
     assert_eq!(
         render_known_hosts(&v).unwrap(),
-        format!("gitlab.com {HOST_KEY}\n")
+        format!("{FILE_MARK}\ngitlab.com {HOST_KEY}\n")
     );
 }
 
@@ -87,7 +88,8 @@ fn renders_without_a_gate_straight_to_the_upstream() {
     };
     assert_eq!(
         render_config(&v, &t),
-        "Host a\n HostName a.example.org\n User git\n Port 22\n IdentityAgent /run/pub.sock\n HostKeyAlias a.example.org\n CheckHostIP no\n\n\
+        "# Written by bottle: replaced by each provision, removed by deprovision.\n\
+         Host a\n HostName a.example.org\n User git\n Port 22\n IdentityAgent /run/pub.sock\n HostKeyAlias a.example.org\n CheckHostIP no\n\n\
          Host b\n HostName b.example.org\n User git\n Port 2222\n IdentityAgent /run/pub.sock\n HostKeyAlias b.example.org\n CheckHostIP no\n\n"
     );
     assert_eq!(render_known_hosts(&v), None);

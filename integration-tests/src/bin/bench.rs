@@ -473,14 +473,16 @@ async fn measure(
                     }
                 };
             done += 1;
-            let names: Vec<&str> = report
-                .steps
-                .iter()
-                .map(|st| st.name)
-                .filter(|n| *n != "validate")
-                .collect();
-            for (i, call) in timing.take().into_iter().enumerate() {
-                let label = format!("{} ({})", call.kind, names.get(i).copied().unwrap_or("?"));
+            drop(report);
+            // Calls that run at once finish in any order: sort by who ran them.
+            let mut calls = timing.take();
+            calls.sort_by(|a, b| (a.kind, &a.user).cmp(&(b.kind, &b.user)));
+            for (i, call) in calls.into_iter().enumerate() {
+                let label = match call.user.as_deref() {
+                    Some("0") => format!("{} as root", call.kind),
+                    Some(user) => format!("{} as {user}", call.kind),
+                    None => call.kind.to_string(),
+                };
                 if per_call.len() <= i {
                     per_call.push((label.clone(), Vec::new(), Vec::new()));
                 }
@@ -567,10 +569,12 @@ async fn measure(
         names.push(bottles.start().await?);
     }
     // The engine's own concurrent floor: one bare exec in each at once.
+    let cpu = cpu_busy_ms();
     let t = Instant::now();
     let bare =
         futures_util::future::join_all(names.iter().map(|name| rt.exec(name, true_req()))).await;
     let concurrent_floor = ms(t);
+    let bare_cpu = cpu_busy_ms() - cpu;
     for r in bare {
         r?;
     }
@@ -579,14 +583,19 @@ async fn measure(
         median_ms: concurrent_floor,
         floor_ms: floor,
         requests: "1 exec per bottle".into(),
-        note: "wall time of all, one run".into(),
+        note: format!(
+            "wall time of all, one run; {}",
+            cpu_note(bare_cpu, s.concurrent, floor)
+        ),
     });
+    let cpu = cpu_busy_ms();
     let t = Instant::now();
     let results = futures_util::future::join_all(
         names.iter().map(|name| provision_counted(&rt, name, &plan)),
     )
     .await;
     let concurrent = ms(t);
+    let concurrent_cpu = cpu_busy_ms() - cpu;
     let mut counts = Vec::new();
     for (name, r) in names.iter().zip(results) {
         match r {
@@ -604,7 +613,10 @@ async fn measure(
         median_ms: concurrent,
         floor_ms: floor,
         requests: format!("per bottle: {}", counts_cell(&counts)),
-        note: format!("wall time of all, one run; {concurrent_failed} failed"),
+        note: format!(
+            "wall time of all, one run; {concurrent_failed} failed; {}",
+            cpu_note(concurrent_cpu, s.concurrent, library[&5])
+        ),
     });
 
     // Targets (issue 6).
@@ -877,4 +889,34 @@ async fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// CPU time all processes on the machine spent busy so far (`/proc/stat`,
+/// every state but idle and iowait), in ms; 0 where it cannot be read.
+fn cpu_busy_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0.0;
+    };
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let (idle, iowait) = (ticks.get(3).copied(), ticks.get(4).copied());
+    let busy = ticks.iter().take(8).sum::<f64>() - idle.unwrap_or(0.0) - iowait.unwrap_or(0.0);
+    // USER_HZ is 100 on every Linux the engines run on.
+    busy * 10.0
+}
+
+/// How much CPU a run of `n` things at once used and the wall time that
+/// alone forces on this machine's cores, as a multiple of `one`.
+fn cpu_note(busy_ms: f64, n: usize, one: f64) -> String {
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
+    let bound = busy_ms / cores;
+    format!(
+        "CPU busy {busy_ms:.0} ms ({:.0} ms each) on {cores} cores: >= {bound:.0} ms wall = {:.2}x one",
+        busy_ms / n as f64,
+        bound / one
+    )
 }
