@@ -1,5 +1,6 @@
 //! Manifest parsing + validation + rendering: never a panic, and whatever
-//! validates renders to a config that passes the pure-Rust oracle (one
+//! validates renders to a config that passes the pure-Rust oracle (the
+//! `FILE_MARK` comment line, then one
 //! block of exactly seven `keyword value` lines per entry, values from the
 //! allow-list, nothing else). `ssh -G` itself judges samples in
 //! crates/bottle-ssh/tests/oracle.rs and in scripts/fuzz.sh.
@@ -48,7 +49,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let target = bottle_ssh::Target::default();
     let config = bottle_ssh::render_config(&plan, &target);
-    let lines: Vec<&str> = config.lines().collect();
+    let mut lines: Vec<&str> = config.lines().collect();
+    assert_eq!(lines.first(), Some(&bottle_ssh::FILE_MARK), "{config}");
+    lines.remove(0);
     assert_eq!(lines.len(), plan.entries.len() * 8, "{config}");
     for (block, e) in lines.chunks(8).zip(&plan.entries) {
         let want = [
@@ -71,7 +74,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(e.connect_port >= 1);
     }
     if let Some(known) = bottle_ssh::render_known_hosts(&plan) {
-        for line in known.lines() {
+        let mut lines = known.lines();
+        assert_eq!(lines.next(), Some(bottle_ssh::FILE_MARK), "{known}");
+        for line in lines {
             assert_eq!(line.split(' ').count(), 3, "{line:?}");
         }
     }
