@@ -39,7 +39,7 @@
 //!
 //! | Path | Mode, owner | What |
 //! |---|---|---|
-//! | `~/.ssh` | 700, user | |
+//! | `~/.ssh` | 700, user | made by the user's exec: the user must be able to create it (or own it) |
 //! | `~/.ssh/config` | 600, user | one `Host` block per entry ([`render_config`]) |
 //! | `~/.ssh/known_hosts` | 600, user | only when an entry has `KnownHostKey` |
 //! | `/run/claude-bottle-agent.sock` | 600, root | `ssh-agent -D -a …`, run as root |
