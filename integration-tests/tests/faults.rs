@@ -232,8 +232,10 @@ async fn check_restart_leaves_stale_sockets_replaced(env: &TestEnv) {
     let keys = Keys::new();
     let plan = keys.plan();
     provision_ok(env.rt(), env.bottle(), &plan).await;
+    // Inode and change time (ns): a file system may hand a new socket the
+    // inode number of the one just removed.
     let inodes =
-        "stat -c '%i %F' /run/claude-bottle-agent.sock /run/claude-bottle-agent-public.sock";
+        "stat -c '%i %z %F' /run/claude-bottle-agent.sock /run/claude-bottle-agent-public.sock";
     let before = env.sh(inodes, &[]).await;
     env.admin().stop(env.bottle()).await.unwrap();
     env.admin().start(env.bottle()).await.unwrap();
@@ -244,7 +246,11 @@ async fn check_restart_leaves_stale_sockets_replaced(env: &TestEnv) {
     for what in ["agent running", "forwarder running"] {
         assert!(!report.check(what).unwrap().ok, "{what} after restart");
     }
-    provision_ok(env.rt(), env.bottle(), &plan).await;
+    let report = provision_ok(env.rt(), env.bottle(), &plan).await;
+    assert!(
+        report.agent.started && report.forwarder.started,
+        "{report:?}"
+    );
     let after = env.sh(inodes, &[]).await;
     assert_ne!(after, before, "stale sockets kept");
     assert_eq!(after.matches("socket").count(), 2, "{after}");

@@ -938,6 +938,40 @@ async fn check_symlinked_ssh_dir_is_replaced(env: &TestEnv) {
     verify_ok(env, &plan).await;
 }
 
+/// A `~/.ssh` owned by root is not taken over: provision fails naming it,
+/// and the directory keeps its owner and mode.
+async fn check_root_owned_ssh_dir_is_refused(env: &TestEnv) {
+    let keys = Keys::new();
+    let plan = keys.plan();
+    env.sh(
+        "mkdir -p /home/node/.ssh && chown 0:0 /home/node/.ssh && chmod 700 /home/node/.ssh",
+        &[],
+    )
+    .await;
+    let e = bottle_ssh::provision(env.rt(), env.bottle(), &plan, &Target::default())
+        .await
+        .unwrap_err();
+    match &e {
+        Error::Script { step, stderr, .. } => {
+            assert_eq!(*step, "write files");
+            assert!(stderr.contains("/home/node/.ssh"), "{stderr}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(e.exit_code(), 3);
+    assert_eq!(
+        env.sh(
+            "stat -c '%a %u %g' /home/node/.ssh; ls -A /home/node/.ssh",
+            &[]
+        )
+        .await,
+        "700 0 0\n"
+    );
+    env.sh("rm -rf /home/node/.ssh", &[]).await;
+    provision(env, &plan).await;
+    verify_ok(env, &plan).await;
+}
+
 /// A user who keeps swapping `~/.ssh` between a directory and a symlink to
 /// `/etc` while provisions run cannot get anything written or removed in
 /// `/etc` (the user's files are written by an exec running as the user);
@@ -1098,6 +1132,7 @@ engine_tests!(
     check_locked_agent_is_replaced,
     check_symlinked_ssh_dir_is_replaced,
     check_user_racing_ssh_dir_cannot_redirect_writes,
+    check_root_owned_ssh_dir_is_refused,
     check_key_bytes_only_travel_over_stdin,
     check_user_reaches_every_alias,
     check_wrong_known_host_key_fails,
