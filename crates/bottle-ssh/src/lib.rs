@@ -483,7 +483,7 @@ pub async fn provision_with(
     let user_request = user_files_request(target, &config, known_hosts.as_deref());
     let ((root, root_took), (user, user_took)) =
         futures_util::join!(timed(root_request), timed(user_request));
-    let (root_step, user_step) = ("load keys", "write files");
+    let (root_step, user_step, retry_step) = ("load keys", "write files", "load keys (new agent)");
     steps.push(root_step, root_took);
     steps.push(user_step, user_took);
 
@@ -517,11 +517,7 @@ pub async fn provision_with(
     let mut attempt = 1;
     let mut out = root;
     let (stdout, agent, forwarder) = loop {
-        let step = if attempt == 1 {
-            root_step
-        } else {
-            "load keys (new agent)"
-        };
+        let step = if attempt == 1 { root_step } else { retry_step };
         if !out.success() {
             return Err(script_error(step, container, &out));
         }
@@ -554,7 +550,6 @@ pub async fn provision_with(
             "the agent does not hold the plan's keys (locked?); starting a new one"
         );
         attempt += 1;
-        let step = "load keys (new agent)";
         let t = Instant::now();
         out = rt
             .exec(
@@ -562,8 +557,8 @@ pub async fn provision_with(
                 load_keys_request(target, "fresh", &token, &record, &message),
             )
             .await
-            .map_err(Error::runtime(step))?;
-        steps.done(step, t);
+            .map_err(Error::runtime(retry_step))?;
+        steps.done(retry_step, t);
     };
     drop(message);
 

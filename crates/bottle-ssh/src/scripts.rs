@@ -100,8 +100,8 @@ done
 /// `$7` lock token, `$8` lines of key record, `$9…` tools to look for.
 /// Stdin: the key record's lines, then agent protocol messages (key
 /// material), relayed to the agent only.
-/// Prints `missing tool|user|home [NAME]` (and changes nothing), or `uid N`,
-/// `gid N`, `agent-started|agent-reused PID`,
+/// Prints `missing tool|user|home [NAME]` (and changes nothing), or
+/// `agent-started|agent-reused PID`,
 /// `forwarder-started|forwarder-reused PID`, `key SHA256:…` (what the agent
 /// holds afterwards), `done`. Holds the in-container lock while it runs.
 pub(crate) fn provision() -> String {
@@ -122,11 +122,8 @@ trap 'exit 1' INT TERM HUP
 "#;
 
 const PROVISION_BODY: &str = r#"
-if uid=$(id -u "$user" 2>/dev/null) && gid=$(id -g "$user" 2>/dev/null); then
-  echo "uid $uid"; echo "gid $gid"
-else
-  echo "missing user"; bad=1
-fi
+# The ids themselves come from the user's exec (it runs as the user).
+id -u "$user" >/dev/null 2>&1 || { echo "missing user"; bad=1; }
 [ -d "$home" ] || { echo "missing home"; bad=1; }
 [ "$bad" = 0 ] || exit 0
 umask 077

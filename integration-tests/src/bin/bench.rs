@@ -463,17 +463,13 @@ async fn measure(
             attempts = retry_budget(attempts, s.runs)?;
             let bottle = bottles.start().await?;
             let timing = TimingRuntime::new(rt.clone());
-            let report =
-                match bottle_ssh::provision(&timing, &bottle, &plan, &Target::default()).await {
-                    Ok(report) => report,
-                    Err(e) => {
-                        failures.push(failure(&rt, &bottle, "5 keys, timed calls", &e).await);
-                        bottles.remove_all().await;
-                        continue;
-                    }
-                };
+            if let Err(e) = bottle_ssh::provision(&timing, &bottle, &plan, &Target::default()).await
+            {
+                failures.push(failure(&rt, &bottle, "5 keys, timed calls", &e).await);
+                bottles.remove_all().await;
+                continue;
+            }
             done += 1;
-            drop(report);
             // Calls that run at once finish in any order: sort by who ran them.
             let mut calls = timing.take();
             calls.sort_by(|a, b| (a.kind, &a.user).cmp(&(b.kind, &b.user)));
