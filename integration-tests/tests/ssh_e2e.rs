@@ -954,7 +954,10 @@ async fn check_root_owned_ssh_dir_is_refused(env: &TestEnv) {
     match &e {
         Error::Script { step, stderr, .. } => {
             assert_eq!(*step, "write files");
-            assert!(stderr.contains("/home/node/.ssh"), "{stderr}");
+            assert!(
+                stderr.contains("/home/node/.ssh") && stderr.contains("must belong to node"),
+                "{stderr:?}"
+            );
         }
         other => panic!("{other:?}"),
     }

@@ -209,18 +209,25 @@ pub(crate) fn user_files() -> String {
 const USER_FILES_HEAD: &str = r#"
 set -u
 home=$1 nconfig=$2 nknown=$3; shift 3
+# Podman may drop the output of a process that leaves its stdin unread: every
+# exit reads (and discards) what is left of it first.
+trap 'cat >/dev/null 2>&1' EXIT
+trap 'exit 1' INT TERM HUP
 "#;
 
 const USER_FILES_BODY: &str = r#"
 [ -d "$home" ] || { echo "missing home"; bad=1; }
-if [ "$bad" != 0 ]; then cat >/dev/null; exit 0; fi
+[ "$bad" = 0 ] || exit 0
 echo "uid $(id -u)"; echo "gid $(id -g)"
 umask 077
 ssh=${home%/}/.ssh
 if [ -L "$ssh" ] || { [ -e "$ssh" ] && ! [ -d "$ssh" ]; }; then
   rm -f "$ssh" && echo "removed $ssh"
 fi
-mkdir -p "$ssh" && chmod 700 "$ssh" || exit 1
+mkdir -p "$ssh" || exit 1
+chmod 700 "$ssh" 2>/dev/null || {
+  echo "cannot make $ssh private (mode 700): it must belong to $(id -un 2>/dev/null || id -u)" >&2; exit 1
+}
 # put NAME LINES: the next LINES lines of stdin into a new file, renamed over
 # NAME (a reader never sees half a file).
 put() {
