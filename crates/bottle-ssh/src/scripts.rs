@@ -225,7 +225,8 @@ if [ -L "$ssh" ] || { [ -e "$ssh" ] && ! [ -d "$ssh" ]; }; then
   rm -f "$ssh" && echo "removed $ssh"
 fi
 mkdir -p "$ssh" || exit 1
-chmod 700 "$ssh" 2>/dev/null || {
+# chmod says why it failed; the hint names the likely cause.
+chmod 700 "$ssh" || {
   echo "cannot make $ssh private (mode 700): it must belong to $(id -un 2>/dev/null || id -u)" >&2; exit 1
 }
 # put NAME LINES: the next LINES lines of stdin into a new file, renamed over
