@@ -38,6 +38,7 @@ pub const BINARIES: &[(&str, &str)] = &[
     ("/usr/bin/printf", "coreutils"),
     ("/usr/bin/readlink", "coreutils"),
     ("/usr/bin/rm", "coreutils"),
+    ("/usr/bin/rmdir", "coreutils"),
     ("/usr/bin/seq", "coreutils"),
     ("/usr/bin/sha256sum", "coreutils"),
     ("/usr/bin/sleep", "coreutils"),

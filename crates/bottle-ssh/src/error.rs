@@ -24,6 +24,22 @@ impl std::fmt::Display for Missing {
     }
 }
 
+/// A path root's scripts will not trust: it, or a directory above it, is
+/// not owned by root, is writable by group or others, or is a symlink where
+/// none may be. Found before any key is sent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Untrusted {
+    pub path: String,
+    /// E.g. `writable by group or others (mode 777) (for socat)`.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Untrusted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.reason)
+    }
+}
+
 fn list(missing: &[Missing]) -> String {
     missing
         .iter()
@@ -67,6 +83,19 @@ pub enum Error {
     MissingInContainer {
         container: String,
         missing: Vec<Missing>,
+    },
+
+    /// Root's scripts will not run a program or use a directory that the
+    /// bottle's user could have changed (a writable `PATH` entry, `/run`,
+    /// the state directory). Checked before any key is sent; nothing changed.
+    #[error(
+        "container `{container}`: root will not use {}: the bottle's user could replace what is there \
+         (make them root-owned and not group/other-writable)",
+        untrusted.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    UntrustedInContainer {
+        container: String,
+        untrusted: Vec<Untrusted>,
     },
 
     /// A runtime (engine) call failed.

@@ -72,11 +72,13 @@ mod keys_tests;
 #[cfg(test)]
 mod tests;
 
-pub use error::{Error, Missing};
+pub use error::{Error, Missing, Untrusted};
 pub use keys::{Options, Passphrase};
 pub use listing::{list_keys, AgentKey};
 pub use plan::{Gate, Lifetime, Plan, SshEntry, Target};
-pub use render::{render_config, render_known_hosts, FILE_MARK};
+pub use render::{
+    public_key_file, render_config, render_known_hosts, render_public_keys, FILE_MARK,
+};
 /// The key crate this one parses keys with, for callers that inspect keys.
 pub use ssh_key;
 pub use validate::{
@@ -293,6 +295,34 @@ fn parse_missing(
     Ok(())
 }
 
+/// `untrusted PATH WHY` lines of a root script (at most 20 kept: the
+/// container chooses how many it prints).
+fn parse_untrusted(stdout: &str) -> Vec<Untrusted> {
+    let mut out: Vec<Untrusted> = Vec::new();
+    for line in stdout.lines() {
+        let Some(rest) = line.strip_prefix("untrusted ") else {
+            continue;
+        };
+        let (path, reason) = rest.split_once(' ').unwrap_or((rest, "not trusted"));
+        let u = Untrusted {
+            path: path.to_string(),
+            reason: reason.to_string(),
+        };
+        if !out.contains(&u) && out.len() < 20 {
+            out.push(u);
+        }
+    }
+    out
+}
+
+fn untrusted_error(container: &str, stdout: &str) -> Option<Error> {
+    let untrusted = parse_untrusted(stdout);
+    (!untrusted.is_empty()).then(|| Error::UntrustedInContainer {
+        container: container.to_string(),
+        untrusted,
+    })
+}
+
 fn ssh_dir(target: &Target) -> String {
     format!("{}/.ssh", target.home.trim_end_matches('/'))
 }
@@ -338,18 +368,29 @@ fn load_keys_request(
         .stdin(std::mem::take(&mut *stdin))
 }
 
-/// The user's exec of provision (`~/.ssh`, `config`, `known_hosts`, as the
-/// user); see [`scripts::user_files`].
-fn user_files_request(target: &Target, config: &str, known_hosts: Option<&str>) -> ExecRequest {
+/// The user's exec of provision (`~/.ssh`, `config`, `known_hosts` and
+/// one public key file per key, as the user); see [`scripts::user_files`].
+fn user_files_request(
+    target: &Target,
+    config: &str,
+    known_hosts: Option<&str>,
+    public_keys: &[(String, String)],
+) -> ExecRequest {
     let (config_lines, config) = framed(config);
     let (known_lines, known) = framed(known_hosts.unwrap_or(""));
     let (config_lines, known_lines) = (config_lines.to_string(), known_lines.to_string());
-    let mut args = vec![target.home.as_str(), &config_lines, &known_lines];
+    let npub = public_keys.len().to_string();
+    let mut args = vec![target.home.as_str(), &config_lines, &known_lines, &npub];
+    args.extend(public_keys.iter().map(|(name, _)| name.as_str()));
     // The root exec's tools too: both execs must agree on "nothing missing".
     args.extend(root_tools());
+    let mut stdin = format!("{config}{known}");
+    for (_, text) in public_keys {
+        stdin.push_str(text);
+    }
     ExecRequest::script(&scripts::user_files(), args)
         .user(target.user.as_str())
-        .stdin(format!("{config}{known}").into_bytes())
+        .stdin(stdin.into_bytes())
 }
 
 /// Root-only record of what the agent protocol does not report: per key,
@@ -469,6 +510,7 @@ pub async fn provision_with(
     let record = key_state(&valid, unix_now());
     let config = render_config(&valid, target);
     let known_hosts = render_known_hosts(&valid);
+    let public_keys = render_public_keys(&valid);
 
     // Two execs at once: root (checks, lock, agent, keys over stdin) and
     // the user (its own ~/.ssh files). Each checks the same tools and home
@@ -480,15 +522,22 @@ pub async fn provision_with(
         (out, t.elapsed())
     };
     let root_request = load_keys_request(target, "reuse", &token, &record, &message);
-    let user_request = user_files_request(target, &config, known_hosts.as_deref());
+    let user_request = user_files_request(target, &config, known_hosts.as_deref(), &public_keys);
     let ((root, root_took), (user, user_took)) =
         futures_util::join!(timed(root_request), timed(user_request));
     let (root_step, user_step, retry_step) = ("load keys", "write files", "load keys (new agent)");
     steps.push(root_step, root_took);
     steps.push(user_step, user_took);
 
-    // A missing tool, user or home is the most useful error: report it from
-    // either exec before anything else.
+    // What root will not trust, then a missing tool, user or home, are the
+    // most useful errors: report them from either exec before anything else.
+    if let Some(e) = root
+        .as_ref()
+        .ok()
+        .and_then(|out| untrusted_error(container, &out.stdout_lossy()))
+    {
+        return Err(e);
+    }
     let mut missing = Vec::new();
     for (step, out) in [(root_step, &root), (user_step, &user)] {
         if let Ok(out) = out {
@@ -534,7 +583,9 @@ pub async fn provision_with(
             .collect();
         actual.sort();
         let expected = valid.fingerprints();
-        if actual == expected {
+        // `agent-unusable`: a reused agent did not accept the key stream.
+        let unusable = stdout.lines().any(|l| l == "agent-unusable");
+        if actual == expected && !unusable {
             break (stdout, agent, forwarder);
         }
         // A fresh agent that does not hold the keys will not do better.
@@ -576,6 +627,9 @@ pub async fn provision_with(
     if known_hosts.is_some() {
         files.push(file(format!("{dir}/known_hosts"), "600"));
     }
+    for (name, _) in &public_keys {
+        files.push(file(format!("{dir}/{name}"), "600"));
+    }
     let removed = user_stdout
         .lines()
         .chain(stdout.lines())
@@ -613,6 +667,24 @@ fn check(name: impl Into<String>, ok: bool, detail: impl Into<String>) -> Check 
     }
 }
 
+/// Programs verify's root part runs besides provision's.
+const VERIFY_TOOLS: [&str; 3] = ["find", "head", "stat"];
+
+/// The file type in `stat -c %f`'s raw mode (hex), named as GNU `%F` does
+/// with `_` for spaces.
+fn file_kind(raw_hex: &str) -> &'static str {
+    match u32::from_str_radix(raw_hex, 16).map(|m| m & 0o170000) {
+        Ok(0o140000) => "socket",
+        Ok(0o120000) => "symbolic_link",
+        Ok(0o100000) => "regular_file",
+        Ok(0o060000) => "block_device",
+        Ok(0o040000) => "directory",
+        Ok(0o020000) => "character_device",
+        Ok(0o010000) => "fifo",
+        _ => "unknown",
+    }
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -644,19 +716,17 @@ pub async fn verify_with(
     const STEP: &str = "verify";
     validate_target(target)?;
     let valid = validate::validate_inner(plan, opts, false)?;
+    let mut args = vec![
+        STATE_DIR,
+        &target.agent_socket,
+        &target.public_socket,
+        &target.user,
+        &target.home,
+    ];
+    args.extend(root_tools());
+    args.extend(VERIFY_TOOLS);
     let out = rt
-        .exec_script(
-            container,
-            &scripts::verify_root(),
-            &[
-                STATE_DIR,
-                &target.agent_socket,
-                &target.public_socket,
-                &target.user,
-                &target.home,
-            ],
-            None,
-        )
+        .exec_script(container, &scripts::verify_root(), &args, None)
         .await
         .map_err(Error::runtime(STEP))?;
     if !out.success() {
@@ -667,6 +737,26 @@ pub async fn verify_with(
         return Err(protocol(STEP, container, "the root check did not finish"));
     }
     let mut checks = Vec::new();
+    // Nothing else is looked at when root's environment is not trusted:
+    // the script stops before running any program of the container's.
+    let untrusted = parse_untrusted(&root);
+    checks.push(check(
+        "root's programs and directories are trusted",
+        untrusted.is_empty(),
+        if untrusted.is_empty() {
+            "PATH, tools, state and socket directories root-owned, not group/other-writable"
+                .to_string()
+        } else {
+            untrusted
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        },
+    ));
+    if !untrusted.is_empty() {
+        return Ok(VerifyReport { checks });
+    }
     let ids = match parse_ids(STEP, container, &root) {
         Ok(ids) => ids,
         Err(_) => {
@@ -694,7 +784,7 @@ pub async fn verify_with(
         }
     }
 
-    // stat MODE UID GID TYPE PATH, then for files: content PATH, |line…, end-content
+    // stat MODE UID GID RAWMODE PATH, then for files: content PATH, |line…, end-content
     let content_of = |path: &str| -> String {
         let mut out = String::new();
         let mut inside = false;
@@ -716,13 +806,13 @@ pub async fn verify_with(
     let stat_of = |path: &str| -> Option<(String, u32, u32, String, String)> {
         root.lines().find_map(|l| {
             let mut w = l.strip_prefix("stat ")?.splitn(5, ' ');
-            let (mode, uid, gid, kind, p) = (w.next()?, w.next()?, w.next()?, w.next()?, w.next()?);
+            let (mode, uid, gid, raw, p) = (w.next()?, w.next()?, w.next()?, w.next()?, w.next()?);
             (p == path).then(|| {
                 (
                     mode.to_string(),
                     uid.parse().unwrap_or(u32::MAX),
                     gid.parse().unwrap_or(u32::MAX),
-                    kind.to_string(),
+                    file_kind(raw).to_string(),
                     sha256_hex(content_of(path).as_bytes()),
                 )
             })
@@ -747,6 +837,7 @@ pub async fn verify_with(
             Some(sha256_hex(config.as_bytes())),
         ),
     ];
+    let mut expect_pub: Vec<(String, String)> = Vec::new();
     for (path, kind, mode, uid, gid, sum) in expect {
         let (ok, detail) = match stat_of(&path) {
             None => (false, "absent".to_string()),
@@ -762,6 +853,26 @@ pub async fn verify_with(
                 };
                 (ok, format!("{k} {m} {u}:{g}{content}"))
             }
+        };
+        checks.push(check(format!("file {path}"), ok, detail));
+    }
+    for (name, text) in render_public_keys(&valid) {
+        expect_pub.push((format!("{dir}/{name}"), sha256_hex(text.as_bytes())));
+    }
+    for (path, sum) in expect_pub {
+        let (ok, detail) = match stat_of(&path) {
+            None => (false, "absent".to_string()),
+            Some((m, u, g, k, s)) => (
+                m == "600" && u == ids.uid && g == ids.gid && k == "regular_file" && s == sum,
+                format!(
+                    "{k} {m} {u}:{g}{}",
+                    if s == sum {
+                        ""
+                    } else {
+                        ", content differs from the plan"
+                    }
+                ),
+            ),
         };
         checks.push(check(format!("file {path}"), ok, detail));
     }
@@ -923,23 +1034,25 @@ pub async fn deprovision(
     const STEP: &str = "deprovision";
     validate_target(target)?;
     let token = lock_token();
-    let root = ExecRequest::script(
-        &scripts::deprovision(),
-        [
-            STATE_DIR,
-            &target.agent_socket,
-            &target.public_socket,
-            &token,
-        ],
-    )
-    .user("0");
+    let mut args = vec![
+        STATE_DIR,
+        &target.agent_socket,
+        &target.public_socket,
+        &token,
+    ];
+    args.extend(root_tools());
+    let root = ExecRequest::script(&scripts::deprovision(), args).user("0");
     let user = ExecRequest::script(&scripts::deprovision_user(), [target.home.as_str()])
         .user(target.user.as_str());
     let (root, user) = futures_util::join!(rt.exec(container, root), rt.exec(container, user));
     let mut stdout = String::new();
-    for out in [root, user] {
+    for (is_root, out) in [(true, root), (false, user)] {
         let out = out.map_err(Error::runtime(STEP))?;
         let text = out.stdout_lossy();
+        // Only root's own script reports on root's environment.
+        if let Some(e) = is_root.then(|| untrusted_error(container, &text)).flatten() {
+            return Err(e);
+        }
         if !out.success() || !text.lines().any(|l| l == "done") {
             return Err(script_error(STEP, container, &out));
         }

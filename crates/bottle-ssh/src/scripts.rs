@@ -3,15 +3,46 @@
 
 use crate::render::FILE_MARK;
 
-/// Shared helpers: `is_ours PID NEEDLE…` is true for a live, non-zombie
-/// process whose argv contains every needle (a recorded pid may be stale or
-/// reused after a restart; a bottle's PID 1 may not reap zombies).
+/// Shared helpers of root's scripts.
+///
+/// `is_ours PID START NEEDLE…` is true for a live, non-zombie process that
+/// runs as root, started at START (field 22 of `/proc/PID/stat`, recorded
+/// with the pid) and whose argv contains every needle: a recorded pid may
+/// be stale, or reused after a restart by a process of the user's.
 /// `take_lock STATE TOKEN` / `release_lock STATE TOKEN`: the in-container lock.
 const HELPERS: &str = r#"
+# The fields of /proc/PID/stat after the command name (which may hold
+# spaces and parentheses): $1 of them is field 3, the state.
+stat_tail() {
+  case $1 in ''|*[!0-9]*) return 1;; esac
+  { IFS= read -r st < "/proc/$1/stat"; } 2>/dev/null || return 1
+  echo "${st##*) }"
+}
+# start_time PID: field 22, in clock ticks since boot.
+start_time() {
+  t=$(stat_tail "$1") || return 1
+  # shellcheck disable=SC2086 # split into fields on purpose
+  set -- $t
+  [ "$#" -ge 20 ] || return 1
+  eval "echo \${20}"
+}
+# Real, effective, saved and filesystem uid all 0.
+runs_as_root() {
+  { while IFS= read -r l; do
+      case $l in Uid:*)
+        # shellcheck disable=SC2086
+        set -- $l
+        [ "$2" = 0 ] && [ "$3" = 0 ] && [ "$4" = 0 ] && [ "$5" = 0 ]; return;;
+      esac
+    done < "/proc/$1/status"; } 2>/dev/null
+  return 1
+}
 is_ours() {
-  p=$1; shift
-  case $p in ''|*[!0-9]*) return 1;; esac
+  p=$1 s=$2; shift 2
+  case $s in ''|*[!0-9]*) return 1;; esac
   is_alive "$p" || return 1
+  [ "$(start_time "$p")" = "$s" ] || return 1
+  runs_as_root "$p" || return 1
   c=$(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null) || return 1
   for n in "$@"; do case $c in *"$n"*) ;; *) return 1;; esac; done
   return 0
@@ -21,22 +52,33 @@ is_ours() {
 # checked with is_ours only once its socket exists.
 # Builtins only (read, expansions): it runs in every polling loop.
 is_alive() {
-  case $1 in ''|*[!0-9]*) return 1;; esac
-  { IFS= read -r st < "/proc/$1/stat"; } 2>/dev/null || return 1
-  st=${st##*) }; st=${st%% *}
-  [ -n "$st" ] && [ "$st" != Z ]
+  t=$(stat_tail "$1") || return 1
+  t=${t%% *}
+  [ -n "$t" ] && [ "$t" != Z ]
 }
-# wait_socket PID SOCKET NAME NEEDLE…: until SOCKET exists (at most ~10 s),
-# then require PID to be ours.
+# read_record FILE: "PID START" as written by record; empty when absent.
+read_record() {
+  rp='' rs=''
+  if [ -f "$1" ]; then IFS=' ' read -r rp rs _ < "$1" 2>/dev/null || :; fi
+  case $rp in ''|*[!0-9]*) rp='' rs='';; esac
+  case $rs in ''|*[!0-9]*) rp='' rs='';; esac
+}
+# record FILE PID: the pid and its start time (a new file renamed over FILE).
+record() {
+  s=$(start_time "$2") || s=0
+  echo "$2 $s" > "$1.new" && mv -f "$1.new" "$1"
+}
+# wait_socket PID START SOCKET NAME NEEDLE…: until SOCKET exists (at most
+# ~10 s), then require PID to be ours.
 wait_socket() {
-  wp=$1 ws=$2 wn=$3; shift 3
+  wp=$1 wt=$2 ws=$3 wn=$4; shift 4
   i=0
   until [ -S "$ws" ]; do
     i=$((i+1))
     if [ "$i" -ge 1000 ] || ! is_alive "$wp"; then echo "$wn did not start on $ws" >&2; exit 1; fi
     sleep 0.01
   done
-  is_ours "$wp" "$@" || { echo "$wn on $ws is not the process we started" >&2; exit 1; }
+  is_ours "$wp" "$wt" "$@" || { echo "$wn on $ws is not the process we started" >&2; exit 1; }
 }
 # Kill a process of ours and wait until it is gone: its exit handler unlinks
 # its socket, which must not hit the socket of its successor.
@@ -49,7 +91,7 @@ stop() {
 }
 uptime_s() { read -r u _ < /proc/uptime; echo "${u%%.*}"; }
 # Start time of PID 1: changes when the container restarts.
-boot_id() { set -- $(sed 's/^.*) //' /proc/1/stat); eval "echo \${20}"; }
+boot_id() { start_time 1; }
 # take_lock STATE TOKEN: a mkdir lock owned by a token, not a pid, because
 # a provision holds it from its preflight exec to its key-loading exec.
 # Re-entrant for the same token; broken when older than 60 s (a provisioner
@@ -80,13 +122,139 @@ release_lock() {
 }
 "#;
 
+/// Root's environment, checked before any root script runs a program:
+/// `trust_env DIR…` makes `PATH` the fixed system list less every directory
+/// that is not trusted, then checks that each DIR (the state and socket
+/// directories) is trusted. `check_tools TOOL…` finds each tool on that
+/// `PATH` and follows its symlinks, every hop trusted. A path is trusted
+/// when it and every directory above it are root-owned, not group- or
+/// other-writable and not symlinks (after resolving). Problems are printed
+/// as `untrusted PATH WHY` or `missing tool NAME`, and set `bad`.
+///
+/// The trust root is the shell the engine runs (`/bin/sh`) and `stat` and
+/// `readlink` from `/usr/bin` or `/bin`, which are checked like the rest.
+const TRUST: &str = r#"
+NL='
+'
+TAB='	'
+untrusted=
+seen=$NL
+# physical DIR: the directory with every symlink resolved (builtins only).
+physical() { (cd -P -- "$1" 2>/dev/null && pwd -P); }
+parent_of() { pp=${1%/*}; echo "${pp:-/}"; }
+# trust_load PATH…: stat the given absolute paths and their parents, each once.
+trust_load() {
+  tl_todo=
+  for tl_p in "$@"; do
+    case $tl_p in /*) ;; *) continue;; esac
+    case $tl_p in *"$NL"*|*"$TAB"*) untrusted=$untrusted$tl_p$TAB"has a tab or newline in its name"$NL; continue;; esac
+    while :; do
+      case $seen in *"$NL$tl_p$NL"*) ;; *) seen=$seen$tl_p$NL; tl_todo=$tl_todo$tl_p$NL;; esac
+      [ "$tl_p" != / ] || break
+      tl_p=$(parent_of "$tl_p")
+    done
+  done
+  [ -n "$tl_todo" ] || return 0
+  tl_ifs=$IFS; IFS=$NL; set -f
+  # shellcheck disable=SC2086 # one path per line
+  set -- $tl_todo
+  set +f; IFS=$tl_ifs
+  tl_out=$("$STAT" -c '%u %f %n' "$@" 2>/dev/null) || {
+    for tl_p in "$@"; do untrusted=$untrusted$tl_p$TAB"could not be checked (stat failed)"$NL; done
+    return 0
+  }
+  while read -r tl_u tl_f tl_n; do
+    [ -n "$tl_n" ] || continue
+    tl_why=
+    case $tl_u$tl_f in *[!0-9a-f]*|'') tl_why="could not be checked (stat printed $tl_u $tl_f)";; esac
+    if [ -z "$tl_why" ]; then
+      [ "$tl_u" = 0 ] || tl_why="owned by uid $tl_u"
+      if [ $(( 0x$tl_f & 61440 )) = 40960 ]; then tl_why="${tl_why:+$tl_why, }a symlink"; fi
+      if [ $(( 0x$tl_f & 18 )) != 0 ]; then tl_why="${tl_why:+$tl_why, }writable by group or others (mode $(printf %o $(( 0x$tl_f & 4095 ))))"; fi
+    fi
+    [ -z "$tl_why" ] || untrusted=$untrusted$tl_n$TAB$tl_why$NL
+  done <<EOF
+$tl_out
+EOF
+}
+# why_untrusted PATH: prints "PATH WHY" for the first untrusted one of PATH
+# and its parents (all loaded); false when all are trusted.
+why_untrusted() {
+  wu_p=$1
+  while :; do
+    case $NL$untrusted in *"$NL$wu_p$TAB"*)
+      wu_w=${untrusted#*"$wu_p$TAB"}; echo "$wu_p ${wu_w%%"$NL"*}"; return 0;;
+    esac
+    [ "$wu_p" != / ] || return 1
+    wu_p=$(parent_of "$wu_p")
+  done
+}
+trust_env() {
+  PATH=/usr/bin:/bin
+  STAT='' READLINK=''
+  for d in /usr/bin /bin; do
+    [ -n "$STAT" ] || { [ -x "$d/stat" ] && STAT=$d/stat; }
+    [ -n "$READLINK" ] || { [ -x "$d/readlink" ] && READLINK=$d/readlink; }
+  done
+  [ -n "$STAT" ] || { echo "missing tool stat"; bad=1; return; }
+  [ -n "$READLINK" ] || { echo "missing tool readlink"; bad=1; return; }
+  dirs=
+  for d in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do
+    r=$(physical "$d") && dirs=$dirs$r$NL
+  done
+  need=
+  for d in "$@"; do
+    r=$(physical "$d") || { echo "untrusted $d does not exist"; bad=1; continue; }
+    need=$need$r$NL
+  done
+  for f in /etc/ld.so.preload /etc/ld.so.cache; do [ ! -e "$f" ] || need=$need$f$NL; done
+  old=$IFS; IFS=$NL; set -f
+  # shellcheck disable=SC2086
+  trust_load $dirs $need
+  set +f; IFS=$old
+  # shellcheck disable=SC2123 # rebuilt from the trusted directories below
+  PATH=''
+  for r in $dirs; do
+    case :$PATH: in *":$r:"*) continue;; esac
+    if why_untrusted "$r" >/dev/null; then continue; fi
+    PATH=${PATH:+$PATH:}$r
+  done
+  export PATH
+  for r in $need; do
+    if w=$(why_untrusted "$r"); then echo "untrusted $w"; bad=1; fi
+  done
+  # The bootstrap tools are run by their fixed paths: check them as tools.
+  check_tools "$STAT" "$READLINK"
+}
+# check_tools TOOL…: found on the trusted PATH (a shell builtin is fine),
+# every symlink hop trusted.
+check_tools() {
+  for ct_t in "$@"; do
+    ct_p=$(command -v "$ct_t" 2>/dev/null) || { echo "missing tool $ct_t"; bad=1; continue; }
+    case $ct_p in /*) ;; *) continue;; esac
+    ct_hops=0
+    while :; do
+      ct_d=$(physical "$(parent_of "$ct_p")") || { echo "untrusted $ct_p cannot be resolved (for $ct_t)"; bad=1; break; }
+      if [ "$ct_d" = / ]; then ct_p=/${ct_p##*/}; else ct_p=$ct_d/${ct_p##*/}; fi
+      trust_load "$ct_p"
+      if ct_w=$(why_untrusted "$ct_p"); then echo "untrusted $ct_w (for $ct_t)"; bad=1; break; fi
+      [ -L "$ct_p" ] || break
+      ct_hops=$((ct_hops+1))
+      [ "$ct_hops" -lt 20 ] || { echo "untrusted $ct_p too many symlinks (for $ct_t)"; bad=1; break; }
+      ct_l=$("$READLINK" "$ct_p") || { echo "untrusted $ct_p cannot be resolved (for $ct_t)"; bad=1; break; }
+      case $ct_l in /*) ct_p=$ct_l;; *) ct_p=$ct_d/$ct_l;; esac
+    done
+  done
+}
+"#;
+
 /// Programs the scripts use besides the three the product needs.
 pub(crate) const CORE_TOOLS: &[&str] = &[
-    "id", "sed", "tr", "grep", "cat", "rm", "mkdir", "mv", "chmod", "sleep",
+    "id", "sed", "tr", "grep", "cat", "rm", "mkdir", "mv", "chmod", "sleep", "mktemp",
 ];
 
-/// The checks both provision execs make before changing anything: `$@`
-/// tools to look for. Prints `missing tool NAME`; sets `bad`.
+/// The user exec's check: `$@` tools to look for (on the user's own PATH:
+/// nothing it runs is trusted). Prints `missing tool NAME`; sets `bad`.
 const CHECK_TOOLS: &str = r#"
 bad=0
 for t in "$@"; do
@@ -100,12 +268,14 @@ done
 /// `$7` lock token, `$8` lines of key record, `$9…` tools to look for.
 /// Stdin: the key record's lines, then agent protocol messages (key
 /// material), relayed to the agent only.
-/// Prints `missing tool|user|home [NAME]` (and changes nothing), or
-/// `agent-started|agent-reused PID`,
+/// Prints `missing tool|user|home [NAME]` and `untrusted PATH WHY` (and
+/// changes nothing: the key stream is never read), or
+/// `agent-started|agent-reused PID`, `agent-unusable` (a reused agent
+/// would not take the keys: ask again with `fresh`),
 /// `forwarder-started|forwarder-reused PID`, `key SHA256:…` (what the agent
 /// holds afterwards), `done`. Holds the in-container lock while it runs.
 pub(crate) fn provision() -> String {
-    format!("{HELPERS}{PROVISION_HEAD}{CHECK_TOOLS}{PROVISION_BODY}")
+    format!("{HELPERS}{TRUST}{PROVISION_HEAD}{PROVISION_BODY}")
 }
 
 const PROVISION_HEAD: &str = r#"
@@ -116,18 +286,30 @@ user=$1 home=$2 state=$3 agent=$4 public=$5 mode=$6 token=$7 nrecord=$8; shift 8
 # Podman may drop the output of a process that leaves its stdin unread: an
 # early exit reads (and discards) the rest of the key stream first.
 keys_open=1
-finish() { if [ -n "$keys_open" ]; then cat <&3 >/dev/null 2>&1; fi; }
+finish() { if [ -n "$keys_open" ]; then while IFS= read -r _ <&3; do :; done 2>/dev/null; fi; }
 trap finish EXIT
 trap 'exit 1' INT TERM HUP
+unset LD_PRELOAD LD_LIBRARY_PATH LD_AUDIT ENV BASH_ENV
 "#;
 
 const PROVISION_BODY: &str = r#"
+bad=0
+trust_env "${state%/*}/" "${agent%/*}/" "${public%/*}/"
+check_tools "$@"
+if [ -e "$state" ] || [ -L "$state" ]; then
+  trust_load "$state"
+  if w=$(why_untrusted "$state"); then echo "untrusted $w"; bad=1;
+  elif ! [ -d "$state" ]; then echo "untrusted $state not a directory"; bad=1; fi
+fi
+[ "$bad" = 0 ] || exit 0
 # The ids themselves come from the user's exec (it runs as the user).
 id -u "$user" >/dev/null 2>&1 || { echo "missing user"; bad=1; }
 [ -d "$home" ] || { echo "missing home"; bad=1; }
 [ "$bad" = 0 ] || exit 0
 umask 077
-mkdir -p "$state" && chmod 700 "$state" || exit 1
+# Made private from the start; an existing one was checked above.
+[ -d "$state" ] || mkdir -m 700 "$state" || exit 1
+chmod 700 "$state" || exit 1
 take_lock "$state" "$token"
 trap 'finish; release_lock "$state" "$token"' EXIT
 
@@ -138,34 +320,36 @@ while [ "$i" -lt "$nrecord" ]; do
   i=$((i+1))
 done > "$state/keys.new" && mv -f "$state/keys.new" "$state/keys" || exit 1
 
-agent_started= forwarder_started=
-apid=$(cat "$state/agent.pid" 2>/dev/null) || apid=
-if [ "$mode" != fresh ] && is_ours "$apid" ssh-agent "$agent" && [ -S "$agent" ]; then
+agent_started="" forwarder_started=""
+read_record "$state/agent.pid"; apid=$rp astart=$rs
+if [ "$mode" != fresh ] && is_ours "$apid" "$astart" ssh-agent "$agent" && [ -S "$agent" ]; then
   echo "agent-reused $apid"
 else
-  stop "$apid" ssh-agent "$agent"
+  stop "$apid" "$astart" ssh-agent "$agent"
   rm -f "$agent"
   ssh-agent -D -a "$agent" </dev/null >/dev/null 2>&1 3<&- &
   apid=$!
-  echo "$apid" > "$state/agent.pid"
+  record "$state/agent.pid" "$apid"
+  read_record "$state/agent.pid"; astart=$rs
   agent_started=1
 fi
 
-fpid=$(cat "$state/forwarder.pid" 2>/dev/null) || fpid=
-if is_ours "$fpid" socat "UNIX-LISTEN:$public" && [ -S "$public" ]; then
+read_record "$state/forwarder.pid"; fpid=$rp fstart=$rs
+if is_ours "$fpid" "$fstart" socat "UNIX-LISTEN:$public" && [ -S "$public" ]; then
   echo "forwarder-reused $fpid"
 else
-  stop "$fpid" socat "UNIX-LISTEN:$public"
+  stop "$fpid" "$fstart" socat "UNIX-LISTEN:$public"
   rm -f "$public"
   socat "UNIX-LISTEN:$public,fork,mode=666,unlink-early" "UNIX-CONNECT:$agent" </dev/null >/dev/null 2>&1 3<&- &
   fpid=$!
-  echo "$fpid" > "$state/forwarder.pid"
+  record "$state/forwarder.pid" "$fpid"
+  read_record "$state/forwarder.pid"; fstart=$rs
   forwarder_started=1
 fi
 # Both start at once (the forwarder connects to the agent only per client);
 # the keys go in while the forwarder comes up.
 if [ -n "$agent_started" ]; then
-  wait_socket "$apid" "$agent" ssh-agent ssh-agent "$agent"
+  wait_socket "$apid" "$astart" "$agent" ssh-agent ssh-agent "$agent"
   # The socket exists from bind(); connect() is refused until listen().
   # ssh-add -l: 2 is "cannot connect", 0 or 1 an answer.
   i=0
@@ -179,26 +363,37 @@ fi
 
 # The agent may close on EOF before its replies are read: they are not
 # relied on; the identities are listed afterwards instead.
-socat -t 5 STDIO "UNIX-CONNECT:$agent" <&3 >/dev/null || { echo "could not write to the agent" >&2; exit 1; }
+if ! socat -t 5 STDIO "UNIX-CONNECT:$agent" <&3 >/dev/null 2>&1; then
+  [ -z "$agent_started" ] || { echo "could not write to the agent" >&2; exit 1; }
+  # A reused agent that does not take the keys is replaced (by the caller,
+  # with the key stream sent again).
+  echo "agent-unusable"
+  if [ -n "$forwarder_started" ]; then
+    wait_socket "$fpid" "$fstart" "$public" socat socat "UNIX-LISTEN:$public"
+    echo "forwarder-started $fpid"
+  fi
+  echo "done"; exit 0
+fi
 exec 3<&-
 keys_open=
 out=$(SSH_AUTH_SOCK=$agent ssh-add -l -E sha256 2>&1)
-printf '%s\n' "$out" | while read -r bits fp rest; do
+printf '%s\n' "$out" | while read -r _ fp _; do
   case $fp in SHA256:*) echo "key $fp";; esac
 done
 if [ -n "$forwarder_started" ]; then
-  wait_socket "$fpid" "$public" socat socat "UNIX-LISTEN:$public"
+  wait_socket "$fpid" "$fstart" "$public" socat socat "UNIX-LISTEN:$public"
   echo "forwarder-started $fpid"
 fi
-echo done
+echo "done"
 "#;
 
 /// The user's exec of provision, run as the user (so nothing under the
 /// user's home is ever written by root, whatever the user put there):
 /// `$1` home, `$2` lines of `config`, `$3` lines of `known_hosts` (0: none),
-/// `$4…` tools to look for. Stdin: `config`'s lines, then `known_hosts`'s.
-/// Prints `missing tool|home [NAME]` (and changes nothing), or `uid N`,
-/// `gid N`, `removed PATH`, `done`.
+/// `$4` number of public key files N, `$5…` their N names (in `~/.ssh`),
+/// then tools to look for. Stdin: `config`'s lines, then `known_hosts`'s,
+/// then each public key file's two lines. Prints `missing tool|home [NAME]`
+/// (and changes nothing), or `uid N`, `gid N`, `removed PATH`, `done`.
 pub(crate) fn user_files() -> String {
     format!(
         "{USER_FILES_HEAD}{}{CHECK_TOOLS}{USER_FILES_BODY}",
@@ -208,7 +403,10 @@ pub(crate) fn user_files() -> String {
 
 const USER_FILES_HEAD: &str = r#"
 set -u
-home=$1 nconfig=$2 nknown=$3; shift 3
+home=$1 nconfig=$2 nknown=$3 npub=$4; shift 4
+pubs=
+i=0
+while [ "$i" -lt "$npub" ]; do pubs="$pubs $1"; shift; i=$((i+1)); done
 # Podman may drop the output of a process that leaves its stdin unread: every
 # exit reads (and discards) what is left of it first.
 trap 'cat >/dev/null 2>&1' EXIT
@@ -229,16 +427,19 @@ mkdir -p "$ssh" || exit 1
 chmod 700 "$ssh" || {
   echo "cannot make $ssh private (mode 700): it must belong to $(id -un 2>/dev/null || id -u)" >&2; exit 1
 }
-# put NAME LINES: the next LINES lines of stdin into a new file, renamed over
-# NAME (a reader never sees half a file).
+# put NAME LINES: the next LINES lines of stdin into a new file with an
+# unpredictable name (created exclusively), renamed over NAME (a reader
+# never sees half a file).
 put() {
-  tmp=$ssh/.$1.bottle-$$
-  i=0
+  tmp=$(mktemp "$ssh/.bottle.XXXXXXXXXX") || { echo "cannot create a file in $ssh" >&2; exit 1; }
+  i=0 ok=1
   while [ "$i" -lt "$2" ]; do
-    IFS= read -r line || { echo "$1 ended early" >&2; rm -f "$tmp"; exit 1; }
+    IFS= read -r line || { ok=''; break; }
     printf '%s\n' "$line"
     i=$((i+1))
-  done > "$tmp" && chmod 600 "$tmp" && mv -f "$tmp" "$ssh/$1" || { rm -f "$tmp"; exit 1; }
+  done > "$tmp" || ok=''
+  [ -n "$ok" ] || { echo "$1 ended early" >&2; rm -f "$tmp"; exit 1; }
+  if ! { chmod 600 "$tmp" && mv -f "$tmp" "$ssh/$1"; }; then rm -f "$tmp"; exit 1; fi
 }
 put config "$nconfig"
 if [ "$nknown" -gt 0 ]; then
@@ -246,7 +447,14 @@ if [ "$nknown" -gt 0 ]; then
 elif is_mine "$ssh/known_hosts"; then
   rm -f "$ssh/known_hosts" && echo "removed $ssh/known_hosts"
 fi
-echo done
+# shellcheck disable=SC2086 # names are bottle-<hex>.pub
+for n in $pubs; do put "$n" 2; done
+# Public key files of an earlier plan.
+for f in "$ssh"/bottle-*.pub; do
+  case " $pubs " in *" ${f##*/} "*) continue;; esac
+  if is_mine "$f"; then rm -f "$f" && echo "removed $f"; fi
+done
+echo "done"
 "#;
 
 /// `is_mine FILE`: FILE is a regular file provision wrote (first line is
@@ -263,38 +471,61 @@ is_mine() {{
     )
 }
 
-/// Root part of verify: `$1` state, `$2` agent, `$3` public, `$4` user, `$5` home.
+/// Root part of verify: `$1` state, `$2` agent, `$3` public, `$4` user,
+/// `$5` home, `$6…` tools root's scripts run. Prints `untrusted PATH WHY`
+/// for root's environment, then the state it finds.
 pub(crate) fn verify_root() -> String {
-    format!("{HELPERS}{VERIFY_ROOT_BODY}")
+    format!("{HELPERS}{TRUST}{VERIFY_ROOT_BODY}")
 }
 
 const VERIFY_ROOT_BODY: &str = r#"
 set -u
-state=$1 agent=$2 public=$3 user=$4 home=$5
+unset LD_PRELOAD LD_LIBRARY_PATH LD_AUDIT ENV BASH_ENV
+state=$1 agent=$2 public=$3 user=$4 home=$5; shift 5
+bad=0
+trust_env "${state%/*}/" "${agent%/*}/" "${public%/*}/"
+check_tools "$@"
+if command -v timeout >/dev/null 2>&1; then check_tools timeout; fi
+if [ -e "$state" ] || [ -L "$state" ]; then
+  trust_load "$state"
+  if w=$(why_untrusted "$state"); then echo "untrusted $w"; bad=1; fi
+fi
+# Nothing below may run a program root cannot trust.
+[ "$bad" = 0 ] || { echo "done"; exit 0; }
 echo "uid $(id -u "$user" 2>/dev/null)"
 echo "gid $(id -g "$user" 2>/dev/null)"
-apid=$(cat "$state/agent.pid" 2>/dev/null) || apid=
-fpid=$(cat "$state/forwarder.pid" 2>/dev/null) || fpid=
-if is_ours "$apid" ssh-agent "$agent"; then echo "agent $apid alive"; else echo "agent ${apid:-none} dead"; fi
-if is_ours "$fpid" socat "UNIX-LISTEN:$public"; then echo "forwarder $fpid alive"; else echo "forwarder ${fpid:-none} dead"; fi
-for f in "$agent" "$public" "$state" "$home/.ssh" "$home/.ssh/config" "$home/.ssh/known_hosts"; do
+read_record "$state/agent.pid"; apid=$rp astart=$rs
+read_record "$state/forwarder.pid"; fpid=$rp fstart=$rs
+if is_ours "$apid" "$astart" ssh-agent "$agent"; then echo "agent $apid alive"; else echo "agent ${apid:-none} dead"; fi
+if is_ours "$fpid" "$fstart" socat "UNIX-LISTEN:$public"; then echo "forwarder $fpid alive"; else echo "forwarder ${fpid:-none} dead"; fi
+t=; if command -v timeout >/dev/null 2>&1; then t="timeout 30"; fi
+ssh=${home%/}/.ssh
+for f in "$agent" "$public" "$state" "$ssh" "$ssh/config" "$ssh/known_hosts" "$ssh"/bottle-*.pub; do
+  case $f in *'*'*) continue;; esac
   if [ -e "$f" ]; then
-    echo "stat $(stat -c '%a %u %g %F' "$f" | tr ' ' '_' | sed 's/_/ /; s/_/ /; s/_/ /') $f"
-    # Content, each line prefixed, so the host compares it with the plan.
-    if [ -f "$f" ]; then echo "content $f"; sed 's/^/|/' "$f"; echo "end-content"; fi
+    # shellcheck disable=SC2046 # four numbers
+    set -- $(stat -c '%a %u %g %f' "$f")
+    echo "stat $1 $2 $3 $4 $f"
+    # Content, each line prefixed, so the host compares it with the plan;
+    # bounded (the user may have made it large, or swapped in a FIFO).
+    if [ -f "$f" ]; then echo "content $f"; $t head -c 262144 "$f" | sed 's/^/|/'; echo; echo "end-content"; fi
   else
     echo "absent $f"
   fi
 done
-# Bounded: a home can hold large trees. A search that does not finish fails
-# the check rather than passing it.
-t=; if command -v timeout >/dev/null 2>&1; then t="timeout 30"; fi
-found=$($t grep -rlsI -D skip -e 'PRIVATE KEY-----' /root /home /tmp /run /var/tmp 2>/dev/null); rc=$?
-# 124: timed out (2, an unreadable file, still leaves a complete search).
-[ "$rc" != 124 ] || echo "keyscan-incomplete $rc"
-printf '%s\n' "$found" | head -n 20 | while IFS= read -r f; do [ -z "$f" ] || echo "keyfile $f"; done
+# The key scan: regular files only (a FIFO or device would stall it),
+# bounded in time; a search that does not finish fails the check rather
+# than passing it. grep's own exit codes are 0/1/2; find reports 1 when
+# any grep did not match, so completion is told by a line grep cannot print.
+found=$($t find /root /home /tmp /run /var/tmp -type f -exec grep -l -s -e 'PRIVATE KEY-----' /dev/null {} + 2>/dev/null; echo "keyscan-end $?")
+rc=${found##*keyscan-end }
+case $rc in 0|1) ;; *) echo "keyscan-incomplete $rc";; esac
+printf '%s\n' "$found" | grep -v '^keyscan-end ' | head -n 20 | while IFS= read -r f; do [ -z "$f" ] || echo "keyfile $f"; done
+# Self-tests: the scan's find and grep must find what they look for.
+[ "$(find /etc/passwd -type f -exec grep -l -s -e root /dev/null {} + 2>/dev/null)" = /etc/passwd ] || echo "keyscan-incomplete find"
+printf '%s\n' '-----BEGIN OPENSSH PRIVATE KEY-----' | grep -q -e 'PRIVATE KEY-----' || echo "keyscan-incomplete grep"
 if [ -f "$state/keys" ]; then sed 's/^/keystate /' "$state/keys"; fi
-echo done
+echo "done"
 "#;
 
 /// User part of verify, run as the user: `$1` agent, `$2` public, `$3`
@@ -303,7 +534,7 @@ pub(crate) const VERIFY_USER: &str = r#"
 set -u
 agent=$1 public=$2 apid=$3 fpid=$4
 out=$(SSH_AUTH_SOCK=$public ssh-add -l -E sha256 2>&1); echo "public-rc $?"
-printf '%s\n' "$out" | while read -r bits fp rest; do
+printf '%s\n' "$out" | while read -r _ fp _; do
   case $fp in SHA256:*) echo "public-key $fp";; esac
 done
 SSH_AUTH_SOCK=$agent ssh-add -l >/dev/null 2>&1; echo "private-rc $?"
@@ -312,30 +543,41 @@ for p in "$apid" "$fpid"; do
   # Opening mem is what the kernel's ptrace check guards (reading offset 0
   # fails anyway). A subshell: a failed redirection on `:` exits the shell.
   if ( : < "/proc/$p/mem" ) 2>/dev/null; then echo "readable /proc/$p/mem"; else echo "denied /proc/$p/mem"; fi
-  if cat "/proc/$p/environ" >/dev/null 2>&1; then echo "readable /proc/$p/environ"; else echo "denied /proc/$p/environ"; fi
+  if ( : < "/proc/$p/environ" ) 2>/dev/null; then echo "readable /proc/$p/environ"; else echo "denied /proc/$p/environ"; fi
 done
-echo done
+echo "done"
 "#;
 
 /// Deprovision, root part: `$1` state, `$2` agent, `$3` public, `$4` lock
-/// token. Stops the agent and forwarder, removes the sockets and the state.
+/// token, `$5…` tools. Stops the agent and forwarder, removes the sockets
+/// and the state. Prints `untrusted PATH WHY` (and changes nothing) when
+/// root's environment is not trusted.
 pub(crate) fn deprovision() -> String {
-    format!("{HELPERS}{DEPROVISION_BODY}")
+    format!("{HELPERS}{TRUST}{DEPROVISION_BODY}")
 }
 
 const DEPROVISION_BODY: &str = r#"
 set -u
-state=$1 agent=$2 public=$3 token=$4
+unset LD_PRELOAD LD_LIBRARY_PATH LD_AUDIT ENV BASH_ENV
+state=$1 agent=$2 public=$3 token=$4; shift 4
+bad=0
+trust_env "${state%/*}/" "${agent%/*}/" "${public%/*}/"
+check_tools "$@"
+if [ -e "$state" ] || [ -L "$state" ]; then
+  trust_load "$state"
+  if w=$(why_untrusted "$state"); then echo "untrusted $w"; bad=1; fi
+fi
+[ "$bad" = 0 ] || exit 0
 if [ -d "$state" ]; then take_lock "$state" "$token"; fi
-apid=$(cat "$state/agent.pid" 2>/dev/null) || apid=
-fpid=$(cat "$state/forwarder.pid" 2>/dev/null) || fpid=
-if is_ours "$fpid" socat "UNIX-LISTEN:$public"; then stop "$fpid" socat "UNIX-LISTEN:$public" && echo "stopped forwarder $fpid"; fi
-if is_ours "$apid" ssh-agent "$agent"; then stop "$apid" ssh-agent "$agent" && echo "stopped agent $apid"; fi
+read_record "$state/agent.pid"; apid=$rp astart=$rs
+read_record "$state/forwarder.pid"; fpid=$rp fstart=$rs
+if is_ours "$fpid" "$fstart" socat "UNIX-LISTEN:$public"; then stop "$fpid" "$fstart" socat "UNIX-LISTEN:$public" && echo "stopped forwarder $fpid"; fi
+if is_ours "$apid" "$astart" ssh-agent "$agent"; then stop "$apid" "$astart" ssh-agent "$agent" && echo "stopped agent $apid"; fi
 for s in "$public" "$agent"; do
   if [ -S "$s" ] || [ -L "$s" ]; then rm -f "$s" && echo "removed $s"; fi
 done
 if [ -d "$state" ]; then rm -rf "$state" && echo "removed $state"; fi
-echo done
+echo "done"
 "#;
 
 /// Deprovision, user part, run as the user: `$1` home. Removes the files
@@ -348,20 +590,40 @@ pub(crate) fn deprovision_user() -> String {
 const DEPROVISION_USER_BODY: &str = r#"
 set -u
 ssh=${1%/}/.ssh
-for f in "$ssh/config" "$ssh/known_hosts"; do
+for f in "$ssh/config" "$ssh/known_hosts" "$ssh"/bottle-*.pub; do
   if is_mine "$f"; then rm -f "$f" && echo "removed $f"; fi
 done
-if [ -d "$ssh" ] && ! [ -L "$ssh" ] && rm -d "$ssh" 2>/dev/null; then echo "removed $ssh"; fi
-echo done
+# rmdir (POSIX) removes only an empty directory.
+if [ -d "$ssh" ] && ! [ -L "$ssh" ] && rmdir "$ssh" 2>/dev/null; then echo "removed $ssh"; fi
+echo "done"
 "#;
 
 /// `list_keys`, root part: `$1` state dir, `$2` keys file name. Prints the
 /// record (`FINGERPRINT DEADLINE HOSTS` lines), nothing when there is none.
+/// Builtins only: no program of the container's runs as root here.
 pub(crate) const KEYS_ROOT: &str = r#"
-if [ -f "$1/$2" ]; then cat "$1/$2"; fi
+f=$1/$2
+if [ -f "$f" ] && ! [ -L "$f" ] && ! [ -L "$1" ]; then
+  while IFS= read -r l; do printf '%s\n' "$l"; done < "$f"
+fi
 "#;
 
 /// `list_keys`, user part: `$1` public socket. `ssh-add -l`'s own exit code.
 pub(crate) const KEYS_USER: &str = r#"
 SSH_AUTH_SOCK=$1 exec ssh-add -l -E sha256
 "#;
+
+/// Every script, for the lint test (shellcheck, `dash -n`, `busybox sh -n`).
+#[cfg(test)]
+pub(crate) fn all() -> Vec<(&'static str, String)> {
+    vec![
+        ("provision", provision()),
+        ("user_files", user_files()),
+        ("verify_root", verify_root()),
+        ("verify_user", VERIFY_USER.to_string()),
+        ("deprovision", deprovision()),
+        ("deprovision_user", deprovision_user()),
+        ("keys_root", KEYS_ROOT.to_string()),
+        ("keys_user", KEYS_USER.to_string()),
+    ]
+}

@@ -58,12 +58,24 @@ fn renders_the_config_exactly_with_a_gate() {
     );
     let v = validate(&plan).unwrap();
     let config = render_config(&v, &Target::default());
+    let pub_file = format!(
+        "/home/node/.ssh/{}",
+        public_key_file(&v.keys[0].fingerprint)
+    );
     assert_eq!(
         config,
-        "# Written by bottle: replaced by each provision, removed by deprovision.\n\
-         Host github\n HostName 127.0.0.1\n User git\n Port 2201\n IdentityAgent /run/claude-bottle-agent-public.sock\n HostKeyAlias github.com\n CheckHostIP no\n\n\
-         Host gitlab\n HostName 127.0.0.1\n User git\n Port 2202\n IdentityAgent /run/claude-bottle-agent-public.sock\n HostKeyAlias gitlab.com\n CheckHostIP no\n\n"
+        format!("# Written by bottle: replaced by each provision, removed by deprovision.\n\
+         Host github\n HostName 127.0.0.1\n User git\n Port 2201\n IdentityAgent /run/claude-bottle-agent-public.sock\n IdentityFile {pub_file}\n IdentitiesOnly yes\n HostKeyAlias github.com\n CheckHostIP no\n\n\
+         Host gitlab\n HostName 127.0.0.1\n User git\n Port 2202\n IdentityAgent /run/claude-bottle-agent-public.sock\n IdentityFile {pub_file}\n IdentitiesOnly yes\n HostKeyAlias gitlab.com\n CheckHostIP no\n\n")
     );
+    // One public key file per distinct key: the mark, then the public half
+    // without its comment; never private material.
+    let pubs = render_public_keys(&v);
+    assert_eq!(pubs.len(), 1);
+    let public = std::fs::read_to_string(k.with_extension("pub")).unwrap();
+    let want: Vec<&str> = public.split_whitespace().take(2).collect();
+    assert_eq!(pubs[0].1, format!("{FILE_MARK}\n{}\n", want.join(" ")));
+    assert!(pubs[0].0.starts_with("bottle-") && pubs[0].0.ends_with(".pub"));
     // Comment and trailing newline dropped; only entries with a key.
     assert_eq!(
         render_known_hosts(&v).unwrap(),
@@ -86,11 +98,15 @@ fn renders_without_a_gate_straight_to_the_upstream() {
         public_socket: "/run/pub.sock".into(),
         ..Target::default()
     };
+    let pub_file = format!(
+        "/home/node/.ssh/{}",
+        public_key_file(&v.keys[0].fingerprint)
+    );
     assert_eq!(
         render_config(&v, &t),
-        "# Written by bottle: replaced by each provision, removed by deprovision.\n\
-         Host a\n HostName a.example.org\n User git\n Port 22\n IdentityAgent /run/pub.sock\n HostKeyAlias a.example.org\n CheckHostIP no\n\n\
-         Host b\n HostName b.example.org\n User git\n Port 2222\n IdentityAgent /run/pub.sock\n HostKeyAlias b.example.org\n CheckHostIP no\n\n"
+        format!("# Written by bottle: replaced by each provision, removed by deprovision.\n\
+         Host a\n HostName a.example.org\n User git\n Port 22\n IdentityAgent /run/pub.sock\n IdentityFile {pub_file}\n IdentitiesOnly yes\n HostKeyAlias a.example.org\n CheckHostIP no\n\n\
+         Host b\n HostName b.example.org\n User git\n Port 2222\n IdentityAgent /run/pub.sock\n IdentityFile {pub_file}\n IdentitiesOnly yes\n HostKeyAlias b.example.org\n CheckHostIP no\n\n")
     );
     assert_eq!(render_known_hosts(&v), None);
 }
@@ -566,4 +582,60 @@ fn error_classes_map_to_exit_codes() {
     };
     assert_eq!(e.exit_code(), 2);
     assert_eq!(e.to_string(), "ssh[0] (Host \"a\"): User: is empty");
+}
+
+/// A lint tool for the scripts, or `None` (printed) when it is not
+/// installed outside CI; in CI (`CI=true`) a missing tool fails the test.
+fn lint_tool(name: &str) -> Option<&str> {
+    if Command::new(name).arg("--version").output().is_ok()
+        || Command::new(name).arg("--help").output().is_ok()
+    {
+        return Some(name);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{name} is not installed (scripts/engines.sh installs it)"
+    );
+    eprintln!("SKIP: {name} is not installed");
+    None
+}
+
+#[test]
+fn every_script_passes_shellcheck_and_parses_in_dash_and_busybox() {
+    use std::io::Write;
+    let checkers: [(&str, &[&str]); 3] = [
+        ("shellcheck", &["-s", "sh", "-S", "style", "-"]),
+        ("dash", &["-n"]),
+        ("busybox", &["sh", "-n"]),
+    ];
+    for (tool, args) in checkers {
+        let Some(tool) = lint_tool(tool) else {
+            continue;
+        };
+        for (name, script) in scripts::all() {
+            if let Ok(dir) = std::env::var("BOTTLE_DUMP_SCRIPTS") {
+                std::fs::write(format!("{dir}/{name}.sh"), &script).unwrap();
+            }
+            let mut child = Command::new(tool)
+                .args(args)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(script.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{tool} {args:?} on the {name} script:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
 }

@@ -143,10 +143,18 @@ fn inet_aton(s: &str) -> Option<u32> {
 }
 
 /// What `ssh -G <alias>` must print for an entry: the defaults plus the
-/// provisioner's six settings. ssh lowercases host names it prints.
+/// provisioner's eight settings. ssh lowercases host names it prints.
 fn intended(e: &ValidEntry, target: &Target) -> Vec<String> {
     let mut lines = fixture().defaults.clone();
+    // A configured IdentityFile replaces ssh's default list.
+    lines.retain(|l| key_of(l) != "identityfile" && key_of(l) != "identitiesonly");
     lines.extend([
+        format!(
+            "identityfile {}/.ssh/{}",
+            target.home.trim_end_matches('/'),
+            bottle_ssh::public_key_file(&e.fingerprint)
+        ),
+        "identitiesonly yes".to_string(),
         format!("hostname {}", ssh_hostname(&e.connect_host)),
         format!("user {}", e.user),
         format!("port {}", e.connect_port),
