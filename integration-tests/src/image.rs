@@ -32,6 +32,7 @@ pub const BINARIES: &[(&str, &str)] = &[
     ("/usr/bin/ln", "coreutils"),
     ("/usr/bin/ls", "coreutils"),
     ("/usr/bin/mkdir", "coreutils"),
+    ("/usr/bin/mkfifo", "coreutils"),
     ("/usr/bin/mktemp", "coreutils"),
     ("/usr/bin/mv", "coreutils"),
     ("/usr/bin/od", "coreutils"),

@@ -127,8 +127,9 @@ release_lock() {
 /// that is not trusted, then checks that each DIR (the state and socket
 /// directories) is trusted. `check_tools TOOL…` finds each tool on that
 /// `PATH` and follows its symlinks, every hop trusted. A path is trusted
-/// when it and every directory above it are root-owned, not group- or
-/// other-writable and not symlinks (after resolving). Problems are printed
+/// when it and every directory above it are root-owned and not group- or
+/// other-writable; directories are resolved to their physical paths first
+/// and a program's symlinks are followed one hop at a time. Problems are printed
 /// as `untrusted PATH WHY` or `missing tool NAME`, and set `bad`.
 ///
 /// The trust root is the shell the engine runs (`/bin/sh`) and `stat` and
@@ -163,19 +164,26 @@ trust_load() {
     for tl_p in "$@"; do untrusted=$untrusted$tl_p$TAB"could not be checked (stat failed)"$NL; done
     return 0
   }
-  while read -r tl_u tl_f tl_n; do
+  tl_lines=0
+  while IFS=' ' read -r tl_u tl_f tl_n; do
     [ -n "$tl_n" ] || continue
+    tl_lines=$((tl_lines+1))
     tl_why=
     case $tl_u$tl_f in *[!0-9a-f]*|'') tl_why="could not be checked (stat printed $tl_u $tl_f)";; esac
-    if [ -z "$tl_why" ]; then
+    # A symlink's own owner and mode change nothing (only its directory
+    # decides who can replace it); check_tools follows it hop by hop.
+    if [ -z "$tl_why" ] && [ $(( 0x$tl_f & 61440 )) != 40960 ]; then
       [ "$tl_u" = 0 ] || tl_why="owned by uid $tl_u"
-      if [ $(( 0x$tl_f & 61440 )) = 40960 ]; then tl_why="${tl_why:+$tl_why, }a symlink"; fi
       if [ $(( 0x$tl_f & 18 )) != 0 ]; then tl_why="${tl_why:+$tl_why, }writable by group or others (mode $(printf %o $(( 0x$tl_f & 4095 ))))"; fi
     fi
     [ -z "$tl_why" ] || untrusted=$untrusted$tl_n$TAB$tl_why$NL
   done <<EOF
 $tl_out
 EOF
+  # One line per path, or nothing is known about them.
+  if [ "$tl_lines" != "$#" ]; then
+    for tl_p in "$@"; do untrusted=$untrusted$tl_p$TAB"could not be checked (stat printed $tl_lines lines for $# paths)"$NL; done
+  fi
 }
 # why_untrusted PATH: prints "PATH WHY" for the first untrusted one of PATH
 # and its parents (all loaded); false when all are trusted.
@@ -213,10 +221,10 @@ trust_env() {
   trust_load $dirs $need
   set +f; IFS=$old
   # shellcheck disable=SC2123 # rebuilt from the trusted directories below
-  PATH=''
+  PATH='' skipped=''
   for r in $dirs; do
     case :$PATH: in *":$r:"*) continue;; esac
-    if why_untrusted "$r" >/dev/null; then continue; fi
+    if why_untrusted "$r" >/dev/null; then skipped=$skipped$r$NL; continue; fi
     PATH=${PATH:+$PATH:}$r
   done
   export PATH
@@ -230,7 +238,14 @@ trust_env() {
 # every symlink hop trusted.
 check_tools() {
   for ct_t in "$@"; do
-    ct_p=$(command -v "$ct_t" 2>/dev/null) || { echo "missing tool $ct_t"; bad=1; continue; }
+    if ! ct_p=$(command -v "$ct_t" 2>/dev/null); then
+      bad=1
+      # Only in a directory left off PATH: say why rather than "missing".
+      for ct_d in $skipped; do
+        if [ -e "$ct_d/$ct_t" ]; then echo "untrusted $(why_untrusted "$ct_d") (for $ct_t)"; continue 2; fi
+      done
+      echo "missing tool $ct_t"; continue
+    fi
     case $ct_p in /*) ;; *) continue;; esac
     ct_hops=0
     while :; do

@@ -1,0 +1,259 @@
+//! The bottle's user (uid 1000) prepares the container before root's scripts
+//! run, on every engine: programs on a writable `PATH` directory, a writable
+//! `/run` with a look-alike agent, pids reused after a restart, FIFOs at the
+//! user exec's file names. Each time the key stream must never reach a
+//! process or file of the user's, and the operator gets an error naming the
+//! cause, never a false success.
+
+mod fixtures;
+
+use bottle_integration_tests::{assert_success, engine_tests, TestEnv};
+use bottle_ssh::{Error, Target};
+use fixtures::{provision_ok, verify_ok, Keys, USER};
+use std::time::Duration;
+
+async fn provision_err(env: &TestEnv, keys: &Keys) -> Error {
+    match bottle_ssh::provision(env.rt(), env.bottle(), &keys.plan(), &Target::default()).await {
+        Ok(r) => panic!("provision succeeded: {r:?}"),
+        Err(e) => e,
+    }
+}
+
+/// The paths an `UntrustedInContainer` error names.
+fn untrusted_paths(e: &Error) -> Vec<String> {
+    match e {
+        Error::UntrustedInContainer { untrusted, .. } => {
+            untrusted.iter().map(|u| u.path.clone()).collect()
+        }
+        other => panic!("expected UntrustedInContainer, got {other} ({other:?})"),
+    }
+}
+
+/// A fake for each program root's scripts run, in a `PATH` directory the
+/// user can write: each notes who ran it, then runs the real one.
+const PLANT_FAKES: &str = r#"
+for t in ssh-agent ssh-add socat id sed tr grep rm mkdir mv chmod sleep stat readlink find head mktemp; do
+  printf '#!/bin/sh\necho "$(/usr/bin/id -u) $0" >> /tmp/fake-ran\nexec /usr/bin/%s "$@"\n' "$t" > "/usr/local/bin/$t"
+  chmod 755 "/usr/local/bin/$t"
+done
+"#;
+
+/// A user-writable directory early on `PATH` (an npm prefix, a
+/// `/usr/local/bin` handed to the user) full of look-alike programs: root
+/// runs none of them; provision and verify work with the real ones. A tool
+/// found only there, or reached through a symlink into the user's home, is
+/// refused naming the directory.
+async fn check_writable_path_directory_is_not_used(env: &TestEnv) {
+    let keys = Keys::new();
+    env.sh("mkdir -p /usr/local/bin && chmod 777 /usr/local/bin", &[])
+        .await;
+    let out = env.exec_as(USER, &["sh", "-c", PLANT_FAKES]).await;
+    assert_success(&out, "plant fakes as the user");
+
+    let report = provision_ok(env.rt(), env.bottle(), &keys.plan()).await;
+    assert!(report.agent.started);
+    verify_ok(env.rt(), env.bottle(), &keys.plan()).await;
+    let deprovision = bottle_ssh::deprovision(env.rt(), env.bottle(), &Target::default()).await;
+    deprovision.unwrap_or_else(|e| panic!("deprovision: {e}"));
+    let ran = env.sh("cat /tmp/fake-ran 2>/dev/null; true", &[]).await;
+    assert!(
+        !ran.lines().any(|l| l.starts_with("0 ")),
+        "root ran the user's programs:\n{ran}"
+    );
+
+    // socat only in the writable directory: refused, naming it.
+    env.sh(
+        // The test's own root commands keep off the user's programs.
+        "PATH=/usr/bin; mv /usr/bin/socat /usr/bin/socat.real && cp /usr/bin/socat.real /usr/local/bin/socat",
+        &[],
+    )
+    .await;
+    let e = provision_err(env, &keys).await;
+    assert!(
+        untrusted_paths(&e).contains(&"/usr/local/bin".to_string()),
+        "{e}"
+    );
+    assert!(e.to_string().contains("for socat"), "{e}");
+    // A root-owned link into the user's home: refused, naming the home.
+    env.sh(
+        "PATH=/usr/bin; rm -f /usr/local/bin/* && chmod 755 /usr/local/bin && mkdir -p /home/node/bin && \
+         cp /usr/bin/socat.real /home/node/bin/socat && chown -R 1000:1000 /home/node/bin && \
+         ln -s /home/node/bin/socat /usr/bin/socat",
+        &[],
+    )
+    .await;
+    let e = provision_err(env, &keys).await;
+    assert!(
+        untrusted_paths(&e)
+            .iter()
+            .any(|p| p.starts_with("/home/node")),
+        "{e}"
+    );
+    let left = env
+        .sh("ls -A /run/claude-bottle 2>/dev/null; true", &[])
+        .await;
+    assert_eq!(left, "", "a refused provision left state behind");
+    let ran = env.sh("cat /tmp/fake-ran 2>/dev/null; true", &[]).await;
+    assert!(!ran.lines().any(|l| l.starts_with("0 ")), "{ran}");
+}
+
+/// The user's look-alike agent: a socat named `ssh-agent` listening on the
+/// agent socket path, writing whatever it is sent to /tmp/captured.
+const LOOKALIKE_AGENT: &str = r#"
+ln -sf /usr/bin/socat /tmp/ssh-agent
+mkdir -p /run/claude-bottle && chmod 777 /run/claude-bottle
+/tmp/ssh-agent UNIX-LISTEN:/run/claude-bottle-agent.sock,fork OPEN:/tmp/captured,creat,append </dev/null >/dev/null 2>&1 &
+echo "$!" > /run/claude-bottle/agent.pid
+i=0; until [ -S /run/claude-bottle-agent.sock ] || [ "$i" -ge 100 ]; do i=$((i+1)); sleep 0.05; done
+"#;
+
+/// A `/run` the user can write: the user makes the state directory, a
+/// look-alike agent on the agent socket and a pid record pointing at it.
+/// Provision refuses naming `/run` and sends nothing; with `/run` fixed, the
+/// user's state directory is refused in turn (never adopted); once root
+/// removes it, provision works.
+async fn check_writable_run_is_refused(env: &TestEnv) {
+    let keys = Keys::new();
+    env.sh("chmod 1777 /run", &[]).await;
+    let out = env.exec_as(USER, &["sh", "-c", LOOKALIKE_AGENT]).await;
+    assert_success(&out, "look-alike agent as the user");
+
+    let e = provision_err(env, &keys).await;
+    assert!(untrusted_paths(&e).contains(&"/run".to_string()), "{e}");
+    let report = bottle_ssh::verify(env.rt(), env.bottle(), &keys.plan(), &Target::default())
+        .await
+        .unwrap();
+    let trust = report
+        .check("root's programs and directories are trusted")
+        .expect("trust check");
+    assert!(!trust.ok && trust.detail.contains("/run"), "{trust:?}");
+
+    env.sh("chmod 755 /run", &[]).await;
+    let e = provision_err(env, &keys).await;
+    assert!(
+        untrusted_paths(&e).contains(&"/run/claude-bottle".to_string()),
+        "{e}"
+    );
+    let captured = env
+        .sh("wc -c < /tmp/captured 2>/dev/null || echo 0", &[])
+        .await;
+    assert_eq!(
+        captured.trim(),
+        "0",
+        "the look-alike agent got the key stream"
+    );
+
+    env.sh("rm -rf /run/claude-bottle", &[]).await;
+    let report = provision_ok(env.rt(), env.bottle(), &keys.plan()).await;
+    assert!(report.agent.started);
+    verify_ok(env.rt(), env.bottle(), &keys.plan()).await;
+    let captured = env
+        .sh("wc -c < /tmp/captured 2>/dev/null || echo 0", &[])
+        .await;
+    assert_eq!(
+        captured.trim(),
+        "0",
+        "the look-alike agent got the key stream"
+    );
+}
+
+/// After a restart (`/run` persists) the user starts processes until two
+/// land on the recorded agent and forwarder pids, with command lines that
+/// name ssh-agent, socat and both sockets. Neither is taken for ours:
+/// verify says the agent and forwarder are not running, provision starts
+/// fresh ones (the user's processes are not killed) and ssh works.
+async fn check_reused_pids_after_restart_are_not_ours(env: &TestEnv) {
+    let keys = Keys::new();
+    let first = provision_ok(env.rt(), env.bottle(), &keys.plan()).await;
+    let (apid, fpid) = (first.agent.pid.to_string(), first.forwarder.pid.to_string());
+    env.admin().stop(env.bottle()).await.unwrap();
+    env.admin().start(env.bottle()).await.unwrap();
+    // One fork per round (builtins only), so pids are tried in order; each
+    // squatter blocks in `read` on a FIFO held open, forking nothing.
+    let squat = r#"
+        a=$1 f=$2 got=
+        mkfifo /tmp/hold && exec 9<>/tmp/hold
+        i=0
+        while [ "$i" -lt 20000 ]; do
+          sh -c 'read -r x' ssh-agent -D -a /run/claude-bottle-agent.sock socat UNIX-LISTEN:/run/claude-bottle-agent-public.sock <&9 &
+          p=$!
+          case $p in "$a"|"$f") got="$got $p";; *) kill "$p";; esac
+          case $got in *" $a"*) case $got in *" $f"*) echo "$got"; exit 0;; esac;; esac
+          i=$((i+1))
+        done
+        echo "pids not reached: $got" >&2; exit 1"#;
+    let out = env
+        .exec_as(USER, &["sh", "-c", squat, "sh", &apid, &fpid])
+        .await;
+    assert_success(&out, "squat the recorded pids as the user");
+
+    let report = bottle_ssh::verify(env.rt(), env.bottle(), &keys.plan(), &Target::default())
+        .await
+        .unwrap();
+    for name in ["agent running", "forwarder running"] {
+        let c = report.check(name).expect(name);
+        assert!(!c.ok, "verify took the user's process for ours: {c:?}");
+    }
+    let again = provision_ok(env.rt(), env.bottle(), &keys.plan()).await;
+    assert!(again.agent.started && again.forwarder.started, "{again:?}");
+    assert_ne!(again.agent.pid, first.agent.pid);
+    assert_ne!(again.forwarder.pid, first.forwarder.pid);
+    verify_ok(env.rt(), env.bottle(), &keys.plan()).await;
+    let alive = env
+        .sh(
+            r#"for p in "$@"; do kill -0 "$p" && echo alive; done; true"#,
+            &[&apid, &fpid],
+        )
+        .await;
+    assert_eq!(alive, "alive\nalive\n", "root killed the user's processes");
+    let listed = env
+        .exec_as(
+            USER,
+            &[
+                "sh",
+                "-c",
+                "SSH_AUTH_SOCK=/run/claude-bottle-agent-public.sock ssh-add -l",
+            ],
+        )
+        .await;
+    assert_success(&listed, "the new agent answers through the forwarder");
+}
+
+/// FIFOs at every name the user exec's temporary files could predictably
+/// have: provision still finishes (names are `mktemp`'s) and leaves the
+/// FIFOs alone.
+async fn check_fifos_at_temporary_names_do_not_stall(env: &TestEnv) {
+    let keys = Keys::new();
+    let plant = r#"
+        mkdir -p /home/node/.ssh && chmod 700 /home/node/.ssh
+        i=1
+        while [ "$i" -le 3000 ]; do
+          mkfifo "/home/node/.ssh/.config.bottle-$i" "/home/node/.ssh/.known_hosts.bottle-$i"
+          i=$((i+1))
+        done"#;
+    assert_success(
+        &env.exec_as(USER, &["sh", "-c", plant]).await,
+        "plant FIFOs",
+    );
+    let (plan, target) = (keys.plan(), Target::default());
+    let provision = bottle_ssh::provision(env.rt(), env.bottle(), &plan, &target);
+    let report = tokio::time::timeout(Duration::from_secs(60), provision)
+        .await
+        .expect("provision stalled on a FIFO")
+        .unwrap_or_else(|e| panic!("provision: {e}"));
+    assert!(report.agent.started);
+    let fifos = env
+        .sh(
+            "n=0; for f in /home/node/.ssh/.*.bottle-*; do [ -p \"$f\" ] && n=$((n+1)); done; echo $n",
+            &[],
+        )
+        .await;
+    assert_eq!(fifos.trim(), "6000");
+}
+
+engine_tests!(
+    check_writable_path_directory_is_not_used,
+    check_writable_run_is_refused,
+    check_reused_pids_after_restart_are_not_ours,
+    check_fifos_at_temporary_names_do_not_stall,
+);
