@@ -41,7 +41,9 @@
 mod manifest;
 mod settings;
 
-pub use manifest::{load_manifest, parse_manifest, Location, Manifest, ManifestError};
+pub use manifest::{
+    load_manifest, parse_manifest, Location, Manifest, ManifestError, MAX_MANIFEST,
+};
 pub use settings::{
     load, parse_duration, Config, ConfigError, ConfigFileVia, Origin, Overrides, RuntimeChoice,
     SettingValue, Settings, Sources, ENV_PREFIX, KEYS,

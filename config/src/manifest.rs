@@ -8,11 +8,17 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
+/// Largest manifest read.
+pub const MAX_MANIFEST: u64 = 1024 * 1024;
+
 /// A parsed manifest, with identity files already resolved to absolute paths.
 #[derive(Debug, Clone)]
 pub struct Manifest {
     pub path: PathBuf,
     pub plan: Plan,
+    /// Not errors, but to be shown: the file can be changed by someone
+    /// other than the running user or root (see [`load_manifest`]).
+    pub warnings: Vec<String>,
     source: String,
     spans: Spans,
 }
@@ -26,6 +32,10 @@ pub enum ManifestError {
         #[source]
         source: std::io::Error,
     },
+    /// Not a regular file, too large, or not UTF-8: refused unread where
+    /// possible.
+    #[error("manifest {path:?} {reason}")]
+    Refused { path: PathBuf, reason: String },
     #[error("{file}:{line}:{column}: {message}")]
     Invalid {
         file: String,
@@ -44,6 +54,7 @@ impl ManifestError {
     pub fn message(&self) -> String {
         match self {
             ManifestError::Read { source, .. } => source.to_string(),
+            ManifestError::Refused { reason, .. } => reason.clone(),
             ManifestError::Invalid { message, .. } => message.clone(),
         }
     }
@@ -84,15 +95,37 @@ struct EntrySpans {
 
 /// Read and parse a manifest file. `~` in `IdentityFile` expands to `$HOME`;
 /// relative paths resolve against the manifest's directory.
+///
+/// Only a regular file of at most [`MAX_MANIFEST`] bytes is read (a FIFO or
+/// device is refused without blocking). Whoever can write the manifest
+/// chooses the keys loaded and whether they are restricted, so
+/// [`Manifest::warnings`] says when someone other than the running user or
+/// root can (the file, or a directory above it, writable by group or
+/// others, or owned by another user).
 pub fn load_manifest(path: &Path) -> Result<Manifest, ManifestError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+    if let Err(e) = std::fs::metadata(path) {
+        return Err(ManifestError::Read {
+            path: path.to_path_buf(),
+            source: e,
+        });
+    }
+    let refused = |reason: String| ManifestError::Refused {
         path: path.to_path_buf(),
-        source,
-    })?;
+        reason,
+    };
+    let (bytes, exposure) = Plan::read_file(path, MAX_MANIFEST).map_err(refused)?;
+    let text = String::from_utf8(bytes).map_err(|_| refused("is not UTF-8 text".into()))?;
     let home = std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
         .map(PathBuf::from);
-    parse_manifest(path, text, home.as_deref())
+    let mut manifest = parse_manifest(path, text, home.as_deref())?;
+    if let Some(why) = exposure {
+        manifest.warnings.push(format!(
+            "manifest {path:?} can be changed by others: {why}; whoever can change it \
+             chooses which keys are loaded and whether they are restricted"
+        ));
+    }
+    Ok(manifest)
 }
 
 /// Parse manifest text. `path` names the file in errors and anchors relative
@@ -170,6 +203,7 @@ pub fn parse_manifest(
     Ok(Manifest {
         path: path.to_path_buf(),
         plan,
+        warnings: Vec::new(),
         source: text,
         spans,
     })
@@ -368,6 +402,55 @@ Port = 2222
         assert!(e.to_string().starts_with("b.toml:5:10: bad port"), "{e}");
         let e = m.error_at(Location::Ssh(9, None), "nowhere");
         assert!(e.to_string().starts_with("b.toml:1:1: nowhere"), "{e}");
+    }
+
+    #[test]
+    fn a_manifest_that_is_not_a_regular_file_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("bottle.toml");
+        let st = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, vec![b'#'; MAX_MANIFEST as usize + 1]).unwrap();
+        for (path, want) in [
+            (fifo, "is a FIFO"),
+            (PathBuf::from("/dev/zero"), "is a character device"),
+            (dir.path().to_path_buf(), "is a directory"),
+            (big, "is larger than 1048576 bytes"),
+        ] {
+            // On a thread: a blocking or endless read fails instead of hanging.
+            let (tx, rx) = std::sync::mpsc::channel();
+            let p = path.clone();
+            std::thread::spawn(move || tx.send(load_manifest(&p).unwrap_err().to_string()));
+            let e = rx
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .expect("load_manifest blocked");
+            assert!(
+                e.contains(want) && e.contains(&format!("{path:?}")),
+                "{path:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_manifest_others_can_change_is_a_warning() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bottle.toml");
+        std::fs::write(&path, GOOD).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(load_manifest(&path).unwrap().warnings.is_empty());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let w = load_manifest(&path).unwrap().warnings;
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with(&format!("manifest {path:?} can be changed by others: "))
+                && w[0].contains("mode 0666"),
+            "{w:?}"
+        );
     }
 
     #[test]

@@ -50,7 +50,8 @@ pub(crate) fn load_keys_message(keys: &[LoadedKey]) -> Result<Zeroizing<Vec<u8>>
 }
 
 /// `Lifetime` and `restrict-destination-v00@openssh.com` (one hop from the
-/// local client straight to each destination, as `ssh-add -h HOST` builds).
+/// local client straight to each destination user, as `ssh-add -h
+/// USER@HOST` builds).
 pub(crate) fn constraints(k: &LoadedKey) -> Result<Vec<KeyConstraint>, String> {
     let mut out = Vec::new();
     if let Some(secs) = k.lifetime {
@@ -68,18 +69,23 @@ pub(crate) fn constraints(k: &LoadedKey) -> Result<Vec<KeyConstraint>, String> {
                     is_ca: false,
                 });
             }
-            constraints.push(DestinationConstraint {
-                from: HostTuple {
-                    username: String::new(),
-                    hostname: String::new(),
-                    keys: Vec::new(),
-                },
-                to: HostTuple {
-                    username: String::new(),
-                    hostname: d.hostname.clone(),
-                    keys: specs,
-                },
-            });
+            // ssh-agent matches the hop's user (a pattern; ours are
+            // allow-listed, so literal) against the user in the login
+            // request it signs; an empty one would allow any user.
+            for user in &d.users {
+                constraints.push(DestinationConstraint {
+                    from: HostTuple {
+                        username: String::new(),
+                        hostname: String::new(),
+                        keys: Vec::new(),
+                    },
+                    to: HostTuple {
+                        username: user.clone(),
+                        hostname: d.hostname.clone(),
+                        keys: specs.clone(),
+                    },
+                });
+            }
         }
         let ext = Extension::new_key_constraint(RestrictDestination { constraints })
             .map_err(|e| format!("cannot encode the destination constraint: {e}"))?;

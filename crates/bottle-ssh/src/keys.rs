@@ -3,14 +3,131 @@
 //! PKCS#8 RSA and ECDSA (`BEGIN PRIVATE KEY` / `BEGIN ENCRYPTED PRIVATE KEY`). Everything is
 //! decrypted in memory; buffers holding secrets are zeroized.
 
+use rustix::fs::{Mode, OFlags};
 use ssh_key::private::{KeypairData, RsaKeypair};
 use ssh_key::{Algorithm, PrivateKey, PublicKey};
+use std::collections::BTreeSet;
 use std::fmt;
-use std::path::Path;
+use std::fs::{File, Metadata};
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 /// Largest key file read (a 16384-bit RSA key is about 12 KiB).
-const MAX_KEY_FILE: u64 = 64 * 1024;
+pub(crate) const MAX_KEY_FILE: u64 = 64 * 1024;
+
+/// `Err` unless `meta` is a regular file.
+fn regular(meta: &Metadata) -> Result<(), String> {
+    let t = meta.file_type();
+    let what = if t.is_file() {
+        return Ok(());
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    };
+    Err(format!("is {what}, not a regular file; refused unread"))
+}
+
+/// Read at most `max` bytes of the regular file at `path` (symlinks
+/// followed). The type is checked before opening (opening a device can
+/// have effects); the open cannot block (a FIFO swapped in meanwhile) and
+/// the opened file is checked again, so what is read is what was checked.
+pub(crate) fn read_regular(
+    path: &Path,
+    max: u64,
+) -> Result<(Zeroizing<Vec<u8>>, Metadata), String> {
+    let unreadable = |e: std::io::Error| format!("cannot be read: {e}");
+    let before = std::fs::metadata(path).map_err(unreadable)?;
+    regular(&before)?;
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(|e| unreadable(e.into()))?;
+    let mut file = File::from(fd);
+    let meta = file.metadata().map_err(unreadable)?;
+    regular(&meta)?;
+    if (meta.dev(), meta.ino()) != (before.dev(), before.ino()) {
+        return Err("was replaced while being opened; refused".into());
+    }
+    if meta.len() > max {
+        return Err(format!("is larger than {max} bytes; refused"));
+    }
+    // Fixed size: no reallocation leaves an unzeroed copy behind.
+    let cap = usize::try_from(max).unwrap_or(usize::MAX - 1) + 1;
+    let mut buf = Zeroizing::new(vec![0u8; cap]);
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(unreadable(e)),
+        }
+    }
+    if n as u64 > max {
+        return Err(format!("is larger than {max} bytes; refused"));
+    }
+    buf.truncate(n);
+    Ok((buf, meta))
+}
+
+/// Why someone other than the running user or root could change the file
+/// at `path` (`meta`: its metadata): it, or a directory it is reached
+/// through, is writable by group or others (sticky directories such as
+/// `/tmp` excepted) or owned by another user. `None` when nobody else can.
+pub(crate) fn exposure(path: &Path, meta: &Metadata) -> Option<String> {
+    let me = rustix::process::geteuid().as_raw();
+    let foreign = |uid: u32| uid != 0 && uid != me;
+    let mut why = Vec::new();
+    if meta.mode() & 0o022 != 0 {
+        why.push(format!(
+            "it is writable by group or others (mode {:04o})",
+            meta.mode() & 0o7777
+        ));
+    }
+    if foreign(meta.uid()) {
+        why.push(format!(
+            "it is owned by uid {} (you are uid {me})",
+            meta.uid()
+        ));
+    }
+    // The directories named in the path and those it resolves to: whoever
+    // can write one can replace what is below it.
+    let absolute = std::env::current_dir()
+        .map(|d| d.join(path))
+        .unwrap_or_else(|_| path.to_path_buf());
+    let mut dirs: BTreeSet<PathBuf> = absolute
+        .ancestors()
+        .skip(1)
+        .map(Path::to_path_buf)
+        .collect();
+    if let Ok(real) = std::fs::canonicalize(path) {
+        dirs.extend(real.ancestors().skip(1).map(Path::to_path_buf));
+    }
+    for dir in dirs.iter().rev() {
+        let Ok(m) = std::fs::metadata(dir) else {
+            continue;
+        };
+        if m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0 {
+            why.push(format!(
+                "directory {dir:?} is writable by group or others (mode {:04o})",
+                m.mode() & 0o7777
+            ));
+        }
+        if foreign(m.uid()) {
+            why.push(format!("directory {dir:?} is owned by uid {}", m.uid()));
+        }
+    }
+    (!why.is_empty()).then(|| why.join("; "))
+}
 
 /// Supplies the passphrase of an encrypted key file. The CLI asks on the
 /// terminal or through `SSH_ASKPASS`; library users and tests pass their own.
@@ -61,23 +178,35 @@ const WRONG: &str = "wrong passphrase (or a damaged key file)";
 /// Read and parse one private key file. `need_private = false` (verify) only
 /// needs the public half: an encrypted OpenSSH key is then not decrypted.
 /// Errors name the problem, never key bytes.
+#[cfg(test)]
 pub(crate) fn load_private_key(
     path: &Path,
     opts: &Options<'_>,
     need_private: bool,
 ) -> Result<PrivateKey, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot be read: {e}"))?;
-    if meta.is_dir() {
-        return Err("is a directory, not a key file".into());
-    }
-    if meta.len() > MAX_KEY_FILE {
-        return Err(format!("is larger than {MAX_KEY_FILE} bytes; not a key"));
-    }
-    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| format!("cannot be read: {e}"))?);
+    load_key_file(path, opts, need_private).map(|(key, _)| key)
+}
+
+/// [`load_private_key`], also returning the file's metadata.
+pub(crate) fn load_key_file(
+    path: &Path,
+    opts: &Options<'_>,
+    need_private: bool,
+) -> Result<(PrivateKey, Metadata), String> {
+    let (bytes, meta) = read_regular(path, MAX_KEY_FILE)?;
+    parse_key(&bytes, path, opts, need_private).map(|key| (key, meta))
+}
+
+fn parse_key(
+    bytes: &[u8],
+    path: &Path,
+    opts: &Options<'_>,
+    need_private: bool,
+) -> Result<PrivateKey, String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err("is empty".into());
     }
-    let text = Zeroizing::new(String::from_utf8_lossy(&bytes).into_owned());
+    let text = Zeroizing::new(String::from_utf8_lossy(bytes).into_owned());
     let trimmed = text.trim();
     if !trimmed.contains("PRIVATE KEY") {
         if PublicKey::from_openssh(trimmed).is_ok() {

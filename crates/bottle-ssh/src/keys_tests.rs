@@ -388,6 +388,20 @@ fn destinations_are_the_union_of_a_keys_entries() {
     assert_eq!(err.entry(), Some("ssh[1] (Host \"o\")"));
 }
 
+/// The agent stream, split into its requests.
+fn decode(keys: &[crate::validate::LoadedKey]) -> Vec<Request> {
+    let msg = crate::agent::load_keys_message(keys).unwrap();
+    let mut r: &[u8] = &msg;
+    let mut requests = Vec::new();
+    while !r.is_empty() {
+        let len = u32::from_be_bytes(r[..4].try_into().unwrap()) as usize;
+        let mut body = &r[4..4 + len];
+        requests.push(Request::decode(&mut body).unwrap());
+        r = &r[4 + len..];
+    }
+    requests
+}
+
 #[test]
 fn constrained_add_encodes_lifetime_and_destinations() {
     let dir = tempfile::tempdir().unwrap();
@@ -402,15 +416,7 @@ fn constrained_add_encodes_lifetime_and_destinations() {
         &Options::default(),
     )
     .unwrap();
-    let msg = crate::agent::load_keys_message(&v.keys).unwrap();
-    let mut r: &[u8] = &msg;
-    let mut requests = Vec::new();
-    while !r.is_empty() {
-        let len = u32::from_be_bytes(r[..4].try_into().unwrap()) as usize;
-        let mut body = &r[4..4 + len];
-        requests.push(Request::decode(&mut body).unwrap());
-        r = &r[4 + len..];
-    }
+    let requests = decode(&v.keys);
     assert!(matches!(requests[0], Request::RemoveAllIdentities));
     let Request::AddIdConstrained(c) = &requests[1] else {
         panic!("first key is not a constrained add")
@@ -422,12 +428,239 @@ fn constrained_add_encodes_lifetime_and_destinations() {
     let rd: RestrictDestination = ext.parse_key_constraint().unwrap().unwrap();
     assert_eq!(rd.constraints.len(), 1);
     assert_eq!(rd.constraints[0].to.hostname, "a.example");
+    // The entry's User: ssh-agent signs only a login request for that user.
+    assert_eq!(rd.constraints[0].to.username, "git");
     assert_eq!(rd.constraints[0].from.hostname, "");
+    assert_eq!(rd.constraints[0].from.username, "");
     let pinned = ssh_key::PublicKey::from_openssh(&h1).unwrap();
     assert_eq!(&rd.constraints[0].to.keys[0].keyblob, pinned.key_data());
     assert!(
         matches!(requests[2], Request::AddIdentity(_)),
         "unconstrained key"
+    );
+}
+
+/// One hop per (user, hostname): a key shared by entries with different
+/// `User`s names each of them, with the hostname's pinned keys.
+#[test]
+fn a_shared_key_names_every_user_of_each_hostname() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (h1, h2) = (host_key(d, "h1"), host_key(d, "h2"));
+    let k = keygen(d, "k", "", &["-t", "ed25519"]);
+    let mut deploy = entry("a2", "a.example", &k, Some(&h1));
+    deploy.user = "deploy".into();
+    let v = validate_with(
+        &plan(vec![
+            entry("a", "a.example", &k, Some(&h1)),
+            deploy,
+            entry("b", "b.example", &k, Some(&h2)),
+        ]),
+        &Options::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        v.keys[0].restricted_to(),
+        ["git@a.example", "deploy@a.example", "git@b.example"]
+    );
+    let Request::AddIdConstrained(c) = &decode(&v.keys)[1] else {
+        panic!("not a constrained add")
+    };
+    let KeyConstraint::Extension(ext) = &c.constraints[0] else {
+        panic!("no extension constraint")
+    };
+    let rd: RestrictDestination = ext.parse_key_constraint().unwrap().unwrap();
+    let hops: Vec<_> = rd
+        .constraints
+        .iter()
+        .map(|c| {
+            (
+                c.to.username.as_str(),
+                c.to.hostname.as_str(),
+                c.to.keys.len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        hops,
+        [
+            ("git", "a.example", 1),
+            ("deploy", "a.example", 1),
+            ("git", "b.example", 1)
+        ]
+    );
+}
+
+/// Runs `f` on a thread: a read that blocks (a FIFO with no writer) or
+/// never ends (`/dev/zero`) fails the test instead of hanging it.
+fn within_seconds<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(secs))
+        .expect("did not return in time (blocked or unbounded read)")
+}
+
+fn mkfifo(path: &Path) {
+    let st = Command::new("mkfifo").arg(path).status().expect("mkfifo");
+    assert!(st.success());
+}
+
+#[test]
+fn identity_files_that_are_not_regular_files_are_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fifo = d.join("fifo");
+    mkfifo(&fifo);
+    let link = d.join("link-to-fifo");
+    std::os::unix::fs::symlink(&fifo, &link).unwrap();
+    let big = d.join("big");
+    std::fs::write(&big, vec![b'A'; 1024 * 1024 + 1]).unwrap();
+    let just_over = d.join("just_over");
+    std::fs::write(
+        &just_over,
+        vec![b'A'; crate::keys::MAX_KEY_FILE as usize + 1],
+    )
+    .unwrap();
+    for (path, want) in [
+        (fifo.clone(), "is a FIFO, not a regular file"),
+        (link, "is a FIFO, not a regular file"),
+        (PathBuf::from("/dev/zero"), "is a character device"),
+        (PathBuf::from("/dev/null"), "is a character device"),
+        (d.to_path_buf(), "is a directory"),
+        (big, "is larger than 65536 bytes"),
+        (just_over, "is larger than 65536 bytes"),
+    ] {
+        let shown = path.display().to_string();
+        let err = within_seconds(10, move || {
+            let mut e = entry("a", "a.example", &path, None);
+            e.identity_file = path;
+            validate_with(&plan(vec![e]), &Options::default()).unwrap_err()
+        });
+        assert_eq!(err.field(), Some("IdentityFile"), "{shown}: {err}");
+        assert_eq!(err.entry(), Some("ssh[0] (Host \"a\")"), "{shown}: {err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(want) && text.contains(&shown),
+            "{shown}: {text}"
+        );
+    }
+    // The manifest is read the same way.
+    let err = within_seconds(10, move || Plan::read_file(&fifo, 1024).unwrap_err());
+    assert!(err.contains("is a FIFO"), "{err}");
+}
+
+/// A FIFO swapped in between the type check and the open: the open must not
+/// block, and what is read is only ever the regular file.
+#[test]
+fn a_fifo_swapped_in_while_opening_never_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let key = keygen(&d, "real", "", &["-t", "ed25519"]);
+    let path = d.join("k");
+    std::fs::copy(&key, &path).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (d, key, path, stop) = (d.clone(), key.clone(), path.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let (f, r) = (d.join("f"), d.join("r"));
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                mkfifo(&f);
+                std::fs::rename(&f, &path).unwrap();
+                std::fs::copy(&key, &r).unwrap();
+                std::fs::rename(&r, &path).unwrap();
+            }
+        })
+    };
+    let (ok, refused) = within_seconds(10, move || {
+        let (mut ok, mut refused) = (0, 0);
+        let t = std::time::Instant::now();
+        while t.elapsed() < std::time::Duration::from_secs(3) {
+            match load_private_key(&path, &Options::default(), true) {
+                Ok(_) => ok += 1,
+                Err(_) => refused += 1,
+            }
+        }
+        (ok, refused)
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    swapper.join().unwrap();
+    // Both happened: the swap really raced the reads.
+    assert!(ok > 0 && refused > 0, "{ok} loaded, {refused} refused");
+}
+
+#[test]
+fn key_files_others_can_change_are_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let k = keygen(d, "k", "", &["-t", "ed25519"]);
+    let v = validate_with(
+        &plan(vec![entry("a", "a.example", &k, None)]),
+        &Options::default(),
+    )
+    .unwrap();
+    assert!(
+        !v.warnings.iter().any(|w| w.contains("changed by others")),
+        "{:?}",
+        v.warnings
+    );
+
+    std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o666)).unwrap();
+    // Two entries, one file: one warning.
+    let v = validate_with(
+        &plan(vec![
+            entry("a", "a.example", &k, None),
+            entry("b", "b.example", &k, None),
+        ]),
+        &Options::default(),
+    )
+    .unwrap();
+    let w: Vec<_> = v
+        .warnings
+        .iter()
+        .filter(|w| w.contains("changed by others"))
+        .collect();
+    assert_eq!(w.len(), 1, "{:?}", v.warnings);
+    assert!(
+        w[0].contains(&format!("{k:?}")) && w[0].contains("mode 0666"),
+        "{}",
+        w[0]
+    );
+
+    // A writable directory lets others put a link to another key there.
+    std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let open = d.join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let inside = open.join("k");
+    std::fs::copy(&k, &inside).unwrap();
+    std::fs::set_permissions(&inside, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let v = validate_with(
+        &plan(vec![entry("a", "a.example", &inside, None)]),
+        &Options::default(),
+    )
+    .unwrap();
+    assert!(
+        v.warnings
+            .iter()
+            .any(|w| w.contains(&format!("directory {open:?} is writable"))
+                && w.contains("mode 0777")),
+        "{:?}",
+        v.warnings
+    );
+    // Sticky (like /tmp): others cannot replace what is not theirs.
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let v = validate_with(
+        &plan(vec![entry("a", "a.example", &inside, None)]),
+        &Options::default(),
+    )
+    .unwrap();
+    assert!(
+        !v.warnings.iter().any(|w| w.contains("changed by others")),
+        "{:?}",
+        v.warnings
     );
 }
 

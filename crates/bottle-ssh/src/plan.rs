@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Everything the SSH provisioner needs to know about what to set up.
 /// Field names follow the manifest (`bottle.toml`).
@@ -15,6 +15,23 @@ pub struct Plan {
     /// One entry per SSH alias, in the order they are rendered.
     #[serde(default)]
     pub ssh: Vec<SshEntry>,
+}
+
+impl Plan {
+    /// Read a plan file (the manifest) as key files are read: a regular
+    /// file only (a FIFO or device is refused unread; opening never
+    /// blocks), at most `max` bytes. The second value says why someone
+    /// other than the running user or root could change the file (writable
+    /// by group or others, or owned by another user — the file or a
+    /// directory above it), if so: whoever can chooses the keys and
+    /// restrictions.
+    pub fn read_file(path: &Path, max: u64) -> Result<(Vec<u8>, Option<String>), String> {
+        let (mut bytes, meta) = crate::keys::read_regular(path, max)?;
+        Ok((
+            std::mem::take(&mut *bytes),
+            crate::keys::exposure(path, &meta),
+        ))
+    }
 }
 
 /// Where the bottle reaches the SSH gate, and its listen port per alias.
@@ -37,6 +54,7 @@ pub struct SshEntry {
     /// The real upstream; `HostKeyAlias` and `known_hosts` use it.
     #[serde(rename = "Hostname")]
     pub hostname: String,
+    /// The upstream login; a restricted key signs only logins as this user.
     #[serde(rename = "User")]
     pub user: String,
     /// Private key on the machine running the provisioner.
@@ -59,8 +77,8 @@ pub struct SshEntry {
     /// `true` is refused: nobody in the bottle could confirm a signature.
     #[serde(rename = "Confirm", default, skip_serializing_if = "Option::is_none")]
     pub confirm: Option<bool>,
-    /// Restrict the key to this entry's `Hostname` and `KnownHostKey`
-    /// (`restrict-destination-v00@openssh.com`). Default `true`; has no
+    /// Restrict the key to this entry's `User` at its `Hostname` and
+    /// `KnownHostKey` (`restrict-destination-v00@openssh.com`). Default `true`; has no
     /// effect without `KnownHostKey`.
     #[serde(rename = "Restrict", default, skip_serializing_if = "Option::is_none")]
     pub restrict: Option<bool>,

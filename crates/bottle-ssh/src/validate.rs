@@ -20,18 +20,31 @@ pub struct ValidatedPlan {
     /// Distinct keys, in order of first use. A key listed under several
     /// aliases appears once.
     pub keys: Vec<LoadedKey>,
-    /// Things the user should hear about but that are not errors (a key that
-    /// cannot be destination-restricted).
+    /// Things the user should hear about but that are not errors (a key
+    /// file others can change, a key that cannot be destination-restricted).
     pub warnings: Vec<String>,
 }
 
 /// A host a key is restricted to: the name ssh looks up in `known_hosts`
-/// (the entry's `Hostname`, via `HostKeyAlias`) and its pinned host key(s).
+/// (the entry's `Hostname`, via `HostKeyAlias`), its pinned host key(s) and
+/// the login users the key may sign for there (the entries' `User`s).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Destination {
     pub hostname: String,
     /// `algorithm base64`, as in `KnownHostKey`.
     pub host_keys: Vec<String>,
+    /// Users of this hostname's entries, in plan order: the agent signs a
+    /// login request only for one of them (one constraint hop per user).
+    pub users: Vec<String>,
+}
+
+impl Destination {
+    /// `user@hostname`, one per user: what the agent is told.
+    pub fn hops(&self) -> impl Iterator<Item = String> + '_ {
+        self.users
+            .iter()
+            .map(move |u| format!("{u}@{}", self.hostname))
+    }
 }
 
 /// One `[[ssh]]` entry after validation.
@@ -69,6 +82,15 @@ pub struct LoadedKey {
 }
 
 impl LoadedKey {
+    /// Every `user@hostname` the key is restricted to, in plan order; empty
+    /// when unrestricted.
+    pub fn restricted_to(&self) -> Vec<String> {
+        self.destinations
+            .iter()
+            .flat_map(Destination::hops)
+            .collect()
+    }
+
     /// The public half, in OpenSSH format (`ssh-ed25519 AAAA… comment`).
     pub fn public_openssh(&self) -> String {
         self.private
@@ -287,6 +309,9 @@ pub(crate) fn validate_inner(
     let mut entries = Vec::with_capacity(plan.ssh.len());
     let mut keys: Vec<LoadedKey> = Vec::new();
     let mut seen_aliases: BTreeMap<String, usize> = BTreeMap::new();
+    // Key files checked for who else can change them, and what was found.
+    let mut exposed: Vec<PathBuf> = Vec::new();
+    let mut file_warnings = Vec::new();
 
     for (i, e) in plan.ssh.iter().enumerate() {
         let name = entry_name(i, e);
@@ -336,13 +361,22 @@ pub(crate) fn validate_inner(
             Some(l) => Some(l.seconds().map_err(|r| plan_err(&name, "Lifetime", r))?),
             None => None,
         };
-        let key = crate::keys::load_private_key(&e.identity_file, opts, need_private).map_err(
-            |reason| Error::KeyFile {
+        let (key, meta) = crate::keys::load_key_file(&e.identity_file, opts, need_private)
+            .map_err(|reason| Error::KeyFile {
                 entry: name.clone(),
                 path: e.identity_file.clone(),
                 reason,
-            },
-        )?;
+            })?;
+        if !exposed.contains(&e.identity_file) {
+            if let Some(why) = crate::keys::exposure(&e.identity_file, &meta) {
+                file_warnings.push(format!(
+                    "IdentityFile {:?} ({name}) can be changed by others: {why}; whoever can \
+                     change it chooses the key loaded into the bottle",
+                    e.identity_file
+                ));
+            }
+            exposed.push(e.identity_file.clone());
+        }
         let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
         match keys.iter_mut().find(|k| k.fingerprint == fingerprint) {
             Some(k) => {
@@ -399,7 +433,8 @@ pub(crate) fn validate_inner(
         }
     }
 
-    let warnings = restrict(plan, &entries, &mut keys, opts.strict)?;
+    let mut warnings = file_warnings;
+    warnings.extend(restrict(plan, &entries, &mut keys, opts.strict)?);
     Ok(ValidatedPlan {
         entries,
         keys,
@@ -408,7 +443,7 @@ pub(crate) fn validate_inner(
 }
 
 /// Each key's destinations: the union over its entries of (`Hostname`,
-/// `KnownHostKey`). One entry that cannot or must not be restricted leaves
+/// `KnownHostKey`, `User`). One entry that cannot or must not be restricted leaves
 /// the key unrestricted, since a restriction would break that entry.
 fn restrict(
     plan: &Plan,
@@ -447,11 +482,18 @@ fn restrict(
             .iter_mut()
             .find(|d| d.hostname == v.hostname)
         {
-            Some(d) if d.host_keys.contains(hk) => {}
-            Some(d) => d.host_keys.push(hk.clone()),
+            Some(d) => {
+                if !d.host_keys.contains(hk) {
+                    d.host_keys.push(hk.clone());
+                }
+                if !d.users.contains(&v.user) {
+                    d.users.push(v.user.clone());
+                }
+            }
             None => key.destinations.push(Destination {
                 hostname: v.hostname.clone(),
                 host_keys: vec![hk.clone()],
+                users: vec![v.user.clone()],
             }),
         }
     }

@@ -168,7 +168,7 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
             let config = load_config(cli, matches)?;
             let prompt = keys::Prompt::default();
             let opts = prompt.options(args.strict);
-            let manifest = read_manifest(&args.manifest, &config, &opts)?;
+            let manifest = read_manifest(&args.manifest, &config, &opts, out)?;
             let sel = select(&config.settings, Some(&args.container), out).await?;
             out.step(&format!(
                 "provisioning container `{}` from {}",
@@ -193,7 +193,7 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
             let config = load_config(cli, matches)?;
             let prompt = keys::Prompt::default();
             let opts = prompt.options(args.strict);
-            let manifest = read_manifest(&args.manifest, &config, &opts)?;
+            let manifest = read_manifest(&args.manifest, &config, &opts, out)?;
             let sel = select(&config.settings, Some(&args.container), out).await?;
             let target = config.settings.target();
             let report = bottle::ssh::verify_with(
@@ -249,8 +249,13 @@ fn read_manifest(
     path: &std::path::Path,
     config: &Config,
     opts: &bottle::ssh::Options<'_>,
+    out: &Out,
 ) -> Result<Manifest, Failure> {
     let manifest = load_manifest(path).map_err(Failure::manifest)?;
+    // Before validation, so they are seen even when the plan is refused.
+    for w in &manifest.warnings {
+        out.step(&format!("warning: {w}"));
+    }
     bottle::ssh::validate_with(&manifest.plan, opts)
         .map_err(|e| ssh_failure(e, Some(&manifest), "invalid manifest", ""))?;
     bottle::ssh::validate_target(&config.settings.target())
