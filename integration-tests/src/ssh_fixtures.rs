@@ -57,6 +57,17 @@ pub async fn start_sshd(
     host_keys: &[&Path],
     authorized: &[String],
 ) -> ContainerInfo {
+    start_sshd_with(env, ports, host_keys, authorized, "").await
+}
+
+/// [`start_sshd`] with more `sshd_config` lines (e.g. `MaxAuthTries 3`).
+pub async fn start_sshd_with(
+    env: &TestEnv,
+    ports: &[u16],
+    host_keys: &[&Path],
+    authorized: &[String],
+    extra_config: &str,
+) -> ContainerInfo {
     let mut spec = RunSpec::new(env.image(), ["/bin/sleep", "infinity"]);
     spec.network = NetworkMode::Container(env.bottle_info().id.clone());
     let sshd = env.run_container(spec).await.expect("start sshd container");
@@ -89,6 +100,7 @@ pub async fn start_sshd(
          KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nUsePAM no\n\
          StrictModes yes\nPidFile /run/sshd-test.pid\n",
     );
+    config.push_str(extra_config);
     let authorized: String = authorized.iter().map(|k| format!("{k}\n")).collect();
     files.push(CopyEntry::file(
         "/etc/ssh/sshd_test_config",
