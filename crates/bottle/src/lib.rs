@@ -58,6 +58,19 @@
 //! # Ok(()) }
 //! ```
 //!
+//! What the embedding program must do itself:
+//!
+//! - **No core dumps.** Decrypted keys and passphrases live in this process's
+//!   memory while a plan is validated and provisioned; a crash would write
+//!   them to a core file. Before reading any key, set `RLIMIT_CORE` to 0 and,
+//!   on Linux, `prctl(PR_SET_DUMPABLE, 0)` (which also stops same-uid ptrace
+//!   and `/proc/<pid>/mem` reads), as `bottlectl` does first thing in `main`
+//!   (e.g. with `rustix::process::setrlimit` and `set_dumpable_behavior`).
+//! - **Escape before printing.** Reports, [`AgentKey::comment`], [`Check`]
+//!   details and error messages carry the container's text as it came (key
+//!   comments, file names, script stderr), which the bottle's user controls:
+//!   show control characters escaped before they reach a terminal.
+//!
 //! How `auto` picks (first rule that applies):
 //! 1. `runtime = docker|podman` in settings: that engine;
 //! 2. `host` set: the engine answering there (Podman's API is tried first,

@@ -246,11 +246,12 @@ pub async fn run(out: &Out, config: &Config, container: Option<&str>) -> Result<
                     .map_err(|e| Failure::new(3, "cannot check the container", &e))?;
                 text.push_str(&format!("container `{name}` ({}):\n", sel.engine().name()));
                 for c in &checks {
+                    // Details are the container's: tool paths, `ssh -V`, stderr.
                     text.push_str(&format!(
                         "  {}  {:<9} {}\n",
                         if c.ok { "ok  " } else { "FAIL" },
-                        c.name,
-                        c.detail
+                        crate::safe::field(&c.name),
+                        crate::safe::field(&c.detail)
                     ));
                     if let Some(fix) = &c.fix {
                         text.push_str(&format!("        fix: {fix}\n"));

@@ -4,6 +4,7 @@ use crate::output::Out;
 use bottle::config::ManifestError;
 use bottle::SelectError;
 use serde::Serialize;
+use std::borrow::Cow;
 
 #[derive(Debug, Serialize)]
 pub struct Failure {
@@ -11,7 +12,8 @@ pub struct Failure {
     pub code: u8,
     pub message: String,
     pub causes: Vec<String>,
-    /// Extra text for humans (a manifest snippet, fixes); not in JSON.
+    /// Extra text for humans (a manifest snippet, fixes), already safe for
+    /// the terminal (it may hold our colours); not in JSON.
     #[serde(skip)]
     pub detail: Option<String>,
 }
@@ -67,15 +69,18 @@ impl Failure {
     }
 
     pub fn with_detail(mut self, detail: impl Into<String>) -> Failure {
-        self.detail = Some(detail.into());
+        self.detail = Some(crate::safe::text(&detail.into()).into_owned());
         self
     }
 
     pub fn manifest(e: ManifestError) -> Failure {
         let mut f = Failure::direct(2, &e);
-        if let ManifestError::Invalid { .. } = e {
+        if let ManifestError::Invalid { src, .. } = &e {
             let mut rendered = String::new();
-            let theme = if crate::output::stderr_color() {
+            // A snippet of a file holding control characters is rendered
+            // plain and escaped, so only miette's own colours stay raw.
+            let clean = matches!(crate::safe::text(src.inner()), Cow::Borrowed(_));
+            let theme = if clean && crate::output::stderr_color() {
                 miette::GraphicalTheme::unicode()
             } else {
                 miette::GraphicalTheme::unicode_nocolor()
@@ -87,7 +92,12 @@ impl Failure {
                     .lines()
                     .skip_while(|l| !strip_ansi(l).contains("╭─["))
                     .collect();
-                f.detail = Some(snippet.join("\n"));
+                let snippet = snippet.join("\n");
+                f.detail = Some(if clean {
+                    snippet
+                } else {
+                    crate::safe::text(&snippet).into_owned()
+                });
             }
         }
         f
@@ -103,25 +113,30 @@ impl Failure {
             .filter_map(crate::doctor::fix_for_probe)
             .collect();
         if !fixes.is_empty() {
-            f.detail = Some(
-                fixes
-                    .iter()
-                    .map(|x| format!("  fix: {x}"))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            );
+            let fixes = fixes
+                .iter()
+                .map(|x| format!("  fix: {}", crate::safe::field(x)))
+                .collect::<Vec<_>>()
+                .join("\n");
+            f.detail = Some(fixes);
         }
         f
     }
 
     pub fn report(&self, out: &Out) {
-        use crate::output::eprint_line;
-        eprint_line(&format!("{} {}", out.paint_error("error:"), self.message));
+        use crate::output::{eprint_line, eprint_raw};
+        use crate::safe::text;
+        // Messages and causes carry container text (script stderr, paths).
+        eprint_raw(&format!(
+            "{} {}",
+            out.paint_error("error:"),
+            text(&self.message)
+        ));
         for c in &self.causes {
             eprint_line(&format!("  caused by: {c}"));
         }
         if let Some(d) = &self.detail {
-            eprint_line(d.trim_end());
+            eprint_raw(d.trim_end());
         }
         if out.json {
             out.json_value(&serde_json::json!({ "ok": false, "error": self }));

@@ -3,6 +3,7 @@
 
 use crate::failure::Failure;
 use crate::output::{engine_json, Out};
+use crate::safe::field;
 use bottle::ssh::{AgentKey, Options, Passphrase, ProvisionReport};
 use bottle::Selection;
 use serde_json::json;
@@ -189,12 +190,19 @@ pub async fn run(
         };
         let restricted = match &k.restricted_to {
             Some(h) if h.is_empty() => "unrestricted".to_string(),
-            Some(h) => format!("restricted to {}", h.join(", ")),
+            Some(h) => format!("restricted to {}", field(&h.join(", "))),
             None => "restriction unknown (not loaded by bottle)".to_string(),
         };
+        // All but the numbers come from the agent in the container; the
+        // comment is whatever the user added a key with.
         out.human(&format!(
             "{} {} {} {} ({}; {})\n",
-            k.key_type, k.bits, k.fingerprint, k.comment, lifetime, restricted
+            field(&k.key_type),
+            k.bits,
+            field(&k.fingerprint),
+            field(&k.comment),
+            lifetime,
+            restricted
         ));
     }
     Ok(0)

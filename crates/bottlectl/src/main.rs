@@ -24,6 +24,7 @@ mod doctor;
 mod failure;
 mod keys;
 mod output;
+mod safe;
 mod ship;
 
 use bottle::config::{load, load_manifest, Config, Manifest, Overrides, Sources};
@@ -44,6 +45,7 @@ const CLI_ENV: &[&str] = &[
 ];
 
 fn main() -> ExitCode {
+    let hardened = harden();
     let color = cli::color_from_args(std::env::args_os());
     let matches = match Cli::command().color(color).try_get_matches() {
         Ok(m) => m,
@@ -63,6 +65,9 @@ fn main() -> ExitCode {
         stderr_tty,
     );
     init_tracing(cli.verbose, cli.quiet, out.color);
+    if let Err(e) = hardened {
+        tracing::warn!("cannot keep key bytes out of core dumps: {e}");
+    }
 
     // Offline commands: no settings, no engine, no async runtime.
     match &cli.command {
@@ -90,6 +95,21 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(code)
+}
+
+/// First thing, before any key or passphrase is read: no core file (a crash
+/// would write decrypted keys to disk) and, on Linux, not dumpable (no
+/// same-uid ptrace or `/proc/<pid>/mem` read; `/proc/<pid>` becomes root's).
+fn harden() -> std::io::Result<()> {
+    use rustix::process::{setrlimit, Resource, Rlimit};
+    let none = Rlimit {
+        current: Some(0),
+        maximum: Some(0),
+    };
+    setrlimit(Resource::Core, none)?;
+    #[cfg(target_os = "linux")]
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)?;
+    Ok(())
 }
 
 fn init_tracing(verbose: u8, quiet: bool, color: bool) {

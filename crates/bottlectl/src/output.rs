@@ -1,5 +1,6 @@
 //! Human output (steps on stderr, results on stdout) and `--json`.
 
+use crate::safe;
 use bottle::config::{Config, Manifest};
 use bottle::ssh::{DeprovisionReport, ProvisionReport, VerifyReport};
 use bottle::Selection;
@@ -62,7 +63,7 @@ impl Out {
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
         let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
             .with_style(style)
-            .with_message(message.to_string());
+            .with_message(safe::text(message).into_owned());
         pb.enable_steady_tick(Duration::from_millis(120));
         Spinner(Some(pb))
     }
@@ -83,10 +84,10 @@ impl Out {
         }
     }
 
-    /// Result text on stdout, unless --json.
+    /// Result text on stdout, unless --json; escaped for the terminal.
     pub fn human(&self, text: &str) {
         if !self.json {
-            stdout(text.as_bytes());
+            stdout(safe::text(text).as_bytes());
         }
     }
 
@@ -95,9 +96,15 @@ impl Out {
     }
 }
 
-/// One line on stderr. Like `stdout`: a closed stderr (`2>&1 | head`) must
-/// not panic (eprintln! does on EPIPE) and turn the exit code into 101.
+/// One line on stderr, escaped for the terminal. Like `stdout`: a closed
+/// stderr (`2>&1 | head`) must not panic (eprintln! does on EPIPE) and turn
+/// the exit code into 101.
 pub fn eprint_line(line: &str) {
+    eprint_raw(&safe::text(line));
+}
+
+/// A line on stderr as it is: only for text we made (our own colours).
+pub fn eprint_raw(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
@@ -185,11 +192,14 @@ pub fn provision(out: &Out, sel: &Selection, manifest: &Manifest, report: &Provi
     for f in &report.files {
         out.step(&format!(
             "  file {} (mode {}, {}:{})",
-            f.path, f.mode, f.uid, f.gid
+            safe::field(&f.path),
+            f.mode,
+            f.uid,
+            f.gid
         ));
     }
     for r in &report.removed {
-        out.step(&format!("  removed stale {r}"));
+        out.step(&format!("  removed stale {}", safe::field(r)));
     }
 }
 
@@ -203,19 +213,24 @@ pub fn verify(out: &Out, sel: &Selection, container: &str, report: &VerifyReport
         }));
         return;
     }
-    let width = report
+    // Names hold paths and details file names found in the container.
+    let rows: Vec<_> = report
         .checks
         .iter()
-        .map(|c| c.name.len())
+        .map(|c| (c.ok, safe::field(&c.name), safe::field(&c.detail)))
+        .collect();
+    let width = rows
+        .iter()
+        .map(|(_, name, _)| name.chars().count())
         .max()
         .unwrap_or(0);
     let mut text = String::new();
-    for c in &report.checks {
+    for (ok, name, detail) in &rows {
         text.push_str(&format!(
             "{}  {:width$}  {}\n",
-            if c.ok { "ok  " } else { "FAIL" },
-            c.name,
-            c.detail
+            if *ok { "ok  " } else { "FAIL" },
+            name,
+            detail
         ));
     }
     out.human(&text);
@@ -257,6 +272,6 @@ pub fn deprovision(out: &Out, sel: &Selection, report: &DeprovisionReport) {
         report.removed.len()
     ));
     for r in &report.removed {
-        out.step(&format!("  removed {r}"));
+        out.step(&format!("  removed {}", safe::field(r)));
     }
 }
