@@ -5,7 +5,9 @@
 
 use bottle_integration_tests::harness::{self, source_chain};
 use bottle_integration_tests::{assert_success, engine_tests, TestEnv};
-use bottle_runtime::{ContainerState, CopyEntry, Engine, Error, ExecOutput, ExecRequest};
+use bottle_runtime::{
+    ContainerState, CopyEntry, Engine, Error, ExecOutput, ExecRequest, OutputStream,
+};
 use futures_util::future::join_all;
 use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
@@ -123,8 +125,18 @@ async fn check_large_output(env: &TestEnv) {
     assert_eq!(sha256_hex(&out.stdout), hash, "stdout bytes differ");
     assert_eq!(sha256_hex(&out.stderr), hash, "stderr bytes differ");
 
-    // Text whose order is checkable line by line.
-    let out = env.exec_as("1000", &["seq", "1", "200000"]).await;
+    // Text whose order is checkable line by line, over the default limit
+    // per stream, so asked for.
+    let out = env
+        .rt()
+        .exec(
+            env.bottle(),
+            ExecRequest::new(["seq", "1", "200000"])
+                .user("1000")
+                .max_output(2 * MIB),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("seq: {e}{}", source_chain(&e)));
     assert_success(&out, "seq");
     let expected: String = (1..=200_000).map(|i| format!("{i}\n")).collect();
     assert!(expected.len() > MIB);
@@ -134,6 +146,137 @@ async fn check_large_output(env: &TestEnv) {
         out.stdout.len(),
         expected.len()
     );
+}
+
+/// Run `request`, which must fail with `OutputTooLarge` on `stream` at
+/// `limit`, within 30 s (a safety net: an unbounded backend never answers,
+/// or fills the host's memory first).
+async fn assert_output_too_large(
+    env: &TestEnv,
+    request: ExecRequest,
+    stream: OutputStream,
+    limit: usize,
+) {
+    let what = format!("{:?} (max_output {})", request.argv, request.max_output);
+    let program = request.program().to_string();
+    let result = tokio::time::timeout(
+        Duration::from_secs(30),
+        env.rt().exec(env.bottle(), request),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{what}: no answer within 30 s"));
+    let e = match result {
+        Err(e) => e,
+        Ok(out) => panic!("{what}: expected OutputTooLarge, got {}", summary(&out)),
+    };
+    match &e {
+        Error::OutputTooLarge {
+            engine,
+            container,
+            program: named,
+            stream: s,
+            limit: l,
+        } => {
+            assert_eq!(
+                (*engine, container.as_str(), named.as_str(), *s, *l),
+                (env.engine(), env.bottle(), program.as_str(), stream, limit),
+                "{what}"
+            );
+        }
+        other => panic!("{what}: expected OutputTooLarge, got {other}: {other:?}"),
+    }
+    let text = e.to_string();
+    for part in [
+        env.engine().to_string(),
+        env.bottle().to_string(),
+        program,
+        stream.to_string(),
+        limit.to_string(),
+    ] {
+        assert!(
+            text.contains(&part),
+            "{what}: message lacks {part:?}: {text}"
+        );
+    }
+    assert!(!e.is_unreachable());
+    // Neither engine can kill an exec: the writer lives on, its output
+    // drained and discarded by containerd-shim or conmon (about a core
+    // each). End it (if it has not exited) so it does not starve the checks
+    // running meanwhile.
+    let out = env
+        .exec_as("1000", &["/bin/sh", "-c", "kill -KILL -1 2>/dev/null || :"])
+        .await;
+    assert_success(&out, "kill the user's processes");
+}
+
+/// Exec output is bounded per stream (`ExecRequest::max_output`): the user's
+/// process that writes without end to stdout or stderr makes the exec fail
+/// with `OutputTooLarge` naming the stream, promptly, instead of filling the
+/// host's memory; output up to the limit comes back whole.
+async fn check_output_is_bounded(env: &TestEnv) {
+    let default = ExecRequest::DEFAULT_MAX_OUTPUT;
+    assert_eq!(default, MIB);
+    // Large writes to stdout; many small ones to stderr; one that leaves a
+    // large stdin unread (the error must not wait for stdin to drain).
+    assert_output_too_large(
+        env,
+        ExecRequest::new(["cat", "/dev/zero"]).user("1000"),
+        OutputStream::Stdout,
+        default,
+    )
+    .await;
+    assert_output_too_large(
+        env,
+        ExecRequest::script("while :; do echo yyyy; done >&2", [""; 0]).user("1000"),
+        OutputStream::Stderr,
+        default,
+    )
+    .await;
+    assert_output_too_large(
+        env,
+        ExecRequest::new(["cat", "/dev/zero"])
+            .user("1000")
+            .stdin(pseudo_random(4 * MIB, 5)),
+        OutputStream::Stdout,
+        default,
+    )
+    .await;
+    // A limit of the caller's choosing, one byte over it.
+    assert_output_too_large(
+        env,
+        ExecRequest::script("head -c 4097 /dev/zero >&2", [""; 0])
+            .user("1000")
+            .max_output(4096),
+        OutputStream::Stderr,
+        4096,
+    )
+    .await;
+
+    // At the limit and just under it: whole, both streams at once.
+    for (limit, n) in [(default, default), (default, default - 1), (4096, 4096)] {
+        let out = env
+            .rt()
+            .exec(
+                env.bottle(),
+                ExecRequest::script(
+                    "f=$(mktemp) && head -c \"$1\" /dev/urandom > \"$f\" && cat \"$f\" && cat \"$f\" >&2 && rm \"$f\"",
+                    [n.to_string()],
+                )
+                .user("1000")
+                .max_output(limit),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{n} bytes under {limit}: {e}{}", source_chain(&e)));
+        assert_success(&out, "head, cat");
+        assert_eq!(
+            (out.stdout.len(), out.stderr.len()),
+            (n, n),
+            "limit {limit}"
+        );
+        assert!(out.stdout == out.stderr, "the streams differ");
+    }
+    // The container still answers.
+    assert_eq!(env.sh("echo ok", &[]).await, "ok\n");
 }
 
 async fn check_large_stdin(env: &TestEnv) {
@@ -764,6 +907,7 @@ engine_tests!(
     check_missing_binary,
     check_stdout_stderr_apart,
     check_large_output,
+    check_output_is_bounded,
     check_large_stdin,
     check_stdin_eof,
     check_unread_stdin,

@@ -8,7 +8,7 @@ use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{InspectContainerOptions, UploadToContainerOptionsBuilder};
 use bottle_runtime::{
     build_tar, ContainerInfo, ContainerRuntime, ContainerState, CopyEntry, Engine, EngineInfo,
-    Error, ExecOutput, ExecRequest, Result,
+    Error, ExecOutput, ExecRequest, OutputStream, Result,
 };
 use futures_util::StreamExt;
 use std::time::Duration;
@@ -175,15 +175,16 @@ impl DockerRuntime {
             }
             // Without stdin the writer is simply dropped.
         };
+        let limit = request.max_output;
         let read = async {
             let mut out = ExecOutput::default();
             while let Some(frame) = output.next().await {
-                match frame {
+                let (stream, message) = match frame {
                     Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
-                        out.stdout.extend_from_slice(&message)
+                        (OutputStream::Stdout, message)
                     }
-                    Ok(LogOutput::StdErr { message }) => out.stderr.extend_from_slice(&message),
-                    Ok(LogOutput::StdIn { .. }) => {}
+                    Ok(LogOutput::StdErr { message }) => (OutputStream::Stderr, message),
+                    Ok(LogOutput::StdIn { .. }) => continue,
                     Err(e) => {
                         return Err(Error::Api {
                             engine: Engine::Docker,
@@ -192,6 +193,19 @@ impl DockerRuntime {
                             source: e.into(),
                         })
                     }
+                };
+                if !out.append_within(stream, &message, limit) {
+                    // Returning drops the attach connection: Docker has no
+                    // exec kill, and the process lives on (dockerd keeps
+                    // draining its pipes, discarding the bytes) until it
+                    // exits or the container stops.
+                    return Err(Error::OutputTooLarge {
+                        engine: Engine::Docker,
+                        container: container.to_string(),
+                        program: program.clone(),
+                        stream,
+                        limit,
+                    });
                 }
             }
             Ok(out)

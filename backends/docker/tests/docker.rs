@@ -181,7 +181,12 @@ async fn exec_stdin_is_delivered_whole_then_eof() {
     // stdin is written while stdout is read, and `cat` only exits on EOF.
     let input: Vec<u8> = (0..(1 << 20) + 3).map(|i| (i * 7 % 256) as u8).collect();
     let out = rt
-        .exec(&b.id, ExecRequest::new(["cat"]).stdin(input.clone()))
+        .exec(
+            &b.id,
+            ExecRequest::new(["cat"])
+                .stdin(input.clone())
+                .max_output(2 << 20),
+        )
         .await
         .unwrap();
     assert_eq!(out.exit_code, 0);

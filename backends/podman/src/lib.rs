@@ -65,7 +65,7 @@
 use async_trait::async_trait;
 use bottle_runtime::{
     build_tar, ContainerAdmin, ContainerInfo, ContainerRuntime, ContainerState, CopyEntry, Engine,
-    EngineInfo, Error, ExecOutput, ExecRequest, NetworkMode, Result, RunSpec,
+    EngineInfo, Error, ExecOutput, ExecRequest, NetworkMode, OutputStream, Result, RunSpec,
 };
 use futures_util::{AsyncWriteExt, StreamExt};
 use podman_api::conn::TtyChunk;
@@ -299,13 +299,14 @@ impl PodmanRuntime {
             }
             writer
         };
+        let limit = request.max_output;
         let read = async {
             let mut out = ExecOutput::default();
             while let Some(chunk) = reader.next().await {
-                match chunk {
-                    Ok(TtyChunk::StdOut(b)) => out.stdout.extend_from_slice(&b),
-                    Ok(TtyChunk::StdErr(b)) => out.stderr.extend_from_slice(&b),
-                    Ok(TtyChunk::StdIn(_)) => {}
+                let (stream, bytes) = match chunk {
+                    Ok(TtyChunk::StdOut(b)) => (OutputStream::Stdout, b),
+                    Ok(TtyChunk::StdErr(b)) => (OutputStream::Stderr, b),
+                    Ok(TtyChunk::StdIn(_)) => continue,
                     // A process that exits without reading all of stdin makes
                     // Podman close the socket with our bytes unread, which
                     // resets the connection. What Podman sent was read before
@@ -325,6 +326,19 @@ impl PodmanRuntime {
                             source: Box::new(e),
                         })
                     }
+                };
+                if !out.append_within(stream, &bytes, limit) {
+                    // The caller drops the connection on this error. Podman
+                    // has no exec kill: the process lives on (conmon keeps
+                    // reading its pipes and discards what no one attached
+                    // reads) until it exits or the container stops.
+                    return Err(Error::OutputTooLarge {
+                        engine: ENGINE,
+                        container: container.to_string(),
+                        program: program.to_string(),
+                        stream,
+                        limit,
+                    });
                 }
             }
             Ok(out)
@@ -350,14 +364,16 @@ impl PodmanRuntime {
             std::future::pending::<std::convert::Infallible>().await
         };
         // Without stdin the writer stays open until the output ends: an early
-        // half-close is not needed and would only race the stream.
-        let io = async { futures_util::join!(write, read) };
-        let (writer, out) = tokio::select! {
-            r = io => r,
+        // half-close is not needed and would only race the stream. A read
+        // error ends both at once: stdin the process does not read must not
+        // hold it up.
+        let write = async { Ok::<_, Error>(write.await) };
+        let io = futures_util::future::try_join(write, read);
+        let (writer, mut out) = tokio::select! {
+            r = io => r?,
             never = watch => match never {},
         };
         drop(writer);
-        let mut out = out?;
         if strip_attach_reset_noise(&mut out.stderr) && request.stdin.is_some() {
             // Podman 4.3 races here: stdout queued in conmon can be lost too.
             tracing::warn!(

@@ -50,7 +50,12 @@ async fn stdin_is_delivered_whole_then_eof() {
     // 1.5 MiB of every byte value: cat only exits on EOF, and must echo all.
     let input: Vec<u8> = (0..(3 << 19)).map(|i: u32| (i % 251) as u8).collect();
     let out = rt
-        .exec(bottle.id(), ExecRequest::new(["cat"]).stdin(input.clone()))
+        .exec(
+            bottle.id(),
+            ExecRequest::new(["cat"])
+                .stdin(input.clone())
+                .max_output(2 << 20),
+        )
         .await
         .unwrap();
     assert_eq!(out.exit_code, 0, "{}", out.stderr_lossy());
@@ -342,7 +347,8 @@ async fn unread_stdin_and_parallel_execs_do_not_hang() {
             let out = rt
                 .exec(
                     &id,
-                    ExecRequest::new(["head", "-c", &n.to_string(), "/dev/urandom"]),
+                    ExecRequest::new(["head", "-c", &n.to_string(), "/dev/urandom"])
+                        .max_output(2 << 20),
                 )
                 .await
                 .unwrap();

@@ -1,4 +1,4 @@
-use crate::Engine;
+use crate::{Engine, OutputStream};
 use std::time::Duration;
 
 /// A boxed source error from an engine client.
@@ -61,6 +61,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// The process wrote more than the request's
+    /// [`max_output`](crate::ExecRequest::max_output) to one stream. The
+    /// exec's connection was dropped at that point; the output is not kept.
+    #[error("{engine}: `{program}` in container `{container}` wrote more than {limit} bytes to {stream} (the exec's limit per stream)")]
+    OutputTooLarge {
+        engine: Engine,
+        container: String,
+        program: String,
+        stream: OutputStream,
+        limit: usize,
+    },
+
     /// Any other error from the engine's API.
     #[error("{engine}: {operation} on container `{container}` failed")]
     Api {
@@ -82,6 +94,7 @@ impl Error {
             | Error::ExecStart { engine, .. }
             | Error::Timeout { engine, .. }
             | Error::InvalidRequest { engine, .. }
+            | Error::OutputTooLarge { engine, .. }
             | Error::Api { engine, .. } => *engine,
         }
     }
@@ -115,6 +128,18 @@ mod tests {
         };
         assert_eq!(e.to_string(), "Docker is unreachable at unix:///nope.sock");
         assert!(e.is_unreachable());
+        let e = Error::OutputTooLarge {
+            engine: Engine::Docker,
+            container: "bottle-1".into(),
+            program: "/bin/sh".into(),
+            stream: OutputStream::Stderr,
+            limit: 1 << 20,
+        };
+        assert_eq!(
+            e.to_string(),
+            "Docker: `/bin/sh` in container `bottle-1` wrote more than 1048576 bytes to stderr (the exec's limit per stream)"
+        );
+        assert!(!e.is_unreachable());
     }
 }
 

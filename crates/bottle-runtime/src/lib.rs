@@ -30,7 +30,7 @@ pub use error::{check_container_ref, BoxError, Error, Result};
 pub use tarball::build_tar;
 pub use types::{
     ContainerInfo, ContainerState, CopyEntry, Engine, EngineInfo, EntryKind, ExecOutput,
-    ExecRequest,
+    ExecRequest, OutputStream,
 };
 
 use async_trait::async_trait;
@@ -49,6 +49,13 @@ use std::sync::Arc;
 ///   delivered byte for byte followed by EOF. A process should read its stdin
 ///   to the end: Podman 4.3 may drop the output of one that exits with stdin
 ///   unread (the exit code is still right).
+/// - Output is bounded: each stream keeps at most the request's
+///   [`max_output`](ExecRequest::max_output) bytes (1 MiB by default). A
+///   process that writes more makes `exec` fail with
+///   [`Error::OutputTooLarge`] naming the stream, promptly even if it never
+///   stops writing: the backend stops reading and drops the exec's
+///   connection. Neither engine can kill an exec, so the process may live on
+///   in the container (its writes then block or are discarded there).
 /// - `copy` writes all entries in one request; afterwards every entry has
 ///   exactly its mode, uid and gid; missing parent directories are created.
 /// - A missing container is [`Error::ContainerNotFound`], a container that is

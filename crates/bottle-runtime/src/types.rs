@@ -112,9 +112,20 @@ pub struct ExecRequest {
     /// Bytes for the process's stdin, followed by EOF. `None`: no stdin.
     /// Zeroized when dropped: stdin is how key material reaches a container.
     pub stdin: Option<Zeroizing<Vec<u8>>>,
+    /// Most bytes kept of each output stream (stdout and stderr apart). A
+    /// process that writes more makes the exec fail with
+    /// [`Error::OutputTooLarge`](crate::Error::OutputTooLarge) as soon as the
+    /// limit is passed; output of exactly this size is returned whole.
+    /// Default [`ExecRequest::DEFAULT_MAX_OUTPUT`].
+    pub max_output: usize,
 }
 
 impl ExecRequest {
+    /// The default [`max_output`](Self::max_output): 1 MiB per stream. What
+    /// this crate's callers read back (scripts' reports, `~/.ssh` files) is a
+    /// few KiB; whatever runs in the container may write without end.
+    pub const DEFAULT_MAX_OUTPUT: usize = 1 << 20;
+
     pub fn new<I, S>(argv: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -124,6 +135,7 @@ impl ExecRequest {
             argv: argv.into_iter().map(Into::into).collect(),
             user: String::new(),
             stdin: None,
+            max_output: Self::DEFAULT_MAX_OUTPUT,
         }
     }
 
@@ -144,6 +156,7 @@ impl ExecRequest {
             argv,
             user: String::new(),
             stdin: None,
+            max_output: Self::DEFAULT_MAX_OUTPUT,
         }
     }
 
@@ -154,6 +167,13 @@ impl ExecRequest {
 
     pub fn stdin(mut self, bytes: Vec<u8>) -> Self {
         self.stdin = Some(Zeroizing::new(bytes));
+        self
+    }
+
+    /// Keep at most `bytes` of each output stream (see
+    /// [`max_output`](Self::max_output)).
+    pub fn max_output(mut self, bytes: usize) -> Self {
+        self.max_output = bytes;
         self
     }
 
@@ -170,7 +190,25 @@ impl fmt::Debug for ExecRequest {
             .field("argv", &self.argv)
             .field("user", &self.user)
             .field("stdin_len", &self.stdin.as_ref().map(|s| s.len()))
+            .field("max_output", &self.max_output)
             .finish()
+    }
+}
+
+/// One of an exec's two output streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+impl fmt::Display for OutputStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OutputStream::Stdout => "stdout",
+            OutputStream::Stderr => "stderr",
+        })
     }
 }
 
@@ -191,6 +229,22 @@ impl ExecOutput {
     }
     pub fn stderr_lossy(&self) -> String {
         String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+
+    /// Append `bytes` to `stream` unless that makes it longer than `limit`;
+    /// then nothing is appended and the answer is `false`. Backends collect
+    /// output through this, so [`ExecRequest::max_output`] means the same on
+    /// every engine.
+    pub fn append_within(&mut self, stream: OutputStream, bytes: &[u8], limit: usize) -> bool {
+        let buf = match stream {
+            OutputStream::Stdout => &mut self.stdout,
+            OutputStream::Stderr => &mut self.stderr,
+        };
+        if bytes.len() > limit.saturating_sub(buf.len()) {
+            return false;
+        }
+        buf.extend_from_slice(bytes);
+        true
     }
 }
 
@@ -249,5 +303,32 @@ impl fmt::Debug for CopyEntry {
             .field("uid", &self.uid)
             .field("gid", &self.gid)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_is_kept_up_to_the_limit_per_stream() {
+        let mut out = ExecOutput::default();
+        assert!(out.append_within(OutputStream::Stdout, b"abc", 4));
+        assert!(out.append_within(OutputStream::Stdout, b"d", 4));
+        // Exactly the limit is whole; one byte more is refused and not kept.
+        assert!(!out.append_within(OutputStream::Stdout, b"e", 4));
+        assert_eq!(out.stdout, b"abcd");
+        // The other stream has its own limit.
+        assert!(out.append_within(OutputStream::Stderr, b"1234", 4));
+        assert!(!out.append_within(OutputStream::Stderr, b"12345", 8));
+        assert_eq!(out.stderr, b"1234");
+        assert!(out.append_within(OutputStream::Stderr, b"", 0));
+    }
+
+    #[test]
+    fn requests_default_to_one_mib_per_stream() {
+        assert_eq!(ExecRequest::new(["true"]).max_output, 1 << 20);
+        assert_eq!(ExecRequest::script("true", [""; 0]).max_output, 1 << 20);
+        assert_eq!(ExecRequest::new(["true"]).max_output(7).max_output, 7);
     }
 }
