@@ -181,7 +181,7 @@ async fn check_encrypted_pem_and_ecdsa_keys_log_in(env: &TestEnv) {
             t.to_string(),
             b,
             fingerprint(k),
-            serde_json::json!([format!("{a}.git.example")]),
+            serde_json::json!([format!("git@{a}.git.example")]),
         )
     })
     .collect();
@@ -190,7 +190,7 @@ async fn check_encrypted_pem_and_ecdsa_keys_log_in(env: &TestEnv) {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let human = String::from_utf8_lossy(&out.stdout);
     assert!(
-        human.contains(&fingerprint(&rsa)) && human.contains("restricted to rsa.git.example"),
+        human.contains(&fingerprint(&rsa)) && human.contains("restricted to git@rsa.git.example"),
         "{}",
         text(&out)
     );

@@ -111,7 +111,7 @@ async fn check_key_signs_only_for_its_own_gate(env: &TestEnv) {
     let report = bottle_ssh::provision(env.rt(), env.bottle(), &restricted, &target)
         .await
         .unwrap_or_else(|e| panic!("provision: {e}"));
-    assert_eq!(report.keys[0].restricted_to, ["a.git.example"]);
+    assert_eq!(report.keys[0].restricted_to, ["git@a.git.example"]);
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
     let out = env
         .exec_as(USER, &["ssh", "-o", "BatchMode=yes", "a", "id", "-un"])
@@ -139,13 +139,13 @@ async fn check_key_signs_only_for_its_own_gate(env: &TestEnv) {
             fingerprint(&key)
         ))
         .expect("restriction check");
-    assert_eq!(c.detail, "restricted to a.git.example");
+    assert_eq!(c.detail, "restricted to git@a.git.example");
     let listed = bottle_ssh::list_keys(env.rt(), env.bottle(), &target)
         .await
         .unwrap();
     assert_eq!(
         listed[0].restricted_to,
-        Some(vec!["a.git.example".to_string()])
+        Some(vec!["git@a.git.example".to_string()])
     );
 
     // Restrict = false: the very same attempt now succeeds.
@@ -231,7 +231,7 @@ async fn check_shared_key_reaches_both_of_its_gates(env: &TestEnv) {
     assert_eq!(report.keys.len(), 1);
     assert_eq!(
         report.keys[0].restricted_to,
-        ["a.git.example", "b.git.example"]
+        ["git@a.git.example", "git@b.git.example"]
     );
     for alias in ["a", "b"] {
         let out = env

@@ -98,6 +98,12 @@ pub enum Error {
         untrusted: Vec<Untrusted>,
     },
 
+    /// With `strict`: the bottle's user can become root (passwordless
+    /// `sudo`, a setuid-root program), so root in the bottle is the user and
+    /// could read the agent's keys. Nothing was changed. Exit code 2.
+    #[error("container `{container}`: the user can become root: {}; refusing (strict)", how.join("; "))]
+    UserCanBecomeRoot { container: String, how: Vec<String> },
+
     /// A runtime (engine) call failed.
     #[error("{step}: {source}")]
     Runtime {
@@ -149,7 +155,8 @@ impl Error {
     /// The process exit code a CLI should use: 2 (plan/usage) or 3
     /// (engine/container).
     pub fn exit_code(&self) -> i32 {
-        if self.is_plan_error() {
+        // A strict refusal: the operator's policy, like a plan error.
+        if self.is_plan_error() || matches!(self, Error::UserCanBecomeRoot { .. }) {
             2
         } else {
             3

@@ -27,7 +27,8 @@
 //! Agent constraints per entry: `Lifetime` (like `ssh-add -t`); `Confirm =
 //! true` is refused. Every key whose entries all pin `KnownHostKey` is loaded
 //! destination-restricted (`restrict-destination-v00@openssh.com`, like
-//! `ssh-add -h`) to those entries' `Hostname`s and host keys, unless an entry
+//! `ssh-add -h user@host`) to those entries' `User`s at their `Hostname`s
+//! and host keys, unless an entry
 //! says `Restrict = false`; a key that cannot be restricted is a warning in
 //! [`ProvisionReport::warnings`], or an error with [`Options::strict`].
 //! Restricted keys need OpenSSH 8.9+ as the client in the container.
@@ -315,6 +316,34 @@ fn parse_untrusted(stdout: &str) -> Vec<Untrusted> {
     out
 }
 
+/// The [`scripts::ESCALATION`] lines: how the user could become root
+/// (`sudo` or a setuid/setgid program's path), at most 20; `None` when the
+/// check did not run to the end.
+fn parse_escalation(stdout: &str) -> Option<Vec<String>> {
+    if !stdout.lines().any(|l| l == "escalation-checked") {
+        return None;
+    }
+    let how = stdout
+        .lines()
+        .filter_map(|l| match l.strip_prefix("escalation ")? {
+            "sudo" => Some("passwordless sudo (`sudo -n true` succeeds)".to_string()),
+            rest => rest
+                .strip_prefix("setuid ")
+                .map(|p| format!("setuid/setgid-root program {p}")),
+        })
+        .take(20)
+        .collect();
+    Some(how)
+}
+
+fn escalation_warning(how: &[String]) -> String {
+    format!(
+        "the user can become root ({}): root in the bottle can read the agent's keys; \
+         remove the escalation from the image (or use --strict to refuse)",
+        how.join("; ")
+    )
+}
+
 fn untrusted_error(container: &str, stdout: &str) -> Option<Error> {
     let untrusted = parse_untrusted(stdout);
     (!untrusted.is_empty()).then(|| Error::UntrustedInContainer {
@@ -407,11 +436,7 @@ fn key_state(plan: &ValidatedPlan, now: u64) -> String {
         let hosts = if k.destinations.is_empty() {
             "-".to_string()
         } else {
-            k.destinations
-                .iter()
-                .map(|d| d.hostname.as_str())
-                .collect::<Vec<_>>()
-                .join(",")
+            k.restricted_to().join(",")
         };
         out.push_str(&format!("{} {deadline} {hosts}\n", k.fingerprint));
     }
@@ -511,6 +536,27 @@ pub async fn provision_with(
     let config = render_config(&valid, target);
     let known_hosts = render_known_hosts(&valid);
     let public_keys = render_public_keys(&valid);
+
+    // Strict: refuse before changing anything when the user can become
+    // root (one more exec, as the user, first).
+    if opts.strict {
+        let out = rt
+            .exec(
+                container,
+                ExecRequest::script(scripts::ESCALATION, Vec::<&str>::new())
+                    .user(target.user.as_str()),
+            )
+            .await
+            .map_err(Error::runtime("check escalation"))?;
+        let how = parse_escalation(&out.stdout_lossy())
+            .ok_or_else(|| script_error("check escalation", container, &out))?;
+        if !how.is_empty() {
+            return Err(Error::UserCanBecomeRoot {
+                container: container.to_string(),
+                how,
+            });
+        }
+    }
 
     // Two execs at once: root (checks, lock, agent, keys over stdin) and
     // the user (its own ~/.ssh files). Each checks the same tools and home
@@ -647,10 +693,18 @@ pub async fn provision_with(
                 fingerprint: k.fingerprint.clone(),
                 comment: k.comment.clone(),
                 lifetime: k.lifetime,
-                restricted_to: k.destinations.iter().map(|d| d.hostname.clone()).collect(),
+                restricted_to: k.restricted_to(),
             })
             .collect(),
-        warnings: valid.warnings.clone(),
+        warnings: {
+            let mut w = valid.warnings.clone();
+            match parse_escalation(&user_stdout) {
+                Some(how) if !how.is_empty() => w.push(escalation_warning(&how)),
+                Some(_) => {}
+                None => w.push("could not check whether the user can become root".to_string()),
+            }
+            w
+        },
         files,
         removed,
         agent,
@@ -927,7 +981,7 @@ pub async fn verify_with(
         .exec(
             container,
             ExecRequest::script(
-                scripts::VERIFY_USER,
+                &scripts::verify_user(),
                 [
                     target.agent_socket.as_str(),
                     target.public_socket.as_str(),
@@ -966,7 +1020,7 @@ pub async fn verify_with(
         .filter(|fp| !expired(fp))
         .collect();
     for k in &valid.keys {
-        let want: Vec<String> = k.destinations.iter().map(|d| d.hostname.clone()).collect();
+        let want: Vec<String> = k.restricted_to();
         let have = state
             .iter()
             .find(|(f, _)| *f == k.fingerprint)
@@ -994,6 +1048,15 @@ pub async fn verify_with(
         listed == expected,
         format!("listed {listed:?}, expected {expected:?}"),
     ));
+    checks.push(match parse_escalation(&user) {
+        None => check("the user cannot become root", false, "could not check"),
+        Some(how) if how.is_empty() => check(
+            "the user cannot become root",
+            true,
+            "no passwordless sudo, no setuid/setgid-root program outside the allow-list",
+        ),
+        Some(how) => check("the user cannot become root", false, how.join("; ")),
+    });
     let private_rc = user
         .lines()
         .find_map(|l| l.strip_prefix("private-rc "))

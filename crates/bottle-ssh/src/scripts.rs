@@ -402,16 +402,36 @@ fi
 echo "done"
 "#;
 
+/// Run as the user: the ways it could become root that an image commonly
+/// offers. Prints `escalation sudo` when `sudo -n true` succeeds (no
+/// password asked), `escalation setuid PATH` for each setuid-root or
+/// setgid-root program on the usual program directories that the user can
+/// run and that is not on the allow-list (programs that need a password or
+/// a privilege the user lacks), at most 20; `escalation-checked` when the
+/// check ran to the end.
+pub(crate) const ESCALATION: &str = r#"
+if command -v sudo >/dev/null 2>&1 && sudo -n true </dev/null >/dev/null 2>&1; then echo "escalation sudo"; fi
+find /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin /usr/lib /usr/libexec /opt -xdev -type f \( -perm -4000 -user 0 -o -perm -2000 -group 0 \) 2>/dev/null |
+while IFS= read -r f; do
+  case ${f##*/} in
+    su|sudo|passwd|chsh|chfn|newgrp|gpasswd|chage|expiry|mount|umount|fusermount|fusermount3|ping|ping6|unix_chkpwd|ssh-keysign|crontab|wall|write|newuidmap|newgidmap|pkexec|dbus-daemon-launch-helper|Xorg.wrap) continue;;
+  esac
+  [ -x "$f" ] && echo "escalation setuid $f"
+done | head -n 20
+echo "escalation-checked"
+"#;
+
 /// The user's exec of provision, run as the user (so nothing under the
 /// user's home is ever written by root, whatever the user put there):
 /// `$1` home, `$2` lines of `config`, `$3` lines of `known_hosts` (0: none),
 /// `$4` number of public key files N, `$5…` their N names (in `~/.ssh`),
 /// then tools to look for. Stdin: `config`'s lines, then `known_hosts`'s,
 /// then each public key file's two lines. Prints `missing tool|home [NAME]`
-/// (and changes nothing), or `uid N`, `gid N`, `removed PATH`, `done`.
+/// (and changes nothing), or `uid N`, `gid N`, `removed PATH`, the
+/// [`ESCALATION`] lines, `done`.
 pub(crate) fn user_files() -> String {
     format!(
-        "{USER_FILES_HEAD}{}{CHECK_TOOLS}{USER_FILES_BODY}",
+        "{USER_FILES_HEAD}{}{CHECK_TOOLS}{USER_FILES_BODY}{ESCALATION}echo \"done\"\n",
         is_mine()
     )
 }
@@ -469,7 +489,6 @@ for f in "$ssh"/bottle-*.pub; do
   case " $pubs " in *" ${f##*/} "*) continue;; esac
   if is_mine "$f"; then rm -f "$f" && echo "removed $f"; fi
 done
-echo "done"
 "#;
 
 /// `is_mine FILE`: FILE is a regular file provision wrote (first line is
@@ -544,8 +563,12 @@ echo "done"
 "#;
 
 /// User part of verify, run as the user: `$1` agent, `$2` public, `$3`
-/// agent pid, `$4` forwarder pid.
-pub(crate) const VERIFY_USER: &str = r#"
+/// agent pid, `$4` forwarder pid; then [`ESCALATION`].
+pub(crate) fn verify_user() -> String {
+    format!("{VERIFY_USER_BODY}{ESCALATION}echo \"done\"\n")
+}
+
+const VERIFY_USER_BODY: &str = r#"
 set -u
 agent=$1 public=$2 apid=$3 fpid=$4
 out=$(SSH_AUTH_SOCK=$public ssh-add -l -E sha256 2>&1); echo "public-rc $?"
@@ -560,7 +583,6 @@ for p in "$apid" "$fpid"; do
   if ( : < "/proc/$p/mem" ) 2>/dev/null; then echo "readable /proc/$p/mem"; else echo "denied /proc/$p/mem"; fi
   if ( : < "/proc/$p/environ" ) 2>/dev/null; then echo "readable /proc/$p/environ"; else echo "denied /proc/$p/environ"; fi
 done
-echo "done"
 "#;
 
 /// Deprovision, root part: `$1` state, `$2` agent, `$3` public, `$4` lock
@@ -635,7 +657,8 @@ pub(crate) fn all() -> Vec<(&'static str, String)> {
         ("provision", provision()),
         ("user_files", user_files()),
         ("verify_root", verify_root()),
-        ("verify_user", VERIFY_USER.to_string()),
+        ("verify_user", verify_user()),
+        ("escalation", ESCALATION.to_string()),
         ("deprovision", deprovision()),
         ("deprovision_user", deprovision_user()),
         ("keys_root", KEYS_ROOT.to_string()),
