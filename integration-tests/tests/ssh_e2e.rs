@@ -659,6 +659,20 @@ async fn check_missing_tool_or_user_is_named(env: &TestEnv) {
         "{e:?}"
     );
     assert!(e.to_string().contains("program `socat`"), "{e}");
+    // No /etc/os-release in the test image: the generic install advice.
+    assert!(
+        e.to_string().contains("install OpenSSH's client programs"),
+        "{e}"
+    );
+    env.sh(
+        "printf 'NAME=\"Alpine Linux\"\nID=alpine\n' > /etc/os-release",
+        &[],
+    )
+    .await;
+    let e = bottle_ssh::provision(env.rt(), env.bottle(), &plan, &Target::default())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("`apk add socat`"), "{e}");
     let left = env
         .sh(
             "ls -A /run /home/node; ps -eo comm | grep -c ssh-agent; true",

@@ -40,6 +40,58 @@ impl std::fmt::Display for Untrusted {
     }
 }
 
+/// The install command for the missing programs on a distribution named by
+/// `/etc/os-release`'s `ID` and `ID_LIKE` words, or the generic advice.
+pub(crate) fn install_hint(os_words: &[&str], missing: &[Missing]) -> Option<String> {
+    let tools: Vec<&str> = missing
+        .iter()
+        .filter_map(|m| match m {
+            Missing::Tool(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    if tools.is_empty() {
+        return None;
+    }
+    let is = |names: &[&str]| os_words.iter().any(|w| names.contains(w));
+    let (command, openssh, other) = if is(&["alpine", "wolfi", "chainguard"]) {
+        ("apk add", "openssh-client", "busybox")
+    } else if is(&["debian", "ubuntu"]) {
+        ("apt-get install -y", "openssh-client", "coreutils")
+    } else if is(&[
+        "fedora",
+        "rhel",
+        "centos",
+        "rocky",
+        "almalinux",
+        "amzn",
+        "ol",
+    ]) {
+        ("dnf install -y", "openssh-clients", "coreutils")
+    } else {
+        return Some(
+            "install OpenSSH's client programs (ssh-agent, ssh-add), socat and a POSIX \
+             userland (coreutils or busybox) with the image's package manager"
+                .to_string(),
+        );
+    };
+    let mut packages: Vec<&str> = Vec::new();
+    for t in tools {
+        let p = match t {
+            "ssh-agent" | "ssh-add" | "ssh" => openssh,
+            "socat" => "socat",
+            _ => other,
+        };
+        if !packages.contains(&p) {
+            packages.push(p);
+        }
+    }
+    Some(format!(
+        "install with `{command} {}` (as root, in the image)",
+        packages.join(" ")
+    ))
+}
+
 fn list(missing: &[Missing]) -> String {
     missing
         .iter()
@@ -79,10 +131,13 @@ pub enum Error {
 
     /// The container lacks a program, the user or its home. Checked before any
     /// key is sent.
-    #[error("container `{container}` is missing {}", list(missing))]
+    #[error("container `{container}` is missing {}{}", list(missing), hint.as_deref().map(|h| format!("; {h}")).unwrap_or_default())]
     MissingInContainer {
         container: String,
         missing: Vec<Missing>,
+        /// How to install the missing programs on the image's distribution
+        /// (from `/etc/os-release`), when a program is missing.
+        hint: Option<String>,
     },
 
     /// Root's scripts will not run a program or use a directory that the

@@ -296,6 +296,25 @@ fn parse_missing(
     Ok(())
 }
 
+/// The `os ID ID_LIKE…` line of the root exec: `/etc/os-release`'s words,
+/// unquoted, only those made of `[a-z0-9._-]`.
+fn os_words(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("os "))
+        .flat_map(str::split_whitespace)
+        .map(|w| w.trim_matches(|c| c == '"' || c == '\''))
+        .filter(|w| {
+            !w.is_empty()
+                && w.len() <= 32
+                && w.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        })
+        .map(str::to_string)
+        .take(8)
+        .collect()
+}
+
 /// `untrusted PATH WHY` lines of a root script (at most 20 kept: the
 /// container chooses how many it prints).
 fn parse_untrusted(stdout: &str) -> Vec<Untrusted> {
@@ -591,8 +610,14 @@ pub async fn provision_with(
         }
     }
     if !missing.is_empty() {
+        let os = root
+            .as_ref()
+            .map(|out| os_words(&out.stdout_lossy()))
+            .unwrap_or_default();
+        let os: Vec<&str> = os.iter().map(String::as_str).collect();
         return Err(Error::MissingInContainer {
             container: container.to_string(),
+            hint: error::install_hint(&os, &missing),
             missing,
         });
     }

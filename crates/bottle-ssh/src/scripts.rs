@@ -283,8 +283,8 @@ done
 /// `$7` lock token, `$8` lines of key record, `$9…` tools to look for.
 /// Stdin: the key record's lines, then agent protocol messages (key
 /// material), relayed to the agent only.
-/// Prints `missing tool|user|home [NAME]` and `untrusted PATH WHY` (and
-/// changes nothing: the key stream is never read), or
+/// Prints `missing tool|user|home [NAME]` and `untrusted PATH WHY`, then
+/// `os ID ID_LIKE…` (and changes nothing: the key stream is never read), or
 /// `agent-started|agent-reused PID`, `agent-unusable` (a reused agent
 /// would not take the keys: ask again with `fresh`),
 /// `forwarder-started|forwarder-reused PID`, `key SHA256:…` (what the agent
@@ -316,7 +316,15 @@ if [ -e "$state" ] || [ -L "$state" ]; then
   if w=$(why_untrusted "$state"); then echo "untrusted $w"; bad=1;
   elif ! [ -d "$state" ]; then echo "untrusted $state not a directory"; bad=1; fi
 fi
-[ "$bad" = 0 ] || exit 0
+if [ "$bad" != 0 ]; then
+  # The distribution, for an install hint (builtins only).
+  os=''
+  if [ -f /etc/os-release ]; then
+    while IFS='=' read -r k v; do case $k in ID|ID_LIKE) os="$os $v";; esac; done < /etc/os-release
+  fi
+  echo "os$os"
+  exit 0
+fi
 # The ids themselves come from the user's exec (it runs as the user).
 id -u "$user" >/dev/null 2>&1 || { echo "missing user"; bad=1; }
 [ -d "$home" ] || { echo "missing home"; bad=1; }

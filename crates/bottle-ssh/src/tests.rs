@@ -569,6 +569,7 @@ fn error_classes_map_to_exit_codes() {
     let e = Error::MissingInContainer {
         container: "c".into(),
         missing: vec![Missing::Tool("socat".into()), Missing::User("node".into())],
+        hint: None,
     };
     assert_eq!(e.exit_code(), 3);
     assert_eq!(
@@ -638,4 +639,36 @@ fn every_script_passes_shellcheck_and_parses_in_dash_and_busybox() {
             );
         }
     }
+}
+
+#[test]
+fn missing_programs_name_the_install_command_for_the_distribution() {
+    let tools = |names: &[&str]| -> Vec<Missing> {
+        names.iter().map(|n| Missing::Tool(n.to_string())).collect()
+    };
+    let hint = |os: &[&str], names: &[&str]| crate::error::install_hint(os, &tools(names));
+    assert_eq!(
+        hint(&["alpine"], &["ssh-agent", "ssh-add", "socat"]).unwrap(),
+        "install with `apk add openssh-client socat` (as root, in the image)"
+    );
+    assert_eq!(
+        hint(&["ubuntu", "debian"], &["socat"]).unwrap(),
+        "install with `apt-get install -y socat` (as root, in the image)"
+    );
+    assert_eq!(
+        hint(&["rocky", "rhel", "centos", "fedora"], &["ssh-add"]).unwrap(),
+        "install with `dnf install -y openssh-clients` (as root, in the image)"
+    );
+    assert!(hint(&["gentoo"], &["socat"])
+        .unwrap()
+        .contains("package manager"));
+    // Only users or homes missing: nothing to install.
+    assert_eq!(
+        crate::error::install_hint(&["debian"], &[Missing::User("node".into())]),
+        None
+    );
+    assert_eq!(
+        os_words("os \"rhel\" 'fedora' ubuntu$(x) UPPER\n"),
+        ["rhel", "fedora"]
+    );
 }
