@@ -8,7 +8,6 @@
 # this kernel accepts) through CONTAINERS_CONF; the system's file is not edited.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
 state=${BOTTLE_ENGINE_STATE:-/var/tmp/bottle-engines}
 mkdir -p "$state"
 engines=("$@")
@@ -18,6 +17,11 @@ need_pkgs=()
 command -v socat >/dev/null || need_pkgs+=(socat)
 command -v ssh >/dev/null || need_pkgs+=(openssh-client)
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
+# The integration tests' busybox and sudo test images copy these from the host.
+[ -x /bin/busybox ] || need_pkgs+=(busybox-static)
+[ -x /usr/bin/sudo ] || need_pkgs+=(sudo)
+# The lint test checks every embedded script with shellcheck.
+command -v shellcheck >/dev/null || need_pkgs+=(shellcheck)
 for e in "${engines[@]}"; do
   case $e in
     docker) [ -x /usr/sbin/dockerd ] || [ -x /usr/bin/dockerd ] || need_pkgs+=(docker.io) ;;
@@ -41,16 +45,47 @@ wait_for_socket() { # socket, seconds, probe command...
   return 1
 }
 
+# ours NAME: the pid recorded in $state/NAME.pid, if that process still runs
+# the program we started (its command line names it); nothing otherwise.
+# Only processes this script started are ever stopped, by that pid.
+ours() {
+  local pid
+  pid=$(cat "$state/$1.pid" 2>/dev/null) || return 1
+  case $pid in ''|*[!0-9]*) return 1 ;; esac
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2" || return 1
+  echo "$pid"
+}
+
+stop_ours() { # NAME NEEDLE
+  local pid
+  pid=$(ours "$1" "$2") || return 0
+  echo "engines.sh: stopping the $1 this script started (pid $pid), which does not answer" >&2
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  rm -f "$state/$1.pid"
+}
+
 start_docker() {
   local sock=/var/run/docker.sock
   if [ -S $sock ] && curl -sf --unix-socket $sock http://d/_ping >/dev/null 2>&1; then
     echo "engines.sh: docker already answers at unix://$sock" >&2; return 0
   fi
-  # A daemon ended with an earlier session leaves these behind.
-  pkill -x dockerd 2>/dev/null || true
-  pkill -x containerd 2>/dev/null || true
-  rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid $sock
+  stop_ours dockerd dockerd
+  if pgrep -x dockerd >/dev/null; then
+    echo "engines.sh: a dockerd this script did not start runs but does not answer at unix://$sock; not touching it" >&2
+    return 1
+  fi
+  # No dockerd runs: pid files left by one that ended with an earlier
+  # session would make dockerd refuse to start when their pid now names an
+  # unrelated process.
+  local f pid
+  for f in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
+    pid=$(cat "$f" 2>/dev/null) || continue
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -e dockerd -e containerd || rm -f "$f"
+  done
+  rm -f $sock
   nohup dockerd --bridge=none --iptables=false --ip6tables=false >"$state/dockerd.log" 2>&1 &
+  echo $! >"$state/dockerd.pid"
   if ! wait_for_socket $sock 60 curl -sf --unix-socket $sock http://d/_ping; then
     echo "engines.sh: dockerd did not come up; log:" >&2; tail -20 "$state/dockerd.log" >&2; return 1
   fi
@@ -71,10 +106,11 @@ EOF
   if [ -S $sock ] && curl -sf --unix-socket $sock http://d/_ping >/dev/null 2>&1; then
     echo "engines.sh: podman already answers at unix://$sock" >&2; return 0
   fi
-  pkill -f 'podman system service' 2>/dev/null || true
+  stop_ours podman "system service"
   rm -f $sock
   mkdir -p /run/podman
   CONTAINERS_CONF="$CONTAINERS_CONF" nohup podman system service --time=0 "unix://$sock" >"$state/podman.log" 2>&1 &
+  echo $! >"$state/podman.pid"
   if ! wait_for_socket $sock 60 curl -sf --unix-socket $sock http://d/_ping; then
     echo "engines.sh: podman service did not come up; log:" >&2; tail -20 "$state/podman.log" >&2; return 1
   fi
