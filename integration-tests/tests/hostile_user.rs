@@ -251,7 +251,45 @@ async fn check_fifos_at_temporary_names_do_not_stall(env: &TestEnv) {
     assert_eq!(fifos.trim(), "6000");
 }
 
+/// A key stream captured in binary form (here: the raw public-key bytes of a
+/// loaded key inside other bytes, as an agent message carries them) in a
+/// file the user wrote: verify's key scan names it; without it, passes.
+async fn check_captured_binary_key_stream_is_found(env: &TestEnv) {
+    let keys = Keys::new();
+    provision_ok(env.rt(), env.bottle(), &keys.plan()).await;
+    verify_ok(env.rt(), env.bottle(), &keys.plan()).await;
+    let public = std::fs::read_to_string(format!("{}.pub", keys.a.display())).unwrap();
+    let public = bottle_ssh::ssh_key::PublicKey::from_openssh(&public).unwrap();
+    let raw = public.key_data().ed25519().unwrap().0;
+    let mut capture = vec![0u8, 0, 0, 11];
+    capture.extend_from_slice(b"ssh-ed25519\0\0\0\x20");
+    capture.extend_from_slice(&raw);
+    capture.extend_from_slice(&[0xff; 64]);
+    env.rt()
+        .copy(
+            env.bottle(),
+            &[bottle_runtime::CopyEntry::file(
+                "/home/node/.cache-capture",
+                capture,
+                0o600,
+                1000,
+                1000,
+            )],
+        )
+        .await
+        .unwrap();
+    let report = bottle_ssh::verify(env.rt(), env.bottle(), &keys.plan(), &Target::default())
+        .await
+        .unwrap();
+    let c = report.check("no private key file").expect("key scan");
+    assert!(
+        !c.ok && c.detail.contains("/home/node/.cache-capture"),
+        "{c:?}"
+    );
+}
+
 engine_tests!(
+    check_captured_binary_key_stream_is_found,
     check_writable_path_directory_is_not_used,
     check_writable_run_is_refused,
     check_reused_pids_after_restart_are_not_ours,

@@ -746,6 +746,30 @@ fn check(name: impl Into<String>, ok: bool, detail: impl Into<String>) -> Check 
     }
 }
 
+/// A window of a key's public-key bytes as the agent stream carries them
+/// (ed25519 point, RSA modulus, ECDSA point), without NUL or newline (argv
+/// and line framing), 12 to 24 bytes, as `printf` octal escapes and a
+/// newline; `None` when no such window exists. Public bytes: finding them
+/// raw in a file means a captured key stream, not a key file's text.
+fn scan_pattern(k: &LoadedKey) -> Option<String> {
+    use ssh_key::public::KeyData;
+    let public = k.private.public_key();
+    let bytes: &[u8] = match public.key_data() {
+        KeyData::Ed25519(pk) => pk.as_ref(),
+        KeyData::Rsa(rsa) => rsa.n.as_bytes(),
+        KeyData::Ecdsa(ec) => ec.as_sec1_bytes(),
+        _ => return None,
+    };
+    let window = bytes
+        .split(|b| *b == 0 || *b == b'\n')
+        .max_by_key(|run| run.len())
+        .filter(|run| run.len() >= 12)?;
+    let window = &window[..window.len().min(24)];
+    let mut out: String = window.iter().map(|b| format!("\\{b:03o}")).collect();
+    out.push('\n');
+    Some(out)
+}
+
 /// Programs verify's root part runs besides provision's.
 const VERIFY_TOOLS: [&str; 3] = ["find", "head", "stat"];
 
@@ -804,8 +828,14 @@ pub async fn verify_with(
     ];
     args.extend(root_tools());
     args.extend(VERIFY_TOOLS);
+    let patterns: String = valid.keys.iter().filter_map(scan_pattern).collect();
     let out = rt
-        .exec_script(container, &scripts::verify_root(), &args, None)
+        .exec_script(
+            container,
+            &scripts::verify_root(),
+            &args,
+            Some(patterns.as_bytes()),
+        )
         .await
         .map_err(Error::runtime(STEP))?;
     if !out.success() {

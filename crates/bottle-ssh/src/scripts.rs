@@ -514,7 +514,8 @@ is_mine() {{
 }
 
 /// Root part of verify: `$1` state, `$2` agent, `$3` public, `$4` user,
-/// `$5` home, `$6…` tools root's scripts run. Prints `untrusted PATH WHY`
+/// `$5` home, `$6…` tools root's scripts run. Stdin: key-scan patterns,
+/// one per line as `printf` octal escapes. Prints `untrusted PATH WHY`
 /// for root's environment, then the state it finds.
 pub(crate) fn verify_root() -> String {
     format!("{HELPERS}{TRUST}{VERIFY_ROOT_BODY}")
@@ -522,6 +523,8 @@ pub(crate) fn verify_root() -> String {
 
 const VERIFY_ROOT_BODY: &str = r#"
 set -u
+# Podman may drop the output of a process that leaves its stdin unread.
+trap 'while IFS= read -r _; do :; done 2>/dev/null' EXIT
 unset LD_PRELOAD LD_LIBRARY_PATH LD_AUDIT ENV BASH_ENV
 state=$1 agent=$2 public=$3 user=$4 home=$5; shift 5
 bad=0
@@ -559,13 +562,27 @@ done
 # bounded in time; a search that does not finish fails the check rather
 # than passing it. grep's own exit codes are 0/1/2; find reports 1 when
 # any grep did not match, so completion is told by a line grep cannot print.
-found=$($t find /root /home /tmp /run /var/tmp -type f -exec grep -l -s -e 'PRIVATE KEY-----' /dev/null {} + 2>/dev/null; echo "keyscan-end $?")
+# Patterns: PEM armor, and (stdin, one per line, as printf octal escapes)
+# a window of each loaded key's public-key bytes as they appear in the
+# agent stream, so a captured stream in binary form is found too.
+LC_ALL=C; export LC_ALL
+set -- -e 'PRIVATE KEY-----'
+probe=''
+while IFS= read -r p; do
+  case $p in ''|*[!0-7\\]*) continue;; esac
+  # shellcheck disable=SC2059 # the format is the octal escapes, checked above
+  b=$(printf "$p"; printf x); b=${b%x}
+  set -- "$@" -e "$b"
+  [ -n "$probe" ] || probe=$b
+done
+found=$($t find /root /home /tmp /run /var/tmp -type f -exec grep -l -s -F "$@" /dev/null {} + 2>/dev/null; echo "keyscan-end $?")
 rc=${found##*keyscan-end }
 case $rc in 0|1) ;; *) echo "keyscan-incomplete $rc";; esac
 printf '%s\n' "$found" | grep -v '^keyscan-end ' | head -n 20 | while IFS= read -r f; do [ -z "$f" ] || echo "keyfile $f"; done
 # Self-tests: the scan's find and grep must find what they look for.
 [ "$(find /etc/passwd -type f -exec grep -l -s -e root /dev/null {} + 2>/dev/null)" = /etc/passwd ] || echo "keyscan-incomplete find"
-printf '%s\n' '-----BEGIN OPENSSH PRIVATE KEY-----' | grep -q -e 'PRIVATE KEY-----' || echo "keyscan-incomplete grep"
+printf '%s\n' '-----BEGIN OPENSSH PRIVATE KEY-----' | grep -q -F "$@" || echo "keyscan-incomplete grep"
+if [ -n "$probe" ]; then printf 'x%sx' "$probe" | grep -q -F -e "$probe" || echo "keyscan-incomplete grep-binary"; fi
 if [ -f "$state/keys" ]; then sed 's/^/keystate /' "$state/keys"; fi
 echo "done"
 "#;
