@@ -411,7 +411,16 @@ async fn check_doctor(env: &TestEnv) {
     );
     let checks = v["container"]["checks"].as_array().unwrap();
     let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
-    for want in ["running", "ssh-agent", "ssh-add", "socat", "user", "home"] {
+    for want in [
+        "running",
+        "trusted path",
+        "ssh-agent",
+        "ssh-add",
+        "socat",
+        "user",
+        "home",
+        "no root for the user",
+    ] {
         assert!(names.contains(&want), "{want} not in {names:?}");
     }
     assert!(checks.iter().all(|c| c["ok"] == true), "{checks:?}");
@@ -428,6 +437,17 @@ async fn check_doctor(env: &TestEnv) {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("FAIL  home"), "{text}");
     assert!(text.contains("fix: "), "{text}");
+
+    // A /run the user can write: named, with its fix, exit 3.
+    env.sh("chmod 1777 /run", &[]).await;
+    let out = ctl(env, &s, &["doctor", env.bottle()], &[]).await;
+    env.sh("chmod 755 /run", &[]).await;
+    expect_code(&out, 3, "doctor with a writable /run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FAIL  trusted path /run: writable by group or others (mode 1777)"),
+        "{text}"
+    );
 
     // A stopped container: not running, with the start command as the fix.
     let stopped = env.start_bottle().await.expect("second bottle");

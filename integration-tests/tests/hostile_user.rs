@@ -50,6 +50,16 @@ async fn check_writable_path_directory_is_not_used(env: &TestEnv) {
     let out = env.exec_as(USER, &["sh", "-c", PLANT_FAKES]).await;
     assert_success(&out, "plant fakes as the user");
 
+    // doctor's checks (preflight) too: nothing untrusted, tools from /usr/bin.
+    let pre = bottle_ssh::preflight(env.rt(), env.bottle(), &Target::default())
+        .await
+        .unwrap();
+    assert!(pre.untrusted.is_empty(), "{pre:?}");
+    assert!(
+        pre.tools.iter().all(|(_, p)| !p.starts_with("/usr/local")),
+        "{pre:?}"
+    );
+    assert_eq!(pre.escalation, Some(Vec::new()));
     let report = provision_ok(env.rt(), env.bottle(), &keys.plan()).await;
     assert!(report.agent.started);
     verify_ok(env.rt(), env.bottle(), &keys.plan()).await;

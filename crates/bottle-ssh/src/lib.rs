@@ -64,6 +64,7 @@ mod error;
 mod keys;
 mod listing;
 mod plan;
+mod preflight;
 mod render;
 mod scripts;
 mod validate;
@@ -77,6 +78,7 @@ pub use error::{Error, Missing, Untrusted};
 pub use keys::{Options, Passphrase};
 pub use listing::{list_keys, AgentKey};
 pub use plan::{Gate, Lifetime, Plan, SshEntry, Target};
+pub use preflight::{preflight, Preflight};
 pub use render::{
     public_key_file, render_config, render_known_hosts, render_public_keys, FILE_MARK,
 };

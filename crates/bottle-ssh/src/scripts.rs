@@ -513,6 +513,48 @@ is_mine() {{
     )
 }
 
+/// `preflight`, root part: `$1` user, `$2` home, `$3` state, `$4` agent,
+/// `$5` public, `$6…` tools. What provision's root exec checks first, and
+/// changes nothing: `untrusted PATH WHY`, `missing tool NAME`, `tool NAME
+/// PATH`, `os …`, then (only when root's environment is trusted) `user UID`
+/// or `user -`, `home yes|no`, `ssh-version TEXT` or `ssh-version -`, `done`.
+pub(crate) fn preflight_root() -> String {
+    format!("{TRUST}{PREFLIGHT_ROOT_BODY}")
+}
+
+const PREFLIGHT_ROOT_BODY: &str = r#"
+set -u
+unset LD_PRELOAD LD_LIBRARY_PATH LD_AUDIT ENV BASH_ENV
+user=$1 home=$2 state=$3 agent=$4 public=$5; shift 5
+bad=0
+trust_env "${state%/*}/" "${agent%/*}/" "${public%/*}/"
+check_tools "$@" ssh
+if [ -e "$state" ] || [ -L "$state" ]; then
+  trust_load "$state"
+  if w=$(why_untrusted "$state"); then echo "untrusted $w"; bad=1; fi
+fi
+for t in "$@" ssh; do
+  if p=$(command -v "$t" 2>/dev/null); then echo "tool $t $p"; fi
+done
+os=''
+if [ -f /etc/os-release ]; then
+  while IFS='=' read -r k v; do case $k in ID|ID_LIKE) os="$os $v";; esac; done < /etc/os-release
+fi
+echo "os$os"
+[ "$bad" = 0 ] || { echo "done"; exit 0; }
+if u=$(id -u "$user" 2>/dev/null); then echo "user $u"; else echo "user -"; fi
+if [ -d "$home" ]; then echo "home yes"; else echo "home no"; fi
+if v=$(ssh -V 2>&1 </dev/null); then
+  IFS= read -r first <<EOF
+$v
+EOF
+  echo "ssh-version $first"
+else
+  echo "ssh-version -"
+fi
+echo "done"
+"#;
+
 /// Root part of verify: `$1` state, `$2` agent, `$3` public, `$4` user,
 /// `$5` home, `$6…` tools root's scripts run. Stdin: key-scan patterns,
 /// one per line as `printf` octal escapes. Prints `untrusted PATH WHY`
@@ -682,6 +724,7 @@ pub(crate) fn all() -> Vec<(&'static str, String)> {
         ("provision", provision()),
         ("user_files", user_files()),
         ("verify_root", verify_root()),
+        ("preflight_root", preflight_root()),
         ("verify_user", verify_user()),
         ("escalation", ESCALATION.to_string()),
         ("deprovision", deprovision()),

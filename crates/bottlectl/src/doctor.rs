@@ -4,6 +4,7 @@ use crate::failure::Failure;
 use crate::output::Out;
 use bottle::config::Config;
 use bottle::runtime::ContainerState;
+use bottle::ssh::Missing;
 use bottle::{Engine, Probe, RuntimeError, Selection};
 use serde::Serialize;
 use serde_json::json;
@@ -54,15 +55,6 @@ fn cli_name(engine: Engine) -> &'static str {
     engine.name()
 }
 
-const CHECK_SCRIPT: &str = r#"
-for t in ssh-agent ssh-add socat ssh; do
-  if p=$(command -v "$t" 2>/dev/null); then echo "tool $t $p"; else echo "tool $t -"; fi
-done
-if u=$(id -u "$1" 2>/dev/null); then echo "user $u"; else echo "user -"; fi
-if [ -d "$2" ]; then echo "home yes"; else echo "home no"; fi
-if v=$(ssh -V 2>&1); then echo "ssh-version $v" | head -n 1; else echo "ssh-version -"; fi
-"#;
-
 fn package_of(tool: &str) -> &'static str {
     match tool {
         "socat" => "socat",
@@ -104,93 +96,114 @@ async fn container_checks(
         return Ok(checks);
     }
     let s = &config.settings;
-    let out = sel
-        .runtime
-        .exec_script(name, CHECK_SCRIPT, &[&s.user, &s.container_home], None)
-        .await?;
-    let text = out.stdout_lossy();
-    for line in text.lines() {
-        if let Some(v) = line.strip_prefix("ssh-version ") {
-            let (ok, detail, fix) = crate::keys::ssh_version_check(v);
+    let report = match bottle::ssh::preflight(sel.runtime.as_ref(), name, &s.target()).await {
+        Ok(report) => report,
+        Err(bottle::ssh::Error::Runtime { source, .. }) => return Err(source),
+        Err(e) => {
             checks.push(Check {
-                name: "ssh version".into(),
-                ok,
-                detail,
-                fix,
+                name: "shell".into(),
+                ok: false,
+                detail: format!("the check script did not run: {e}"),
+                fix: Some("the image needs /bin/sh".into()),
             });
-            continue;
+            return Ok(checks);
         }
-        let parts: Vec<&str> = line.split_whitespace().collect();
-        match parts.as_slice() {
-            ["tool", tool, path] => {
-                let ok = *path != "-";
-                checks.push(Check {
-                    name: (*tool).to_string(),
-                    ok,
-                    detail: if ok {
-                        (*path).to_string()
-                    } else {
-                        "not on PATH".into()
-                    },
-                    fix: (!ok).then(|| {
-                        format!(
-                            "install {} in the image (Debian: apt-get install {})",
-                            tool,
-                            package_of(tool)
-                        )
-                    }),
-                });
-            }
-            ["user", uid] => {
-                let ok = *uid != "-";
-                checks.push(Check {
-                    name: "user".into(),
-                    ok,
-                    detail: if ok {
-                        format!("{} (uid {uid})", s.user)
-                    } else {
-                        format!("no user `{}`", s.user)
-                    },
-                    fix: (!ok).then(|| {
-                        format!(
-                            "create it in the image (useradd -m {}) or set CLAUDE_BOTTLE_USER",
-                            s.user
-                        )
-                    }),
-                });
-            }
-            ["home", yes] => {
-                let ok = *yes == "yes";
-                checks.push(Check {
-                    name: "home".into(),
-                    ok,
-                    detail: if ok {
-                        s.container_home.clone()
-                    } else {
-                        format!("{} does not exist", s.container_home)
-                    },
-                    fix: (!ok).then(|| {
-                        format!(
-                            "{engine} exec -u 0 {name} sh -c 'mkdir -p {h} && chown {u} {h}' (or set CLAUDE_BOTTLE_CONTAINER_HOME)",
-                            h = s.container_home,
-                            u = s.user
-                        )
-                    }),
-                });
-            }
-            _ => {}
-        }
-    }
-    if checks.len() < 7 {
+    };
+    for u in &report.untrusted {
         checks.push(Check {
-            name: "shell".into(),
+            name: "trusted path".into(),
             ok: false,
-            detail: format!(
-                "the check script did not run (exit {}): {}",
-                out.exit_code,
-                out.stderr_lossy().trim()
+            detail: format!("{}: {}: the user could replace what root runs or writes", u.path, u.reason),
+            fix: Some(format!(
+                "make it root-owned and not group/other-writable in the image (chown root:root, chmod go-w {}), or keep the user out of it",
+                u.path
+            )),
+        });
+    }
+    if report.untrusted.is_empty() {
+        checks.push(Check {
+            name: "trusted path".into(),
+            ok: true,
+            detail: "root's PATH, programs, /run and the state directory".into(),
+            fix: None,
+        });
+    }
+    for tool in ["ssh-agent", "ssh-add", "socat", "ssh"] {
+        let found = report.tools.iter().find(|(t, _)| t == tool);
+        checks.push(Check {
+            name: tool.to_string(),
+            ok: found.is_some(),
+            detail: found.map_or_else(|| "not on root's trusted PATH".into(), |(_, p)| p.clone()),
+            fix: found.is_none().then(|| {
+                report.install_hint.clone().unwrap_or_else(|| {
+                    format!(
+                        "install {tool} in the image (Debian: apt-get install {})",
+                        package_of(tool)
+                    )
+                })
+            }),
+        });
+    }
+    if report.untrusted.is_empty() {
+        let no_user = report.missing.iter().any(|m| matches!(m, Missing::User(_)));
+        checks.push(Check {
+            name: "user".into(),
+            ok: !no_user,
+            detail: match report.uid {
+                Some(uid) => format!("{} (uid {uid})", s.user),
+                None => format!("no user `{}`", s.user),
+            },
+            fix: no_user.then(|| {
+                format!(
+                    "create it in the image (useradd -m {}) or set CLAUDE_BOTTLE_USER",
+                    s.user
+                )
+            }),
+        });
+        let no_home = report.missing.iter().any(|m| matches!(m, Missing::Home(_)));
+        checks.push(Check {
+            name: "home".into(),
+            ok: !no_home,
+            detail: if no_home {
+                format!("{} does not exist", s.container_home)
+            } else {
+                s.container_home.clone()
+            },
+            fix: no_home.then(|| {
+                format!(
+                    "{engine} exec -u 0 {name} sh -c 'mkdir -p {h} && chown {u} {h}' (or set CLAUDE_BOTTLE_CONTAINER_HOME)",
+                    h = s.container_home,
+                    u = s.user
+                )
+            }),
+        });
+        let (ok, detail, fix) =
+            crate::keys::ssh_version_check(report.ssh_version.as_deref().unwrap_or("-"));
+        checks.push(Check {
+            name: "ssh version".into(),
+            ok,
+            detail,
+            fix,
+        });
+    }
+    if report.uid.is_some() {
+        let (ok, detail) = match &report.escalation {
+            None => (false, "could not check".to_string()),
+            Some(how) if how.is_empty() => (
+                true,
+                "no passwordless sudo, no setuid/setgid-root program outside the allow-list"
+                    .to_string(),
             ),
-            fix: Some("the image needs /bin/sh".into()),
+            Some(how) => (false, how.join("; ")),
+        };
+        checks.push(Check {
+            name: "no root for the user".into(),
+            ok,
+            detail,
+            fix: (!ok).then(|| {
+                "the user can read the agent's keys as root: remove passwordless sudo and setuid-root programs from the image (chmod u-s PATH)"
+                    .to_string()
+            }),
         });
     }
     Ok(checks)
@@ -254,7 +267,7 @@ pub async fn run(out: &Out, config: &Config, container: Option<&str>) -> Result<
                         crate::safe::field(&c.detail)
                     ));
                     if let Some(fix) = &c.fix {
-                        text.push_str(&format!("        fix: {fix}\n"));
+                        text.push_str(&format!("        fix: {}\n", crate::safe::field(fix)));
                     }
                 }
                 ok = checks.iter().all(|c| c.ok);

@@ -1,0 +1,106 @@
+//! `preflight`: what `provision` checks in a container before it sends a
+//! key, without changing anything, for `bottlectl doctor` and callers that
+//! want to know first. Root's part uses only trusted programs (see
+//! [`crate::scripts`]); the escalation check runs as the user.
+
+use crate::error::install_hint;
+use crate::{
+    os_words, parse_escalation, parse_missing, parse_untrusted, protocol, root_tools, script_error,
+    scripts, validate_target, Error, Missing, Target, Untrusted, STATE_DIR,
+};
+use bottle_runtime::{ContainerRuntime, ExecRequest};
+use serde::Serialize;
+
+/// What [`preflight`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Preflight {
+    /// Paths root's scripts will not trust; when not empty, provision
+    /// refuses and nothing below `tools` was looked at.
+    pub untrusted: Vec<Untrusted>,
+    /// Programs not on root's trusted `PATH`, the user or its home.
+    pub missing: Vec<Missing>,
+    /// How to install what is missing on the image's distribution.
+    pub install_hint: Option<String>,
+    /// Each program found, and where (`ssh` included).
+    pub tools: Vec<(String, String)>,
+    /// The user's uid, when the user exists.
+    pub uid: Option<u32>,
+    /// The first line of `ssh -V`, when it ran.
+    pub ssh_version: Option<String>,
+    /// How the user could become root; `None` when the check could not run.
+    pub escalation: Option<Vec<String>>,
+}
+
+/// Check the container as provision would, changing nothing: one exec as
+/// root, then one as the user (when it exists).
+pub async fn preflight(
+    rt: &dyn ContainerRuntime,
+    container: &str,
+    target: &Target,
+) -> Result<Preflight, Error> {
+    const STEP: &str = "preflight";
+    validate_target(target)?;
+    let mut args = vec![
+        target.user.as_str(),
+        target.home.as_str(),
+        STATE_DIR,
+        &target.agent_socket,
+        &target.public_socket,
+    ];
+    args.extend(root_tools());
+    let out = rt
+        .exec(
+            container,
+            ExecRequest::script(&scripts::preflight_root(), args).user("0"),
+        )
+        .await
+        .map_err(Error::runtime(STEP))?;
+    let root = out.stdout_lossy();
+    if !out.success() || !root.lines().any(|l| l == "done") {
+        return Err(script_error(STEP, container, &out));
+    }
+    let mut missing = Vec::new();
+    parse_missing(STEP, container, target, &root, &mut missing)?;
+    let mut report = Preflight {
+        untrusted: parse_untrusted(&root),
+        install_hint: None,
+        tools: Vec::new(),
+        uid: None,
+        ssh_version: None,
+        escalation: None,
+        missing: Vec::new(),
+    };
+    for line in root.lines() {
+        if let Some(rest) = line.strip_prefix("tool ") {
+            if let Some((name, path)) = rest.split_once(' ') {
+                report.tools.push((name.to_string(), path.to_string()));
+            }
+        } else if let Some(uid) = line.strip_prefix("user ") {
+            match uid.parse() {
+                Ok(uid) => report.uid = Some(uid),
+                Err(_) if uid == "-" => missing.push(Missing::User(target.user.clone())),
+                Err(_) => return Err(protocol(STEP, container, line.to_string())),
+            }
+        } else if line == "home no" {
+            missing.push(Missing::Home(target.home.clone()));
+        } else if let Some(v) = line.strip_prefix("ssh-version ") {
+            report.ssh_version = (v != "-").then(|| v.chars().take(200).collect());
+        }
+    }
+    let os = os_words(&root);
+    let os: Vec<&str> = os.iter().map(String::as_str).collect();
+    report.install_hint = install_hint(&os, &missing);
+    report.missing = missing;
+    if report.uid.is_some() {
+        let out = rt
+            .exec(
+                container,
+                ExecRequest::script(scripts::ESCALATION, Vec::<&str>::new())
+                    .user(target.user.as_str()),
+            )
+            .await
+            .map_err(Error::runtime(STEP))?;
+        report.escalation = parse_escalation(&out.stdout_lossy());
+    }
+    Ok(report)
+}
