@@ -236,11 +236,15 @@ async fn check_fifos_at_temporary_names_do_not_stall(env: &TestEnv) {
     let keys = Keys::new();
     let plant = r#"
         mkdir -p /home/node/.ssh && chmod 700 /home/node/.ssh
+        # One mkfifo for all: forking per name would move the pids the
+        # provision's execs get past the planted range.
+        set --
         i=1
         while [ "$i" -le 3000 ]; do
-          mkfifo "/home/node/.ssh/.config.bottle-$i" "/home/node/.ssh/.known_hosts.bottle-$i"
+          set -- "$@" "/home/node/.ssh/.config.bottle-$i" "/home/node/.ssh/.known_hosts.bottle-$i"
           i=$((i+1))
-        done"#;
+        done
+        mkfifo "$@""#;
     assert_success(
         &env.exec_as(USER, &["sh", "-c", plant]).await,
         "plant FIFOs",
