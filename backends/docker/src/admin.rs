@@ -76,6 +76,14 @@ impl ContainerAdmin for DockerRuntime {
                 labels: (!spec.labels.is_empty()).then(|| spec.labels.iter().cloned().collect()),
                 host_config: Some(HostConfig {
                     network_mode: Some(network_mode),
+                    readonly_rootfs: spec.read_only.then_some(true),
+                    tmpfs: (!spec.tmpfs.is_empty()).then(|| {
+                        let options = RunSpec::TMPFS_OPTIONS.join(",");
+                        spec.tmpfs
+                            .iter()
+                            .map(|path| (path.clone(), options.clone()))
+                            .collect()
+                    }),
                     ..Default::default()
                 }),
                 ..Default::default()

@@ -646,6 +646,29 @@ impl ContainerAdmin for PodmanRuntime {
             if !spec.user.is_empty() {
                 opts = opts.user(&spec.user);
             }
+            if spec.read_only {
+                opts = opts.read_only_fs(true);
+            }
+            if !spec.tmpfs.is_empty() {
+                opts = opts.mounts(spec.tmpfs.iter().map(|path| {
+                    podman_api::models::ContainerMount {
+                        destination: Some(path.clone()),
+                        // Empty, as on Docker: Podman would copy the image's
+                        // directory into it.
+                        options: Some(
+                            RunSpec::TMPFS_OPTIONS
+                                .iter()
+                                .chain(&["notmpcopyup"])
+                                .map(|o| o.to_string())
+                                .collect(),
+                        ),
+                        source: Some("tmpfs".into()),
+                        _type: Some("tmpfs".into()),
+                        uid_mappings: None,
+                        gid_mappings: None,
+                    }
+                }));
+            }
             let created = self
                 .podman
                 .containers()

@@ -396,3 +396,79 @@ async fn run_joins_another_containers_network_namespace() {
     assert_eq!(out.stdout_lossy().trim(), "1000");
     drop(side); // before the bottle whose namespace it shares
 }
+
+/// `read_only` + `tmpfs`: the root filesystem refuses writes, even root's,
+/// and each tmpfs path is writable as its image directory allows (`/run`
+/// by root, `/tmp` by all), mounted with `RunSpec::TMPFS_OPTIONS`; no other
+/// tmpfs is added (Podman's CLI would add `/var/tmp`).
+#[tokio::test]
+async fn run_read_only_root_with_tmpfs() {
+    let Some(rt) = engine().await else { return };
+    common::ensure_image(&rt).await;
+    let mut spec = bottle_runtime::RunSpec::new(common::IMAGE, ["/bin/sleep", "infinity"]);
+    spec.read_only = true;
+    spec.tmpfs = vec!["/run".into(), "/tmp".into()];
+    spec.labels = vec![("bottle.test".into(), "read-only".into())];
+    let info = rt.run(&spec).await.unwrap();
+    let bottle = Bottle {
+        rt: rt.clone(),
+        info,
+    };
+    assert!(bottle.info.is_running());
+
+    for user in ["0", "1000"] {
+        let out = rt
+            .exec(bottle.id(), ExecRequest::new(["touch", "/x"]).user(user))
+            .await
+            .unwrap();
+        assert_ne!(out.exit_code, 0, "touch /x as {user} worked");
+        assert!(
+            out.stderr_lossy().contains("Read-only file system"),
+            "{}",
+            out.stderr_lossy()
+        );
+    }
+    for (user, path, works) in [
+        ("0", "/run/x", true),
+        ("1000", "/run/y", false),
+        ("1000", "/tmp/x", true),
+    ] {
+        let out = rt
+            .exec(bottle.id(), ExecRequest::new(["touch", path]).user(user))
+            .await
+            .unwrap();
+        assert_eq!(out.success(), works, "touch {path} as {user}: {out:?}");
+    }
+    let out = rt
+        .exec_root(bottle.id(), &["stat", "-c", "%n %a %u", "/run", "/tmp"])
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_lossy(), "/run 755 0\n/tmp 1777 0\n");
+    let mounts = rt
+        .exec_root(bottle.id(), &["cat", "/proc/mounts"])
+        .await
+        .unwrap()
+        .stdout_lossy();
+    for path in ["/run", "/tmp"] {
+        let line = mounts
+            .lines()
+            .find(|l| l.split(' ').nth(1) == Some(path))
+            .unwrap_or_else(|| panic!("no mount at {path}: {mounts}"));
+        let options: Vec<&str> = line.split(' ').nth(3).unwrap().split(',').collect();
+        assert!(line.starts_with("tmpfs "), "{line}");
+        for o in ["rw", "nosuid", "nodev", "noexec"] {
+            assert!(options.contains(&o), "{path}: {line}");
+        }
+    }
+    assert!(
+        !mounts
+            .lines()
+            .any(|l| l.split(' ').nth(1) == Some("/var/tmp")),
+        "{mounts}"
+    );
+    let root = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some("/"))
+        .unwrap();
+    assert!(root.split(' ').nth(3).unwrap().starts_with("ro"), "{root}");
+}

@@ -27,9 +27,21 @@ pub struct RunSpec {
     pub user: String,
     pub network: NetworkMode,
     pub labels: Vec<(String, String)>,
+    /// Mount the root filesystem read-only.
+    pub read_only: bool,
+    /// Absolute paths that get a fresh, writable tmpfs
+    /// ([`TMPFS_OPTIONS`](Self::TMPFS_OPTIONS)), e.g. `/run` and `/tmp`
+    /// beside `read_only`.
+    pub tmpfs: Vec<String>,
 }
 
 impl RunSpec {
+    /// Mount options of every [`tmpfs`](Self::tmpfs) path, the same on both
+    /// engines (their own defaults differ). The tmpfs starts empty, with the
+    /// mode of the image's directory there (runc keeps it: e.g. `/run` 755,
+    /// `/tmp` 1777).
+    pub const TMPFS_OPTIONS: &'static [&'static str] = &["rw", "nosuid", "nodev", "noexec"];
+
     pub fn new<I, S>(image: impl Into<String>, cmd: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -42,6 +54,8 @@ impl RunSpec {
             user: String::new(),
             network: NetworkMode::None,
             labels: Vec::new(),
+            read_only: false,
+            tmpfs: Vec::new(),
         }
     }
 }

@@ -98,6 +98,7 @@ const BINARIES: &[&str] = &[
     "/usr/bin/wc",
     "/usr/bin/head",
     "/usr/bin/true",
+    "/usr/bin/touch",
 ];
 
 /// Import (once per content) the test image and return its reference.
@@ -126,6 +127,8 @@ fn rootfs_tar() -> Vec<u8> {
         dir(&mut files, d, 0o755, 0);
     }
     dir(&mut files, "tmp", 0o1777, 0);
+    dir(&mut files, "var", 0o755, 0);
+    dir(&mut files, "var/tmp", 0o1777, 0);
     dir(&mut files, "home", 0o755, 0);
     dir(&mut files, "home/node", 0o755, 1000);
     files.insert(

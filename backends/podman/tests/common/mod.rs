@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Bump when the image content changes.
-pub const IMAGE: &str = "localhost/bottle-podman-test:1";
+pub const IMAGE: &str = "localhost/bottle-podman-test:3";
 
 const BINARIES: &[&str] = &[
     "/bin/sh",
@@ -18,6 +18,7 @@ const BINARIES: &[&str] = &[
     "/usr/bin/stat",
     "/usr/bin/id",
     "/usr/bin/head",
+    "/usr/bin/touch",
 ];
 
 /// The engine at the default endpoint, or `None` (with the reason printed)
@@ -73,11 +74,13 @@ fn rootfs() -> Vec<u8> {
             p = d.parent();
         }
     }
-    for d in ["/etc", "/tmp", "/home", "/root", "/proc", "/sys", "/dev"] {
+    for d in [
+        "/etc", "/tmp", "/home", "/root", "/proc", "/sys", "/dev", "/run", "/var/tmp",
+    ] {
         dirs.insert(d.to_string());
     }
     for d in &dirs {
-        let mode = if d == "/tmp" { 0o1777 } else { 0o755 };
+        let mode = if d.ends_with("/tmp") { 0o1777 } else { 0o755 };
         append(&mut b, d, None, mode, 0);
     }
     append(&mut b, "/home/node", None, 0o755, 1000);
