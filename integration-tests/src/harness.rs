@@ -1,13 +1,14 @@
 //! Per-engine test environments: connect, make sure the test image is there,
 //! start a throwaway bottle, run the check, remove every container it made.
 
-use crate::image::ensure_test_image;
+use crate::image::{ensure_image, ImageKind, ImageSpec, ImageUser};
 use bottle_docker::DockerRuntime;
 use bottle_podman::PodmanRuntime;
 pub use bottle_runtime::Engine;
 use bottle_runtime::{
     ContainerAdmin, ContainerInfo, ContainerRuntime, Error, ExecOutput, ExecRequest, RunSpec,
 };
+use std::collections::HashMap;
 use std::future::Future;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +29,89 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Label put on every container the harness starts.
 pub const TEST_LABEL: &str = "bottle-test";
+
+/// Where the `readonly` variant's bottle has a writable tmpfs.
+pub const READ_ONLY_TMPFS: &[&str] = &["/run", "/tmp"];
+
+/// One entry of the test matrix: an image and how its bottle runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Variant {
+    /// The module name in test paths (`docker::busybox::check_x`).
+    pub name: &'static str,
+    pub image: ImageKind,
+    /// Root filesystem read-only, a tmpfs on each of [`READ_ONLY_TMPFS`].
+    pub read_only: bool,
+}
+
+impl Variant {
+    /// Today's Debian-like image: dash, GNU tools, `node` (1000).
+    pub const DEBIAN: Variant = Variant::image(ImageKind::Debian, "debian");
+    /// Busybox userland (Alpine-like) plus OpenSSH and socat.
+    pub const BUSYBOX: Variant = Variant::image(ImageKind::Busybox, "busybox");
+    /// The user is `dev`, uid 1001, home `/srv/dev`.
+    pub const USER1001: Variant = Variant::image(ImageKind::User1001, "user1001");
+    /// `node` has passwordless sudo; set-id-root programs exist.
+    pub const SUDO: Variant = Variant::image(ImageKind::Sudo, "sudo");
+    /// The debian image with a read-only root and tmpfs `/run`, `/tmp`.
+    pub const READ_ONLY: Variant = Variant {
+        name: "readonly",
+        image: ImageKind::Debian,
+        read_only: true,
+    };
+    /// The whole matrix; `engine_tests!(images = all, …)` runs these (same
+    /// order).
+    pub const ALL: [Variant; 5] = [
+        Variant::DEBIAN,
+        Variant::BUSYBOX,
+        Variant::USER1001,
+        Variant::SUDO,
+        Variant::READ_ONLY,
+    ];
+
+    const fn image(image: ImageKind, name: &'static str) -> Variant {
+        Variant {
+            name,
+            image,
+            read_only: false,
+        }
+    }
+
+    /// What the image contains (users, userland, sudo).
+    pub fn spec(self) -> &'static ImageSpec {
+        self.image.spec()
+    }
+
+    /// The bottle's unprivileged user.
+    pub fn user(self) -> ImageUser {
+        self.spec().user
+    }
+
+    /// A spec running `cmd` in `image` with this variant's run options.
+    pub fn run_spec<I, S>(self, image: impl Into<String>, cmd: I) -> RunSpec
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut spec = RunSpec::new(image, cmd);
+        if self.read_only {
+            spec.read_only = true;
+            spec.tmpfs = READ_ONLY_TMPFS.iter().map(|p| p.to_string()).collect();
+        }
+        spec
+    }
+}
+
+/// The variants by the names [`engine_tests!`](crate::engine_tests) takes
+/// (`images = [debian, busybox]`): a misspelt name does not compile.
+#[allow(non_upper_case_globals)]
+pub mod variants {
+    use super::Variant;
+    pub const debian: Variant = Variant::DEBIAN;
+    pub const busybox: Variant = Variant::BUSYBOX;
+    pub const user1001: Variant = Variant::USER1001;
+    pub const sudo: Variant = Variant::SUDO;
+    pub const readonly: Variant = Variant::READ_ONLY;
+}
 
 /// The engines `BOTTLE_TEST_RUNTIMES` asks for. Panics on an unknown name: a
 /// typo must not silently skip every test.
@@ -108,12 +192,14 @@ fn notice(line: &str) {
         .write_all(format!("{line}\n").as_bytes());
 }
 
-/// Everything a check gets: the engine, its runtime, the test image and a
-/// running bottle (`/bin/sleep infinity` as PID 1, network `none`) that is
-/// removed when the check ends, also when it panics.
+/// Everything a check gets: the engine, its runtime, the variant's test image
+/// and a running bottle (`/bin/sleep infinity` as PID 1, network `none`,
+/// the variant's run options) that is removed when the check ends, also when
+/// it panics.
 #[derive(Debug)]
 pub struct TestEnv {
     engine: Engine,
+    variant: Variant,
     check: &'static str,
     conn: Connection,
     image: String,
@@ -123,11 +209,20 @@ pub struct TestEnv {
 }
 
 impl TestEnv {
-    /// Connect, ensure the image, start the bottle. `None` (after printing
-    /// why) when the engine is not asked for, or is unreachable and not
-    /// required. Panics on every other failure.
+    /// Connect, ensure the `debian` image, start the bottle. `None` (after
+    /// printing why) when the engine is not asked for, or is unreachable and
+    /// not required. Panics on every other failure.
     pub async fn setup(engine: Engine, check: &'static str) -> Option<TestEnv> {
-        let test = format!("{}::{check}", engine.name());
+        TestEnv::setup_variant(engine, Variant::DEBIAN, check).await
+    }
+
+    /// [`setup`](Self::setup) for `variant`: its image, its run options.
+    pub async fn setup_variant(
+        engine: Engine,
+        variant: Variant,
+        check: &'static str,
+    ) -> Option<TestEnv> {
+        let test = test_name(engine, variant, check);
         if !requested_engines().contains(&engine) {
             notice(&format!(
                 "SKIP {test}: {} not in {RUNTIMES_ENV} (={:?})",
@@ -143,16 +238,17 @@ impl TestEnv {
         if let Err(e) = conn.runtime.version().await {
             return unreachable(&test, engine, conn.runtime.endpoint(), &e);
         }
-        let image = match image_for(engine, conn.admin.as_ref()).await {
+        let image = match image_for(engine, variant.image, conn.admin.as_ref()).await {
             Ok(image) => image,
             Err(e) => panic!("{test}: {e}"),
         };
-        let name = unique_name(engine, check, "bottle");
-        let mut spec = RunSpec::new(image.clone(), ["/bin/sleep", "infinity"]);
+        let name = unique_name(engine, variant, check, "bottle");
+        let mut spec = variant.run_spec(image.clone(), ["/bin/sleep", "infinity"]);
         spec.name = Some(name.clone());
         spec.labels = labels(check);
         let mut env = TestEnv {
             engine,
+            variant,
             check,
             conn,
             image,
@@ -176,6 +272,36 @@ impl TestEnv {
 
     pub fn engine(&self) -> Engine {
         self.engine
+    }
+
+    /// Which image and run options the bottle has.
+    pub fn variant(&self) -> Variant {
+        self.variant
+    }
+
+    /// What the bottle's image contains (userland, users, sudo).
+    pub fn image_spec(&self) -> &'static ImageSpec {
+        self.variant.spec()
+    }
+
+    /// The bottle's unprivileged user's name (`node`, or `dev` on `user1001`).
+    pub fn user(&self) -> &'static str {
+        self.variant.user().name
+    }
+
+    /// The user's uid (1000, or 1001 on `user1001`).
+    pub fn uid(&self) -> u32 {
+        self.variant.user().uid
+    }
+
+    /// The user's primary gid (the uid: each user has its own group).
+    pub fn gid(&self) -> u32 {
+        self.variant.user().gid()
+    }
+
+    /// The user's home (`/home/node`, or `/srv/dev` on `user1001`).
+    pub fn home(&self) -> &'static str {
+        self.variant.user().home
     }
 
     /// The check's name, e.g. `check_exit_codes`.
@@ -202,7 +328,8 @@ impl TestEnv {
         self.conn.runtime.endpoint()
     }
 
-    /// The test image reference (`bottle-test:<hash>`).
+    /// The variant's test image reference (`bottle-test:<hash>`, or
+    /// `bottle-test:<variant>-<hash>`).
     pub fn image(&self) -> &str {
         &self.image
     }
@@ -219,7 +346,7 @@ impl TestEnv {
 
     /// A container name no other test uses, e.g. for [`run_container`](Self::run_container).
     pub fn unique_name(&self, what: &str) -> String {
-        unique_name(self.engine, self.check, what)
+        unique_name(self.engine, self.variant, self.check, what)
     }
 
     /// Start another container, removed with the bottle at the end of the
@@ -229,18 +356,21 @@ impl TestEnv {
     pub async fn run_container(&self, mut spec: RunSpec) -> Result<ContainerInfo, Error> {
         let name = spec
             .name
-            .get_or_insert_with(|| unique_name(self.engine, self.check, "extra"))
+            .get_or_insert_with(|| unique_name(self.engine, self.variant, self.check, "extra"))
             .clone();
         spec.labels.extend(labels(self.check));
         self.owned.lock().unwrap().push(name);
         self.conn.admin.run(&spec).await
     }
 
-    /// Start another bottle like the main one (test image, sleeping PID 1,
-    /// network none).
+    /// Start another bottle like the main one (the variant's image and run
+    /// options, sleeping PID 1, network none).
     pub async fn start_bottle(&self) -> Result<ContainerInfo, Error> {
-        self.run_container(RunSpec::new(self.image.clone(), ["/bin/sleep", "infinity"]))
-            .await
+        self.run_container(
+            self.variant
+                .run_spec(self.image.clone(), ["/bin/sleep", "infinity"]),
+        )
+        .await
     }
 
     /// Run a shell script as root in the bottle (`args` as `$1`, …) and
@@ -265,6 +395,11 @@ impl TestEnv {
             )
             .await
             .unwrap_or_else(|e| panic!("exec {argv:?} as {user:?}: {e} ({e:?})"))
+    }
+
+    /// Run `argv` in the bottle as the variant's user ([`uid`](Self::uid)).
+    pub async fn exec_as_user(&self, argv: &[&str]) -> ExecOutput {
+        self.exec_as(&self.uid().to_string(), argv).await
     }
 
     /// Remove every container this environment started. Errors are printed,
@@ -362,49 +497,81 @@ fn labels(check: &str) -> Vec<(String, String)> {
     ]
 }
 
-fn unique_name(engine: Engine, check: &str, what: &str) -> String {
+/// `docker::check_x` on `debian` (as before the matrix), else
+/// `docker::busybox::check_x`.
+fn test_name(engine: Engine, variant: Variant, check: &str) -> String {
+    if variant == Variant::DEBIAN {
+        format!("{}::{check}", engine.name())
+    } else {
+        format!("{}::{}::{check}", engine.name(), variant.name)
+    }
+}
+
+fn unique_name(engine: Engine, variant: Variant, check: &str, what: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let check: String = check
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
+    let variant = if variant == Variant::DEBIAN {
+        String::new()
+    } else {
+        format!("{}-", variant.name)
+    };
     format!(
-        "bottle-test-{}-{check}-{what}-{}-{n}",
+        "bottle-test-{}-{variant}{check}-{what}-{}-{n}",
         engine.name(),
         std::process::id()
     )
 }
 
-/// The test image on `engine`, imported at most once per process.
-async fn image_for(engine: Engine, admin: &dyn ContainerAdmin) -> Result<String, String> {
-    static DOCKER: OnceLock<tokio::sync::Mutex<Option<String>>> = OnceLock::new();
-    static PODMAN: OnceLock<tokio::sync::Mutex<Option<String>>> = OnceLock::new();
-    let cell = match engine {
-        Engine::Docker => &DOCKER,
-        Engine::Podman => &PODMAN,
-    };
-    // Held across the import so parallel tests do not all import at once.
-    let mut cached = cell.get_or_init(Default::default).lock().await;
+/// The test image `kind` on `engine`, imported at most once per process.
+async fn image_for(
+    engine: Engine,
+    kind: ImageKind,
+    admin: &dyn ContainerAdmin,
+) -> Result<String, String> {
+    type Cell = Arc<tokio::sync::Mutex<Option<String>>>;
+    static CELLS: OnceLock<Mutex<HashMap<(Engine, ImageKind), Cell>>> = OnceLock::new();
+    let cell = CELLS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .entry((engine, kind))
+        .or_default()
+        .clone();
+    // Held across the import so parallel tests do not all import it at once.
+    let mut cached = cell.lock().await;
     if let Some(image) = cached.as_ref() {
         return Ok(image.clone());
     }
-    let image = ensure_test_image(admin)
+    let image = ensure_image(admin, kind)
         .await
         .map_err(|e| format!("{e}{}", source_chain(&e)))?;
     *cached = Some(image.clone());
     Ok(image)
 }
 
-/// Run one check against one engine: set up, run `body` on its own task
-/// under [`CHECK_TIMEOUT_ENV`], clean up, then re-raise a panic. What the
-/// [`engine_tests!`](crate::engine_tests) macro calls.
+/// Run one check against one engine on the `debian` variant: set up, run
+/// `body` on its own task under [`CHECK_TIMEOUT_ENV`], clean up, then
+/// re-raise a panic. What the [`engine_tests!`](crate::engine_tests) macro
+/// calls.
 pub async fn run_check<F, Fut>(engine: Engine, check: &'static str, body: F)
 where
     F: FnOnce(Arc<TestEnv>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    run_check_with_timeout(engine, check, check_timeout(), body).await
+    run_variant_check(engine, Variant::DEBIAN, check, check_timeout(), body).await
+}
+
+/// [`run_check`] on `variant`: what `engine_tests!(images = […], …)` calls.
+pub async fn run_check_on<F, Fut>(engine: Engine, variant: Variant, check: &'static str, body: F)
+where
+    F: FnOnce(Arc<TestEnv>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    run_variant_check(engine, variant, check, check_timeout(), body).await
 }
 
 /// [`run_check`] with an explicit time limit for the check.
@@ -417,9 +584,23 @@ pub async fn run_check_with_timeout<F, Fut>(
     F: FnOnce(Arc<TestEnv>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Some(env) = TestEnv::setup(engine, check).await else {
+    run_variant_check(engine, Variant::DEBIAN, check, limit, body).await
+}
+
+async fn run_variant_check<F, Fut>(
+    engine: Engine,
+    variant: Variant,
+    check: &'static str,
+    limit: Duration,
+    body: F,
+) where
+    F: FnOnce(Arc<TestEnv>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(env) = TestEnv::setup_variant(engine, variant, check).await else {
         return;
     };
+    let test = test_name(engine, variant, check);
     let env = Arc::new(env);
     let mut task = tokio::spawn(body(env.clone()));
     let outcome = tokio::time::timeout(limit, &mut task).await;
@@ -431,11 +612,8 @@ pub async fn run_check_with_timeout<F, Fut>(
     match outcome {
         Ok(Ok(())) => {}
         Ok(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Ok(Err(e)) => panic!("{}::{check}: check task failed: {e}", engine.name()),
-        Err(_) => panic!(
-            "{}::{check}: timed out after {limit:?} (raise {CHECK_TIMEOUT_ENV})",
-            engine.name()
-        ),
+        Ok(Err(e)) => panic!("{test}: check task failed: {e}"),
+        Err(_) => panic!("{test}: timed out after {limit:?} (raise {CHECK_TIMEOUT_ENV})"),
     }
 }
 
@@ -448,12 +626,53 @@ fn check_timeout() -> Duration {
 }
 
 /// Generate one `#[tokio::test]` per engine per check: `docker::check_x`,
-/// `podman::check_x`. Each check is `async fn check_x(env: &TestEnv)` in the
-/// module that invokes the macro (once per module: it defines `mod docker`
-/// and `mod podman`). The invoking crate needs `tokio` (with `macros`,
-/// `rt-multi-thread`). See the crate docs for an example.
+/// `podman::check_x`, on the `debian` variant. Each check is
+/// `async fn check_x(env: &TestEnv)` in the module that invokes the macro
+/// (once per module: it defines `mod docker` and `mod podman`). The invoking
+/// crate needs `tokio` (with `macros`, `rt-multi-thread`). See the crate docs
+/// for an example.
+///
+/// `engine_tests!(images = [debian, busybox], check_x, …)` runs each check on
+/// each listed [`variants`](crate::harness::variants) too:
+/// `docker::debian::check_x`, `docker::busybox::check_x`,
+/// `podman::debian::check_x`, … `images = all` lists every variant
+/// ([`Variant::ALL`](crate::harness::Variant::ALL)).
 #[macro_export]
 macro_rules! engine_tests {
+    (@matrix $module:ident, $engine:ident, [$($variant:ident),+], $checks:tt) => {
+        mod $module {
+            $( $crate::engine_tests!(@variant $variant, $engine, $checks); )+
+        }
+    };
+    (@variant $variant:ident, $engine:ident, ($($check:ident),+)) => {
+        mod $variant {
+            $(
+                #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    $crate::harness::run_check_on(
+                        $crate::harness::Engine::$engine,
+                        $crate::harness::variants::$variant,
+                        stringify!($check),
+                        |env| async move { super::super::$check(&env).await },
+                    )
+                    .await
+                }
+            )+
+        }
+    };
+    // The names of `Variant::ALL`, in order.
+    (images = all, $($check:ident),+ $(,)?) => {
+        // A variant added to `Variant::ALL` must be added here too.
+        const _: () = assert!($crate::harness::Variant::ALL.len() == 5);
+        $crate::engine_tests!(
+            images = [debian, busybox, user1001, sudo, readonly],
+            $($check),+
+        );
+    };
+    (images = [$($variant:ident),+ $(,)?], $($check:ident),+ $(,)?) => {
+        $crate::engine_tests!(@matrix docker, Docker, [$($variant),+], ($($check),+));
+        $crate::engine_tests!(@matrix podman, Podman, [$($variant),+], ($($check),+));
+    };
     (@engine $module:ident, $engine:ident, $($check:ident),+) => {
         mod $module {
             $(
@@ -497,10 +716,42 @@ mod tests {
 
     #[test]
     fn unique_names_differ_and_are_valid() {
-        let a = unique_name(Engine::Docker, "check_x", "bottle");
-        let b = unique_name(Engine::Docker, "check_x", "bottle");
+        let a = unique_name(Engine::Docker, Variant::DEBIAN, "check_x", "bottle");
+        let b = unique_name(Engine::Docker, Variant::DEBIAN, "check_x", "bottle");
         assert_ne!(a, b);
         assert!(a.starts_with("bottle-test-docker-check-x-bottle-"), "{a}");
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        let c = unique_name(Engine::Podman, Variant::READ_ONLY, "check_x", "bottle");
+        assert!(c.starts_with("bottle-test-podman-readonly-check-x-"), "{c}");
+        assert_eq!(
+            test_name(Engine::Docker, Variant::DEBIAN, "check_x"),
+            "docker::check_x"
+        );
+        assert_eq!(
+            test_name(Engine::Podman, Variant::BUSYBOX, "check_x"),
+            "podman::busybox::check_x"
+        );
+    }
+
+    #[test]
+    fn variants_by_name_match_the_table() {
+        let by_name = [
+            variants::debian,
+            variants::busybox,
+            variants::user1001,
+            variants::sudo,
+            variants::readonly,
+        ];
+        assert_eq!(by_name, Variant::ALL);
+        for v in Variant::ALL {
+            // Only the read-only variant is not named after its image.
+            assert_eq!(v.name == v.image.name(), !v.read_only, "{v:?}");
+        }
+        let ro = Variant::READ_ONLY.run_spec("i", ["true"]);
+        assert!(ro.read_only);
+        assert_eq!(ro.tmpfs, ["/run", "/tmp"]);
+        let rw = Variant::SUDO.run_spec("i", ["true"]);
+        assert!(!rw.read_only && rw.tmpfs.is_empty());
+        assert_eq!(Variant::USER1001.user().home, "/srv/dev");
     }
 }

@@ -54,11 +54,47 @@
 //! # fn main() {}
 //! ```
 //!
+//! # The image matrix
+//!
+//! `engine_tests!(images = [debian, busybox], check_x)` runs each check on
+//! each listed variant and engine: `docker::debian::check_x`,
+//! `docker::busybox::check_x`, `podman::debian::check_x`, …
+//! (`images = all`: every variant). The variants ([`harness::Variant`],
+//! described in [`image::IMAGES`]):
+//!
+//! | name | image | user (uid, home) |
+//! |---|---|---|
+//! | `debian` | dash + GNU tools, merged /usr (the plain `engine_tests!` form) | `node` (1000, `/home/node`) |
+//! | `busybox` | Debian's `busybox-static` (`/bin/sh` is ash) + OpenSSH + socat, Alpine-like layout | `node` (1000, `/home/node`) |
+//! | `user1001` | debian | `dev` (1001, `/srv/dev`); `git` is 1002 |
+//! | `sudo` | debian + `sudo` (`node ALL=(ALL) NOPASSWD: ALL`), setuid `rootenv`, setgid `rootgroupenv` | `node` |
+//! | `readonly` | debian, root filesystem read-only, tmpfs `/run` and `/tmp` | `node` |
+//!
+//! A check reads the variant's user from the environment instead of
+//! assuming `node`: [`TestEnv::user`], [`TestEnv::uid`], [`TestEnv::gid`],
+//! [`TestEnv::home`], [`TestEnv::exec_as_user`]; [`TestEnv::variant`] and
+//! [`TestEnv::image_spec`] tell the rest. Every image has `git` as the sshd
+//! gates' login user, so [`ssh_fixtures::start_sshd`] works on each. Each
+//! image is built once per test process and imported once per engine.
+//!
+//! ```no_run
+//! use bottle_integration_tests::{engine_tests, TestEnv};
+//!
+//! async fn check_user(env: &TestEnv) {
+//!     let out = env.exec_as_user(&["id", "-un"]).await;
+//!     assert_eq!(out.stdout_lossy(), format!("{}\n", env.user()));
+//! }
+//!
+//! engine_tests!(images = [debian, busybox, user1001], check_user);
+//! # fn main() {}
+//! ```
+//!
 //! Lower level: [`harness::connect`] gives a runtime for any endpoint,
-//! [`image::ensure_test_image`] imports the test image into any
+//! [`image::ensure_test_image`] ([`image::ensure_image`] for a variant)
+//! imports the test image into any
 //! [`ContainerAdmin`](bottle_runtime::ContainerAdmin), and
-//! [`image::build_test_image`] returns the archive and reference without an
-//! engine.
+//! [`image::build_test_image`] ([`image::build_image`]) returns the archive
+//! and reference without an engine.
 
 pub mod bench;
 pub mod cli;
@@ -67,5 +103,5 @@ pub mod image;
 pub mod ssh_fixtures;
 
 pub use cli::bottlectl_path;
-pub use harness::{assert_success, connect, Connection, TestEnv};
+pub use harness::{assert_success, connect, Connection, TestEnv, Variant};
 pub use image::{ensure_test_image, TestImage};
