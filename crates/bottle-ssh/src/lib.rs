@@ -43,6 +43,7 @@
 //! | `~/.ssh` | 700, user | made by the user's exec: the user must be able to create it (or own it) |
 //! | `~/.ssh/config` | 600, user | one `Host` block per entry ([`render_config`]) |
 //! | `~/.ssh/known_hosts` | 600, user | only when an entry has `KnownHostKey` |
+//! | `~/.ssh/bottle-<hex>.pub` | 600, user | each key's public half ([`render_public_keys`]), named by the `Host` blocks that use it |
 //! | `/run/claude-bottle-agent.sock` | 600, root | `ssh-agent -D -a …`, run as root |
 //! | `/run/claude-bottle-agent-public.sock` | 666, root | `socat` forwarder to the agent |
 //! | `/run/claude-bottle/` ([`STATE_DIR`]) | 700, root | `agent.pid`, `forwarder.pid`, `keys` (per key: lifetime deadline, restriction hosts), `lock/` |
