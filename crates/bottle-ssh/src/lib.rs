@@ -1031,7 +1031,10 @@ pub async fn verify_with(
         match (keyfiles.is_empty(), incomplete) {
             (false, _) => keyfiles.join(", "),
             (true, Some(rc)) => format!("the search did not finish (grep exit {rc})"),
-            (true, None) => "none under /root /home /tmp /run /var/tmp".to_string(),
+            (true, None) => format!(
+                "none under /root /home /tmp /run /var/tmp and {}",
+                target.home
+            ),
         },
     ));
 

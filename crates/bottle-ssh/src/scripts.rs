@@ -617,7 +617,9 @@ while IFS= read -r p; do
   set -- "$@" -e "$b"
   [ -n "$probe" ] || probe=$b
 done
-found=$($t find /root /home /tmp /run /var/tmp -type f -exec grep -l -s -F "$@" /dev/null {} + 2>/dev/null; echo "keyscan-end $?")
+# The user's home too, wherever it is (once).
+case $home in /root|/root/*|/home|/home/*|/tmp|/tmp/*|/run|/run/*|/var/tmp|/var/tmp/*) scan_home='';; *) scan_home=$home;; esac
+found=$($t find /root /home /tmp /run /var/tmp ${scan_home:+"$scan_home"} -type f -exec grep -l -s -F "$@" /dev/null {} + 2>/dev/null; echo "keyscan-end $?")
 rc=${found##*keyscan-end }
 case $rc in 0|1) ;; *) echo "keyscan-incomplete $rc";; esac
 printf '%s\n' "$found" | grep -v '^keyscan-end ' | head -n 20 | while IFS= read -r f; do [ -z "$f" ] || echo "keyfile $f"; done
