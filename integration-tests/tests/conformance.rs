@@ -6,7 +6,8 @@
 use bottle_integration_tests::harness::{self, source_chain};
 use bottle_integration_tests::{assert_success, engine_tests, TestEnv};
 use bottle_runtime::{
-    ContainerState, CopyEntry, Engine, Error, ExecOutput, ExecRequest, OutputStream,
+    ContainerFilter, ContainerState, CopyEntry, Engine, Error, ExecOutput, ExecRequest,
+    OutputStream,
 };
 use futures_util::future::join_all;
 use sha2::{Digest, Sha256};
@@ -902,6 +903,76 @@ async fn check_unreachable_engine(env: &TestEnv) {
     assert!(err.to_string().contains(&socket), "{err}");
 }
 
+/// `list` is the engine's own filtering: label=KEY, label=KEY=VALUE and
+/// name=… as Docker's `--filter` (labels all hold, names any, kinds all);
+/// only running containers, not stopped or paused ones.
+async fn check_list_by_filter(env: &TestEnv) {
+    // A label key no other check's containers carry.
+    let key = env.unique_name("list");
+    let also = format!("{key}.also");
+    let start = |what: &'static str, labels: Vec<(String, String)>| {
+        let mut spec = env
+            .variant()
+            .run_spec(env.image().to_string(), ["/bin/sleep", "infinity"]);
+        spec.name = Some(env.unique_name(what));
+        spec.labels = labels;
+        async move { env.run_container(spec).await.expect("start a container") }
+    };
+    let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+    let a = start("a", vec![kv(&key, "x"), kv(&also, "1")]).await;
+    let b = start("b", vec![kv(&key, "y")]).await;
+    let stopped = start("stopped", vec![kv(&key, "x")]).await;
+    let paused = start("paused", vec![kv(&key, "x")]).await;
+    let other = start("other", Vec::new()).await;
+    let admin = env.admin();
+    admin.stop(&stopped.name).await.expect("stop");
+    admin.pause(&paused.name).await.expect("pause");
+
+    let rt = env.rt();
+    let exact = |c: &bottle_runtime::ContainerInfo| format!("name=^{}$", c.name);
+    let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
+        (vec![format!("label={key}")], vec![&a.name, &b.name]),
+        (vec![format!("label={key}=x")], vec![&a.name]),
+        (vec![format!("label={key}=nothing")], vec![]),
+        (vec![exact(&a)], vec![&a.name]),
+        (vec![exact(&stopped)], vec![]),
+        (vec![exact(&paused)], vec![]),
+        (vec![exact(&a), exact(&b)], vec![&a.name, &b.name]),
+        (
+            vec![format!("label={key}"), format!("label={also}")],
+            vec![&a.name],
+        ),
+        (vec![format!("label={key}=y"), exact(&a)], vec![]),
+        (vec![format!("label={key}"), exact(&b)], vec![&b.name]),
+    ];
+    for (filters, want) in cases {
+        let parsed: Vec<ContainerFilter> = filters.iter().map(|f| f.parse().unwrap()).collect();
+        let got = rt
+            .list(&parsed)
+            .await
+            .unwrap_or_else(|e| panic!("list {filters:?}: {e}{}", source_chain(&e)));
+        let names: Vec<&str> = got.iter().map(|c| c.name.as_str()).collect();
+        let mut want = want;
+        want.sort();
+        assert_eq!(names, want, "list {filters:?}");
+        for c in &got {
+            assert_eq!(c.state, ContainerState::Running, "{c:?}");
+            assert_eq!(c.id, rt.inspect(&c.name).await.unwrap().id, "{c:?}");
+        }
+    }
+    // No filter: every running container, ours among them.
+    let all = rt.list(&[]).await.expect("list all");
+    for c in [&a, &b, &other] {
+        assert!(
+            all.iter().any(|l| l.id == c.id),
+            "{} not in {all:?}",
+            c.name
+        );
+    }
+    assert!(!all.iter().any(|l| l.id == stopped.id || l.id == paused.id));
+    admin.unpause(&paused.name).await.expect("unpause");
+}
+
 engine_tests!(
     check_exit_codes,
     check_missing_binary,
@@ -928,4 +999,5 @@ engine_tests!(
     check_inspect,
     check_version,
     check_unreachable_engine,
+    check_list_by_filter,
 );

@@ -5,12 +5,15 @@ use crate::DockerRuntime;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::ContainerInspectResponse;
-use bollard::query_parameters::{InspectContainerOptions, UploadToContainerOptionsBuilder};
+use bollard::query_parameters::{
+    InspectContainerOptions, ListContainersOptions, UploadToContainerOptionsBuilder,
+};
 use bottle_runtime::{
-    build_tar, ContainerInfo, ContainerRuntime, ContainerState, CopyEntry, Engine, EngineInfo,
-    Error, ExecOutput, ExecRequest, OutputStream, Result,
+    build_tar, ContainerFilter, ContainerInfo, ContainerRuntime, ContainerState, CopyEntry, Engine,
+    EngineInfo, Error, ExecOutput, ExecRequest, OutputStream, Result,
 };
 use futures_util::StreamExt;
+use std::collections::HashMap;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
@@ -109,6 +112,50 @@ impl ContainerRuntime for DockerRuntime {
                 Ok(()) => Ok(()),
                 Err(e) => Err(self.container_error(e, container, "copy").await),
             }
+        })
+        .await
+    }
+
+    async fn list(&self, filters: &[ContainerFilter]) -> Result<Vec<ContainerInfo>> {
+        let mut query: HashMap<String, Vec<String>> = HashMap::new();
+        for f in filters {
+            query
+                .entry(f.key().to_string())
+                .or_default()
+                .push(f.value());
+        }
+        self.timed("", "list", async {
+            let docker = self.client("").await?;
+            // `all: false` is Docker's running and paused; paused ones are
+            // dropped below (an exec into them fails).
+            let options = ListContainersOptions {
+                all: false,
+                filters: Some(query),
+                ..Default::default()
+            };
+            let summaries = docker
+                .list_containers(Some(options))
+                .await
+                .map_err(|e| self.classify(e, "", "list"))?;
+            let mut out: Vec<ContainerInfo> = summaries
+                .into_iter()
+                .map(|c| ContainerInfo {
+                    id: c.id.unwrap_or_default(),
+                    name: c
+                        .names
+                        .unwrap_or_default()
+                        .first()
+                        .map(|n| n.trim_start_matches('/').to_string())
+                        .unwrap_or_default(),
+                    state: c
+                        .state
+                        .map(|s| ContainerState::parse(s.as_ref()))
+                        .unwrap_or_else(|| ContainerState::Other(String::new())),
+                })
+                .filter(ContainerInfo::is_running)
+                .collect();
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(out)
         })
         .await
     }

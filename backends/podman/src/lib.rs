@@ -64,15 +64,16 @@
 
 use async_trait::async_trait;
 use bottle_runtime::{
-    build_tar, ContainerAdmin, ContainerInfo, ContainerRuntime, ContainerState, CopyEntry, Engine,
-    EngineInfo, Error, ExecOutput, ExecRequest, NetworkMode, OutputStream, Result, RunSpec,
+    build_tar, ContainerAdmin, ContainerFilter, ContainerInfo, ContainerRuntime, ContainerState,
+    CopyEntry, Engine, EngineInfo, Error, ExecOutput, ExecRequest, NetworkMode, OutputStream,
+    Result, RunSpec,
 };
 use futures_util::{AsyncWriteExt, StreamExt};
 use podman_api::conn::TtyChunk;
 use podman_api::models::ContainerStatus;
 use podman_api::opts::{
-    ContainerCreateOpts, ContainerDeleteOpts, ContainerWaitOpts, ExecCreateOpts, ExecStartOpts,
-    ImageImportOpts,
+    ContainerCreateOpts, ContainerDeleteOpts, ContainerListFilter, ContainerListOpts,
+    ContainerWaitOpts, ExecCreateOpts, ExecStartOpts, ImageImportOpts,
 };
 use podman_api::Podman;
 use std::fmt;
@@ -590,6 +591,50 @@ impl ContainerRuntime for PodmanRuntime {
                 .copy_to("/", tar.into())
                 .await
                 .map_err(|e| self.map_err(container, "copy", e))
+        })
+        .await
+    }
+
+    async fn list(&self, filters: &[ContainerFilter]) -> Result<Vec<ContainerInfo>> {
+        let query: Vec<ContainerListFilter> = filters
+            .iter()
+            .map(|f| match f {
+                ContainerFilter::Label(k) => ContainerListFilter::LabelKey(k.clone()),
+                ContainerFilter::LabelValue(k, v) => {
+                    ContainerListFilter::LabelKeyVal(k.clone(), v.clone())
+                }
+                ContainerFilter::Name(n) => ContainerListFilter::Name(n.clone()),
+            })
+            .collect();
+        let opts = ContainerListOpts::builder()
+            .all(false)
+            .filter(query)
+            .build();
+        self.timed("", "list", async {
+            let listed = self
+                .podman
+                .containers()
+                .list(&opts)
+                .await
+                .map_err(|e| self.map_err("", "list", e))?;
+            let mut out: Vec<ContainerInfo> = listed
+                .into_iter()
+                .map(|c| ContainerInfo {
+                    id: c.id.unwrap_or_default(),
+                    name: c
+                        .names
+                        .unwrap_or_default()
+                        .first()
+                        .map(|n| n.trim_start_matches('/').to_string())
+                        .unwrap_or_default(),
+                    state: ContainerState::parse(c.state.as_deref().unwrap_or("unknown")),
+                })
+                // The contract is running only, whatever `all: false`
+                // includes (Docker's includes paused ones).
+                .filter(ContainerInfo::is_running)
+                .collect();
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(out)
         })
         .await
     }

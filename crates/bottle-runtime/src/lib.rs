@@ -22,11 +22,13 @@
 
 mod admin;
 mod error;
+mod filter;
 mod tarball;
 mod types;
 
 pub use admin::{ContainerAdmin, NetworkMode, RunSpec};
 pub use error::{check_container_ref, BoxError, Error, Result};
+pub use filter::ContainerFilter;
 pub use tarball::build_tar;
 pub use types::{
     ContainerInfo, ContainerState, CopyEntry, Engine, EngineInfo, EntryKind, ExecOutput,
@@ -61,6 +63,8 @@ use std::sync::Arc;
 /// - A missing container is [`Error::ContainerNotFound`], a container that is
 ///   not running is [`Error::ContainerNotRunning`], an engine that does not
 ///   answer is [`Error::Unreachable`] naming the endpoint tried.
+/// - `list` asks the engine's own list API with the filters and returns only
+///   running containers (see [`list`](ContainerRuntime::list)).
 #[async_trait]
 pub trait ContainerRuntime: Send + Sync + Debug + 'static {
     /// Which engine this is.
@@ -80,6 +84,25 @@ pub trait ContainerRuntime: Send + Sync + Debug + 'static {
 
     /// Put files and directories into a container in one request.
     async fn copy(&self, container: &str, entries: &[CopyEntry]) -> Result<()>;
+
+    /// The running containers that match `filters`, as the engine's list API
+    /// applies them (Docker's `--filter` rules, see [`ContainerFilter`]); no
+    /// filters: every running container. Only running ones are listed
+    /// (created, paused, exited and dead are left out): only those can be
+    /// provisioned. Sorted by name.
+    ///
+    /// Provided so wrappers written before it keep compiling: the default
+    /// fails with [`Error::Api`]. Both backends implement it; a wrapper
+    /// around a backend should forward it.
+    async fn list(&self, filters: &[ContainerFilter]) -> Result<Vec<ContainerInfo>> {
+        let _ = filters;
+        Err(Error::Api {
+            engine: self.engine(),
+            container: String::new(),
+            operation: "list",
+            source: "this runtime cannot list containers".into(),
+        })
+    }
 
     /// Run `argv` as root (uid 0).
     async fn exec_root(&self, container: &str, argv: &[&str]) -> Result<ExecOutput> {
@@ -138,5 +161,8 @@ impl<T: ContainerRuntime + ?Sized> ContainerRuntime for Arc<T> {
     }
     async fn copy(&self, container: &str, entries: &[CopyEntry]) -> Result<()> {
         (**self).copy(container, entries).await
+    }
+    async fn list(&self, filters: &[ContainerFilter]) -> Result<Vec<ContainerInfo>> {
+        (**self).list(filters).await
     }
 }
