@@ -205,3 +205,26 @@ pub async fn ssh_with_only(env: &TestEnv, alias: &str, key: &Path) -> bottle_run
     )
     .await
 }
+
+/// Files anywhere in `container` (but /proc, /sys, /dev) holding any of
+/// `texts`, found with POSIX `find` and `grep -F` (busybox too). The texts
+/// travel as grep's argv, which lives only as long as the exec (never a
+/// file in the container). One pass: every text becomes `-e TEXT`.
+pub async fn find_text(rt: &dyn ContainerRuntime, container: &str, texts: &[String]) -> String {
+    let out = rt
+        .exec_script(
+            container,
+            r#"n=$#
+               for w in "$@"; do set -- "$@" -e "$w"; done
+               shift "$n"
+               find / \( -path /proc -o -path /sys -o -path /dev \) -prune -o -type f \
+                 -exec grep -l -s -F "$@" /dev/null {} + 2>/dev/null
+               true"#,
+            &texts.iter().map(String::as_str).collect::<Vec<_>>(),
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("search for key text in {container}: {e}"));
+    assert!(out.success(), "search: {}", out.stderr_lossy());
+    out.stdout_lossy()
+}

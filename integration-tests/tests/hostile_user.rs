@@ -303,6 +303,7 @@ async fn check_captured_binary_key_stream_is_found(env: &TestEnv) {
 }
 
 engine_tests!(
+    images = [debian, busybox],
     check_captured_binary_key_stream_is_found,
     check_writable_path_directory_is_not_used,
     check_writable_run_is_refused,

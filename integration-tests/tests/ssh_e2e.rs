@@ -830,13 +830,7 @@ fn key_text_windows(key: &Path) -> Vec<String> {
 
 /// Files anywhere in the bottle (but /proc, /sys, /dev) holding any of `texts`.
 async fn find_text(env: &TestEnv, texts: &[String]) -> String {
-    env.sh(
-        r#"for w in "$@"; do
-             grep -rlF -D skip -e "$w" / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev 2>/dev/null
-           done; true"#,
-        &texts.iter().map(String::as_str).collect::<Vec<_>>(),
-    )
-    .await
+    ssh_fixtures::find_text(env.rt(), env.bottle(), texts).await
 }
 
 /// Key bytes travel only over the stdin of one exec: never in argv, user or
@@ -1167,6 +1161,7 @@ async fn check_every_key_type_signs(env: &TestEnv) {
 }
 
 engine_tests!(
+    images = [debian, busybox],
     check_every_key_type_signs,
     check_stop_mid_provision_then_recover,
     check_locked_agent_is_replaced,

@@ -139,6 +139,7 @@ async fn check_replaced_public_key_file_is_reported_and_rewritten(env: &TestEnv)
 }
 
 engine_tests!(
+    images = [debian, busybox],
     check_every_alias_signs_in_with_its_own_key,
     check_replaced_public_key_file_is_reported_and_rewritten,
 );

@@ -619,14 +619,15 @@ while IFS= read -r p; do
 done
 # The user's home too, wherever it is (once).
 case $home in /root|/root/*|/home|/home/*|/tmp|/tmp/*|/run|/run/*|/var/tmp|/var/tmp/*) scan_home='';; *) scan_home=$home;; esac
-found=$($t find /root /home /tmp /run /var/tmp ${scan_home:+"$scan_home"} -type f -exec grep -l -s -F "$@" /dev/null {} + 2>/dev/null; echo "keyscan-end $?")
+found=$($t find /root /home /tmp /run /var/tmp ${scan_home:+"$scan_home"} -type f -exec grep -z -l -s -F "$@" /dev/null {} + 2>/dev/null; echo "keyscan-end $?")
 rc=${found##*keyscan-end }
 case $rc in 0|1) ;; *) echo "keyscan-incomplete $rc";; esac
 printf '%s\n' "$found" | grep -v '^keyscan-end ' | head -n 20 | while IFS= read -r f; do [ -z "$f" ] || echo "keyfile $f"; done
 # Self-tests: the scan's find and grep must find what they look for.
 [ "$(find /etc/passwd -type f -exec grep -l -s -e root /dev/null {} + 2>/dev/null)" = /etc/passwd ] || echo "keyscan-incomplete find"
-printf '%s\n' '-----BEGIN OPENSSH PRIVATE KEY-----' | grep -q -F "$@" || echo "keyscan-incomplete grep"
-if [ -n "$probe" ]; then printf 'x%sx' "$probe" | grep -q -F -e "$probe" || echo "keyscan-incomplete grep-binary"; fi
+printf '%s\n' '-----BEGIN OPENSSH PRIVATE KEY-----' | grep -z -q -F "$@" || echo "keyscan-incomplete grep"
+# NUL-separated records (-z): busybox grep stops reading a line at a NUL.
+if [ -n "$probe" ]; then printf '\000\000x%sx\000' "$probe" | grep -z -q -F -e "$probe" || echo "keyscan-incomplete grep-binary"; fi
 if [ -f "$state/keys" ]; then sed 's/^/keystate /' "$state/keys"; fi
 echo "done"
 "#;
