@@ -569,11 +569,19 @@ async fn check_verbose_logs_the_selection(env: &TestEnv) {
     assert_eq!(stderr(&out), "");
 }
 
+/// The checks that act on the bottle, on the debian and busybox images.
+mod per_image {
+    use super::*;
+    engine_tests!(
+        images = [debian, busybox],
+        check_provision_verify_deprovision_json,
+        check_container_home_from_env,
+        check_exit_codes,
+        check_doctor,
+    );
+}
+
 engine_tests!(
-    check_provision_verify_deprovision_json,
-    check_container_home_from_env,
-    check_exit_codes,
-    check_doctor,
     check_demo,
     check_demo_ctrl_c_cleans_up,
     check_verbose_logs_the_selection,
