@@ -52,6 +52,8 @@ impl Variant {
     pub const USER1001: Variant = Variant::image(ImageKind::User1001, "user1001");
     /// `node` has passwordless sudo; set-id-root programs exist.
     pub const SUDO: Variant = Variant::image(ImageKind::Sudo, "sudo");
+    /// Fedora/UBI-like: GNU tools with bash as `/bin/sh`.
+    pub const BASH: Variant = Variant::image(ImageKind::Bash, "bash");
     /// The debian image with a read-only root and tmpfs `/run`, `/tmp`.
     pub const READ_ONLY: Variant = Variant {
         name: "readonly",
@@ -60,12 +62,13 @@ impl Variant {
     };
     /// The whole matrix; `engine_tests!(images = all, …)` runs these (same
     /// order).
-    pub const ALL: [Variant; 5] = [
+    pub const ALL: [Variant; 6] = [
         Variant::DEBIAN,
         Variant::BUSYBOX,
         Variant::USER1001,
         Variant::SUDO,
         Variant::READ_ONLY,
+        Variant::BASH,
     ];
 
     const fn image(image: ImageKind, name: &'static str) -> Variant {
@@ -111,6 +114,7 @@ pub mod variants {
     pub const user1001: Variant = Variant::USER1001;
     pub const sudo: Variant = Variant::SUDO;
     pub const readonly: Variant = Variant::READ_ONLY;
+    pub const bash: Variant = Variant::BASH;
 }
 
 /// The engines `BOTTLE_TEST_RUNTIMES` asks for. Panics on an unknown name: a
@@ -663,9 +667,9 @@ macro_rules! engine_tests {
     // The names of `Variant::ALL`, in order.
     (images = all, $($check:ident),+ $(,)?) => {
         // A variant added to `Variant::ALL` must be added here too.
-        const _: () = assert!($crate::harness::Variant::ALL.len() == 5);
+        const _: () = assert!($crate::harness::Variant::ALL.len() == 6);
         $crate::engine_tests!(
-            images = [debian, busybox, user1001, sudo, readonly],
+            images = [debian, busybox, user1001, sudo, readonly, bash],
             $($check),+
         );
     };
@@ -741,6 +745,7 @@ mod tests {
             variants::user1001,
             variants::sudo,
             variants::readonly,
+            variants::bash,
         ];
         assert_eq!(by_name, Variant::ALL);
         for v in Variant::ALL {

@@ -131,15 +131,17 @@ pub enum ImageKind {
     Busybox,
     User1001,
     Sudo,
+    Bash,
 }
 
 impl ImageKind {
     /// Every variant, in [`IMAGES`] order.
-    pub const ALL: [ImageKind; 4] = [
+    pub const ALL: [ImageKind; 5] = [
         ImageKind::Debian,
         ImageKind::Busybox,
         ImageKind::User1001,
         ImageKind::Sudo,
+        ImageKind::Bash,
     ];
 
     /// The variant's description.
@@ -147,7 +149,7 @@ impl ImageKind {
         &IMAGES[self as usize]
     }
 
-    /// `debian`, `busybox`, `user1001`, `sudo`.
+    /// `debian`, `busybox`, `user1001`, `sudo`, `bash`.
     pub fn name(self) -> &'static str {
         self.spec().name
     }
@@ -162,6 +164,8 @@ pub enum Userland {
     /// busybox ash ([`BUSYBOX`], [`BUSYBOX_APPLETS`]); of the host's tools only
     /// OpenSSH and socat ([`BUSYBOX_HOST_PACKAGES`]).
     Busybox,
+    /// Fedora/UBI-like: the Debian layout and GNU tools, `/bin/sh` is bash.
+    Bash,
 }
 
 /// An account in a test image: its own group (gid = uid), shell `/bin/sh`,
@@ -212,7 +216,7 @@ const GIT: ImageUser = ImageUser {
 
 /// Every test image, indexed by [`ImageKind`]: the one place to describe a
 /// variant.
-pub const IMAGES: [ImageSpec; 4] = [
+pub const IMAGES: [ImageSpec; 5] = [
     ImageSpec {
         kind: ImageKind::Debian,
         name: "debian",
@@ -252,6 +256,14 @@ pub const IMAGES: [ImageSpec; 4] = [
         user: NODE,
         gate_user: GIT,
         sudo: true,
+    },
+    ImageSpec {
+        kind: ImageKind::Bash,
+        name: "bash",
+        userland: Userland::Bash,
+        user: NODE,
+        gate_user: GIT,
+        sudo: false,
     },
 ];
 
@@ -464,7 +476,7 @@ const NSSWITCH: &str = "passwd: files\ngroup: files\nshadow: files\nhosts: files
 /// these are byte for byte what the single test image had.
 fn account_files(spec: &ImageSpec) -> (String, String, String) {
     let nologin = match spec.userland {
-        Userland::Debian => "/usr/bin/false",
+        Userland::Debian | Userland::Bash => "/usr/bin/false",
         Userland::Busybox => "/bin/false",
     };
     let users = [spec.user, spec.gate_user];
@@ -503,7 +515,7 @@ pub fn test_image() -> Result<Arc<TestImage>, ImageError> {
 /// Build the test image `kind` from the host (cached per process).
 pub fn image(kind: ImageKind) -> Result<Arc<TestImage>, ImageError> {
     type Cell = OnceLock<Result<Arc<TestImage>, String>>;
-    static CACHE: [Cell; 4] = [const { OnceLock::new() }; 4];
+    static CACHE: [Cell; ImageKind::ALL.len()] = [const { OnceLock::new() }; ImageKind::ALL.len()];
     // The error is cached as text: a missing binary stays missing.
     match CACHE[kind as usize]
         .get_or_init(|| build_image(kind).map(Arc::new).map_err(|e| e.to_string()))
@@ -526,7 +538,7 @@ pub fn build_image(kind: ImageKind) -> Result<TestImage, ImageError> {
 
     match layout {
         // Debian 12 is merged-/usr.
-        Userland::Debian => {
+        Userland::Debian | Userland::Bash => {
             for (link, target) in [
                 ("/bin", "usr/bin"),
                 ("/sbin", "usr/sbin"),
@@ -588,6 +600,14 @@ pub fn build_image(kind: ImageKind) -> Result<TestImage, ImageError> {
             for (path, package) in BINARIES {
                 add_binary(&mut fs, layout, path, package, 0o755)?;
             }
+        }
+        Userland::Bash => {
+            for (path, package) in BINARIES {
+                add_binary(&mut fs, layout, path, package, 0o755)?;
+            }
+            add_binary(&mut fs, layout, "/usr/bin/bash", "bash", 0o755)?;
+            // Replaces the host's `sh -> dash`.
+            fs.symlink("/usr/bin/sh", "bash");
         }
         Userland::Busybox => {
             applets = add_busybox(&mut fs)?;
@@ -906,7 +926,7 @@ mod tests {
             assert_ne!(spec.user.uid, spec.gate_user.uid);
             names.push(spec.name);
         }
-        assert_eq!(names, ["debian", "busybox", "user1001", "sudo"]);
+        assert_eq!(names, ["debian", "busybox", "user1001", "sudo", "bash"]);
     }
 
     /// Owners and set-id bits survive the archive.

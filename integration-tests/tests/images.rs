@@ -58,19 +58,17 @@ async fn check_user_and_home(env: &TestEnv) {
     );
 }
 
-/// `/bin/sh` is busybox ash on busybox, dash elsewhere; busybox has no GNU
-/// tool (GNU options fail) while the others do.
+/// `/bin/sh` is busybox ash on busybox, bash on bash, dash elsewhere;
+/// busybox has no GNU tool (GNU options fail) while the others do.
 async fn check_userland(env: &TestEnv) {
     let out = env.sh("readlink -f /bin/sh", &[]).await;
     let busybox = env.image_spec().userland == Userland::Busybox;
-    assert_eq!(
-        out,
-        if busybox {
-            "/bin/busybox\n"
-        } else {
-            "/usr/bin/dash\n"
-        }
-    );
+    let shell = match env.image_spec().userland {
+        Userland::Busybox => "/bin/busybox\n",
+        Userland::Bash => "/usr/bin/bash\n",
+        Userland::Debian => "/usr/bin/dash\n",
+    };
+    assert_eq!(out, shell);
     // GNU grep knows `-D skip`; busybox's grep refuses it.
     let out = env
         .exec_as_user(&["grep", "-D", "skip", "-r", "x", "/dev/null"])
@@ -259,6 +257,7 @@ async fn check_sshd_gate(env: &TestEnv) {
     let shell = match env.image_spec().userland {
         Userland::Busybox => "/bin/busybox",
         Userland::Debian => "/usr/bin/dash",
+        Userland::Bash => "/usr/bin/bash",
     };
     assert_eq!(
         out.stdout_lossy(),
