@@ -673,6 +673,18 @@ async fn check_missing_tool_or_user_is_named(env: &TestEnv) {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("`apk add socat`"), "{e}");
+    // verify cannot check without it: says so, never passes.
+    let v = bottle_ssh::verify(env.rt(), env.bottle(), &plan, &Target::default())
+        .await
+        .unwrap();
+    let c = v
+        .check("root's programs and directories are trusted")
+        .unwrap();
+    assert!(
+        !c.ok && c.detail.contains("missing program `socat`"),
+        "{c:?}"
+    );
+    assert!(!v.ok());
     let left = env
         .sh(
             "ls -A /run /home/node; ps -eo comm | grep -c ssh-agent; true",

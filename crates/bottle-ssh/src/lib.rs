@@ -852,21 +852,21 @@ pub async fn verify_with(
     // Nothing else is looked at when root's environment is not trusted:
     // the script stops before running any program of the container's.
     let untrusted = parse_untrusted(&root);
+    let mut missing = Vec::new();
+    parse_missing(STEP, container, target, &root, &mut missing)?;
+    let mut problems: Vec<String> = untrusted.iter().map(ToString::to_string).collect();
+    problems.extend(missing.iter().map(|m| format!("missing {m}")));
     checks.push(check(
         "root's programs and directories are trusted",
-        untrusted.is_empty(),
-        if untrusted.is_empty() {
+        problems.is_empty(),
+        if problems.is_empty() {
             "PATH, tools, state and socket directories root-owned, not group/other-writable"
                 .to_string()
         } else {
-            untrusted
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
+            problems.join("; ")
         },
     ));
-    if !untrusted.is_empty() {
+    if !problems.is_empty() {
         return Ok(VerifyReport { checks });
     }
     let ids = match parse_ids(STEP, container, &root) {
