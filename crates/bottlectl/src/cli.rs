@@ -1,5 +1,6 @@
 //! Command-line arguments.
 
+use bottle::runtime::ContainerFilter;
 use bottle::RuntimeChoice;
 use clap::{Args, ColorChoice, Parser, Subcommand};
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use std::path::PathBuf;
     // Subcommands carry the version too (their man pages show it).
     propagate_version = true,
     about = "Provision SSH access inside a running container (Docker or Podman)",
-    after_help = "Exit codes: 0 success, 1 verify found violations, 2 usage/configuration/manifest error, 3 engine or container error, 130 demo interrupted (Ctrl-C)."
+    after_help = "Exit codes: 0 success, 1 verify found violations, 2 usage/configuration/manifest error, 3 engine or container error, 130 demo interrupted (Ctrl-C). With several containers: the highest of theirs (0 when all succeeded)."
 )]
 pub struct Cli {
     /// Container engine: auto, docker or podman [setting: runtime]
@@ -99,8 +100,8 @@ pub struct ManArgs {
 
 #[derive(Debug, Args)]
 pub struct ManifestArgs {
-    /// Container name or id
-    pub container: String,
+    #[command(flatten)]
+    pub targets: Targets,
     /// The manifest (what to provision)
     #[arg(
         short,
@@ -117,8 +118,48 @@ pub struct ManifestArgs {
 
 #[derive(Debug, Args)]
 pub struct ContainerArg {
-    /// Container name or id
-    pub container: String,
+    #[command(flatten)]
+    pub targets: Targets,
+}
+
+/// Which containers a command works on. One CONTAINER and no --filter is
+/// the single-container command; anything else runs concurrently, one
+/// summary row (or JSON line) per container.
+#[derive(Debug, Args)]
+pub struct Targets {
+    /// Container names or ids (several run concurrently)
+    #[arg(value_name = "CONTAINER", required_unless_present = "filter")]
+    pub containers: Vec<String>,
+    /// Also every running container that matches, in Docker's syntax:
+    /// label=KEY, label=KEY=VALUE, name=REGEX (repeatable; labels must all
+    /// match, names any)
+    #[arg(long, value_name = "FILTER", value_parser = parse_filter)]
+    pub filter: Vec<ContainerFilter>,
+    /// At most N containers at once [default: the number of CPUs]
+    #[arg(short, long, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+}
+
+impl Targets {
+    /// The one container of a single-container command.
+    pub fn single(&self) -> Option<&str> {
+        match self.containers.as_slice() {
+            [one] if self.filter.is_empty() => Some(one),
+            _ => None,
+        }
+    }
+
+    /// `--jobs`, else the CPUs this process may use.
+    pub fn jobs(&self) -> usize {
+        self.jobs.map(usize::from).unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
+}
+
+fn parse_filter(s: &str) -> Result<ContainerFilter, String> {
+    s.parse()
 }
 
 #[derive(Debug, Args)]
@@ -212,6 +253,43 @@ mod tests {
         assert_eq!(c(&["bottlectl", "--", "--color=always"]), ColorChoice::Auto);
         // A bogus value is clap's to reject; the prescan keeps the default.
         assert_eq!(c(&["bottlectl", "--color", "sometimes"]), ColorChoice::Auto);
+    }
+
+    #[test]
+    fn targets_are_names_and_filters() {
+        let targets = |args: &[&str]| match Cli::try_parse_from(args).map(|c| c.command) {
+            Ok(Command::Provision(a)) => Ok(a.targets),
+            Ok(Command::Keys(a)) => Ok(a.targets),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.kind()),
+        };
+        let one = targets(&["bottlectl", "provision", "web"]).unwrap();
+        assert_eq!(one.single(), Some("web"));
+        let many = targets(&["bottlectl", "keys", "a", "b", "-j", "3"]).unwrap();
+        assert_eq!((many.single(), many.jobs()), (None, 3));
+        let filtered = targets(&["bottlectl", "keys", "--filter", "label=x=y"]).unwrap();
+        assert_eq!(filtered.single(), None);
+        assert_eq!(filtered.filter[0].to_string(), "label=x=y");
+        assert!(filtered.jobs() >= 1);
+        let with_name = targets(&["bottlectl", "keys", "a", "--filter", "name=b"]).unwrap();
+        assert_eq!(with_name.single(), None);
+        use clap::error::ErrorKind;
+        assert_eq!(
+            targets(&["bottlectl", "keys"]).unwrap_err(),
+            ErrorKind::MissingRequiredArgument
+        );
+        for bad in [&["--jobs", "0"][..], &["--filter", "status=running"]] {
+            let args: Vec<&str> = ["bottlectl", "keys", "a"]
+                .iter()
+                .chain(bad)
+                .copied()
+                .collect();
+            assert_eq!(
+                targets(&args).unwrap_err(),
+                ErrorKind::ValueValidation,
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! bottlectl verify CONTAINER --manifest bottle.toml   # exit 1 on violations
 //! bottlectl deprovision CONTAINER
 //! bottlectl keys CONTAINER                            # what the agent holds
+//! bottlectl provision --filter label=team=ci --jobs 4  # many at once
 //! bottlectl doctor [CONTAINER]
 //! bottlectl config
 //! bottlectl demo
@@ -16,6 +17,7 @@
 //!
 //! Exit codes: 0 success; 1 verify found violations; 2 usage, configuration
 //! or manifest error; 3 engine or container error; 130 `demo` interrupted.
+//! With several containers: the highest of their codes.
 //! See `docs/cli.md`.
 
 mod cli;
@@ -23,6 +25,7 @@ mod demo;
 mod doctor;
 mod failure;
 mod keys;
+mod many;
 mod output;
 mod safe;
 mod ship;
@@ -186,46 +189,60 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
         }
         Command::Provision(args) => {
             let config = load_config(cli, matches)?;
-            let prompt = keys::Prompt::default();
+            let prompt = std::sync::Arc::new(keys::Prompt::default());
             let opts = prompt.options(args.strict);
             let manifest = read_manifest(&args.manifest, &config, &opts, out)?;
-            let sel = select(&config.settings, Some(&args.container), out).await?;
+            let Some(container) = args.targets.single() else {
+                let op = many::Op::Provision {
+                    manifest,
+                    strict: args.strict,
+                };
+                return run_many(out, &config, &args.targets, op, prompt.clone()).await;
+            };
+            let sel = select(&config.settings, Some(container), out).await?;
             out.step(&format!(
                 "provisioning container `{}` from {}",
-                args.container,
+                container,
                 manifest.path.display()
             ));
             let target = config.settings.target();
             let report = bottle::ssh::provision_with(
                 sel.runtime.as_ref(),
-                &args.container,
+                container,
                 &manifest.plan,
                 &target,
                 &opts,
             )
             .await
-            .map_err(|e| ssh_failure(e, Some(&manifest), "cannot provision", &args.container))?;
+            .map_err(|e| ssh_failure(e, Some(&manifest), "cannot provision", container))?;
             keys::warnings(out, &report);
             output::provision(out, &sel, &manifest, &report);
             Ok(0)
         }
         Command::Verify(args) => {
             let config = load_config(cli, matches)?;
-            let prompt = keys::Prompt::default();
+            let prompt = std::sync::Arc::new(keys::Prompt::default());
             let opts = prompt.options(args.strict);
             let manifest = read_manifest(&args.manifest, &config, &opts, out)?;
-            let sel = select(&config.settings, Some(&args.container), out).await?;
+            let Some(container) = args.targets.single() else {
+                let op = many::Op::Verify {
+                    manifest,
+                    strict: args.strict,
+                };
+                return run_many(out, &config, &args.targets, op, prompt.clone()).await;
+            };
+            let sel = select(&config.settings, Some(container), out).await?;
             let target = config.settings.target();
             let report = bottle::ssh::verify_with(
                 sel.runtime.as_ref(),
-                &args.container,
+                container,
                 &manifest.plan,
                 &target,
                 &opts,
             )
             .await
-            .map_err(|e| ssh_failure(e, Some(&manifest), "cannot verify", &args.container))?;
-            output::verify(out, &sel, &args.container, &report);
+            .map_err(|e| ssh_failure(e, Some(&manifest), "cannot verify", container))?;
+            output::verify(out, &sel, container, &report);
             Ok(if report.ok() { 0 } else { 1 })
         }
         Command::Deprovision(args) => {
@@ -233,18 +250,28 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
             let target = config.settings.target();
             bottle::ssh::validate_target(&target)
                 .map_err(|e| ssh_failure(e, None, "invalid settings", ""))?;
-            let sel = select(&config.settings, Some(&args.container), out).await?;
-            let report = bottle::deprovision(sel.runtime.as_ref(), &args.container, &target)
+            let Some(container) = args.targets.single() else {
+                let prompt = Default::default();
+                return run_many(out, &config, &args.targets, many::Op::Deprovision, prompt).await;
+            };
+            let sel = select(&config.settings, Some(container), out).await?;
+            let report = bottle::deprovision(sel.runtime.as_ref(), container, &target)
                 .await
-                .map_err(|e| ssh_failure(e, None, "cannot deprovision", &args.container))?;
+                .map_err(|e| ssh_failure(e, None, "cannot deprovision", container))?;
             output::deprovision(out, &sel, &report);
             Ok(0)
         }
         Command::Keys(args) => {
             let config = load_config(cli, matches)?;
             let target = config.settings.target();
-            let sel = select(&config.settings, Some(&args.container), out).await?;
-            keys::run(out, &sel, &args.container, &target).await
+            let Some(container) = args.targets.single() else {
+                bottle::ssh::validate_target(&target)
+                    .map_err(|e| ssh_failure(e, None, "invalid settings", ""))?;
+                let prompt = Default::default();
+                return run_many(out, &config, &args.targets, many::Op::Keys, prompt).await;
+            };
+            let sel = select(&config.settings, Some(container), out).await?;
+            keys::run(out, &sel, container, &target).await
         }
         Command::Doctor(args) => {
             let config = load_config(cli, matches)?;
@@ -261,6 +288,22 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
         // Handled in main before the runtime starts.
         Command::Completions(_) | Command::Man(_) => Ok(0),
     }
+}
+
+/// Several containers (or `--filter`): pick the engine (steered by the
+/// first name), resolve the filters there, run `op` on each.
+async fn run_many(
+    out: &Out,
+    config: &Config,
+    targets: &cli::Targets,
+    op: many::Op,
+    prompt: std::sync::Arc<keys::Prompt>,
+) -> Result<u8, Failure> {
+    let first = targets.containers.first().map(String::as_str);
+    let sel = select(&config.settings, first, out).await?;
+    let containers = many::resolve(&sel, &targets.containers, &targets.filter, out).await?;
+    let target = config.settings.target();
+    Ok(many::run(out, sel, op, target, prompt, containers, targets.jobs()).await)
 }
 
 /// Parse the manifest and check the plan and target before any engine call,

@@ -150,24 +150,33 @@ pub fn config(out: &Out, config: &Config) {
     out.human(&text);
 }
 
+/// `provision --json`'s object (one per container with several).
+pub fn provision_json(
+    sel: &Selection,
+    manifest: &Manifest,
+    report: &ProvisionReport,
+) -> serde_json::Value {
+    json!({
+        "ok": true,
+        "engine": engine_json(sel),
+        "manifest": manifest.path,
+        "container": report.container,
+        "keys": report.keys,
+        "files": report.files,
+        "removed": report.removed,
+        "agent": report.agent,
+        "forwarder": report.forwarder,
+        "steps": report.steps,
+        "warnings": report.warnings,
+    })
+}
+
 pub fn provision(out: &Out, sel: &Selection, manifest: &Manifest, report: &ProvisionReport) {
     for s in &report.steps {
         out.step(&format!("  step {:<12} {} ms", s.name, s.millis));
     }
     if out.json {
-        out.json_value(&json!({
-            "ok": true,
-            "engine": engine_json(sel),
-            "manifest": manifest.path,
-            "container": report.container,
-            "keys": report.keys,
-            "files": report.files,
-            "removed": report.removed,
-            "agent": report.agent,
-            "forwarder": report.forwarder,
-            "steps": report.steps,
-            "warnings": report.warnings,
-        }));
+        out.json_value(&provision_json(sel, manifest, report));
         return;
     }
     let started = |p: &bottle::ssh::ProcessReport| if p.started { "started" } else { "reused" };
@@ -203,14 +212,19 @@ pub fn provision(out: &Out, sel: &Selection, manifest: &Manifest, report: &Provi
     }
 }
 
+/// `verify --json`'s object (one per container with several).
+pub fn verify_json(sel: &Selection, container: &str, report: &VerifyReport) -> serde_json::Value {
+    json!({
+        "ok": report.ok(),
+        "engine": engine_json(sel),
+        "container": container,
+        "checks": report.checks,
+    })
+}
+
 pub fn verify(out: &Out, sel: &Selection, container: &str, report: &VerifyReport) {
     if out.json {
-        out.json_value(&json!({
-            "ok": report.ok(),
-            "engine": engine_json(sel),
-            "container": container,
-            "checks": report.checks,
-        }));
+        out.json_value(&verify_json(sel, container, report));
         return;
     }
     // Names hold paths and details file names found in the container.
@@ -248,16 +262,21 @@ pub fn verify(out: &Out, sel: &Selection, container: &str, report: &VerifyReport
     }
 }
 
+/// `deprovision --json`'s object (one per container with several).
+pub fn deprovision_json(sel: &Selection, report: &DeprovisionReport) -> serde_json::Value {
+    json!({
+        "ok": true,
+        "engine": engine_json(sel),
+        "container": report.container,
+        "stopped_agent": report.stopped_agent,
+        "stopped_forwarder": report.stopped_forwarder,
+        "removed": report.removed,
+    })
+}
+
 pub fn deprovision(out: &Out, sel: &Selection, report: &DeprovisionReport) {
     if out.json {
-        out.json_value(&json!({
-            "ok": true,
-            "engine": engine_json(sel),
-            "container": report.container,
-            "stopped_agent": report.stopped_agent,
-            "stopped_forwarder": report.stopped_forwarder,
-            "removed": report.removed,
-        }));
+        out.json_value(&deprovision_json(sel, report));
         return;
     }
     let pid = |p: Option<u32>| {

@@ -1,0 +1,375 @@
+//! `provision|verify|deprovision|keys` on several containers: names and
+//! `--filter` matches, run concurrently (at most `--jobs` at once), live
+//! progress on a terminal, a summary table or one JSON line per container.
+//!
+//! Each container runs in its own task with its own result: an error (or a
+//! panic) in one never stops the others. The exit code is the highest of
+//! the containers' codes, 0 when all succeeded.
+
+use crate::failure::Failure;
+use crate::output::{deprovision_json, engine_json, provision_json, verify_json, Out};
+use crate::safe;
+use bottle::config::Manifest;
+use bottle::runtime::ContainerFilter;
+use bottle::ssh::{Options, Target};
+use bottle::Selection;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// What to do on each container.
+pub enum Op {
+    Provision { manifest: Manifest, strict: bool },
+    Verify { manifest: Manifest, strict: bool },
+    Deprovision,
+    Keys,
+}
+
+impl Op {
+    fn doing(&self) -> &'static str {
+        match self {
+            Op::Provision { .. } => "provisioning",
+            Op::Verify { .. } => "verifying",
+            Op::Deprovision => "deprovisioning",
+            Op::Keys => "listing the keys of",
+        }
+    }
+}
+
+/// One container's result.
+struct Outcome {
+    container: String,
+    code: u8,
+    /// The summary row's last column (human).
+    detail: String,
+    /// Its `--json` line.
+    json: serde_json::Value,
+    /// Shown on stderr after the run (provision's warnings).
+    warnings: Vec<String>,
+}
+
+/// Everything the tasks share.
+struct Shared {
+    sel: Selection,
+    op: Op,
+    target: Target,
+    prompt: Arc<crate::keys::Prompt>,
+}
+
+/// The named containers, then the filters' matches not named already
+/// (by name or id), in the engine's order (by name).
+pub async fn resolve(
+    sel: &Selection,
+    containers: &[String],
+    filters: &[ContainerFilter],
+    out: &Out,
+) -> Result<Vec<String>, Failure> {
+    let mut names: Vec<String> = Vec::new();
+    for c in containers {
+        if !names.contains(c) {
+            names.push(c.clone());
+        }
+    }
+    if filters.is_empty() {
+        return Ok(names);
+    }
+    let shown = filters
+        .iter()
+        .map(|f| format!("--filter {f}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let listed = sel
+        .runtime
+        .list(filters)
+        .await
+        .map_err(|e| Failure::new(3, &format!("cannot list containers ({shown})"), &e))?;
+    if listed.is_empty() {
+        out.step(&format!("note: no running container matches {shown}"));
+    }
+    for c in listed {
+        if !names.iter().any(|n| *n == c.name || *n == c.id) {
+            names.push(c.name);
+        }
+    }
+    Ok(names)
+}
+
+/// Run `op` on every container; returns the exit code.
+pub async fn run(
+    out: &Out,
+    sel: Selection,
+    op: Op,
+    target: Target,
+    prompt: Arc<crate::keys::Prompt>,
+    containers: Vec<String>,
+    jobs: usize,
+) -> u8 {
+    if containers.is_empty() {
+        // `resolve` said why; nothing failed.
+        return 0;
+    }
+    out.step(&format!(
+        "{} {} container(s), at most {jobs} at once",
+        op.doing(),
+        containers.len()
+    ));
+    let shared = Arc::new(Shared {
+        sel,
+        op,
+        target,
+        prompt,
+    });
+    let slots = Arc::new(Semaphore::new(jobs.max(1)));
+    let multi = out
+        .progress
+        .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, name) in containers.iter().enumerate() {
+        let bar = multi.as_ref().map(|m| m.add(bar(out.color, name)));
+        let (shared, slots, name) = (shared.clone(), slots.clone(), name.clone());
+        tasks.spawn(async move {
+            let _slot = slots.acquire_owned().await.expect("never closed");
+            if let Some(b) = &bar {
+                b.reset_elapsed();
+                b.set_message(format!("{}: {}", safe::field(&name), shared.op.doing()));
+            }
+            let outcome = one(&shared, &name).await;
+            if let Some(b) = &bar {
+                let result = if outcome.code == 0 { "done" } else { "failed" };
+                b.finish_with_message(format!("{}: {result}", safe::field(&name)));
+            }
+            (index, outcome)
+        });
+    }
+    let mut outcomes: Vec<Option<Outcome>> = containers.iter().map(|_| None).collect();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((index, outcome)) => {
+                if out.json {
+                    // Each line as its container finishes.
+                    out.json_value(&outcome.json);
+                }
+                outcomes[index] = Some(outcome);
+            }
+            // A panic is ours, not the container's: named below as such.
+            Err(e) => tracing::error!("a container's task failed: {e}"),
+        }
+    }
+    if let Some(m) = &multi {
+        let _ = m.clear();
+    }
+    let outcomes: Vec<Outcome> = outcomes
+        .into_iter()
+        .zip(&containers)
+        .map(|(o, name)| {
+            o.unwrap_or_else(|| {
+                let f = Failure::plain(3, format!("internal error while working on `{name}`"));
+                let outcome = failed(name, f);
+                if out.json {
+                    out.json_value(&outcome.json);
+                }
+                outcome
+            })
+        })
+        .collect();
+    summary(out, &outcomes);
+    outcomes.iter().map(|o| o.code).max().unwrap_or(0)
+}
+
+fn bar(color: bool, name: &str) -> ProgressBar {
+    let template = if color {
+        "{spinner:.cyan} {msg} ({elapsed})"
+    } else {
+        "{spinner} {msg} ({elapsed})"
+    };
+    let style =
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let pb = ProgressBar::hidden()
+        .with_style(style)
+        .with_message(format!("{}: waiting", safe::field(name)));
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
+}
+
+fn failed(container: &str, f: Failure) -> Outcome {
+    let mut detail = f.message.clone();
+    for c in &f.causes {
+        detail.push_str(": ");
+        detail.push_str(c);
+    }
+    Outcome {
+        container: container.to_string(),
+        code: f.code,
+        detail,
+        json: json!({ "ok": false, "container": container, "error": f }),
+        warnings: Vec::new(),
+    }
+}
+
+async fn one(shared: &Shared, container: &str) -> Outcome {
+    let rt = shared.sel.runtime.as_ref();
+    let target = &shared.target;
+    let sel = &shared.sel;
+    let opts = |strict: bool| Options {
+        passphrase: Some(shared.prompt.as_ref()),
+        strict,
+    };
+    match &shared.op {
+        Op::Provision { manifest, strict } => {
+            match bottle::ssh::provision_with(rt, container, &manifest.plan, target, &opts(*strict))
+                .await
+            {
+                Ok(r) => Outcome {
+                    container: container.to_string(),
+                    code: 0,
+                    detail: format!(
+                        "{} key(s) loaded, {} file(s) written, agent pid {}",
+                        r.keys.len(),
+                        r.files.len(),
+                        r.agent.pid
+                    ),
+                    json: provision_json(sel, manifest, &r),
+                    warnings: r.warnings.clone(),
+                },
+                Err(e) => failed(
+                    container,
+                    crate::ssh_failure(e, Some(manifest), "cannot provision", container),
+                ),
+            }
+        }
+        Op::Verify { manifest, strict } => {
+            match bottle::ssh::verify_with(rt, container, &manifest.plan, target, &opts(*strict))
+                .await
+            {
+                Ok(r) => {
+                    let failures: Vec<&str> = r.failures().map(|c| c.name.as_str()).collect();
+                    let detail = if failures.is_empty() {
+                        format!("all {} checks hold", r.checks.len())
+                    } else {
+                        format!(
+                            "{} of {} checks failed: {}",
+                            failures.len(),
+                            r.checks.len(),
+                            failures.join(", ")
+                        )
+                    };
+                    Outcome {
+                        container: container.to_string(),
+                        code: if r.ok() { 0 } else { 1 },
+                        detail,
+                        json: verify_json(sel, container, &r),
+                        warnings: Vec::new(),
+                    }
+                }
+                Err(e) => failed(
+                    container,
+                    crate::ssh_failure(e, Some(manifest), "cannot verify", container),
+                ),
+            }
+        }
+        Op::Deprovision => match bottle::deprovision(rt, container, target).await {
+            Ok(r) => {
+                let pid = |p: Option<u32>| p.map_or_else(|| "none".into(), |p| format!("pid {p}"));
+                Outcome {
+                    container: container.to_string(),
+                    code: 0,
+                    detail: format!(
+                        "agent {}, forwarder {}, {} path(s) removed",
+                        pid(r.stopped_agent),
+                        pid(r.stopped_forwarder),
+                        r.removed.len()
+                    ),
+                    json: deprovision_json(sel, &r),
+                    warnings: Vec::new(),
+                }
+            }
+            Err(e) => failed(
+                container,
+                crate::ssh_failure(e, None, "cannot deprovision", container),
+            ),
+        },
+        Op::Keys => match bottle::ssh::list_keys(rt, container, target).await {
+            Ok(keys) => Outcome {
+                container: container.to_string(),
+                code: 0,
+                detail: if keys.is_empty() {
+                    "no keys".to_string()
+                } else {
+                    let fps: Vec<&str> = keys.iter().map(|k| k.fingerprint.as_str()).collect();
+                    format!("{} key(s): {}", keys.len(), fps.join(", "))
+                },
+                // The shape of `keys CONTAINER --json`.
+                json: json!({
+                    "ok": true,
+                    "engine": engine_json(sel),
+                    "container": container,
+                    "keys": keys,
+                }),
+                warnings: Vec::new(),
+            },
+            Err(e) => failed(
+                container,
+                crate::ssh_failure(e, None, "cannot list keys of", container),
+            ),
+        },
+    }
+}
+
+/// Warnings on stderr, then the table on stdout (human only): container,
+/// result, detail. Everything is escaped: details hold container text.
+fn summary(out: &Out, outcomes: &[Outcome]) {
+    // The same warning (an unrestricted key of the manifest) once, with
+    // the containers it came from.
+    let mut warnings: Vec<(&str, Vec<&str>)> = Vec::new();
+    for o in outcomes {
+        for w in &o.warnings {
+            match warnings.iter_mut().find(|(text, _)| text == w) {
+                Some((_, from)) => from.push(&o.container),
+                None => warnings.push((w, vec![&o.container])),
+            }
+        }
+    }
+    for (w, from) in warnings {
+        out.step(&format!("warning ({}): {w}", from.join(", ")));
+    }
+    let result = |o: &Outcome| match o.code {
+        0 => "ok".to_string(),
+        1 => "violations".to_string(),
+        c => format!("error ({c})"),
+    };
+    let rows: Vec<(String, String, String)> = outcomes
+        .iter()
+        .map(|o| {
+            (
+                safe::field(&o.container).into_owned(),
+                result(o),
+                safe::field(&o.detail).into_owned(),
+            )
+        })
+        .collect();
+    let w0 = rows
+        .iter()
+        .map(|r| r.0.chars().count())
+        .chain(["CONTAINER".len()])
+        .max()
+        .unwrap_or(0);
+    let w1 = rows
+        .iter()
+        .map(|r| r.1.len())
+        .chain(["RESULT".len()])
+        .max()
+        .unwrap_or(0);
+    let mut text = format!("{:w0$}  {:w1$}  DETAIL\n", "CONTAINER", "RESULT");
+    for (c, r, d) in &rows {
+        text.push_str(&format!("{c:w0$}  {r:w1$}  {d}\n"));
+    }
+    out.human(&text);
+    let failed = outcomes.iter().filter(|o| o.code != 0).count();
+    out.step(&format!(
+        "{} of {} container(s) succeeded",
+        outcomes.len() - failed,
+        outcomes.len()
+    ));
+}

@@ -1,0 +1,184 @@
+//! `bottlectl provision|verify|deprovision|keys` on many containers: names
+//! and `--filter`, `--jobs`, the summary table, one JSON line per container,
+//! the exit code (the highest of the containers'), on both engines.
+
+mod fixtures;
+
+use bottle_integration_tests::{engine_tests, TestEnv};
+use fixtures::{bottlectl, expect_code, output, verify_ok, Keys};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::process::Output;
+
+/// Start a bottle like the main one with `labels`; returns its name.
+async fn labelled(env: &TestEnv, what: &str, labels: &[(&str, &str)]) -> String {
+    let mut spec = env
+        .variant()
+        .run_spec(env.image().to_string(), ["/bin/sleep", "infinity"]);
+    spec.name = Some(env.unique_name(what));
+    spec.labels = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    env.run_container(spec)
+        .await
+        .unwrap_or_else(|e| panic!("start {what}: {e}"))
+        .name
+}
+
+/// stdout as JSON lines, each an object.
+fn lines(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .inspect(|v| assert!(v.is_object(), "{v}"))
+        .collect()
+}
+
+fn named(values: &[Value]) -> BTreeSet<String> {
+    values
+        .iter()
+        .map(|v| {
+            v["container"]
+                .as_str()
+                .expect("names its container")
+                .to_string()
+        })
+        .collect()
+}
+
+async fn has_config(env: &TestEnv, container: &str) -> bool {
+    env.rt()
+        .exec_root(container, &["test", "-e", "/home/node/.ssh/config"])
+        .await
+        .expect("exec")
+        .success()
+}
+
+async fn check_filter_selects_the_labelled(env: &TestEnv) {
+    let keys = Keys::new();
+    let manifest = keys.manifest();
+    let m = manifest.to_str().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| output(bottlectl(env, home.path(), args, &[]));
+    // A label key of this check only; the main bottle lacks it.
+    let key = env.unique_name("label");
+    let mut three = BTreeSet::new();
+    for (what, value) in [("one", "a"), ("two", "a"), ("three", "b")] {
+        three.insert(labelled(env, what, &[(&key, value)]).await);
+    }
+    let by_key = format!("label={key}");
+
+    let out = run(&["--json", "provision", "--filter", &by_key, "-m", m]).await;
+    expect_code(&out, 0, "provision --filter");
+    let got = lines(&out);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(named(&got), three);
+    assert!(got
+        .iter()
+        .all(|v| v["ok"] == true && v["keys"].as_array().unwrap().len() == 2));
+    for c in &three {
+        verify_ok(env.rt(), c, &keys.plan()).await;
+    }
+    assert!(
+        !has_config(env, env.bottle()).await,
+        "the unlabelled bottle"
+    );
+
+    // label=KEY=VALUE, human: the table names both, nothing else.
+    let out = run(&["verify", "--filter", &format!("label={key}=a"), "-m", m]).await;
+    expect_code(&out, 0, "verify --filter label=KEY=VALUE");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(table.lines().count(), 3, "header and two rows: {table}");
+    assert!(table.starts_with("CONTAINER"), "{table}");
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert!(rows.iter().all(|r| r.contains(" ok ")), "{table}");
+
+    let out = run(&["--json", "keys", "--filter", &by_key]).await;
+    expect_code(&out, 0, "keys --filter");
+    let got = lines(&out);
+    assert_eq!(named(&got), three);
+    assert!(
+        got.iter().all(|v| v["keys"].as_array().unwrap().len() == 2),
+        "{got:?}"
+    );
+
+    // name=…, one at a time.
+    let one = three.iter().next().unwrap();
+    let by_name = format!("name=^{one}$");
+    let out = run(&["--json", "keys", "--filter", &by_name, "--jobs", "1"]).await;
+    expect_code(&out, 0, "keys --filter name=");
+    assert_eq!(named(&lines(&out)), BTreeSet::from([one.clone()]));
+
+    let out = run(&["--json", "deprovision", "--filter", &by_key, "--jobs", "1"]).await;
+    expect_code(&out, 0, "deprovision --filter --jobs 1");
+    assert_eq!(named(&lines(&out)), three);
+    for c in &three {
+        assert!(!has_config(env, c).await, "{c} deprovisioned");
+    }
+
+    // Nothing matches: a note on stderr, nothing on stdout, exit 0.
+    let none = format!("label={key}=nothing");
+    let out = run(&["--json", "provision", "--filter", &none, "-m", m]).await;
+    expect_code(&out, 0, "a filter that matches nothing");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no running container matches"), "{err}");
+}
+
+async fn check_one_failure_does_not_stop_the_other(env: &TestEnv) {
+    let keys = Keys::new();
+    let manifest = keys.manifest();
+    let m = manifest.to_str().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| output(bottlectl(env, home.path(), args, &[]));
+    let good = env.bottle();
+    let missing = env.unique_name("missing");
+
+    let out = run(&["provision", good, &missing, "-m", m]).await;
+    expect_code(&out, 3, "one good, one missing");
+    verify_ok(env.rt(), good, &keys.plan()).await;
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no row for {name}: {table}"))
+            .to_string()
+    };
+    assert!(row(good).contains(" ok "), "{table}");
+    let bad = row(&missing);
+    assert!(
+        bad.contains("error (3)") && bad.contains("no container"),
+        "{table}"
+    );
+
+    let out = run(&[
+        "--json",
+        "provision",
+        &missing,
+        good,
+        "--jobs",
+        "1",
+        "-m",
+        m,
+    ])
+    .await;
+    expect_code(&out, 3, "--json, one good, one missing");
+    let got = lines(&out);
+    assert_eq!(got.len(), 2, "{got:?}");
+    for v in &got {
+        if v["container"] == good {
+            assert_eq!(v["ok"], true, "{v}");
+        } else {
+            assert_eq!(v["container"], missing.as_str(), "{v}");
+            assert_eq!(v["ok"], false, "{v}");
+            assert_eq!(v["error"]["exit_code"], 3, "{v}");
+        }
+    }
+}
+
+engine_tests!(
+    check_filter_selects_the_labelled,
+    check_one_failure_does_not_stop_the_other
+);
