@@ -16,6 +16,7 @@ pub const ENV_PREFIX: &str = "CLAUDE_BOTTLE_";
 pub const KEYS: &[&str] = &[
     "runtime",
     "host",
+    "context",
     "container_home",
     "user",
     "agent_socket",
@@ -83,6 +84,12 @@ pub struct Settings {
     /// the engine's own default (`DOCKER_HOST`, `CONTAINER_HOST`, well-known sockets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// Docker context (`$DOCKER_CONFIG/contexts`) used when neither `host`
+    /// nor `DOCKER_HOST` is set. Unset in every layer: `DOCKER_CONTEXT`, then
+    /// `currentContext` in `$DOCKER_CONFIG/config.json` (neither when
+    /// `DOCKER_HOST` is set, as with the docker CLI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
     /// The unprivileged user's home in the container.
     pub container_home: String,
     /// The unprivileged user in the container.
@@ -105,6 +112,7 @@ impl Default for Settings {
         Settings {
             runtime: RuntimeChoice::Auto,
             host: None,
+            context: None,
             container_home: target.home,
             user: target.user,
             agent_socket: target.agent_socket,
@@ -125,11 +133,12 @@ impl Settings {
         }
     }
 
-    /// The value of `key` as shown to users; `None` for an unset `host`.
+    /// The value of `key` as shown to users; `None` for an unset `host` or `context`.
     pub fn value_of(&self, key: &str) -> Option<String> {
         match key {
             "runtime" => Some(self.runtime.to_string()),
             "host" => self.host.clone(),
+            "context" => self.context.clone(),
             "container_home" => Some(self.container_home.clone()),
             "user" => Some(self.user.clone()),
             "agent_socket" => Some(self.agent_socket.clone()),
@@ -250,6 +259,7 @@ impl Sources {
 pub struct Overrides {
     pub runtime: Option<RuntimeChoice>,
     pub host: Option<String>,
+    pub context: Option<String>,
     pub container_home: Option<String>,
     pub user: Option<String>,
     pub agent_socket: Option<String>,
@@ -262,11 +272,26 @@ pub struct Overrides {
 #[serde(tag = "layer", rename_all = "snake_case")]
 pub enum Origin {
     Default,
-    SystemFile { path: PathBuf },
-    UserFile { path: PathBuf },
-    ConfigFile { path: PathBuf, via: String },
-    Env { var: String },
-    Flag { flag: String },
+    SystemFile {
+        path: PathBuf,
+    },
+    UserFile {
+        path: PathBuf,
+    },
+    ConfigFile {
+        path: PathBuf,
+        via: String,
+    },
+    Env {
+        var: String,
+    },
+    Flag {
+        flag: String,
+    },
+    /// `currentContext` in Docker's own `config.json`.
+    DockerConfig {
+        path: PathBuf,
+    },
 }
 
 impl fmt::Display for Origin {
@@ -278,6 +303,7 @@ impl fmt::Display for Origin {
             Origin::ConfigFile { path, via } => write!(f, "file {} (from {via})", path.display()),
             Origin::Env { var } => write!(f, "{ENV_LAYER} {var}"),
             Origin::Flag { flag } => write!(f, "{FLAG_LAYER} {flag}"),
+            Origin::DockerConfig { path } => write!(f, "currentContext in {}", path.display()),
         }
     }
 }
@@ -318,13 +344,15 @@ pub enum ConfigError {
 pub struct Config {
     pub settings: Settings,
     figment: Figment,
+    /// Set when `context` came from Docker's own variables or file.
+    context_origin: Option<Origin>,
 }
 
 /// One effective setting, for `bottlectl config`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SettingValue {
     pub key: &'static str,
-    /// `None`: unset (only `host` can be).
+    /// `None`: unset (only `host` and `context` can be).
     pub value: Option<String>,
     pub env: String,
     pub origin: Origin,
@@ -333,6 +361,9 @@ pub struct SettingValue {
 impl Config {
     /// Which layer set `key`'s effective value.
     pub fn origin(&self, key: &str) -> Origin {
+        if let (Some(origin), "context") = (&self.context_origin, key) {
+            return origin.clone();
+        }
         match self.figment.find_metadata(key) {
             Some(meta) => origin_of(meta, key),
             None => Origin::Default,
@@ -492,6 +523,7 @@ fn flag_layer(o: &Overrides) -> Layer {
     };
     put("runtime", o.runtime.map(|r| r.to_string()));
     put("host", o.host.clone());
+    put("context", o.context.clone());
     put("container_home", o.container_home.clone());
     put("user", o.user.clone());
     put("agent_socket", o.agent_socket.clone());
@@ -548,7 +580,71 @@ pub fn load(sources: &Sources, overrides: &Overrides) -> Result<Config, ConfigEr
             message: e.kind.to_string(),
         }
     })?;
-    Ok(Config { settings, figment })
+    let mut settings = settings;
+    let context_origin = if settings.context.is_none() {
+        docker_context(sources)?.map(|(name, origin)| {
+            settings.context = Some(name);
+            origin
+        })
+    } else {
+        None
+    };
+    Ok(Config {
+        settings,
+        figment,
+        context_origin,
+    })
+}
+
+/// The Docker context Docker itself would use, when no layer names one:
+/// `DOCKER_CONTEXT`, else `currentContext` in `$DOCKER_CONFIG/config.json`
+/// (default `~/.docker`); neither when `DOCKER_HOST` is set (it wins, as
+/// with the docker CLI). A missing file is no context; an unreadable or
+/// invalid one is an error (the docker CLI refuses it too).
+fn docker_context(sources: &Sources) -> Result<Option<(String, Origin)>, ConfigError> {
+    let get = |name: &str| {
+        sources
+            .env
+            .iter()
+            .find(|(k, v)| k == name && !v.trim().is_empty())
+            .map(|(_, v)| v.trim().to_string())
+    };
+    if get("DOCKER_HOST").is_some() {
+        return Ok(None);
+    }
+    if let Some(name) = get("DOCKER_CONTEXT") {
+        let origin = Origin::Env {
+            var: "DOCKER_CONTEXT".into(),
+        };
+        return Ok(Some((name, origin)));
+    }
+    let Some(dir) = get("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| get("HOME").map(|h| Path::new(&h).join(".docker")))
+    else {
+        return Ok(None);
+    };
+    let path = dir.join("config.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(ConfigError::Read { path, source }),
+    };
+    #[derive(Deserialize)]
+    struct DockerConfigFile {
+        #[serde(rename = "currentContext", default)]
+        current_context: Option<String>,
+    }
+    let file: DockerConfigFile = serde_json::from_str(&text).map_err(|e| ConfigError::Invalid {
+        key: "context".into(),
+        origin: Origin::DockerConfig { path: path.clone() },
+        message: format!("not valid JSON: {e}"),
+    })?;
+    Ok(file
+        .current_context
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty())
+        .map(|c| (c, Origin::DockerConfig { path })))
 }
 
 #[cfg(test)]
@@ -574,8 +670,11 @@ mod tests {
     }
 
     fn clear_env(jail: &mut Jail) {
+        // Never the caller's own Docker configuration.
+        let docker = jail.directory().join("docker");
+        jail.set_env("DOCKER_CONFIG", docker.display());
         for (k, _) in std::env::vars() {
-            if k.starts_with(ENV_PREFIX) {
+            if k.starts_with(ENV_PREFIX) || k == "DOCKER_HOST" || k == "DOCKER_CONTEXT" {
                 jail.set_env(&k, "");
                 std::env::remove_var(&k);
             }
@@ -805,6 +904,67 @@ mod tests {
             sources.config_file = Some((jail.directory().join("nope.toml"), ConfigFileVia::Flag));
             let err = load(&sources, &Overrides::default()).unwrap_err();
             assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn context_layers_then_docker_context_then_current_context() {
+        Jail::expect_with(|jail| {
+            clear_env(jail);
+            let cfg = jail.directory().join("docker/config.json");
+            create(
+                jail,
+                "docker/config.json",
+                r#"{"auths":{},"currentContext":"cur"}"#,
+            );
+            let config =
+                load(&jail_sources(jail), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.settings.context.as_deref(), Some("cur"));
+            assert_eq!(
+                config.origin("context"),
+                Origin::DockerConfig { path: cfg.clone() }
+            );
+            assert_eq!(
+                config.origin("context").to_string(),
+                format!("currentContext in {}", cfg.display())
+            );
+            jail.set_env("DOCKER_CONTEXT", "envctx");
+            let config =
+                load(&jail_sources(jail), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.settings.context.as_deref(), Some("envctx"));
+            assert_eq!(
+                config.origin("context").to_string(),
+                "environment variable DOCKER_CONTEXT"
+            );
+            jail.set_env("CLAUDE_BOTTLE_CONTEXT", "ours");
+            let config =
+                load(&jail_sources(jail), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.settings.context.as_deref(), Some("ours"));
+            let overrides = Overrides {
+                context: Some("flagctx".into()),
+                ..Overrides::default()
+            };
+            let config = load(&jail_sources(jail), &overrides).map_err(|e| e.to_string())?;
+            assert_eq!(config.settings.context.as_deref(), Some("flagctx"));
+            assert_eq!(
+                config.origin("context").to_string(),
+                "command-line flag --context"
+            );
+            // DOCKER_HOST wins over Docker's own context choice (not over ours).
+            std::env::remove_var("CLAUDE_BOTTLE_CONTEXT");
+            jail.set_env("DOCKER_HOST", "unix:///x.sock");
+            let config =
+                load(&jail_sources(jail), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.settings.context, None);
+            assert_eq!(config.origin("context"), Origin::Default);
+            std::env::remove_var("DOCKER_HOST");
+            std::env::remove_var("DOCKER_CONTEXT");
+            create(jail, "docker/config.json", "{ nope");
+            let msg = load(&jail_sources(jail), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains("`context` from currentContext in"), "{msg}");
             Ok(())
         });
     }

@@ -1,13 +1,12 @@
 //! Connection, lazy version negotiation, timeouts and error mapping.
 
+use crate::context::{is_loopback_addr, DockerEndpoint, TlsFiles, DEFAULT_ENDPOINT};
 use bollard::errors::Error as BollardError;
 use bollard::{Docker, API_DEFAULT_VERSION};
 use bottle_runtime::{BoxError, Engine, Error, Result};
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::OnceCell;
-
-const DEFAULT_ENDPOINT: &str = "unix:///var/run/docker.sock";
 
 /// Where the engine listens, parsed once in `connect`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +15,8 @@ pub(crate) enum Transport {
     Unix(String),
     /// `tcp://host:port` or `http://host:port`, as given.
     Http(String),
+    /// `tcp://host:port` with TLS: the server verified against `tls.ca`.
+    Https(String, TlsFiles),
 }
 
 /// A Docker runtime: implements [`ContainerRuntime`](bottle_runtime::ContainerRuntime)
@@ -55,13 +56,40 @@ impl DockerRuntime {
             Some(e) => e.trim().to_string(),
             None => Self::default_endpoint().0,
         };
-        let (endpoint, transport) =
-            parse_endpoint(&raw).map_err(|reason| Error::InvalidRequest {
-                engine: Engine::Docker,
-                container: String::new(),
-                operation: "connect",
-                reason,
-            })?;
+        Self::connect_with(&raw, None, timeout)
+    }
+
+    /// Create a runtime for a resolved endpoint (see [`resolve`](crate::resolve)):
+    /// a `tcp://` host with [`TlsFiles`] speaks TLS, verifying the engine's
+    /// certificate against the CA and presenting the client certificate.
+    /// Each TLS file must be readable now (else [`Error::InvalidRequest`]
+    /// naming it); the engine is still not contacted. A plain `tcp://` host
+    /// that is not loopback is logged as a warning.
+    pub fn connect_endpoint(endpoint: &DockerEndpoint, timeout: Duration) -> Result<DockerRuntime> {
+        Self::connect_with(endpoint.host.trim(), endpoint.tls.as_ref(), timeout)
+    }
+
+    fn connect_with(raw: &str, tls: Option<&TlsFiles>, timeout: Duration) -> Result<DockerRuntime> {
+        let invalid = |reason| Error::InvalidRequest {
+            engine: Engine::Docker,
+            container: String::new(),
+            operation: "connect",
+            reason,
+        };
+        let (endpoint, mut transport) = parse_endpoint(raw).map_err(invalid)?;
+        match (&transport, tls) {
+            (Transport::Http(addr), Some(files)) if addr.starts_with("tcp://") => {
+                check_tls_files(files, &endpoint).map_err(invalid)?;
+                transport = Transport::Https(addr.clone(), files.clone());
+            }
+            (Transport::Http(addr), _) if !is_loopback_addr(addr) => {
+                tracing::warn!(
+                    endpoint = %endpoint,
+                    "plain tcp to a non-loopback address: the engine's API (root on that host) is unauthenticated and unencrypted; use TLS (DOCKER_TLS_VERIFY=1, DOCKER_CERT_PATH) or a context with TLS material"
+                );
+            }
+            _ => {}
+        }
         Ok(DockerRuntime {
             endpoint,
             transport,
@@ -99,6 +127,14 @@ impl DockerRuntime {
         match &self.transport {
             Transport::Unix(path) => Docker::connect_with_unix(path, secs, API_DEFAULT_VERSION),
             Transport::Http(addr) => Docker::connect_with_http(addr, secs, API_DEFAULT_VERSION),
+            Transport::Https(addr, tls) => Docker::connect_with_ssl(
+                addr,
+                &tls.key,
+                &tls.cert,
+                &tls.ca,
+                secs,
+                API_DEFAULT_VERSION,
+            ),
         }
     }
 
@@ -248,6 +284,24 @@ fn is_connect_error(err: &BollardError) -> bool {
     }
 }
 
+/// Each TLS file must be a readable file: bollard reads the client key only
+/// during the handshake, where a missing one would just send no certificate.
+fn check_tls_files(tls: &TlsFiles, endpoint: &str) -> std::result::Result<(), String> {
+    for (what, path) in [
+        ("CA certificate", &tls.ca),
+        ("client certificate", &tls.cert),
+        ("client key", &tls.key),
+    ] {
+        if let Err(e) = std::fs::read(path) {
+            return Err(format!(
+                "cannot read the TLS {what} {} for {endpoint}: {e}",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Normalise an endpoint to its URI form and pick the transport.
 pub(crate) fn parse_endpoint(raw: &str) -> std::result::Result<(String, Transport), String> {
     if let Some(path) = raw.strip_prefix("unix://") {
@@ -321,6 +375,37 @@ mod tests {
             ),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn tls_files_are_checked_at_connect_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["ca.pem", "cert.pem"] {
+            std::fs::write(dir.path().join(f), b"x").unwrap();
+        }
+        let ep = DockerEndpoint {
+            host: "tcp://127.0.0.1:1".into(),
+            from: "DOCKER_HOST".into(),
+            context: None,
+            tls: Some(TlsFiles::in_dir(dir.path())),
+        };
+        let err = DockerRuntime::connect_endpoint(&ep, Duration::from_secs(1)).unwrap_err();
+        let key = dir.path().join("key.pem");
+        assert!(
+            err.to_string()
+                .contains(&format!("TLS client key {}", key.display())),
+            "{err}"
+        );
+        std::fs::write(&key, b"x").unwrap();
+        let rt = DockerRuntime::connect_endpoint(&ep, Duration::from_secs(1)).unwrap();
+        assert!(matches!(rt.transport, Transport::Https(..)));
+        // TLS material does not apply to a unix socket.
+        let unix = DockerEndpoint {
+            host: "unix:///nonexistent.sock".into(),
+            ..ep
+        };
+        let rt = DockerRuntime::connect_endpoint(&unix, Duration::from_secs(1)).unwrap();
+        assert!(matches!(rt.transport, Transport::Unix(_)));
     }
 
     #[test]

@@ -7,6 +7,12 @@
 //!   an engine that does not answer gives [`Error::Unreachable`](bottle_runtime::Error::Unreachable)
 //!   naming the endpoint.
 //! - Every call is bounded by the timeout given to `connect`.
+//! - [`resolve`] picks the endpoint as the docker CLI does (a host setting,
+//!   `DOCKER_HOST`, a named context from `$DOCKER_CONFIG/contexts`, the
+//!   default socket) and [`DockerRuntime::connect_endpoint`] reaches it; a
+//!   `tcp://` endpoint with TLS material (`DOCKER_TLS_VERIFY` +
+//!   `DOCKER_CERT_PATH`, or the context's) always verifies the engine's
+//!   certificate (bollard's rustls transport).
 //! - `exec` keeps stdout and stderr apart (binary safe), delivers stdin then
 //!   EOF, and reports the exit code Docker records. Once the output ends,
 //!   stdin the process never read is dropped, not pushed on (Docker can keep
@@ -58,6 +64,10 @@
 
 mod admin;
 mod client;
+mod context;
 mod runtime;
 
 pub use client::DockerRuntime;
+pub use context::{
+    context_names, read_context, resolve, DockerEndpoint, DockerEnv, TlsFiles, DEFAULT_CONTEXT,
+};

@@ -77,8 +77,16 @@
 //!    because Podman also serves Docker's);
 //! 3. a container was named: the engine that has it (both: an error asking
 //!    for `--runtime`);
-//! 4. `DOCKER_HOST` / `CONTAINER_HOST` set: that engine;
+//! 4. `DOCKER_HOST`, a Docker context (the `context` setting, `DOCKER_CONTEXT`
+//!    or Docker's `currentContext`, other than `default`) or `CONTAINER_HOST`:
+//!    that engine;
 //! 5. whichever default socket answers, Docker first.
+//!
+//! Docker's endpoint itself is chosen as its CLI does (see
+//! [`bottle_docker::resolve`]): `host`, `DOCKER_HOST`, the context, the
+//! default socket; TLS from `DOCKER_TLS_VERIFY` + `DOCKER_CERT_PATH` or the
+//! context's store. An unknown context is a configuration error (exit 2)
+//! listing the known ones.
 //!
 //! ```
 //! // Selection needs no engine to explain a disabled backend.
@@ -113,8 +121,8 @@ use std::time::Duration;
 pub struct Probe {
     pub engine: Engine,
     pub endpoint: String,
-    /// Why this endpoint: `host setting`, `DOCKER_HOST`, `CONTAINER_HOST`,
-    /// `rootless socket`, `default`.
+    /// Why this endpoint: `host setting`, `DOCKER_HOST`, `context NAME`,
+    /// `CONTAINER_HOST`, `rootless socket`, `default`.
     pub endpoint_from: String,
     /// Engine version when it answered.
     pub version: Option<String>,
@@ -257,13 +265,81 @@ pub fn default_endpoint(engine: Engine) -> Option<(String, &'static str)> {
     }
 }
 
-fn make(engine: Engine, endpoint: &str, timeout: Duration) -> Result<Handles, SelectError> {
+/// Where an engine is reached, and why.
+#[derive(Debug, Clone)]
+struct Where {
+    endpoint: String,
+    from: String,
+    /// Docker's resolved endpoint with its TLS material.
+    #[cfg(feature = "docker")]
+    docker: Option<bottle_docker::DockerEndpoint>,
+}
+
+impl Where {
+    #[allow(dead_code)] // unused when built with neither backend
+    fn plain(endpoint: String, from: &str) -> Where {
+        Where {
+            endpoint,
+            from: from.to_string(),
+            #[cfg(feature = "docker")]
+            docker: None,
+        }
+    }
+}
+
+/// A configuration problem in choosing `engine`'s endpoint (exit 2).
+#[cfg(feature = "docker")]
+fn config_error(engine: Engine, reason: String) -> SelectError {
+    SelectError::Runtime {
+        engine,
+        why: "endpoint selection".into(),
+        tried: vec![],
+        source: Box::new(RuntimeError::InvalidRequest {
+            engine,
+            container: String::new(),
+            operation: "connect",
+            reason,
+        }),
+    }
+}
+
+/// The endpoint `engine` is reached at for `settings`.
+fn where_for(engine: Engine, settings: &Settings) -> Result<Where, SelectError> {
+    match engine {
+        #[cfg(feature = "docker")]
+        Engine::Docker => {
+            let ep = bottle_docker::resolve(
+                settings.host.as_deref(),
+                settings.context.as_deref(),
+                &bottle_docker::DockerEnv::from_process(),
+            )
+            .map_err(|reason| config_error(engine, reason))?;
+            Ok(Where {
+                endpoint: ep.host.clone(),
+                from: ep.from.clone(),
+                docker: Some(ep),
+            })
+        }
+        _ => match &settings.host {
+            Some(h) => Ok(Where::plain(h.clone(), "host setting")),
+            None => default_endpoint(engine)
+                .map(|(e, from)| Where::plain(e, from))
+                .ok_or(SelectError::NotBuiltIn(engine)),
+        },
+    }
+}
+
+fn make(engine: Engine, at: &Where, timeout: Duration) -> Result<Handles, SelectError> {
+    let endpoint = at.endpoint.as_str();
     match engine {
         #[cfg(feature = "docker")]
         Engine::Docker => handles(
             engine,
             endpoint,
-            bottle_docker::DockerRuntime::connect(Some(endpoint), timeout),
+            match &at.docker {
+                Some(ep) => bottle_docker::DockerRuntime::connect_endpoint(ep, timeout),
+                None => bottle_docker::DockerRuntime::connect(Some(endpoint), timeout),
+            },
         ),
         #[cfg(feature = "podman")]
         Engine::Podman => handles(
@@ -314,15 +390,30 @@ impl Candidate {
     fn ok(&self) -> bool {
         self.error.is_none() && self.handles.is_some() && self.info.is_some()
     }
+
+    /// A configuration problem (e.g. an unreadable TLS file) ends selection
+    /// at once as exit 2, instead of trying the next engine.
+    fn config_problem(&mut self, at: &Where, tried: &[Probe]) -> Option<SelectError> {
+        if !matches!(self.error, Some(RuntimeError::InvalidRequest { .. })) {
+            return None;
+        }
+        let source = self.error.take()?;
+        Some(SelectError::Runtime {
+            engine: self.probe.engine,
+            why: format!("endpoint from {}", at.from),
+            tried: tried.to_vec(),
+            source: Box::new(source),
+        })
+    }
 }
 
 async fn probe(
     engine: Engine,
-    endpoint: String,
-    from: &str,
+    at: &Where,
     timeout: Duration,
     container: Option<&str>,
 ) -> Candidate {
+    let (endpoint, from) = (at.endpoint.clone(), at.from.as_str());
     let mut probe = Probe {
         engine,
         endpoint: endpoint.clone(),
@@ -332,7 +423,7 @@ async fn probe(
         error: None,
         has_container: None,
     };
-    let handles = match make(engine, &endpoint, timeout) {
+    let handles = match make(engine, at, timeout) {
         Ok(h) => h,
         Err(SelectError::Runtime { source, .. }) => {
             probe.error = Some(error_chain(source.as_ref()));
@@ -415,16 +506,27 @@ fn chosen(c: Candidate, why: String, tried: Vec<Probe>) -> Selection {
 pub async fn probe_all(settings: &Settings, container: Option<&str>) -> Vec<Probe> {
     let mut out = Vec::new();
     for engine in [Engine::Docker, Engine::Podman] {
-        let (endpoint, from) = match (&settings.host, default_endpoint(engine)) {
-            (Some(h), _) => (h.clone(), "host setting"),
-            (None, Some(d)) => d,
-            (None, None) => (String::new(), "not built in"),
+        let at = match where_for(engine, settings) {
+            Ok(at) => at,
+            Err(SelectError::NotBuiltIn(_)) => Where::plain(String::new(), "not built in"),
+            Err(e) => {
+                // The endpoint could not even be chosen (e.g. an unknown context).
+                out.push(Probe {
+                    engine,
+                    endpoint: String::new(),
+                    endpoint_from: settings
+                        .context
+                        .as_ref()
+                        .map_or("endpoint selection".into(), |c| format!("context {c}")),
+                    version: None,
+                    api_version: None,
+                    error: Some(error_chain(&e)),
+                    has_container: None,
+                });
+                continue;
+            }
         };
-        out.push(
-            probe(engine, endpoint, from, settings.timeout, container)
-                .await
-                .probe,
-        );
+        out.push(probe(engine, &at, settings.timeout, container).await.probe);
     }
     out
 }
@@ -456,12 +558,7 @@ async fn select_inner(
     container: Option<&str>,
 ) -> Result<Selection, SelectError> {
     let timeout = settings.timeout;
-    let endpoint_for = |engine: Engine| -> Result<(String, &'static str), SelectError> {
-        match &settings.host {
-            Some(h) => Ok((h.clone(), "host setting")),
-            None => default_endpoint(engine).ok_or(SelectError::NotBuiltIn(engine)),
-        }
-    };
+    let endpoint_for = |engine: Engine| where_for(engine, settings);
 
     // 1. An explicit runtime.
     let explicit = match settings.runtime {
@@ -473,12 +570,13 @@ async fn select_inner(
         if !built_in(engine) {
             return Err(SelectError::NotBuiltIn(engine));
         }
-        let (endpoint, from) = endpoint_for(engine)?;
-        let c = probe(engine, endpoint.clone(), from, timeout, None).await;
+        let at = endpoint_for(engine)?;
+        let c = probe(engine, &at, timeout, None).await;
         let tried = vec![c.probe.clone()];
         let why = format!(
-            "runtime = {} in settings (endpoint from {from})",
-            engine.name()
+            "runtime = {} in settings (endpoint from {})",
+            engine.name(),
+            at.from
         );
         if c.ok() {
             return Ok(chosen(c, why, tried));
@@ -507,8 +605,12 @@ async fn select_inner(
     if let Some(host) = &settings.host {
         let mut tried = Vec::new();
         for engine in engines.iter().rev() {
-            let c = probe(*engine, host.clone(), "host setting", timeout, None).await;
+            let at = endpoint_for(*engine)?;
+            let mut c = probe(*engine, &at, timeout, None).await;
             tried.push(c.probe.clone());
+            if let Some(e) = c.config_problem(&at, &tried) {
+                return Err(e);
+            }
             if c.ok() {
                 let why = format!(
                     "runtime auto: {} answered at the host setting {host}",
@@ -525,9 +627,12 @@ async fn select_inner(
         let mut tried = Vec::new();
         let mut having = Vec::new();
         for engine in &engines {
-            let (endpoint, from) = endpoint_for(*engine)?;
-            let c = probe(*engine, endpoint, from, timeout, Some(name)).await;
+            let at = endpoint_for(*engine)?;
+            let mut c = probe(*engine, &at, timeout, Some(name)).await;
             tried.push(c.probe.clone());
+            if let Some(e) = c.config_problem(&at, &tried) {
+                return Err(e);
+            }
             if c.probe.has_container == Some(true) {
                 having.push(c);
             }
@@ -553,25 +658,36 @@ async fn select_inner(
         };
     }
 
-    // 4. DOCKER_HOST / CONTAINER_HOST: the user already said where to go.
+    // 4. DOCKER_HOST, a Docker context, CONTAINER_HOST: the user already
+    // said where to go.
     let mut tried = Vec::new();
-    let from_env: Vec<Engine> = engines
-        .iter()
-        .copied()
-        .filter(|e| {
-            matches!(
-                default_endpoint(*e),
-                Some((_, "DOCKER_HOST")) | Some((_, "CONTAINER_HOST"))
-            )
-        })
-        .collect();
-    if !from_env.is_empty() {
-        for engine in &from_env {
-            let (endpoint, from) = endpoint_for(*engine)?;
-            let c = probe(*engine, endpoint.clone(), from, timeout, None).await;
+    let mut named = Vec::new();
+    let mut defaults = Vec::new();
+    for engine in &engines {
+        let at = endpoint_for(*engine)?;
+        let user_named = at.from == "DOCKER_HOST"
+            || at.from == "CONTAINER_HOST"
+            || (at.from.starts_with("context ")
+                && at.from != format!("context {}", DEFAULT_DOCKER_CONTEXT));
+        if user_named {
+            named.push((*engine, at));
+        } else {
+            defaults.push((*engine, at));
+        }
+    }
+    if !named.is_empty() {
+        for (engine, at) in &named {
+            let mut c = probe(*engine, at, timeout, None).await;
             tried.push(c.probe.clone());
+            if let Some(e) = c.config_problem(at, &tried) {
+                return Err(e);
+            }
             if c.ok() {
-                let why = format!("runtime auto: {from} is set ({endpoint})");
+                let why = format!(
+                    "runtime auto: {} ({})",
+                    describe_named(&at.from),
+                    at.endpoint
+                );
                 return Ok(chosen(c, why, tried));
             }
         }
@@ -579,16 +695,31 @@ async fn select_inner(
     }
 
     // 5. Whichever default socket answers.
-    for engine in &engines {
-        let (endpoint, from) = endpoint_for(*engine)?;
-        let c = probe(*engine, endpoint.clone(), from, timeout, None).await;
+    for (engine, at) in &defaults {
+        let mut c = probe(*engine, at, timeout, None).await;
         tried.push(c.probe.clone());
+        if let Some(e) = c.config_problem(at, &tried) {
+            return Err(e);
+        }
         if c.ok() {
-            let why = format!("runtime auto: {engine} answered at {endpoint} ({from} endpoint)");
+            let why = format!(
+                "runtime auto: {engine} answered at {} ({} endpoint)",
+                at.endpoint, at.from
+            );
             return Ok(chosen(c, why, tried));
         }
     }
     Err(SelectError::NoEngine { tried })
+}
+
+/// Docker's name for "the default socket".
+const DEFAULT_DOCKER_CONTEXT: &str = "default";
+
+fn describe_named(from: &str) -> String {
+    match from.strip_prefix("context ") {
+        Some(name) => format!("Docker context `{name}` is selected"),
+        None => format!("{from} is set"),
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,15 @@ pub struct Cli {
     #[arg(long, global = true, env = "CLAUDE_BOTTLE_HOST", value_name = "URI")]
     pub host: Option<String>,
 
+    /// Docker context from $DOCKER_CONFIG/contexts (after --host and DOCKER_HOST; default: DOCKER_CONTEXT, then Docker's currentContext) [setting: context]
+    #[arg(
+        long,
+        global = true,
+        env = "CLAUDE_BOTTLE_CONTEXT",
+        value_name = "NAME"
+    )]
+    pub context: Option<String>,
+
     /// Extra configuration file, above the system and user files
     #[arg(long, global = true, env = "CLAUDE_BOTTLE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,

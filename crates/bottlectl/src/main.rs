@@ -155,6 +155,10 @@ fn overrides(cli: &Cli, matches: &ArgMatches) -> Overrides {
             .host
             .clone()
             .filter(|_| from_command_line(matches, "host")),
+        context: cli
+            .context
+            .clone()
+            .filter(|_| from_command_line(matches, "context")),
         ..Overrides::default()
     }
 }

@@ -1,0 +1,288 @@
+//! Reaching the Docker engine the user already has: contexts, `DOCKER_HOST`
+//! with TLS, and the order between them, against a real second dockerd that
+//! `scripts/tls-dockerd.sh` starts beside the first (its own data-root,
+//! exec-root and managed containerd) on `tcp://127.0.0.1:PORT` with
+//! `--tlsverify`, and stops again by its recorded pid.
+//!
+//! One test, so the daemon (about a second to start) is started once. It
+//! skips when dockerd or openssl is missing, except in CI (`CI=true`) or with
+//! `BOTTLE_TEST_REQUIRE_ENGINES=1`, where that is a failure.
+
+use bottle_integration_tests::bottlectl_path;
+use bottle_integration_tests::harness::engines_required;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The second daemon; stopped (by the pid the script recorded) when dropped.
+struct SecondDockerd {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .join("scripts/tls-dockerd.sh")
+}
+
+impl SecondDockerd {
+    fn start() -> Result<SecondDockerd, String> {
+        for tool in ["dockerd", "openssl", "curl"] {
+            let found = Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .map_err(|e| e.to_string())?;
+            if !found.status.success() {
+                return Err(format!("`{tool}` is not installed"));
+            }
+        }
+        // Short path: containerd's socket lives under the exec-root.
+        let dir = tempfile::Builder::new()
+            .prefix("btls")
+            .tempdir_in("/tmp")
+            .map_err(|e| e.to_string())?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let daemon = SecondDockerd { dir, port };
+        let out = Command::new(script())
+            .arg("start")
+            .arg(daemon.dir.path())
+            .arg(port.to_string())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "tls-dockerd.sh start failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(daemon)
+    }
+
+    fn certs(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    fn tcp(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+
+    fn unix(&self) -> String {
+        format!("unix://{}", self.dir.path().join("docker.sock").display())
+    }
+}
+
+impl Drop for SecondDockerd {
+    fn drop(&mut self) {
+        let _ = Command::new(script())
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A hermetic `bottlectl` run: empty HOME and config dirs, only `envs`.
+fn bottlectl(home: &Path, args: &[&str], envs: &[(&str, &str)]) -> (i32, String) {
+    let out: Output = Command::new(bottlectl_path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("xdg"))
+        .envs(envs.iter().copied())
+        .args(args)
+        .output()
+        .expect("run bottlectl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// A context store entry the way the docker CLI writes it
+/// (`contexts/meta/<sha256 of the name>/meta.json`, TLS beside it).
+fn write_context(config: &Path, name: &str, host: &str, certs: Option<&Path>) {
+    let id = hex::encode(Sha256::digest(name.as_bytes()));
+    let meta = config.join("contexts/meta").join(&id);
+    std::fs::create_dir_all(&meta).unwrap();
+    let json = serde_json::json!({
+        "Name": name,
+        "Metadata": {},
+        "Endpoints": { "docker": { "Host": host, "SkipTLSVerify": false } }
+    });
+    std::fs::write(meta.join("meta.json"), json.to_string()).unwrap();
+    if let Some(certs) = certs {
+        let tls = config.join("contexts/tls").join(&id).join("docker");
+        std::fs::create_dir_all(&tls).unwrap();
+        for f in ["ca.pem", "cert.pem", "key.pem"] {
+            std::fs::copy(certs.join(f), tls.join(f)).unwrap();
+        }
+    }
+}
+
+fn expect(code: i32, text: &str, want_code: i32, want: &str, what: &str) {
+    assert_eq!(code, want_code, "{what}: exit {code}, output:\n{text}");
+    assert!(text.contains(want), "{what}: no `{want}` in:\n{text}");
+}
+
+#[test]
+fn docker_contexts_and_tls_reach_a_second_dockerd() {
+    let daemon = match SecondDockerd::start() {
+        Ok(d) => d,
+        Err(why) if !engines_required() => {
+            println!("SKIP a second dockerd with TLS is needed: {why}");
+            return;
+        }
+        Err(why) => panic!("a second dockerd with TLS is needed: {why}"),
+    };
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("dockercfg");
+    let config_s = config.display().to_string();
+    let certs = daemon.certs();
+    let certs_s = certs.display().to_string();
+    let tcp = daemon.tcp();
+    write_context(&config, "tlsctx", &tcp, Some(&certs));
+    write_context(&config, "zother", "unix:///nonexistent.sock", None);
+    let selected_tcp = format!("selected: docker at {tcp}");
+    let with_config = [("DOCKER_CONFIG", config_s.as_str())];
+
+    // --context: the context's host and TLS material (auto picks Docker).
+    let (code, text) = bottlectl(
+        home.path(),
+        &["--context", "tlsctx", "doctor"],
+        &with_config,
+    );
+    expect(code, &text, 0, &selected_tcp, "--context tlsctx");
+    assert!(text.contains("[context tlsctx]"), "{text}");
+    assert!(
+        text.contains("Docker context `tlsctx` is selected"),
+        "{text}"
+    );
+    let (code, text) = bottlectl(
+        home.path(),
+        &["--context", "tlsctx", "config"],
+        &with_config,
+    );
+    expect(code, &text, 0, "command-line flag --context", "config");
+
+    // DOCKER_CONTEXT, with an explicit runtime.
+    let (code, text) = bottlectl(
+        home.path(),
+        &["--runtime", "docker", "doctor"],
+        &[("DOCKER_CONFIG", &config_s), ("DOCKER_CONTEXT", "tlsctx")],
+    );
+    expect(code, &text, 0, &selected_tcp, "DOCKER_CONTEXT");
+
+    // currentContext in config.json is followed, and shown with its origin.
+    std::fs::write(config.join("config.json"), r#"{"currentContext":"tlsctx"}"#).unwrap();
+    let (code, text) = bottlectl(home.path(), &["doctor"], &with_config);
+    expect(code, &text, 0, &selected_tcp, "currentContext");
+    let (code, text) = bottlectl(home.path(), &["config"], &with_config);
+    let origin = format!("currentContext in {}", config.join("config.json").display());
+    expect(code, &text, 0, &origin, "config shows currentContext");
+
+    // DOCKER_HOST wins over the context (here the second daemon's own socket).
+    let unix = daemon.unix();
+    let (code, text) = bottlectl(
+        home.path(),
+        &["--context", "tlsctx", "doctor"],
+        &[("DOCKER_CONFIG", &config_s), ("DOCKER_HOST", &unix)],
+    );
+    expect(
+        code,
+        &text,
+        0,
+        &format!("selected: docker at {unix}"),
+        "DOCKER_HOST over the context",
+    );
+    assert!(text.contains("[DOCKER_HOST]"), "{text}");
+    std::fs::remove_file(config.join("config.json")).unwrap();
+
+    // DOCKER_HOST + DOCKER_TLS_VERIFY + DOCKER_CERT_PATH.
+    let tls_env = |cert_path: &str| {
+        [
+            ("DOCKER_HOST", tcp.clone()),
+            ("DOCKER_TLS_VERIFY", "1".to_string()),
+            ("DOCKER_CERT_PATH", cert_path.to_string()),
+        ]
+    };
+    let run_tls = |args: &[&str], cert_path: &str| {
+        let env = tls_env(cert_path);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        bottlectl(home.path(), args, &env)
+    };
+    let (code, text) = run_tls(&["doctor"], &certs_s);
+    expect(code, &text, 0, &selected_tcp, "DOCKER_TLS_VERIFY");
+    let (code, text) = run_tls(&["--runtime", "docker", "version"], &certs_s);
+    expect(code, &text, 0, &format!("at {tcp}"), "version over TLS");
+    assert!(!text.contains("not answering"), "{text}");
+
+    // A CA that did not sign the server's certificate: a TLS error, exit 3.
+    let wrong = certs.join("wrong").display().to_string();
+    let (code, text) = run_tls(&["--runtime", "docker", "doctor"], &wrong);
+    expect(code, &text, 3, "invalid peer certificate", "wrong CA");
+    assert!(text.contains(&tcp), "{text}");
+
+    // No plain-HTTP fallback: the TLS port refuses plain requests.
+    let (code, text) = bottlectl(
+        home.path(),
+        &["--runtime", "docker", "doctor"],
+        &[("DOCKER_HOST", tcp.as_str())],
+    );
+    assert_eq!(code, 3, "{text}");
+
+    // A missing client key: a configuration error naming the file, exit 2.
+    let partial = home.path().join("partial");
+    std::fs::create_dir_all(&partial).unwrap();
+    for f in ["ca.pem", "cert.pem"] {
+        std::fs::copy(certs.join(f), partial.join(f)).unwrap();
+    }
+    let (code, text) = run_tls(&["doctor"], &partial.display().to_string());
+    let key = partial.join("key.pem").display().to_string();
+    expect(code, &text, 2, &key, "missing key.pem");
+
+    // An unknown context: exit 2 listing the known names.
+    let (code, text) = bottlectl(home.path(), &["--context", "nope", "doctor"], &with_config);
+    expect(
+        code,
+        &text,
+        2,
+        "unknown Docker context `nope` (known: default, tlsctx, zother",
+        "unknown context",
+    );
+
+    // A store the real docker CLI wrote, where it is installed.
+    let cli_config = home.path().join("clicfg");
+    let created = Command::new("docker")
+        .env("DOCKER_CONFIG", &cli_config)
+        .args(["context", "create", "clictx", "--docker"])
+        .arg(format!(
+            "host={tcp},ca={c}/ca.pem,cert={c}/cert.pem,key={c}/key.pem",
+            c = certs.display()
+        ))
+        .output();
+    match created {
+        Ok(o) if o.status.success() => {
+            let cli_s = cli_config.display().to_string();
+            let (code, text) = bottlectl(
+                home.path(),
+                &["--context", "clictx", "doctor"],
+                &[("DOCKER_CONFIG", cli_s.as_str())],
+            );
+            expect(
+                code,
+                &text,
+                0,
+                &selected_tcp,
+                "context from `docker context create`",
+            );
+        }
+        other => println!("note: no docker CLI to write a context store ({other:?})"),
+    }
+    drop(daemon);
+}
