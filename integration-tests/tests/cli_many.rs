@@ -178,7 +178,66 @@ async fn check_one_failure_does_not_stop_the_other(env: &TestEnv) {
     }
 }
 
+/// As the user: a key whose comment holds terminal controls and a line
+/// break makes the listing fail; the error quoting it in the summary table
+/// is escaped (nothing the terminal acts on), `--json` keeps the bytes.
+async fn check_container_text_is_escaped_in_the_table(env: &TestEnv) {
+    let keys = Keys::new();
+    let manifest = keys.manifest();
+    let m = manifest.to_str().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| output(bottlectl(env, home.path(), args, &[]));
+    let b = env.bottle();
+    expect_code(&run(&["provision", b, "-m", m]).await, 0, "provision");
+    let comment = "\x1b[2J\x1b]52;c;eA==\x07two\nlines";
+    let add = env
+        .exec_as(
+            fixtures::USER,
+            &[
+                "sh",
+                "-c",
+                r#"set -e
+                   d=$(mktemp -d)
+                   ssh-keygen -q -t ed25519 -N '' -C "$1" -f "$d/k"
+                   SSH_AUTH_SOCK=/run/claude-bottle-agent-public.sock ssh-add "$d/k"
+                   rm -rf "$d""#,
+                "sh",
+                comment,
+            ],
+        )
+        .await;
+    assert!(add.success(), "ssh-add as the user: {}", add.stderr_lossy());
+
+    // A filter makes it the many-container command, even for one.
+    let by_name = format!("name=^{b}$");
+    let out = run(&["keys", "--filter", &by_name]).await;
+    expect_code(&out, 3, "keys after a hostile comment");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "raw controls: {text:?}"
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(table.lines().count(), 2, "header and one row: {table}");
+    assert!(table.contains("\\x1b[2J\\x1b]52;c;eA==\\x07two"), "{table}");
+
+    let out = run(&["--json", "keys", "--filter", &by_name]).await;
+    expect_code(&out, 3, "keys --json after a hostile comment");
+    let got = lines(&out);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0]["error"].to_string().contains("\\u001b[2J"),
+        "{}",
+        got[0]
+    );
+}
+
 engine_tests!(
     check_filter_selects_the_labelled,
-    check_one_failure_does_not_stop_the_other
+    check_one_failure_does_not_stop_the_other,
+    check_container_text_is_escaped_in_the_table
 );
