@@ -38,6 +38,15 @@ certs() {
 case $cmd in
   start)
     port=${3:?PORT}
+    command -v dockerd >/dev/null || { echo "tls-dockerd.sh: no dockerd (scripts/engines.sh docker installs it)" >&2; exit 1; }
+    # A fresh machine may lack openssl; install it the way engines.sh installs its packages.
+    if ! command -v openssl >/dev/null; then
+      if ! command -v apt-get >/dev/null || [ "$(id -u)" != 0 ]; then
+        echo "tls-dockerd.sh: openssl is not installed" >&2; exit 1
+      fi
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl >/dev/null ||
+        { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl >/dev/null; }
+    fi
     mkdir -p "$dir"
     certs
     # Short paths: exec-root holds containerd's socket (108-byte sun_path limit).
@@ -51,8 +60,9 @@ case $cmd in
       --bridge=none --iptables=false --ip6tables=false \
       >"$dir/dockerd.log" 2>&1 &
     echo $! >"$dir/started.pid"
-    for _ in $(seq 1 100); do
-      if curl -sf --unix-socket "$dir/docker.sock" http://d/_ping >/dev/null 2>&1; then
+    # Ready once it serves the TLS port (dockerd logs it after initialising).
+    for _ in $(seq 1 300); do
+      if grep -q "API listen on 127.0.0.1:$port" "$dir/dockerd.log" 2>/dev/null && [ -S "$dir/docker.sock" ]; then
         printf 'BOTTLE_TLS_DOCKER_HOST=tcp://127.0.0.1:%s\nBOTTLE_TLS_DOCKER_CERTS=%s\n' \
           "$port" "$dir/certs" >"$dir/env"
         exit 0
