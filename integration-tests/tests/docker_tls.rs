@@ -284,5 +284,47 @@ fn docker_contexts_and_tls_reach_a_second_dockerd() {
         }
         other => println!("note: no docker CLI to write a context store ({other:?})"),
     }
+    exec_over_tls(&daemon);
     drop(daemon);
+}
+
+/// The runtime itself over TLS: a container on the second daemon, an exec
+/// with stdin, both streams apart and the exit code.
+fn exec_over_tls(daemon: &SecondDockerd) {
+    use bottle_docker::{DockerEndpoint, DockerRuntime, TlsFiles};
+    use bottle_runtime::{ContainerAdmin, ContainerRuntime, ExecRequest, RunSpec};
+    let ep = DockerEndpoint {
+        host: daemon.tcp(),
+        from: "test".into(),
+        context: None,
+        tls: Some(TlsFiles::in_dir(&daemon.certs())),
+    };
+    let docker = DockerRuntime::connect_endpoint(&ep, std::time::Duration::from_secs(60))
+        .expect("connect over TLS");
+    let rt = tokio::runtime::Runtime::new().expect("tokio");
+    rt.block_on(async {
+        let image = bottle_integration_tests::ensure_test_image(&docker)
+            .await
+            .expect("import the test image over TLS");
+        let mut spec = RunSpec::new(image, ["/bin/sleep", "infinity"]);
+        spec.name = Some("bottle-tls-exec".into());
+        docker.run(&spec).await.expect("run over TLS");
+        let out = docker
+            .exec(
+                "bottle-tls-exec",
+                ExecRequest::new(["/bin/sh", "-c", "cat; echo oops >&2; exit 7"])
+                    .user("1000")
+                    .stdin(b"over tls\n".to_vec()),
+            )
+            .await;
+        // Removed before asserting: a running container would hold up the
+        // daemon's shutdown by its stop timeout.
+        let removed = docker.remove("bottle-tls-exec").await;
+        let out = out.expect("exec over TLS");
+        assert_eq!(
+            (out.exit_code, out.stdout_lossy(), out.stderr_lossy()),
+            (7, "over tls\n".to_string(), "oops\n".to_string())
+        );
+        removed.expect("remove over TLS");
+    });
 }
