@@ -202,7 +202,10 @@ async fn check_killed_agent_or_forwarder_is_named_and_repaired(env: &TestEnv) {
     provision_ok(env.rt(), env.bottle(), &plan).await;
     for (dead, alive) in [("agent", "forwarder"), ("forwarder", "agent")] {
         let pid = env
-            .sh(&format!("cat /run/claude-bottle/{dead}.pid"), &[])
+            .sh(
+                &format!("read -r p _ < /run/claude-bottle/{dead}.pid; echo \"$p\""),
+                &[],
+            )
             .await;
         env.sh("kill -9 \"$1\"", &[pid.trim()]).await;
         let report = bottle_ssh::verify(env.rt(), env.bottle(), &plan, &Target::default())

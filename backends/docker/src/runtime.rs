@@ -297,10 +297,10 @@ impl DockerRuntime {
     ) -> Result<(i64, Option<i64>)> {
         let mut delay = Duration::from_millis(5);
         loop {
-            let inspected = docker
-                .inspect_exec(exec_id)
-                .await
-                .map_err(|e| self.classify(e, container, "exec inspect"))?;
+            let inspected = match docker.inspect_exec(exec_id).await {
+                Ok(inspected) => inspected,
+                Err(e) => return Err(self.exec_gone_error(docker, e, container).await),
+            };
             if inspected.running != Some(true) {
                 if let Some(code) = inspected.exit_code {
                     return Ok((code, inspected.pid));
@@ -310,6 +310,41 @@ impl DockerRuntime {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(100));
         }
+    }
+
+    /// Docker forgets an exec when its container stops, so a 404 from exec
+    /// inspect is a container that stopped (or went) meanwhile.
+    async fn exec_gone_error(
+        &self,
+        docker: &bollard::Docker,
+        err: bollard::errors::Error,
+        container: &str,
+    ) -> Error {
+        if matches!(status_of(&err), Some((404, _))) {
+            match docker
+                .inspect_container(container, None::<InspectContainerOptions>)
+                .await
+            {
+                Ok(info) => {
+                    let info = container_info(info);
+                    if !info.is_running() {
+                        return Error::ContainerNotRunning {
+                            engine: Engine::Docker,
+                            container: container.to_string(),
+                            state: info.state.to_string(),
+                        };
+                    }
+                }
+                Err(e) if matches!(status_of(&e), Some((404, _))) => {
+                    return Error::ContainerNotFound {
+                        engine: Engine::Docker,
+                        container: container.to_string(),
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+        self.classify(err, container, "exec inspect")
     }
 
     /// 404/409 are about the container; any other failure to create or
