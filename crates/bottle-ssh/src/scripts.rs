@@ -122,7 +122,8 @@ release_lock() {
 }
 "#;
 
-/// Root's environment, checked before any root script runs a program:
+/// Root's environment, checked before any root script runs a program
+/// (`trust_root STATE AGENT PUBLIC TOOL…` does all of it):
 /// `trust_env DIR…` makes `PATH` the fixed system list less every directory
 /// that is not trusted, then checks that each DIR (the state and socket
 /// directories) is trusted. `check_tools TOOL…` finds each tool on that
@@ -261,6 +262,28 @@ check_tools() {
     done
   done
 }
+# trust_root STATE AGENT PUBLIC TOOL…: root's environment for a script that
+# uses the state directory and both sockets; an existing state directory
+# must be a trusted directory (never adopted).
+trust_root() {
+  tr_state=$1 tr_agent=$2 tr_public=$3; shift 3
+  trust_env "${tr_state%/*}/" "${tr_agent%/*}/" "${tr_public%/*}/"
+  check_tools "$@"
+  if [ -e "$tr_state" ] || [ -L "$tr_state" ]; then
+    trust_load "$tr_state"
+    if tr_w=$(why_untrusted "$tr_state"); then echo "untrusted $tr_w"; bad=1;
+    elif ! [ -d "$tr_state" ]; then echo "untrusted $tr_state not a directory"; bad=1; fi
+  fi
+}
+# os_release: `os ID ID_LIKE…` from /etc/os-release, for an install hint
+# (builtins only).
+os_release() {
+  os=''
+  if [ -f /etc/os-release ]; then
+    while IFS='=' read -r k v; do case $k in ID|ID_LIKE) os="$os $v";; esac; done < /etc/os-release
+  fi
+  echo "os$os"
+}
 "#;
 
 /// Programs the scripts use besides the three the product needs.
@@ -309,22 +332,8 @@ unset LD_PRELOAD LD_LIBRARY_PATH LD_AUDIT ENV BASH_ENV
 
 const PROVISION_BODY: &str = r#"
 bad=0
-trust_env "${state%/*}/" "${agent%/*}/" "${public%/*}/"
-check_tools "$@"
-if [ -e "$state" ] || [ -L "$state" ]; then
-  trust_load "$state"
-  if w=$(why_untrusted "$state"); then echo "untrusted $w"; bad=1;
-  elif ! [ -d "$state" ]; then echo "untrusted $state not a directory"; bad=1; fi
-fi
-if [ "$bad" != 0 ]; then
-  # The distribution, for an install hint (builtins only).
-  os=''
-  if [ -f /etc/os-release ]; then
-    while IFS='=' read -r k v; do case $k in ID|ID_LIKE) os="$os $v";; esac; done < /etc/os-release
-  fi
-  echo "os$os"
-  exit 0
-fi
+trust_root "$state" "$agent" "$public" "$@"
+if [ "$bad" != 0 ]; then os_release; exit 0; fi
 # The ids themselves come from the user's exec (it runs as the user).
 id -u "$user" >/dev/null 2>&1 || { echo "missing user"; bad=1; }
 [ -d "$home" ] || { echo "missing home"; bad=1; }
@@ -527,20 +536,11 @@ set -u
 unset LD_PRELOAD LD_LIBRARY_PATH LD_AUDIT ENV BASH_ENV
 user=$1 home=$2 state=$3 agent=$4 public=$5; shift 5
 bad=0
-trust_env "${state%/*}/" "${agent%/*}/" "${public%/*}/"
-check_tools "$@" ssh
-if [ -e "$state" ] || [ -L "$state" ]; then
-  trust_load "$state"
-  if w=$(why_untrusted "$state"); then echo "untrusted $w"; bad=1; fi
-fi
+trust_root "$state" "$agent" "$public" "$@" ssh
 for t in "$@" ssh; do
   if p=$(command -v "$t" 2>/dev/null); then echo "tool $t $p"; fi
 done
-os=''
-if [ -f /etc/os-release ]; then
-  while IFS='=' read -r k v; do case $k in ID|ID_LIKE) os="$os $v";; esac; done < /etc/os-release
-fi
-echo "os$os"
+os_release
 [ "$bad" = 0 ] || { echo "done"; exit 0; }
 if u=$(id -u "$user" 2>/dev/null); then echo "user $u"; else echo "user -"; fi
 if [ -d "$home" ]; then echo "home yes"; else echo "home no"; fi
@@ -570,13 +570,8 @@ trap 'while IFS= read -r _; do :; done 2>/dev/null' EXIT
 unset LD_PRELOAD LD_LIBRARY_PATH LD_AUDIT ENV BASH_ENV
 state=$1 agent=$2 public=$3 user=$4 home=$5; shift 5
 bad=0
-trust_env "${state%/*}/" "${agent%/*}/" "${public%/*}/"
-check_tools "$@"
+trust_root "$state" "$agent" "$public" "$@"
 if command -v timeout >/dev/null 2>&1; then check_tools timeout; fi
-if [ -e "$state" ] || [ -L "$state" ]; then
-  trust_load "$state"
-  if w=$(why_untrusted "$state"); then echo "untrusted $w"; bad=1; fi
-fi
 # Nothing below may run a program root cannot trust.
 [ "$bad" = 0 ] || { echo "done"; exit 0; }
 echo "uid $(id -u "$user" 2>/dev/null)"
@@ -668,12 +663,7 @@ set -u
 unset LD_PRELOAD LD_LIBRARY_PATH LD_AUDIT ENV BASH_ENV
 state=$1 agent=$2 public=$3 token=$4; shift 4
 bad=0
-trust_env "${state%/*}/" "${agent%/*}/" "${public%/*}/"
-check_tools "$@"
-if [ -e "$state" ] || [ -L "$state" ]; then
-  trust_load "$state"
-  if w=$(why_untrusted "$state"); then echo "untrusted $w"; bad=1; fi
-fi
+trust_root "$state" "$agent" "$public" "$@"
 [ "$bad" = 0 ] || exit 0
 if [ -d "$state" ]; then take_lock "$state" "$token"; fi
 read_record "$state/agent.pid"; apid=$rp astart=$rs
