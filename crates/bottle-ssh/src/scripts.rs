@@ -143,7 +143,6 @@ untrusted=
 seen=$NL
 # physical DIR: the directory with every symlink resolved (builtins only).
 physical() { (cd -P -- "$1" 2>/dev/null && pwd -P); }
-parent_of() { pp=${1%/*}; echo "${pp:-/}"; }
 # trust_load PATH…: stat the given absolute paths and their parents, each once.
 trust_load() {
   tl_todo=
@@ -153,7 +152,7 @@ trust_load() {
     while :; do
       case $seen in *"$NL$tl_p$NL"*) ;; *) seen=$seen$tl_p$NL; tl_todo=$tl_todo$tl_p$NL;; esac
       [ "$tl_p" != / ] || break
-      tl_p=$(parent_of "$tl_p")
+      tl_p=${tl_p%/*}; tl_p=${tl_p:-/}
     done
   done
   [ -n "$tl_todo" ] || return 0
@@ -186,16 +185,17 @@ EOF
     for tl_p in "$@"; do untrusted=$untrusted$tl_p$TAB"could not be checked (stat printed $tl_lines lines for $# paths)"$NL; done
   fi
 }
-# why_untrusted PATH: prints "PATH WHY" for the first untrusted one of PATH
-# and its parents (all loaded); false when all are trusted.
+# why_untrusted PATH: true when PATH or a parent (all loaded) is untrusted,
+# with "PATH WHY" for the first such one in $wu_out (no subshell: it runs
+# for every program and directory).
 why_untrusted() {
   wu_p=$1
   while :; do
     case $NL$untrusted in *"$NL$wu_p$TAB"*)
-      wu_w=${untrusted#*"$wu_p$TAB"}; echo "$wu_p ${wu_w%%"$NL"*}"; return 0;;
+      wu_w=${untrusted#*"$wu_p$TAB"}; wu_out="$wu_p ${wu_w%%"$NL"*}"; return 0;;
     esac
     [ "$wu_p" != / ] || return 1
-    wu_p=$(parent_of "$wu_p")
+    wu_p=${wu_p%/*}; wu_p=${wu_p:-/}
   done
 }
 trust_env() {
@@ -225,42 +225,67 @@ trust_env() {
   PATH='' skipped=''
   for r in $dirs; do
     case :$PATH: in *":$r:"*) continue;; esac
-    if why_untrusted "$r" >/dev/null; then skipped=$skipped$r$NL; continue; fi
+    if why_untrusted "$r"; then skipped=$skipped$r$NL; continue; fi
     PATH=${PATH:+$PATH:}$r
   done
   export PATH
   for r in $need; do
-    if w=$(why_untrusted "$r"); then echo "untrusted $w"; bad=1; fi
+    if why_untrusted "$r"; then echo "untrusted $wu_out"; bad=1; fi
   done
   # The bootstrap tools are run by their fixed paths: check them as tools.
   check_tools "$STAT" "$READLINK"
 }
 # check_tools TOOL…: found on the trusted PATH (a shell builtin is fine),
-# every symlink hop trusted.
+# every symlink hop trusted. The PATH directories are physical already, so
+# the first hops of all tools are checked with one stat.
 check_tools() {
+  ct_found=''
+  ct_paths=''
   for ct_t in "$@"; do
-    if ! ct_p=$(command -v "$ct_t" 2>/dev/null); then
+    ct_p=''
+    case $ct_t in
+      /*) if [ -x "$ct_t" ] && ct_d=$(physical "${ct_t%/*}/"); then ct_p=${ct_d%/}/${ct_t##*/}; fi;;
+      *)
+        ct_ifs=$IFS; IFS=:
+        for ct_d in $PATH; do
+          if [ -f "$ct_d/$ct_t" ] && [ -x "$ct_d/$ct_t" ]; then ct_p=$ct_d/$ct_t; break; fi
+        done
+        IFS=$ct_ifs
+        # A shell builtin or applet (busybox ash) needs no file.
+        if [ -z "$ct_p" ] && command -v "$ct_t" >/dev/null 2>&1; then continue; fi;;
+    esac
+    if [ -z "$ct_p" ]; then
       bad=1
       # Only in a directory left off PATH: say why rather than "missing".
       for ct_d in $skipped; do
-        if [ -e "$ct_d/$ct_t" ]; then echo "untrusted $(why_untrusted "$ct_d") (for $ct_t)"; continue 2; fi
+        if [ -e "$ct_d/$ct_t" ] && why_untrusted "$ct_d"; then echo "untrusted $wu_out (for $ct_t)"; continue 2; fi
       done
       echo "missing tool $ct_t"; continue
     fi
-    case $ct_p in /*) ;; *) continue;; esac
+    ct_found=$ct_found$ct_t$TAB$ct_p$NL
+    ct_paths=$ct_paths$ct_p$NL
+  done
+  ct_ifs=$IFS; IFS=$NL; set -f
+  # shellcheck disable=SC2086 # one path per line
+  trust_load $ct_paths
+  set +f; IFS=$ct_ifs
+  while IFS=$TAB read -r ct_t ct_p; do
+    [ -n "$ct_t" ] || continue
     ct_hops=0
     while :; do
-      ct_d=$(physical "$(parent_of "$ct_p")") || { echo "untrusted $ct_p cannot be resolved (for $ct_t)"; bad=1; break; }
-      if [ "$ct_d" = / ]; then ct_p=/${ct_p##*/}; else ct_p=$ct_d/${ct_p##*/}; fi
-      trust_load "$ct_p"
-      if ct_w=$(why_untrusted "$ct_p"); then echo "untrusted $ct_w (for $ct_t)"; bad=1; break; fi
+      if why_untrusted "$ct_p"; then echo "untrusted $wu_out (for $ct_t)"; bad=1; break; fi
       [ -L "$ct_p" ] || break
       ct_hops=$((ct_hops+1))
       [ "$ct_hops" -lt 20 ] || { echo "untrusted $ct_p too many symlinks (for $ct_t)"; bad=1; break; }
       ct_l=$("$READLINK" "$ct_p") || { echo "untrusted $ct_p cannot be resolved (for $ct_t)"; bad=1; break; }
-      case $ct_l in /*) ct_p=$ct_l;; *) ct_p=$ct_d/$ct_l;; esac
+      case $ct_l in /*) ;; *) ct_l=${ct_p%/*}/$ct_l;; esac
+      ct_d=$(physical "${ct_l%/*}/") || { echo "untrusted $ct_l cannot be resolved (for $ct_t)"; bad=1; break; }
+      if [ "$ct_d" = / ]; then ct_p=/${ct_l##*/}; else ct_p=$ct_d/${ct_l##*/}; fi
+      trust_load "$ct_p"
     done
-  done
+  done <<EOF
+$ct_found
+EOF
 }
 # trust_root STATE AGENT PUBLIC TOOL…: root's environment for a script that
 # uses the state directory and both sockets; an existing state directory
@@ -271,7 +296,7 @@ trust_root() {
   check_tools "$@"
   if [ -e "$tr_state" ] || [ -L "$tr_state" ]; then
     trust_load "$tr_state"
-    if tr_w=$(why_untrusted "$tr_state"); then echo "untrusted $tr_w"; bad=1;
+    if why_untrusted "$tr_state"; then echo "untrusted $wu_out"; bad=1;
     elif ! [ -d "$tr_state" ]; then echo "untrusted $tr_state not a directory"; bad=1; fi
   fi
 }
