@@ -52,7 +52,7 @@ ours() {
   local pid
   pid=$(cat "$state/$1.pid" 2>/dev/null) || return 1
   case $pid in ''|*[!0-9]*) return 1 ;; esac
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2" || return 1
+  tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -q -- "$2" || return 1
   echo "$pid"
 }
 
@@ -81,7 +81,7 @@ start_docker() {
   local f pid
   for f in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
     pid=$(cat "$f" 2>/dev/null) || continue
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -e dockerd -e containerd || rm -f "$f"
+    tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -q -e dockerd -e containerd || rm -f "$f"
   done
   rm -f $sock
   nohup dockerd --bridge=none --iptables=false --ip6tables=false >"$state/dockerd.log" 2>&1 &
