@@ -149,6 +149,7 @@ fn plan_cases(f: &Files) -> Vec<Bad> {
         cases.push(Bad {
             what: format!("{field} = {v:?}"),
             plan: Plan {
+                signing: None,
                 gate: None,
                 ssh: vec![entry("first", key), e],
             },
@@ -215,6 +216,7 @@ fn plan_cases(f: &Files) -> Vec<Bad> {
         cases.push(Bad {
             what: format!("IdentityFile {what}"),
             plan: Plan {
+                signing: None,
                 gate: None,
                 ssh: vec![entry("first", key), entry("second", &path)],
             },
@@ -235,6 +237,7 @@ fn plan_cases(f: &Files) -> Vec<Bad> {
         cases.push(Bad {
             what: format!("KnownHostKey {what}"),
             plan: Plan {
+                signing: None,
                 gate: None,
                 ssh: vec![entry("first", key), e],
             },
@@ -250,6 +253,7 @@ fn plan_cases(f: &Files) -> Vec<Bad> {
     host_key("truncated base64", public[..public.len() / 2].to_string());
 
     let gated = |ports: &[(&str, i64)]| Plan {
+        signing: None,
         gate: Some(Gate {
             host: "127.0.0.1".into(),
             ports: ports.iter().map(|(a, p)| (a.to_string(), *p)).collect(),
@@ -289,6 +293,7 @@ fn plan_cases(f: &Files) -> Vec<Bad> {
     cases.push(Bad {
         what: "Port -1".into(),
         plan: Plan {
+            signing: None,
             gate: None,
             ssh: vec![entry("first", key), port],
         },
@@ -298,6 +303,7 @@ fn plan_cases(f: &Files) -> Vec<Bad> {
     cases.push(Bad {
         what: "duplicate alias (case-insensitive)".into(),
         plan: Plan {
+            signing: None,
             gate: None,
             ssh: vec![entry("first", key), entry("FIRST", key)],
         },
@@ -441,6 +447,7 @@ async fn check_unreadable_key_as_non_root(env: &TestEnv) {
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
     std::fs::set_permissions(f.path("locked"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let plan = Plan {
+        signing: None,
         gate: None,
         ssh: vec![entry("locked", &locked)],
     };
@@ -552,6 +559,7 @@ async fn check_bad_manifests(env: &TestEnv) {
 async fn check_bad_container_references(env: &TestEnv) {
     let f = Files::new();
     let plan = Plan {
+        signing: None,
         gate: None,
         ssh: vec![entry("a", &f.key)],
     };
@@ -669,7 +677,7 @@ async fn check_odd_inputs_that_must_work(env: &TestEnv) {
     fingerprints.push(fingerprint(&f.key));
     // A host key with a trailing comment (and line break) is fine.
     ssh[0].known_host_key = Some(format!("{} trailing comment here\n", f.public().trim()));
-    let plan = Plan { gate: None, ssh };
+    let plan = Plan { signing: None, gate: None, ssh };
     fingerprints.sort();
 
     let report = bottle_ssh::provision(env.rt(), env.bottle(), &plan, &Target::default())

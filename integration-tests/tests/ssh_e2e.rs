@@ -104,6 +104,7 @@ impl Keys {
     fn plan(&self) -> Plan {
         let pin = Some(public(&self.host_key));
         Plan {
+            signing: None,
             gate: Some(gate(&["a", "b"])),
             ssh: vec![
                 self.entry("a", &self.a, pin.clone()),
@@ -478,6 +479,7 @@ async fn check_rotate_loads_only_new_keys(env: &TestEnv) {
         sorted(vec![fingerprint(&keys.a), fingerprint(&keys.b)])
     );
     let mut second = Plan {
+        signing: None,
         gate: Some(gate(&["a"])),
         ssh: vec![keys.entry("a", &keys.rotated, None)],
     };
@@ -784,6 +786,7 @@ async fn check_runtime_calls_do_not_grow_with_keys(env: &TestEnv) {
     let keys = Keys::new();
     let counting = Counting::new(env.runtime());
     let one = Plan {
+        signing: None,
         gate: None,
         ssh: vec![keys.entry("k0", &keys.a, None)],
     };
@@ -792,6 +795,7 @@ async fn check_runtime_calls_do_not_grow_with_keys(env: &TestEnv) {
         .unwrap();
     assert_eq!(counting.take(), (2, 0, 0));
     let twenty = Plan {
+        signing: None,
         gate: None,
         ssh: (0..20)
             .map(|i| {
@@ -1151,6 +1155,7 @@ async fn check_every_key_type_signs(env: &TestEnv) {
     let mut gate = gate(&["ed", "ec"]);
     gate.ports.insert("rsa".into(), i64::from(PORTS[0]));
     let plan = Plan {
+        signing: None,
         gate: Some(gate),
         ssh: vec![
             keys.entry("ed", &keys.a, pin.clone()),

@@ -30,6 +30,7 @@ async fn check_every_alias_signs_in_with_its_own_key(env: &TestEnv) {
     start_sshd_with(env, &ports, &[&host_key], &authorized, "MaxAuthTries 3\n").await;
 
     let mut plan = Plan {
+        signing: None,
         gate: Some(Gate {
             host: "127.0.0.1".into(),
             ports: Default::default(),
@@ -100,6 +101,7 @@ async fn check_replaced_public_key_file_is_reported_and_rewritten(env: &TestEnv)
     let dir = tempfile::tempdir().unwrap();
     let key = keygen_with(dir.path(), "k/id_ed25519", "ed25519", &[], "");
     let plan = Plan {
+        signing: None,
         gate: None,
         ssh: vec![SshEntry {
             host: "a".into(),

@@ -349,6 +349,7 @@ async fn check_lifetime_expires_in_the_agent(env: &TestEnv) {
         ..Default::default()
     };
     let plan = Plan {
+        signing: None,
         gate: Some(Gate {
             host: "127.0.0.1".into(),
             ports: [("short".to_string(), 2201), ("keep".to_string(), 2202)].into(),

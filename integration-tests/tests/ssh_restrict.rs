@@ -16,6 +16,7 @@ const GATE2: u16 = 2202;
 
 fn plan(key: &Path, pin: &str, restrict: Option<bool>) -> Plan {
     Plan {
+        signing: None,
         gate: Some(Gate {
             host: "127.0.0.1".into(),
             ports: [("a".to_string(), i64::from(GATE1))].into(),

@@ -35,6 +35,7 @@ async fn target(env: &TestEnv) -> Target {
 
 fn plan(key: &std::path::Path, host_key: &std::path::Path) -> Plan {
     Plan {
+        signing: None,
         gate: Some(Gate {
             host: "127.0.0.1".into(),
             ports: [("up".to_string(), i64::from(PORT))].into(),

@@ -264,6 +264,7 @@ fn entry(alias: &str, hostname: &str, key: &Path, pin: Option<&str>) -> SshEntry
 
 fn plan(entries: Vec<SshEntry>) -> Plan {
     Plan {
+        signing: None,
         gate: Some(Gate {
             host: "127.0.0.1".into(),
             ports: entries

@@ -15,6 +15,11 @@ pub struct Plan {
     /// One entry per SSH alias, in the order they are rendered.
     #[serde(default)]
     pub ssh: Vec<SshEntry>,
+    /// A key for git commit/tag signing (`gpg.format = ssh`), loaded
+    /// without destination restriction (OpenSSH's agent refuses `SSHSIG`
+    /// signatures for restricted keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing: Option<Signing>,
 }
 
 impl Plan {
@@ -57,8 +62,13 @@ pub struct SshEntry {
     /// The upstream login; a restricted key signs only logins as this user.
     #[serde(rename = "User")]
     pub user: String,
-    /// Private key on the machine running the provisioner.
-    #[serde(rename = "IdentityFile")]
+    /// Private key on the machine running the provisioner. Empty (absent)
+    /// only with `CertificateAuthority`, which gives the entry a fresh key.
+    #[serde(
+        rename = "IdentityFile",
+        default,
+        skip_serializing_if = "path_is_empty"
+    )]
     pub identity_file: PathBuf,
     /// Pins the upstream host key, e.g. `ssh-ed25519 AAAA…`.
     #[serde(
@@ -82,6 +92,52 @@ pub struct SshEntry {
     /// effect without `KnownHostKey`.
     #[serde(rename = "Restrict", default, skip_serializing_if = "Option::is_none")]
     pub restrict: Option<bool>,
+    /// The private key of an OpenSSH user CA on the machine running the
+    /// provisioner. With it the entry gets a fresh ed25519 key at each
+    /// provision, with a certificate this CA signs; the CA key never enters
+    /// the container. Replaces `IdentityFile`.
+    #[serde(
+        rename = "CertificateAuthority",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub certificate_authority: Option<PathBuf>,
+    /// The certificate's principals (default: the entry's `User`).
+    #[serde(
+        rename = "Principals",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub principals: Option<Vec<String>>,
+    /// How long the certificate (and the fresh key in the agent) is valid,
+    /// as `Lifetime` is written (default `1h`, at most
+    /// 7 days).
+    #[serde(rename = "Validity", default, skip_serializing_if = "Option::is_none")]
+    pub validity: Option<Lifetime>,
+}
+
+fn path_is_empty(p: &Path) -> bool {
+    p.as_os_str().is_empty()
+}
+
+/// The `[signing]` table: one key git signs commits and tags with.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signing {
+    /// Private key on the machine running the provisioner. It must be a
+    /// dedicated signing key: it is loaded unrestricted, so it could also
+    /// log in wherever it is authorized.
+    #[serde(rename = "IdentityFile")]
+    pub identity_file: PathBuf,
+    /// How long the agent keeps the key (as in `[[ssh]]`).
+    #[serde(rename = "Lifetime", default, skip_serializing_if = "Option::is_none")]
+    pub lifetime: Option<Lifetime>,
+    /// Sign every commit (`commit.gpgsign`, default `true`).
+    #[serde(rename = "Commits", default, skip_serializing_if = "Option::is_none")]
+    pub commits: Option<bool>,
+    /// Sign every annotated tag (`tag.gpgsign`, default `false`).
+    #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<bool>,
 }
 
 /// An agent key lifetime as written in the manifest: `3600` or `"1h"`.

@@ -35,6 +35,7 @@ fn entry(host: &str, hostname: &str, key: &Path) -> SshEntry {
 
 fn gated(entries: Vec<SshEntry>, ports: &[(&str, i64)]) -> Plan {
     Plan {
+        signing: None,
         gate: Some(Gate {
             host: "127.0.0.1".into(),
             ports: ports.iter().map(|(a, p)| (a.to_string(), *p)).collect(),
@@ -90,6 +91,7 @@ fn renders_without_a_gate_straight_to_the_upstream() {
     let mut b = entry("b", "b.example.org", &k);
     b.port = Some(2222);
     let plan = Plan {
+        signing: None,
         gate: None,
         ssh: vec![entry("a", "a.example.org", &k), b],
     };
@@ -397,6 +399,7 @@ fn loads_every_supported_key_type_whatever_the_file_name() {
         .map(|(i, k)| entry(&format!("h{i}"), "example.org", k))
         .collect();
     let plan = Plan {
+        signing: None,
         gate: None,
         ssh: entries,
     };
@@ -448,6 +451,7 @@ fn ecdsa_keys_with_short_scalars_load() {
             short += 1;
         }
         let plan = Plan {
+            signing: None,
             gate: None,
             ssh: vec![entry("a", "a.org", &path)],
         };
@@ -490,6 +494,7 @@ fn the_same_key_under_two_aliases_loads_once() {
     let copy = dir.path().join("copy-of-k");
     std::fs::copy(&k, &copy).unwrap();
     let plan = Plan {
+        signing: None,
         gate: None,
         ssh: vec![entry("a", "a.org", &k), entry("b", "b.org", &copy)],
     };
@@ -510,6 +515,7 @@ fn agent_messages_round_trip() {
     let a = ed25519(dir.path(), "a");
     let b = keygen(dir.path(), "b", &["-t", "rsa", "-b", "2048"]);
     let plan = Plan {
+        signing: None,
         gate: None,
         ssh: vec![
             entry("a", "a.org", &a),
@@ -550,6 +556,7 @@ fn debug_output_has_no_key_material() {
     let dir = tempfile::tempdir().unwrap();
     let k = ed25519(dir.path(), "k");
     let plan = Plan {
+        signing: None,
         gate: None,
         ssh: vec![entry("a", "a.org", &k)],
     };

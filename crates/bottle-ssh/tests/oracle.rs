@@ -299,7 +299,14 @@ fn plan_strategy() -> impl Strategy<Value = (Plan, Target)> {
                 public_socket: socket,
                 ..Target::default()
             };
-            (Plan { gate, ssh }, target)
+            (
+                Plan {
+                    signing: None,
+                    gate,
+                    ssh,
+                },
+                target,
+            )
         })
 }
 
@@ -327,6 +334,7 @@ proptest! {
 /// struct literals, so fields added to `ValidatedPlan` later do not matter).
 fn raw_plan(alias: &str, hostname: &str, user: &str) -> ValidatedPlan {
     let safe = Plan {
+        signing: None,
         gate: None,
         ssh: vec![entry(
             "safe",
@@ -525,6 +533,7 @@ fn rejected_values_would_change_what_ssh_does() {
         }
         // The validator refuses it, naming the field.
         let plan = Plan {
+            signing: None,
             gate: None,
             ssh: vec![entry.clone()],
         };
@@ -567,6 +576,7 @@ fn rejected_values_would_change_what_ssh_does() {
 fn oracle_sees_a_gate_and_a_direct_entry() {
     let key = fixture().key.clone();
     let plan = Plan {
+        signing: None,
         gate: None,
         ssh: vec![
             SshEntry {

@@ -742,6 +742,7 @@ mod tests {
             .expect("ssh-keygen");
         assert!(st.success());
         let plan = Plan {
+            signing: None,
             gate: None,
             ssh: vec![SshEntry {
                 host: "up".into(),

@@ -206,6 +206,7 @@ async fn body(out: &Out, sel: &Selection, names: &Names) -> Result<serde_json::V
         .join(" ");
 
     let plan = Plan {
+        signing: None,
         gate: Some(Gate {
             host: "127.0.0.1".into(),
             ports: BTreeMap::from([(ALIAS.to_string(), GATE_PORT)]),

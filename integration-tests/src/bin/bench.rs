@@ -117,6 +117,7 @@ impl Keys {
             });
         }
         Plan {
+            signing: None,
             gate: Some(Gate {
                 host: "127.0.0.1".into(),
                 ports,
