@@ -67,6 +67,14 @@ struct Spans {
     gate: Option<Spanned<GateSpans>>,
     #[serde(default)]
     ssh: Vec<Spanned<EntrySpans>>,
+    #[serde(default)]
+    signing: Option<Spanned<SigningSpans>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct SigningSpans {
+    #[serde(rename = "IdentityFile", default)]
+    identity_file: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -91,10 +99,19 @@ struct EntrySpans {
     known_host_key: Option<Spanned<toml::Value>>,
     #[serde(rename = "Port", default)]
     port: Option<Spanned<toml::Value>>,
+    #[serde(rename = "Lifetime", default)]
+    lifetime: Option<Spanned<toml::Value>>,
+    #[serde(rename = "CertificateAuthority", default)]
+    certificate_authority: Option<Spanned<toml::Value>>,
+    #[serde(rename = "Principals", default)]
+    principals: Option<Spanned<toml::Value>>,
+    #[serde(rename = "Validity", default)]
+    validity: Option<Spanned<toml::Value>>,
 }
 
-/// Read and parse a manifest file. `~` in `IdentityFile` expands to `$HOME`;
-/// relative paths resolve against the manifest's directory.
+/// Read and parse a manifest file. `~` in `IdentityFile` (of `[[ssh]]` and
+/// `[signing]`) and `CertificateAuthority` expands to `$HOME`; relative
+/// paths resolve against the manifest's directory.
 ///
 /// Only a regular file of at most [`MAX_MANIFEST`] bytes is read (a FIFO or
 /// device is refused without blocking). Whoever can write the manifest
@@ -168,37 +185,52 @@ pub fn parse_manifest(
     } else {
         base
     };
-    for (i, entry) in plan.ssh.iter_mut().enumerate() {
-        let raw = entry.identity_file.clone();
-        let span = spans
-            .ssh
-            .get(i)
-            .and_then(|e| e.get_ref().identity_file.as_ref())
-            .map(|s| s.span());
+    // `~` and relative paths, as the user's shell would not expand them.
+    let resolve = |raw: &Path, field: &str, span: Option<Range<usize>>| {
         let raw_str = raw.to_string_lossy();
-        let resolved = if raw_str == "~" || raw_str.starts_with("~/") {
+        if raw_str == "~" || raw_str.starts_with("~/") {
             let Some(home) = home else {
                 return Err(invalid(
                     path,
                     &text,
                     span,
-                    "IdentityFile starts with `~` but HOME is not set".into(),
+                    format!("{field} starts with `~` but HOME is not set"),
                 ));
             };
-            home.join(raw_str.trim_start_matches('~').trim_start_matches('/'))
+            Ok(home.join(raw_str.trim_start_matches('~').trim_start_matches('/')))
         } else if raw_str.starts_with('~') {
-            return Err(invalid(
+            Err(invalid(
                 path,
                 &text,
                 span,
-                "IdentityFile: only `~` and `~/…` are expanded, not `~user`".into(),
-            ));
-        } else if raw.is_relative() {
-            base.join(&raw)
+                format!("{field}: only `~` and `~/…` are expanded, not `~user`"),
+            ))
+        } else if raw.is_relative() && !raw_str.is_empty() {
+            Ok(base.join(raw))
         } else {
-            raw
-        };
-        entry.identity_file = resolved;
+            Ok(raw.to_path_buf())
+        }
+    };
+    for (i, entry) in plan.ssh.iter_mut().enumerate() {
+        let spans_of = spans.ssh.get(i).map(|e| e.get_ref());
+        let span = spans_of
+            .and_then(|e| e.identity_file.as_ref())
+            .map(|s| s.span());
+        entry.identity_file = resolve(&entry.identity_file, "IdentityFile", span)?;
+        if let Some(ca) = &entry.certificate_authority {
+            let span = spans_of
+                .and_then(|e| e.certificate_authority.as_ref())
+                .map(|s| s.span());
+            entry.certificate_authority = Some(resolve(ca, "CertificateAuthority", span)?);
+        }
+    }
+    if let Some(signing) = &mut plan.signing {
+        let span = spans
+            .signing
+            .as_ref()
+            .and_then(|s| s.get_ref().identity_file.as_ref())
+            .map(|s| s.span());
+        signing.identity_file = resolve(&signing.identity_file, "IdentityFile", span)?;
     }
     Ok(Manifest {
         path: path.to_path_buf(),
@@ -253,6 +285,10 @@ impl Manifest {
                     Some("IdentityFile") => e.identity_file.as_ref(),
                     Some("KnownHostKey") => e.known_host_key.as_ref(),
                     Some("Port") => e.port.as_ref(),
+                    Some("Lifetime") => e.lifetime.as_ref(),
+                    Some("CertificateAuthority") => e.certificate_authority.as_ref(),
+                    Some("Principals") => e.principals.as_ref(),
+                    Some("Validity") => e.validity.as_ref(),
                     _ => None,
                 };
                 Some(f.map(|f| f.span()).unwrap_or_else(|| entry.span()))
@@ -391,6 +427,42 @@ Port = 2222
         let e =
             parse_manifest(Path::new("m.toml"), text.into(), Some(Path::new("/h"))).unwrap_err();
         assert!(e.to_string().contains("not `~user`"), "{e}");
+    }
+
+    #[test]
+    fn certificate_and_signing_paths_resolve_and_errors_point_at_them() {
+        let text = "[signing]\nIdentityFile = '~/sign'\nTags = true\n\n[[ssh]]\nHost='a'\n\
+                    Hostname='b'\nUser='u'\nCertificateAuthority='ca/key'\nPrincipals=['u','v']\n\
+                    Validity='30m'\n";
+        let m =
+            parse_manifest(Path::new("/srv/m.toml"), text.into(), Some(Path::new("/h"))).unwrap();
+        let e = &m.plan.ssh[0];
+        assert_eq!(e.identity_file, Path::new(""));
+        assert_eq!(
+            e.certificate_authority.as_deref(),
+            Some(Path::new("/srv/ca/key"))
+        );
+        assert_eq!(
+            e.principals.as_deref(),
+            Some(&["u".to_string(), "v".into()][..])
+        );
+        let s = m.plan.signing.as_ref().unwrap();
+        assert_eq!(s.identity_file, Path::new("/h/sign"));
+        assert_eq!((s.commits, s.tags), (None, Some(true)));
+        let err = m.error_at(Location::Ssh(0, Some("Validity")), "bad");
+        assert!(err.to_string().starts_with("/srv/m.toml:11:10: "), "{err}");
+        let err = m.error_at(Location::Ssh(0, Some("CertificateAuthority")), "bad");
+        assert!(err.to_string().starts_with("/srv/m.toml:9:22: "), "{err}");
+        let text = "[signing]\nIdentityFile = '~bob/sign'\n";
+        let e =
+            parse_manifest(Path::new("m.toml"), text.into(), Some(Path::new("/h"))).unwrap_err();
+        assert!(
+            e.to_string().starts_with("m.toml:2:16: IdentityFile: only"),
+            "{e}"
+        );
+        let text = "[signing]\nIdentityFile = 'k'\nCommit = true\n";
+        let e = parse_manifest(Path::new("m.toml"), text.into(), None).unwrap_err();
+        assert!(e.to_string().contains("unknown field `Commit`"), "{e}");
     }
 
     #[test]

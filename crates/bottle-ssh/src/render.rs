@@ -44,11 +44,17 @@ pub fn public_key_file(fingerprint: &str) -> String {
 /// One public key file per distinct key: its name ([`public_key_file`]) and
 /// text ([`FILE_MARK`], then `algorithm base64`, no comment). ssh skips the
 /// `#` line when it reads the file; only public halves are ever written.
+/// For a fresh key with a certificate the file holds the certificate
+/// (`…-cert-v01@openssh.com base64`): ssh then asks the agent for the
+/// certificate identity, which the agent holds with the key.
 pub fn render_public_keys(plan: &ValidatedPlan) -> Vec<(String, String)> {
     plan.keys
         .iter()
         .map(|k| {
-            let public = k.public_openssh();
+            let public = match k.issued() {
+                Some(cert) => crate::validate::certificate::openssh_line(cert),
+                None => k.public_openssh(),
+            };
             let mut fields = public.split_whitespace();
             let (alg, body) = (fields.next().unwrap_or(""), fields.next().unwrap_or(""));
             (

@@ -1,0 +1,473 @@
+//! Short-lived user certificates: an entry with `CertificateAuthority` gets
+//! a fresh ed25519 key at each provision, generated here in memory, and an
+//! OpenSSH user certificate for it signed by the operator's CA key (which
+//! never leaves this machine). The agent gets the key and the certificate
+//! together, destination-restricted like any key; the user's `~/.ssh` gets
+//! the certificate (public) as the entry's `IdentityFile`.
+
+use serde::Serialize;
+use ssh_key::certificate::{Builder, CertType};
+use ssh_key::rand_core::{OsRng, RngCore};
+use ssh_key::{Algorithm, Certificate, HashAlg, PrivateKey, PublicKey};
+use std::path::PathBuf;
+
+/// Longest `Validity` accepted: 7 days. A certificate is meant to outlive
+/// the bottle's work by little; longer access wants a real key.
+pub const MAX_VALIDITY: u32 = 7 * 86400;
+
+/// `Validity` when the entry gives none: one hour.
+pub const DEFAULT_VALIDITY: u32 = 3600;
+
+/// How far in the past a certificate starts: a server whose clock is a
+/// little behind still accepts it.
+pub const BACKDATE: u64 = 60;
+
+/// The extensions `ssh-keygen -s` sets by default (no critical options).
+const EXTENSIONS: [&str; 5] = [
+    "permit-X11-forwarding",
+    "permit-agent-forwarding",
+    "permit-port-forwarding",
+    "permit-pty",
+    "permit-user-rc",
+];
+
+/// What an entry's certificate is made from, after validation. `Debug`
+/// shows no key bytes.
+pub struct CertSpec {
+    /// The CA key file, as the manifest names it.
+    pub authority_file: PathBuf,
+    /// `SHA256:…` of the CA's public key (what sshd logs as `CA … SHA256:…`).
+    pub authority_fingerprint: String,
+    pub principals: Vec<String>,
+    /// Seconds; also the fresh key's agent lifetime.
+    pub validity: u32,
+    /// The certificate issued at provision (or, in verify, the one
+    /// provision recorded).
+    pub issued: Option<Certificate>,
+    /// The CA's private key (decrypted only when provision needs it).
+    pub(crate) authority: PrivateKey,
+}
+
+impl std::fmt::Debug for CertSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertSpec")
+            .field("authority_file", &self.authority_file)
+            .field("authority_fingerprint", &self.authority_fingerprint)
+            .field("principals", &self.principals)
+            .field("validity", &self.validity)
+            .field("issued", &self.issued.as_ref().map(CertInfo::of))
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `verify` and `keys` show of a certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertInfo {
+    /// The key id, `bottle:<engine>:<container>:<alias>`: what the
+    /// server logs (`Accepted certificate ID "…"`).
+    pub key_id: String,
+    pub serial: u64,
+    pub principals: Vec<String>,
+    /// Unix seconds.
+    pub valid_after: u64,
+    /// Unix seconds: the certificate is refused from then on.
+    pub valid_before: u64,
+    /// `SHA256:…` of the CA that signed it.
+    pub authority: String,
+}
+
+impl CertInfo {
+    pub fn of(cert: &Certificate) -> CertInfo {
+        CertInfo {
+            key_id: cert.key_id().to_string(),
+            serial: cert.serial(),
+            principals: cert.valid_principals().to_vec(),
+            valid_after: cert.valid_after(),
+            valid_before: cert.valid_before(),
+            authority: cert
+                .signature_key()
+                .fingerprint(HashAlg::Sha256)
+                .to_string(),
+        }
+    }
+
+    /// `key id …, principals …, expires …` for a check's detail line.
+    pub fn describe(&self, now: u64) -> String {
+        let when = if self.valid_before > now {
+            format!("expires in {} s", self.valid_before - now)
+        } else {
+            format!("expired {} s ago", now - self.valid_before)
+        };
+        format!(
+            "key id {:?}, serial {}, principals {}, valid until {} ({when})",
+            self.key_id,
+            self.serial,
+            self.principals.join(","),
+            self.valid_before
+        )
+    }
+}
+
+/// Why `p` cannot be a principal, if it cannot. ssh-keygen splits `-n` on
+/// commas, `AuthorizedPrincipalsFile` lines on whitespace and treats `#`
+/// as a comment, sshd matches some principal lists as patterns: an
+/// allow-list keeps a principal one literal name.
+pub fn principal_problem(p: &str) -> Option<String> {
+    if p.is_empty() {
+        return Some("a principal is empty".into());
+    }
+    if p.len() > crate::validate::MAX_VALUE_LEN {
+        return Some(format!(
+            "principal is longer than {} bytes",
+            crate::validate::MAX_VALUE_LEN
+        ));
+    }
+    if p.starts_with('-') {
+        return Some(format!("principal {p:?} starts with `-`"));
+    }
+    let bad = p
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@')))?;
+    let why = match bad {
+        ',' => "`,` (ssh-keygen -n and principal lists split on it)".to_string(),
+        c if c.is_whitespace() => "whitespace (AuthorizedPrincipalsFile splits on it)".to_string(),
+        c if c.is_control() => format!("control character {c:?}"),
+        '*' | '?' | '!' => format!("`{bad}` (pattern syntax)"),
+        c => format!("{c:?} (allowed: letters, digits, `.`, `_`, `-`, `@`)"),
+    };
+    Some(format!("principal {p:?} contains {why}"))
+}
+
+/// A fresh ed25519 key from the operating system's random source.
+pub(crate) fn fresh_key(comment: &str) -> Result<PrivateKey, String> {
+    let mut key = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)
+        .map_err(|e| format!("cannot generate a key: {e}"))?;
+    key.set_comment(comment);
+    Ok(key)
+}
+
+/// The key id: names the engine, the container and the alias, so the
+/// server's log says which bottle logged in. Only characters the
+/// container reference and alias allow reach it.
+pub fn key_id(engine: &str, container: &str, alias: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(128)
+            .collect()
+    };
+    format!(
+        "bottle:{}:{}:{}",
+        clean(engine),
+        clean(container),
+        clean(alias)
+    )
+}
+
+/// The alias a key id names (its last `:` field).
+pub fn key_id_alias(key_id: &str) -> Option<&str> {
+    key_id.strip_prefix("bottle:")?.rsplit(':').next()
+}
+
+/// Sign a user certificate for `subject` with the spec's CA: random nonce
+/// and serial, valid from [`BACKDATE`] seconds before `now` to `now` +
+/// validity, the `permit-*` extensions, no critical options.
+pub(crate) fn issue(
+    spec: &CertSpec,
+    subject: &PublicKey,
+    key_id: &str,
+    now: u64,
+) -> Result<Certificate, String> {
+    if spec.authority.is_encrypted() {
+        return Err("the CA key is still encrypted".into());
+    }
+    let err = |e: ssh_key::Error| format!("cannot build the certificate: {e}");
+    let mut b = Builder::new_with_random_nonce(
+        &mut OsRng,
+        subject.key_data().clone(),
+        now.saturating_sub(BACKDATE),
+        now + u64::from(spec.validity),
+    )
+    .map_err(err)?;
+    b.serial(OsRng.next_u64()).map_err(err)?;
+    b.cert_type(CertType::User).map_err(err)?;
+    b.key_id(key_id).map_err(err)?;
+    for p in &spec.principals {
+        b.valid_principal(p.clone()).map_err(err)?;
+    }
+    for ext in EXTENSIONS {
+        b.extension(ext, "").map_err(err)?;
+    }
+    b.sign(&spec.authority)
+        .map_err(|e| format!("the CA key cannot sign the certificate: {e}"))
+}
+
+/// The certificate as one `algorithm base64` line (issued without comment).
+pub fn openssh_line(cert: &Certificate) -> String {
+    let line = cert.to_openssh().unwrap_or_default();
+    let mut words = line.split_whitespace();
+    match (words.next(), words.next()) {
+        (Some(alg), Some(body)) => format!("{alg} {body}"),
+        _ => String::new(),
+    }
+}
+
+/// A recorded `cert:<base64>` word back to a certificate.
+pub(crate) fn parse_recorded(word: &str) -> Option<Certificate> {
+    let b64 = word.strip_prefix("cert:")?;
+    let bytes = <base64ct::Base64 as base64ct::Encoding>::decode_vec(b64).ok()?;
+    Certificate::from_bytes(&bytes).ok()
+}
+
+/// `cert:<base64>` of a certificate, for the root-only key record.
+pub(crate) fn record_word(cert: &Certificate) -> String {
+    let bytes = cert.to_bytes().unwrap_or_default();
+    format!(
+        "cert:{}",
+        <base64ct::Base64 as base64ct::Encoding>::encode_string(&bytes)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(validity: u32) -> CertSpec {
+        let ca = PrivateKey::random(&mut OsRng, Algorithm::Ed25519).unwrap();
+        CertSpec {
+            authority_file: "ca".into(),
+            authority_fingerprint: ca.fingerprint(HashAlg::Sha256).to_string(),
+            principals: vec!["git".into(), "deploy".into()],
+            validity,
+            issued: None,
+            authority: ca,
+        }
+    }
+
+    #[test]
+    fn issued_certificates_carry_what_was_asked() {
+        let s = spec(3600);
+        let fresh = fresh_key("c").unwrap();
+        let id = key_id("docker", "my-bottle", "github");
+        assert_eq!(id, "bottle:docker:my-bottle:github");
+        assert_eq!(key_id_alias(&id), Some("github"));
+        let now = 1_800_000_000;
+        let a = issue(&s, fresh.public_key(), &id, now).unwrap();
+        let b = issue(&s, fresh.public_key(), &id, now).unwrap();
+        assert_ne!(a.serial(), b.serial(), "serials are random");
+        assert_eq!(a.key_id(), id);
+        assert_eq!(a.cert_type(), CertType::User);
+        assert_eq!(a.valid_after(), now - BACKDATE);
+        assert_eq!(a.valid_before(), now + 3600);
+        assert_eq!(a.valid_principals(), ["git", "deploy"]);
+        assert!(a.critical_options().is_empty());
+        assert_eq!(a.extensions().len(), EXTENSIONS.len());
+        assert_eq!(a.public_key(), fresh.public_key().key_data());
+        a.validate_at(now, &[s.authority.fingerprint(HashAlg::Sha256)])
+            .unwrap();
+        assert!(a
+            .validate_at(now + 3600, &[s.authority.fingerprint(HashAlg::Sha256)])
+            .is_err());
+        // The record round-trips; the line is what ssh-keygen -L reads.
+        assert_eq!(parse_recorded(&record_word(&a)).unwrap(), a);
+        assert!(openssh_line(&a).starts_with("ssh-ed25519-cert-v01@openssh.com AAAA"));
+        let info = CertInfo::of(&a);
+        assert!(info.describe(now).contains("expires in 3600 s"));
+        assert!(info.describe(now + 3700).contains("expired 100 s ago"));
+    }
+
+    #[test]
+    fn principals_are_single_literal_names() {
+        for ok in ["git", "alice@example.com", "deploy-1.x_y"] {
+            assert_eq!(principal_problem(ok), None, "{ok}");
+        }
+        for (bad, why) in [
+            ("", "empty"),
+            ("a b", "whitespace"),
+            ("a,b", "`,`"),
+            ("a\tb", "whitespace"),
+            ("a\u{1b}b", "control"),
+            ("a\nb", "whitespace"),
+            ("*", "pattern"),
+            ("-x", "`-`"),
+            ("a\"b", "allowed"),
+        ] {
+            let got = principal_problem(bad).unwrap_or_default();
+            assert!(got.contains(why), "{bad:?}: {got}");
+        }
+    }
+
+    #[test]
+    fn key_ids_hold_no_quote_or_space() {
+        assert_eq!(key_id("podman", "a b\"c\\", "x"), "bottle:podman:a_b_c_:x");
+    }
+
+    mod bad_input {
+        use crate::error::Error;
+        use crate::plan::{Lifetime, Plan, Signing, SshEntry};
+        use crate::validate::validate;
+        use std::path::{Path, PathBuf};
+
+        fn keygen(dir: &Path, name: &str, pass: &str) -> PathBuf {
+            let path = dir.join(name);
+            let st = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-C", "unit", "-N", pass, "-f"])
+                .arg(&path)
+                .status()
+                .expect("ssh-keygen");
+            assert!(st.success());
+            path
+        }
+
+        fn cert_entry(ca: &Path) -> SshEntry {
+            SshEntry {
+                host: "gh".into(),
+                hostname: "github.com".into(),
+                user: "git".into(),
+                certificate_authority: Some(ca.to_path_buf()),
+                ..Default::default()
+            }
+        }
+
+        fn plan(ssh: Vec<SshEntry>, signing: Option<Signing>) -> Plan {
+            Plan {
+                gate: None,
+                ssh,
+                signing,
+            }
+        }
+
+        fn refused(plan: &Plan, field: &str, why: &str) {
+            let e: Error = validate(plan).expect_err(why);
+            assert_eq!(e.exit_code(), 2, "{e}");
+            assert_eq!(e.field(), Some(field), "{e}");
+            assert!(e.to_string().contains(why), "{e} lacks {why:?}");
+        }
+
+        #[test]
+        fn bad_certificate_and_signing_input_is_a_plan_error_naming_the_field() {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            let ca = keygen(d, "ca", "");
+            let login = keygen(d, "login", "");
+            let enc = keygen(d, "enc", "secret");
+            let garbage = d.join("garbage");
+            std::fs::write(&garbage, "not a key\n").unwrap();
+            let with = |f: &dyn Fn(&mut SshEntry)| {
+                let mut e = cert_entry(&ca);
+                f(&mut e);
+                plan(vec![e], None)
+            };
+            // A good one first: a fresh ed25519 key, lifetime = validity.
+            let v = validate(&with(&|e| e.validity = Some(Lifetime::Text("90s".into())))).unwrap();
+            assert_eq!(v.keys[0].algorithm, "ssh-ed25519");
+            assert_eq!(v.keys[0].lifetime, Some(90));
+            let spec = v.keys[0].certificate.as_ref().unwrap();
+            assert_eq!(spec.principals, ["git"], "default principal: the User");
+            assert_ne!(
+                v.keys[0].fingerprint,
+                validate(&with(&|_| {})).unwrap().keys[0].fingerprint,
+                "a fresh key each time"
+            );
+
+            let pub_ca = ca.with_extension("pub");
+            refused(
+                &with(&|e| e.certificate_authority = Some(garbage.clone())),
+                "CertificateAuthority",
+                "is not an OpenSSH private key",
+            );
+            refused(
+                &with(&|e| e.certificate_authority = Some(pub_ca.clone())),
+                "CertificateAuthority",
+                "is a public key",
+            );
+            refused(
+                &with(&|e| e.certificate_authority = Some(enc.clone())),
+                "CertificateAuthority",
+                "passphrase",
+            );
+            refused(
+                &with(&|e| e.certificate_authority = Some(d.join("absent"))),
+                "CertificateAuthority",
+                "cannot be read",
+            );
+            for (p, why) in [
+                ("a b", "whitespace"),
+                ("a,b", "`,`"),
+                ("a\u{7}b", "control"),
+                ("a\nb", "whitespace"),
+                ("", "empty"),
+            ] {
+                refused(
+                    &with(&|e| e.principals = Some(vec!["ok".into(), p.into()])),
+                    "Principals",
+                    why,
+                );
+            }
+            refused(
+                &with(&|e| e.principals = Some(Vec::new())),
+                "Principals",
+                "is empty",
+            );
+            for (v, why) in [
+                (Lifetime::Seconds(0), "not a lifetime"),
+                (Lifetime::Seconds(-5), "not a lifetime"),
+                (Lifetime::Text("0s".into()), "not a lifetime"),
+                (Lifetime::Text("-1h".into()), "not a duration"),
+                (Lifetime::Text("8d".into()), "longer than the maximum"),
+                (Lifetime::Seconds(604801), "longer than the maximum"),
+            ] {
+                refused(&with(&|e| e.validity = Some(v.clone())), "Validity", why);
+            }
+            assert!(validate(&with(&|e| e.validity = Some(Lifetime::Text("7d".into())))).is_ok());
+            refused(
+                &with(&|e| e.identity_file = login.clone()),
+                "CertificateAuthority",
+                "not both",
+            );
+            refused(
+                &with(&|e| e.lifetime = Some(Lifetime::Seconds(60))),
+                "Lifetime",
+                "Validity instead",
+            );
+            let mut plain = cert_entry(&ca);
+            plain.certificate_authority = None;
+            refused(&plan(vec![plain.clone()], None), "IdentityFile", "missing");
+            plain.identity_file = login.clone();
+            plain.validity = Some(Lifetime::Seconds(60));
+            refused(&plan(vec![plain.clone()], None), "Validity", "only applies");
+            plain.validity = None;
+
+            // The signing key must not be a login key.
+            let signing = |key: &Path| Signing {
+                identity_file: key.to_path_buf(),
+                ..Default::default()
+            };
+            refused(
+                &plan(vec![plain.clone()], Some(signing(&login))),
+                "IdentityFile",
+                "dedicated",
+            );
+            let e = validate(&plan(vec![plain.clone()], Some(signing(&garbage)))).unwrap_err();
+            assert_eq!((e.exit_code(), e.entry()), (2, Some("signing")), "{e}");
+            let sign = keygen(d, "sign", "");
+            let v = validate(&plan(vec![plain], Some(signing(&sign)))).unwrap();
+            let k = v.keys.iter().find(|k| k.aliases == ["[signing]"]).unwrap();
+            assert!(k.destinations.is_empty(), "signing keys are unrestricted");
+            assert!(
+                !v.warnings.iter().any(|w| w.contains("signing")),
+                "no warning for the signing key: {:?}",
+                v.warnings
+            );
+            let s = v.signing.unwrap();
+            assert_eq!((s.commits, s.tags), (true, false));
+            assert!(s.public.starts_with("ssh-ed25519 AAAA"));
+        }
+    }
+}
