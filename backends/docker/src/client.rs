@@ -4,6 +4,7 @@ use crate::context::{is_loopback_addr, DockerEndpoint, TlsFiles, DEFAULT_ENDPOIN
 use bollard::errors::Error as BollardError;
 use bollard::{Docker, API_DEFAULT_VERSION};
 use bottle_runtime::{BoxError, Engine, Error, Result};
+use bottle_tunnel::{SshTarget, SshTunnel};
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::OnceCell;
@@ -17,7 +18,14 @@ pub(crate) enum Transport {
     Http(String),
     /// `tcp://host:port` with TLS: the server verified against `tls.ca`.
     Https(String, TlsFiles),
+    /// `ssh://[user@]host[:port][/socket]`: the remote socket (default
+    /// `/var/run/docker.sock`) forwarded by one ssh process.
+    Ssh(SshTarget),
 }
+
+/// The remote socket of an `ssh://` endpoint without a path (as the docker CLI
+/// writes them; it runs `docker system dial-stdio` there, which uses the same).
+pub(crate) const SSH_REMOTE_SOCKET: &str = "/var/run/docker.sock";
 
 /// A Docker runtime: implements [`ContainerRuntime`](bottle_runtime::ContainerRuntime)
 /// and [`ContainerAdmin`](bottle_runtime::ContainerAdmin).
@@ -30,6 +38,9 @@ pub struct DockerRuntime {
     /// The client after API version negotiation (one `/version` round trip,
     /// done on first use so that `connect` never touches the engine).
     client: OnceCell<Docker>,
+    /// For `ssh://`: the one ssh process, started on first use and ended
+    /// when the runtime is dropped.
+    tunnel: Option<SshTunnel>,
 }
 
 impl std::fmt::Debug for DockerRuntime {
@@ -90,11 +101,16 @@ impl DockerRuntime {
             }
             _ => {}
         }
+        let tunnel = match &transport {
+            Transport::Ssh(target) => Some(SshTunnel::new(target.clone()).map_err(invalid)?),
+            _ => None,
+        };
         Ok(DockerRuntime {
             endpoint,
             transport,
             timeout,
             client: OnceCell::new(),
+            tunnel,
         })
     }
 
@@ -110,6 +126,12 @@ impl DockerRuntime {
     /// The negotiated client, connecting on first use. A failed attempt is
     /// not cached: the next call tries again.
     pub(crate) async fn client(&self, container: &str) -> Result<&Docker> {
+        if let Some(tunnel) = &self.tunnel {
+            tunnel
+                .ready(self.timeout)
+                .await
+                .map_err(|e| self.unreachable(e))?;
+        }
         self.client
             .get_or_try_init(|| async {
                 let docker = self.build_client().map_err(|e| self.unreachable(e))?;
@@ -126,6 +148,14 @@ impl DockerRuntime {
         let secs = self.timeout.as_secs().saturating_add(2);
         match &self.transport {
             Transport::Unix(path) => Docker::connect_with_unix(path, secs, API_DEFAULT_VERSION),
+            Transport::Ssh(_) => match &self.tunnel {
+                Some(t) => Docker::connect_with_unix(
+                    &t.local_socket().to_string_lossy(),
+                    secs,
+                    API_DEFAULT_VERSION,
+                ),
+                None => Err(BollardError::SocketNotFoundError(self.endpoint.clone())),
+            },
             Transport::Http(addr) => Docker::connect_with_http(addr, secs, API_DEFAULT_VERSION),
             Transport::Https(addr, tls) => Docker::connect_with_ssl(
                 addr,
@@ -321,8 +351,13 @@ pub(crate) fn parse_endpoint(raw: &str) -> std::result::Result<(String, Transpor
             return Ok((raw.to_string(), Transport::Http(raw.to_string())));
         }
     }
+    if raw.starts_with("ssh://") {
+        let target = SshTarget::parse(raw, Some(SSH_REMOTE_SOCKET))?;
+        return Ok((target.url(), Transport::Ssh(target)));
+    }
     Err(format!(
-        "unsupported Docker endpoint `{raw}` (expected unix:///path, tcp://host:port or http://host:port)"
+        "unsupported Docker endpoint `{}` (expected unix:///path, tcp://host:port, http://host:port or ssh://[user@]host[:port])",
+        bottle_tunnel::escape(raw)
     ))
 }
 
@@ -347,8 +382,11 @@ mod tests {
             parse_endpoint("tcp://127.0.0.1:2375").unwrap().1,
             Transport::Http("tcp://127.0.0.1:2375".to_string())
         );
+        let (uri, t) = parse_endpoint("ssh://root@127.0.0.1:2222").unwrap();
+        assert_eq!(uri, "ssh://root@127.0.0.1:2222/var/run/docker.sock");
+        assert!(matches!(t, Transport::Ssh(_)));
         for bad in [
-            "ssh://host",
+            "ssh://-oProxyCommand=x",
             "unix://relative.sock",
             "tcp://",
             "docker.sock",
@@ -364,7 +402,7 @@ mod tests {
         let rt = DockerRuntime::connect(Some("unix:///nonexistent.sock"), Duration::from_secs(1))
             .unwrap();
         assert_eq!(rt.endpoint, "unix:///nonexistent.sock");
-        let err = DockerRuntime::connect(Some("ssh://x"), Duration::from_secs(1)).unwrap_err();
+        let err = DockerRuntime::connect(Some("ftp://x"), Duration::from_secs(1)).unwrap_err();
         assert!(
             matches!(
                 err,

@@ -80,6 +80,12 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
+mod connection;
+
+pub use connection::{
+    read_connections, resolve, Connection, Connections, PodmanEndpoint, PodmanEnv,
+};
+
 const ENGINE: Engine = Engine::Podman;
 const ROOTFUL_SOCKET: &str = "unix:///run/podman/podman.sock";
 
@@ -97,6 +103,8 @@ pub struct PodmanRuntime {
     endpoint: String,
     timeout: Duration,
     exec_slots: tokio::sync::Semaphore,
+    /// For `ssh://`: the one ssh process forwarding the remote socket.
+    tunnel: Option<bottle_tunnel::SshTunnel>,
 }
 
 impl fmt::Debug for PodmanRuntime {
@@ -116,6 +124,9 @@ impl PodmanRuntime {
             Some(e) => e.to_string(),
             None => Self::default_endpoint().0,
         };
+        if endpoint.starts_with("ssh://") {
+            return Self::connect_ssh(&endpoint, None, timeout);
+        }
         let podman = Podman::new(&endpoint).map_err(|e| Error::Unreachable {
             engine: ENGINE,
             endpoint: endpoint.clone(),
@@ -126,6 +137,7 @@ impl PodmanRuntime {
             endpoint,
             timeout,
             exec_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_EXECS),
+            tunnel: None,
         })
     }
 
@@ -150,6 +162,7 @@ impl PodmanRuntime {
         operation: &'static str,
         fut: impl Future<Output = Result<T>>,
     ) -> Result<T> {
+        self.tunnel_ready().await?;
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout {
