@@ -24,6 +24,8 @@ mod admin;
 mod error;
 mod filter;
 mod tarball;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod types;
 
 pub use admin::{ContainerAdmin, NetworkMode, RunSpec};

@@ -1,0 +1,541 @@
+//! Test support (feature `testing`): a scripted [`FakeRuntime`] and a
+//! [`Recording`] wrapper around any runtime.
+//!
+//! Both record every call as a [`Call`]: the container, what was asked
+//! (argv and user of an exec, paths of a copy) and how long it took. Stdin
+//! is recorded only by length, so a recording never holds key bytes.
+//!
+//! The fake proves a caller's logic (retries, error mapping, what it does
+//! with hostile output) in milliseconds; it proves nothing about an engine.
+//!
+//! ```
+//! # tokio_test_block(async {
+//! use bottle_runtime::testing::{output, FakeRuntime};
+//! use bottle_runtime::{ContainerRuntime, ExecRequest};
+//!
+//! let fake = FakeRuntime::new().running("bottle").on_exec(|call| {
+//!     Ok(output(0, if call.user == "0" { "root\n" } else { "node\n" }))
+//! });
+//! let out = fake.exec("bottle", ExecRequest::new(["id", "-un"]).user("0")).await.unwrap();
+//! assert_eq!(out.stdout, b"root\n");
+//! assert_eq!(fake.calls()[0].exec().unwrap().argv, ["id", "-un"]);
+//! # });
+//! # fn tokio_test_block(f: impl std::future::Future<Output = ()>) {
+//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+//! # }
+//! ```
+
+use crate::{
+    ContainerFilter, ContainerInfo, ContainerRuntime, ContainerState, CopyEntry, Engine,
+    EngineInfo, Error, ExecOutput, ExecRequest, Result,
+};
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// An exec as recorded: everything but the stdin bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecCall {
+    pub container: String,
+    pub argv: Vec<String>,
+    pub user: String,
+    /// How many stdin bytes were sent; `None`: no stdin.
+    pub stdin_len: Option<usize>,
+    pub max_output: usize,
+}
+
+impl ExecCall {
+    fn of(container: &str, request: &ExecRequest) -> ExecCall {
+        ExecCall {
+            container: container.to_string(),
+            argv: request.argv.clone(),
+            user: request.user.clone(),
+            stdin_len: request.stdin.as_ref().map(|s| s.len()),
+            max_output: request.max_output,
+        }
+    }
+
+    /// The script text of an [`ExecRequest::script`] exec.
+    pub fn script(&self) -> Option<&str> {
+        match self.argv.as_slice() {
+            [sh, c, script, ..] if sh == "/bin/sh" && c == "-c" => Some(script),
+            _ => None,
+        }
+    }
+
+    /// The script's positional parameters (`$1`, `$2`, …).
+    pub fn script_args(&self) -> &[String] {
+        match self.script() {
+            Some(_) => &self.argv[4..],
+            None => &[],
+        }
+    }
+
+    /// Whether the script text contains `needle` (false for a non-script).
+    pub fn script_contains(&self, needle: &str) -> bool {
+        self.script().is_some_and(|s| s.contains(needle))
+    }
+}
+
+/// What a call asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Version,
+    Inspect { container: String },
+    Exec(ExecCall),
+    Copy { container: String, paths: Vec<String> },
+    List { filters: Vec<ContainerFilter> },
+}
+
+/// One call, how long it took and whether it succeeded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub op: Op,
+    pub took: Duration,
+    /// `Ok(exit code)` for an exec, `Ok(0)` for other calls, or the error's
+    /// message.
+    pub outcome: std::result::Result<i64, String>,
+}
+
+impl Call {
+    /// The exec, when this call was one.
+    pub fn exec(&self) -> Option<&ExecCall> {
+        match &self.op {
+            Op::Exec(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// An [`ExecOutput`] with this exit code and stdout (no stderr).
+pub fn output(exit_code: i64, stdout: &str) -> ExecOutput {
+    ExecOutput {
+        exit_code,
+        stdout: stdout.as_bytes().to_vec(),
+        stderr: Vec::new(),
+    }
+}
+
+type ExecHook = dyn Fn(&ExecCall) -> Result<ExecOutput> + Send + Sync;
+type Intercept = dyn Fn(&ExecCall) -> Option<Result<ExecOutput>> + Send + Sync;
+
+#[derive(Default)]
+struct Log(Mutex<Vec<Call>>);
+
+impl Log {
+    fn push<T>(&self, op: Op, since: Instant, result: &Result<T>, code: impl Fn(&T) -> i64) {
+        let outcome = match result {
+            Ok(v) => Ok(code(v)),
+            Err(e) => Err(e.to_string()),
+        };
+        self.0.lock().unwrap().push(Call {
+            op,
+            took: since.elapsed(),
+            outcome,
+        });
+    }
+    fn take(&self) -> Vec<Call> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+    fn snapshot(&self) -> Vec<Call> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// A runtime with scripted answers. Containers are declared with their
+/// state; an exec in a missing or stopped one fails as a backend's would,
+/// any other exec is answered by the [`on_exec`](FakeRuntime::on_exec)
+/// function (default: exit 0, no output).
+pub struct FakeRuntime {
+    engine: Engine,
+    containers: Mutex<BTreeMap<String, ContainerState>>,
+    on_exec: Box<ExecHook>,
+    log: Log,
+}
+
+impl fmt::Debug for FakeRuntime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FakeRuntime")
+            .field("engine", &self.engine)
+            .field("containers", &self.containers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for FakeRuntime {
+    fn default() -> Self {
+        FakeRuntime::new()
+    }
+}
+
+impl FakeRuntime {
+    /// The endpoint every fake reports.
+    pub const ENDPOINT: &'static str = "fake://";
+
+    /// No containers; errors name [`Engine::Docker`] unless
+    /// [`engine`](FakeRuntime::engine) says otherwise.
+    pub fn new() -> FakeRuntime {
+        FakeRuntime {
+            engine: Engine::Docker,
+            containers: Mutex::new(BTreeMap::new()),
+            on_exec: Box::new(|_| Ok(output(0, ""))),
+            log: Log::default(),
+        }
+    }
+
+    /// The engine named in this fake's errors and version.
+    pub fn engine(mut self, engine: Engine) -> FakeRuntime {
+        self.engine = engine;
+        self
+    }
+
+    /// Declare a running container.
+    pub fn running(self, name: &str) -> FakeRuntime {
+        self.container(name, ContainerState::Running)
+    }
+
+    /// Declare a container in any state.
+    pub fn container(self, name: &str, state: ContainerState) -> FakeRuntime {
+        self.containers
+            .lock()
+            .unwrap()
+            .insert(name.to_string(), state);
+        self
+    }
+
+    /// Change a declared container's state (e.g. it stops between calls).
+    pub fn set_state(&self, name: &str, state: ContainerState) {
+        self.containers
+            .lock()
+            .unwrap()
+            .insert(name.to_string(), state);
+    }
+
+    /// How execs in running containers are answered.
+    pub fn on_exec(
+        mut self,
+        answer: impl Fn(&ExecCall) -> Result<ExecOutput> + Send + Sync + 'static,
+    ) -> FakeRuntime {
+        self.on_exec = Box::new(answer);
+        self
+    }
+
+    /// Every call so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.log.snapshot()
+    }
+
+    /// Every exec so far, in order.
+    pub fn execs(&self) -> Vec<ExecCall> {
+        self.calls()
+            .into_iter()
+            .filter_map(|c| c.exec().cloned())
+            .collect()
+    }
+
+    fn state(&self, container: &str) -> Result<ContainerState> {
+        self.containers
+            .lock()
+            .unwrap()
+            .get(container)
+            .cloned()
+            .ok_or_else(|| Error::ContainerNotFound {
+                engine: self.engine,
+                container: container.to_string(),
+            })
+    }
+
+    fn running_or_err(&self, container: &str) -> Result<()> {
+        match self.state(container)? {
+            ContainerState::Running => Ok(()),
+            state => Err(Error::ContainerNotRunning {
+                engine: self.engine,
+                container: container.to_string(),
+                state: state.to_string(),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl ContainerRuntime for FakeRuntime {
+    fn engine(&self) -> Engine {
+        self.engine
+    }
+    fn endpoint(&self) -> &str {
+        Self::ENDPOINT
+    }
+    async fn version(&self) -> Result<EngineInfo> {
+        let t = Instant::now();
+        let r = Ok(EngineInfo {
+            engine: self.engine,
+            endpoint: Self::ENDPOINT.to_string(),
+            version: "fake".to_string(),
+            api_version: "fake".to_string(),
+        });
+        self.log.push(Op::Version, t, &r, |_| 0);
+        r
+    }
+    async fn inspect(&self, container: &str) -> Result<ContainerInfo> {
+        let t = Instant::now();
+        let r = self.state(container).map(|state| ContainerInfo {
+            id: format!("fake-{container}"),
+            name: container.to_string(),
+            state,
+        });
+        let op = Op::Inspect {
+            container: container.to_string(),
+        };
+        self.log.push(op, t, &r, |_| 0);
+        r
+    }
+    async fn exec(&self, container: &str, request: ExecRequest) -> Result<ExecOutput> {
+        let t = Instant::now();
+        let call = ExecCall::of(container, &request);
+        drop(request);
+        let r = self
+            .running_or_err(container)
+            .and_then(|()| (self.on_exec)(&call))
+            .and_then(|out| {
+                let program = call.argv.first().map_or("", String::as_str);
+                bounded(self.engine, container, program, out, call.max_output)
+            });
+        self.log.push(Op::Exec(call), t, &r, |o| o.exit_code);
+        r
+    }
+    async fn copy(&self, container: &str, entries: &[CopyEntry]) -> Result<()> {
+        let t = Instant::now();
+        let r = self.running_or_err(container);
+        let op = Op::Copy {
+            container: container.to_string(),
+            paths: entries.iter().map(|e| e.path.clone()).collect(),
+        };
+        self.log.push(op, t, &r, |_| 0);
+        r
+    }
+    /// Running containers whose name matches every `name=` filter
+    /// (substring, as Docker's); label filters match nothing (the fake has
+    /// no labels).
+    async fn list(&self, filters: &[ContainerFilter]) -> Result<Vec<ContainerInfo>> {
+        let t = Instant::now();
+        let containers = self.containers.lock().unwrap().clone();
+        let r = Ok(containers
+            .into_iter()
+            .filter(|(_, s)| *s == ContainerState::Running)
+            .filter(|(name, _)| {
+                filters.iter().all(|f| match f {
+                    ContainerFilter::Name(pattern) => name.contains(pattern.as_str()),
+                    _ => false,
+                })
+            })
+            .map(|(name, state)| ContainerInfo {
+                id: format!("fake-{name}"),
+                name,
+                state,
+            })
+            .collect());
+        let op = Op::List {
+            filters: filters.to_vec(),
+        };
+        self.log.push(op, t, &r, |_| 0);
+        r
+    }
+}
+
+/// The backends' output bound, for scripted answers.
+fn bounded(
+    engine: Engine,
+    container: &str,
+    program: &str,
+    out: ExecOutput,
+    limit: usize,
+) -> Result<ExecOutput> {
+    for (stream, bytes) in [
+        (crate::OutputStream::Stdout, &out.stdout),
+        (crate::OutputStream::Stderr, &out.stderr),
+    ] {
+        if bytes.len() > limit {
+            return Err(Error::OutputTooLarge {
+                engine,
+                container: container.to_string(),
+                program: program.to_string(),
+                stream,
+                limit,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Forwards every call to the runtime it wraps and records it. An optional
+/// [`intercept`](Recording::intercept) answers chosen execs itself (a fault,
+/// a stop), without forwarding them.
+pub struct Recording {
+    inner: Arc<dyn ContainerRuntime>,
+    intercept: Option<Box<Intercept>>,
+    log: Log,
+}
+
+impl fmt::Debug for Recording {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recording")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Recording {
+    pub fn new(inner: Arc<dyn ContainerRuntime>) -> Recording {
+        Recording {
+            inner,
+            intercept: None,
+            log: Log::default(),
+        }
+    }
+
+    /// Answer an exec instead of forwarding it when `hook` returns `Some`.
+    pub fn intercept(
+        mut self,
+        hook: impl Fn(&ExecCall) -> Option<Result<ExecOutput>> + Send + Sync + 'static,
+    ) -> Recording {
+        self.intercept = Some(Box::new(hook));
+        self
+    }
+
+    /// Every call so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.log.snapshot()
+    }
+
+    /// Every call so far, clearing the record.
+    pub fn take(&self) -> Vec<Call> {
+        self.log.take()
+    }
+}
+
+#[async_trait]
+impl ContainerRuntime for Recording {
+    fn engine(&self) -> Engine {
+        self.inner.engine()
+    }
+    fn endpoint(&self) -> &str {
+        self.inner.endpoint()
+    }
+    async fn version(&self) -> Result<EngineInfo> {
+        let t = Instant::now();
+        let r = self.inner.version().await;
+        self.log.push(Op::Version, t, &r, |_| 0);
+        r
+    }
+    async fn inspect(&self, container: &str) -> Result<ContainerInfo> {
+        let t = Instant::now();
+        let r = self.inner.inspect(container).await;
+        let op = Op::Inspect {
+            container: container.to_string(),
+        };
+        self.log.push(op, t, &r, |_| 0);
+        r
+    }
+    async fn exec(&self, container: &str, request: ExecRequest) -> Result<ExecOutput> {
+        let t = Instant::now();
+        let call = ExecCall::of(container, &request);
+        let r = match self.intercept.as_ref().and_then(|hook| hook(&call)) {
+            Some(answer) => answer,
+            None => self.inner.exec(container, request).await,
+        };
+        self.log.push(Op::Exec(call), t, &r, |o| o.exit_code);
+        r
+    }
+    async fn copy(&self, container: &str, entries: &[CopyEntry]) -> Result<()> {
+        let t = Instant::now();
+        let r = self.inner.copy(container, entries).await;
+        let op = Op::Copy {
+            container: container.to_string(),
+            paths: entries.iter().map(|e| e.path.clone()).collect(),
+        };
+        self.log.push(op, t, &r, |_| 0);
+        r
+    }
+    async fn list(&self, filters: &[ContainerFilter]) -> Result<Vec<ContainerInfo>> {
+        let t = Instant::now();
+        let r = self.inner.list(filters).await;
+        let op = Op::List {
+            filters: filters.to_vec(),
+        };
+        self.log.push(op, t, &r, |_| 0);
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn fake_fails_like_a_backend_and_records_without_stdin_bytes() {
+        block(async {
+            let fake = FakeRuntime::new()
+                .engine(Engine::Podman)
+                .running("up")
+                .container("down", ContainerState::Exited);
+            let secret = b"PRIVATE".to_vec();
+            let out = fake
+                .exec("up", ExecRequest::script("cat", ["a"]).stdin(secret))
+                .await
+                .unwrap();
+            assert!(out.success());
+            let e = fake.exec("down", ExecRequest::new(["true"])).await;
+            assert!(matches!(e, Err(Error::ContainerNotRunning { .. })), "{e:?}");
+            let e = fake.exec("gone", ExecRequest::new(["true"])).await;
+            assert!(matches!(e, Err(Error::ContainerNotFound { .. })), "{e:?}");
+            let calls = fake.calls();
+            assert_eq!(calls.len(), 3);
+            let first = calls[0].exec().unwrap();
+            assert_eq!(first.stdin_len, Some(7));
+            assert_eq!(first.script(), Some("cat"));
+            assert_eq!(first.script_args(), ["a"]);
+            assert!(!format!("{calls:?}").contains("PRIVATE"));
+            assert!(calls[2].outcome.as_ref().unwrap_err().contains("gone"));
+        })
+    }
+
+    #[test]
+    fn fake_bounds_scripted_output() {
+        block(async {
+            let fake = FakeRuntime::new()
+                .running("b")
+                .on_exec(|_| Ok(output(0, &"x".repeat(100))));
+            let e = fake
+                .exec("b", ExecRequest::new(["yes"]).max_output(99))
+                .await;
+            assert!(matches!(e, Err(Error::OutputTooLarge { limit: 99, .. })), "{e:?}");
+        })
+    }
+
+    #[test]
+    fn recording_intercepts_chosen_execs() {
+        block(async {
+            let fake = Arc::new(FakeRuntime::new().running("b"));
+            let rec = Recording::new(fake.clone()).intercept(|call| {
+                (call.user == "0").then(|| Ok(output(7, "intercepted")))
+            });
+            let root = rec.exec("b", ExecRequest::new(["x"]).user("0")).await.unwrap();
+            assert_eq!(root.exit_code, 7);
+            let user = rec.exec("b", ExecRequest::new(["x"]).user("1000")).await.unwrap();
+            assert_eq!(user.exit_code, 0);
+            assert_eq!(rec.calls().len(), 2);
+            assert_eq!(fake.calls().len(), 1, "only the user's exec was forwarded");
+            assert_eq!(rec.take().len(), 2);
+            assert!(rec.calls().is_empty());
+        })
+    }
+}
