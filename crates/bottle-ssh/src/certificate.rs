@@ -5,6 +5,8 @@
 //! together, destination-restricted like any key; the user's `~/.ssh` gets
 //! the certificate (public) as the entry's `IdentityFile`.
 
+use crate::error::Error;
+use crate::validate::ValidatedPlan;
 use serde::Serialize;
 use ssh_key::certificate::{Builder, CertType};
 use ssh_key::rand_core::{OsRng, RngCore};
@@ -232,6 +234,123 @@ pub(crate) fn record_word(cert: &Certificate) -> String {
         "cert:{}",
         <base64ct::Base64 as base64ct::Encoding>::encode_string(&bytes)
     )
+}
+
+/// Issue each certificate entry's certificate (provision): key id naming
+/// `engine`, `container` and the alias. A plan without certificate
+/// entries is left as it is.
+pub(crate) fn certify(
+    valid: &mut ValidatedPlan,
+    engine: &str,
+    container: &str,
+    now: u64,
+) -> Result<(), Error> {
+    for k in valid.keys.iter_mut() {
+        let Some(spec) = k.certificate.as_deref_mut() else {
+            continue;
+        };
+        let id = key_id(engine, container, &k.aliases[0]);
+        let cert = issue(spec, k.private.public_key(), &id, now).map_err(|reason| Error::Plan {
+            entry: format!("ssh (Host {:?})", k.aliases[0]),
+            field: "CertificateAuthority".into(),
+            reason,
+        })?;
+        spec.issued = Some(cert);
+    }
+    Ok(())
+}
+
+/// Verify and `keys` only read what provision recorded: for each
+/// certificate entry, the recorded certificate signed by its CA for its
+/// alias becomes the entry's key (fingerprint, public key file), so the
+/// rest of verify compares the container with what provision did. An
+/// entry with no such record keeps its (fresh, unmatched) key and fails
+/// the comparisons.
+pub(crate) fn adopt_recorded(valid: &mut ValidatedPlan, recorded: &[Certificate]) {
+    for k in valid.keys.iter_mut() {
+        let Some(spec) = k.certificate.as_deref_mut() else {
+            continue;
+        };
+        let alias = &k.aliases[0];
+        let found = recorded.iter().find(|c| {
+            c.signature_key().fingerprint(HashAlg::Sha256).to_string() == spec.authority_fingerprint
+                && key_id_alias(c.key_id()) == Some(alias.as_str())
+        });
+        let Some(cert) = found else { continue };
+        let fingerprint = cert.public_key().fingerprint(HashAlg::Sha256).to_string();
+        for e in valid.entries.iter_mut().filter(|e| &e.alias == alias) {
+            e.fingerprint = fingerprint.clone();
+        }
+        k.fingerprint = fingerprint;
+        spec.issued = Some(cert.clone());
+    }
+}
+
+/// One verify check per certificate entry: its certificate is recorded,
+/// signed by its CA for its principals, and not expired. `(name, ok,
+/// detail)`.
+pub(crate) fn checks(valid: &ValidatedPlan, now: u64) -> Vec<(String, bool, String)> {
+    let mut out = Vec::new();
+    for k in &valid.keys {
+        let Some(spec) = k.certificate.as_deref() else {
+            continue;
+        };
+        let name = format!("certificate for {}", k.aliases[0]);
+        let Some(cert) = &spec.issued else {
+            out.push((
+                name,
+                false,
+                "no certificate recorded by provision (run provision)".to_string(),
+            ));
+            continue;
+        };
+        let info = CertInfo::of(cert);
+        let principals_ok = info.principals == spec.principals;
+        let ok = principals_ok && now < info.valid_before && cert.verify_signature().is_ok();
+        let mut detail = info.describe(now);
+        if !principals_ok {
+            detail.push_str(&format!(
+                "; the plan wants principals {}",
+                spec.principals.join(",")
+            ));
+        }
+        out.push((name, ok, detail));
+    }
+    out
+}
+
+/// The agent credential for a fresh key with its certificate: key and
+/// certificate in one `ADD_IDENTITY` (what `ssh-add` sends for
+/// `key` + `key-cert.pub`). `None` for a key without one. OpenSSH's agent
+/// accepts it with the destination constraint and signs with it for a
+/// bound session; a plain key plus a `CertificateFile` is refused by the
+/// restricted agent (docs/security.md, "Certificates").
+pub(crate) fn agent_credential(
+    k: &crate::validate::LoadedKey,
+) -> Option<ssh_agent_lib::proto::PrivateCredential> {
+    let cert = k.issued()?;
+    let pair = k.private.key_data().ed25519()?;
+    Some(ssh_agent_lib::proto::PrivateCredential::Cert {
+        algorithm: Algorithm::Ed25519,
+        certificate: Box::new(cert.clone()),
+        privkey: ssh_agent_lib::proto::PrivateKeyData::Ed25519(pair.clone()),
+        comment: k.comment.clone(),
+    })
+}
+
+/// The CA public keys, whose bytes verify's key scan also looks for (a
+/// captured stream carrying the CA key would hold its public point).
+pub(crate) fn authorities(valid: &ValidatedPlan) -> Vec<&PrivateKey> {
+    let mut out: Vec<&PrivateKey> = Vec::new();
+    for spec in valid.keys.iter().filter_map(|k| k.certificate.as_deref()) {
+        if !out
+            .iter()
+            .any(|a| a.fingerprint(HashAlg::Sha256).to_string() == spec.authority_fingerprint)
+        {
+            out.push(&spec.authority);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -468,6 +587,54 @@ mod tests {
             let s = v.signing.unwrap();
             assert_eq!((s.commits, s.tags), (true, false));
             assert!(s.public.starts_with("ssh-ed25519 AAAA"));
+        }
+
+        #[test]
+        fn verify_adopts_the_recorded_certificate_and_reports_expiry() {
+            let dir = tempfile::tempdir().unwrap();
+            let ca = keygen(dir.path(), "ca", "");
+            let other = keygen(dir.path(), "other", "");
+            let mut e = cert_entry(&ca);
+            e.validity = Some(Lifetime::Seconds(600));
+            let p = plan(vec![e], None);
+            let mut issued = validate(&p).unwrap();
+            let now = 1_800_000_000;
+            super::super::certify(&mut issued, "docker", "b1", now).unwrap();
+            let cert = issued.keys[0].issued().unwrap().clone();
+            assert_eq!(cert.key_id(), "bottle:docker:b1:gh");
+            let word = super::super::record_word(&cert);
+
+            let mut later = validate(&p).unwrap();
+            assert_ne!(later.keys[0].fingerprint, issued.keys[0].fingerprint);
+            assert!(
+                !super::super::checks(&later, now)[0].1,
+                "nothing recorded yet"
+            );
+            // A certificate from another CA for the same alias is not adopted.
+            let mut wrong_ca = cert_entry(&other);
+            wrong_ca.validity = Some(Lifetime::Seconds(600));
+            let mut foreign = validate(&plan(vec![wrong_ca], None)).unwrap();
+            super::super::certify(&mut foreign, "docker", "b1", now).unwrap();
+            super::super::adopt_recorded(&mut later, &[foreign.keys[0].issued().unwrap().clone()]);
+            assert!(later.keys[0].issued().is_none());
+
+            super::super::adopt_recorded(
+                &mut later,
+                &[super::super::parse_recorded(&word).unwrap()],
+            );
+            assert_eq!(later.keys[0].fingerprint, issued.keys[0].fingerprint);
+            assert_eq!(later.entries[0].fingerprint, issued.keys[0].fingerprint);
+            assert_eq!(
+                crate::render::render_public_keys(&later),
+                crate::render::render_public_keys(&issued),
+                "the public key file holds the recorded certificate"
+            );
+            let (name, ok, detail) = &super::super::checks(&later, now + 10)[0];
+            assert_eq!(name, "certificate for gh");
+            assert!(ok, "{detail}");
+            assert!(detail.contains("bottle:docker:b1:gh") && detail.contains("principals git"));
+            let (_, ok, detail) = &super::super::checks(&later, now + 600)[0];
+            assert!(!ok && detail.contains("expired 0 s ago"), "{detail}");
         }
     }
 }
