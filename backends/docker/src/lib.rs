@@ -65,6 +65,7 @@
 mod admin;
 mod client;
 mod context;
+mod events;
 mod runtime;
 
 pub use client::DockerRuntime;

@@ -159,6 +159,14 @@ impl ContainerRuntime for DockerRuntime {
         })
         .await
     }
+
+    async fn events(
+        &self,
+        filters: &[ContainerFilter],
+        since: Option<std::time::SystemTime>,
+    ) -> Result<bottle_runtime::EventStream> {
+        self.events_inner(filters, since).await
+    }
 }
 
 impl DockerRuntime {

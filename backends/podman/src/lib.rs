@@ -81,6 +81,7 @@ use std::future::Future;
 use std::time::Duration;
 
 mod connection;
+mod events;
 
 pub use connection::{
     read_connections, resolve, Connection, Connections, PodmanEndpoint, PodmanEnv,
@@ -650,6 +651,14 @@ impl ContainerRuntime for PodmanRuntime {
             Ok(out)
         })
         .await
+    }
+
+    async fn events(
+        &self,
+        filters: &[ContainerFilter],
+        since: Option<std::time::SystemTime>,
+    ) -> Result<bottle_runtime::EventStream> {
+        self.events_inner(filters, since).await
     }
 }
 

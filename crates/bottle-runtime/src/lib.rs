@@ -22,6 +22,7 @@
 
 mod admin;
 mod error;
+mod events;
 mod filter;
 mod tarball;
 #[cfg(any(test, feature = "testing"))]
@@ -30,6 +31,7 @@ mod types;
 
 pub use admin::{ContainerAdmin, NetworkMode, RunSpec};
 pub use error::{check_container_ref, BoxError, Error, Result};
+pub use events::{ContainerEvent, EventAction, EventStream, MAX_EVENT_FIELD};
 pub use filter::ContainerFilter;
 pub use tarball::build_tar;
 pub use types::{
@@ -40,6 +42,7 @@ pub use types::{
 use async_trait::async_trait;
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// A container engine that can run commands in, and copy files into, an
 /// already-running container.
@@ -106,6 +109,31 @@ pub trait ContainerRuntime: Send + Sync + Debug + 'static {
         })
     }
 
+    /// The lifecycle events of containers (start, restart, pause,
+    /// unpause, die, destroy) from about a second before the call (the
+    /// subscription reaches the engine a moment after it returns), or
+    /// replayed from `since` when given (both engines keep a recent
+    /// history). Label filters are applied by the
+    /// engine's event API; name filters are not (neither engine matches
+    /// event names by pattern): a caller confirms a container with
+    /// [`list`](ContainerRuntime::list). The stream ends or yields
+    /// [`Error::Unreachable`] when the engine goes away.
+    ///
+    /// Provided like `list`: the default fails with [`Error::Api`].
+    async fn events(
+        &self,
+        filters: &[ContainerFilter],
+        since: Option<SystemTime>,
+    ) -> Result<EventStream> {
+        let _ = (filters, since);
+        Err(Error::Api {
+            engine: self.engine(),
+            container: String::new(),
+            operation: "events",
+            source: "this runtime cannot stream container events".into(),
+        })
+    }
+
     /// Run `argv` as root (uid 0).
     async fn exec_root(&self, container: &str, argv: &[&str]) -> Result<ExecOutput> {
         self.exec(container, ExecRequest::new(argv.iter().copied()).user("0"))
@@ -166,5 +194,12 @@ impl<T: ContainerRuntime + ?Sized> ContainerRuntime for Arc<T> {
     }
     async fn list(&self, filters: &[ContainerFilter]) -> Result<Vec<ContainerInfo>> {
         (**self).list(filters).await
+    }
+    async fn events(
+        &self,
+        filters: &[ContainerFilter],
+        since: Option<SystemTime>,
+    ) -> Result<EventStream> {
+        (**self).events(filters, since).await
     }
 }
