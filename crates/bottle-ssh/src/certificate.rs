@@ -357,6 +357,13 @@ pub(crate) fn authorities(valid: &ValidatedPlan) -> Vec<&PrivateKey> {
 mod tests {
     use super::*;
 
+    pub(super) fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
     fn spec(validity: u32) -> CertSpec {
         let ca = PrivateKey::random(&mut OsRng, Algorithm::Ed25519).unwrap();
         CertSpec {
@@ -635,6 +642,64 @@ mod tests {
             assert!(detail.contains("bottle:docker:b1:gh") && detail.contains("principals git"));
             let (_, ok, detail) = &super::super::checks(&later, now + 600)[0];
             assert!(!ok && detail.contains("expired 0 s ago"), "{detail}");
+        }
+
+        /// OpenSSH's own agent takes key and certificate in one constrained
+        /// add (lifetime + restrict-destination), as this crate encodes it,
+        /// and lists the certificate back.
+        #[test]
+        fn openssh_agent_accepts_the_certificate_with_its_restriction() {
+            use ssh_agent_lib::proto::{AddIdentity, AddIdentityConstrained, Request};
+            use ssh_agent_lib::ssh_encoding::Encode;
+            use std::io::{Read, Write};
+            let dir = tempfile::tempdir().unwrap();
+            let ca = keygen(dir.path(), "ca", "");
+            let host = keygen(dir.path(), "host", "");
+            let mut e = cert_entry(&ca);
+            e.known_host_key = Some(std::fs::read_to_string(host.with_extension("pub")).unwrap());
+            let mut v = validate(&plan(vec![e], None)).unwrap();
+            super::super::certify(&mut v, "docker", "b1", super::super::tests::now()).unwrap();
+            let k = &v.keys[0];
+            assert_eq!(k.restricted_to(), ["git@github.com"]);
+            let request = Request::AddIdConstrained(AddIdentityConstrained {
+                identity: AddIdentity {
+                    credential: super::super::agent_credential(k).unwrap(),
+                },
+                constraints: crate::agent::constraints(k).unwrap(),
+            });
+            let mut bytes = Vec::new();
+            request.encode_prefixed(&mut bytes).unwrap();
+
+            let sock = dir.path().join("agent.sock");
+            let mut agent = std::process::Command::new("ssh-agent")
+                .arg("-D")
+                .arg("-a")
+                .arg(&sock)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("ssh-agent");
+            let mut tries = 0;
+            while !sock.exists() && tries < 200 {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                tries += 1;
+            }
+            let mut conn = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+            conn.write_all(&bytes).unwrap();
+            let mut reply = [0u8; 5];
+            conn.read_exact(&mut reply).unwrap();
+            let listed = std::process::Command::new("ssh-add")
+                .arg("-L")
+                .env("SSH_AUTH_SOCK", &sock)
+                .output()
+                .unwrap();
+            agent.kill().ok();
+            agent.wait().ok();
+            assert_eq!(reply[4], 6, "SSH_AGENT_SUCCESS");
+            let listed = String::from_utf8_lossy(&listed.stdout);
+            assert!(
+                listed.starts_with(&super::super::openssh_line(k.issued().unwrap())),
+                "{listed}"
+            );
         }
     }
 }
