@@ -973,10 +973,12 @@ async fn check_list_by_filter(env: &TestEnv) {
     admin.unpause(&paused.name).await.expect("unpause");
 }
 
-/// The next event of `id` within 30 s, skipping other containers'.
+/// The next event of `id` within 30 s, skipping other containers' (but
+/// none of `never`'s: the filter must keep those out).
 async fn next_event_of(
     events: &mut bottle_runtime::EventStream,
     id: &str,
+    never: &str,
 ) -> bottle_runtime::ContainerEvent {
     use futures_util::StreamExt;
     loop {
@@ -985,6 +987,7 @@ async fn next_event_of(
             .unwrap_or_else(|_| panic!("no event of {id} within 30 s"))
             .unwrap_or_else(|| panic!("the event stream ended before an event of {id}"))
             .unwrap_or_else(|e| panic!("event stream: {e}{}", source_chain(&e)));
+        assert_ne!(item.id, never, "filtered out: {item:?}");
         if item.id == id {
             return item;
         }
@@ -1010,7 +1013,7 @@ async fn check_events_report_start_and_die(env: &TestEnv) {
     let c = env.run_container(spec).await.expect("start");
     let admin = env.admin();
     let mut seen = Vec::new();
-    let first = next_event_of(&mut events, &c.id).await;
+    let first = next_event_of(&mut events, &c.id, &unlabelled.id).await;
     assert_eq!(first.name, c.name, "{first:?}");
     seen.push(first.action);
     admin.pause(&c.name).await.expect("pause");
@@ -1019,7 +1022,7 @@ async fn check_events_report_start_and_die(env: &TestEnv) {
     admin.start(&c.name).await.expect("start again");
     admin.remove(&c.name).await.expect("remove");
     loop {
-        let e = next_event_of(&mut events, &c.id).await;
+        let e = next_event_of(&mut events, &c.id, &unlabelled.id).await;
         assert_eq!(e.name, c.name, "{e:?}");
         let end = e.action == Destroy;
         seen.push(e.action);
@@ -1034,12 +1037,11 @@ async fn check_events_report_start_and_die(env: &TestEnv) {
     assert_eq!(seen, want, "events of {}", c.name);
     // The unlabelled one: its own start was filtered out by the label.
     let mut replay = rt.events(&filters, Some(t0)).await.expect("since");
-    let again = next_event_of(&mut replay, &c.id).await;
+    let again = next_event_of(&mut replay, &c.id, &unlabelled.id).await;
     assert_eq!(
         again.action, Start,
         "replay from before the start: {again:?}"
     );
-    let _ = unlabelled;
 }
 
 engine_tests!(
