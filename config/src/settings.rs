@@ -17,6 +17,7 @@ pub const KEYS: &[&str] = &[
     "runtime",
     "host",
     "context",
+    "connection",
     "container_home",
     "user",
     "agent_socket",
@@ -90,6 +91,12 @@ pub struct Settings {
     /// `DOCKER_HOST` is set, as with the docker CLI).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
+    /// Podman system connection (`podman-connections.json`, containers.conf
+    /// `service_destinations`) used when neither `host` nor `CONTAINER_HOST`
+    /// is set. Unset in every layer: `CONTAINER_CONNECTION` (not when
+    /// `CONTAINER_HOST` is set), then Podman's default connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
     /// The unprivileged user's home in the container.
     pub container_home: String,
     /// The unprivileged user in the container.
@@ -113,6 +120,7 @@ impl Default for Settings {
             runtime: RuntimeChoice::Auto,
             host: None,
             context: None,
+            connection: None,
             container_home: target.home,
             user: target.user,
             agent_socket: target.agent_socket,
@@ -133,12 +141,14 @@ impl Settings {
         }
     }
 
-    /// The value of `key` as shown to users; `None` for an unset `host` or `context`.
+    /// The value of `key` as shown to users; `None` for an unset `host`,
+    /// `context` or `connection`.
     pub fn value_of(&self, key: &str) -> Option<String> {
         match key {
             "runtime" => Some(self.runtime.to_string()),
             "host" => self.host.clone(),
             "context" => self.context.clone(),
+            "connection" => self.connection.clone(),
             "container_home" => Some(self.container_home.clone()),
             "user" => Some(self.user.clone()),
             "agent_socket" => Some(self.agent_socket.clone()),
@@ -260,6 +270,7 @@ pub struct Overrides {
     pub runtime: Option<RuntimeChoice>,
     pub host: Option<String>,
     pub context: Option<String>,
+    pub connection: Option<String>,
     pub container_home: Option<String>,
     pub user: Option<String>,
     pub agent_socket: Option<String>,
@@ -346,6 +357,8 @@ pub struct Config {
     figment: Figment,
     /// Set when `context` came from Docker's own variables or file.
     context_origin: Option<Origin>,
+    /// Set when `connection` came from `CONTAINER_CONNECTION`.
+    connection_origin: Option<Origin>,
 }
 
 /// One effective setting, for `bottlectl config`.
@@ -362,6 +375,9 @@ impl Config {
     /// Which layer set `key`'s effective value.
     pub fn origin(&self, key: &str) -> Origin {
         if let (Some(origin), "context") = (&self.context_origin, key) {
+            return origin.clone();
+        }
+        if let (Some(origin), "connection") = (&self.connection_origin, key) {
             return origin.clone();
         }
         match self.figment.find_metadata(key) {
@@ -524,6 +540,7 @@ fn flag_layer(o: &Overrides) -> Layer {
     put("runtime", o.runtime.map(|r| r.to_string()));
     put("host", o.host.clone());
     put("context", o.context.clone());
+    put("connection", o.connection.clone());
     put("container_home", o.container_home.clone());
     put("user", o.user.clone());
     put("agent_socket", o.agent_socket.clone());
@@ -589,11 +606,38 @@ pub fn load(sources: &Sources, overrides: &Overrides) -> Result<Config, ConfigEr
     } else {
         None
     };
+    let connection_origin = match (&settings.connection, podman_connection(sources)) {
+        (None, Some(name)) => {
+            settings.connection = Some(name);
+            Some(Origin::Env {
+                var: "CONTAINER_CONNECTION".into(),
+            })
+        }
+        _ => None,
+    };
     Ok(Config {
         settings,
         figment,
         context_origin,
+        connection_origin,
     })
+}
+
+/// `CONTAINER_CONNECTION`, when no layer names a connection; not when
+/// `CONTAINER_HOST` is set (it comes first). Podman's default connection is
+/// the backend's to find (it reads the connection files).
+fn podman_connection(sources: &Sources) -> Option<String> {
+    let get = |name: &str| {
+        sources
+            .env
+            .iter()
+            .find(|(k, v)| k == name && !v.trim().is_empty())
+            .map(|(_, v)| v.trim().to_string())
+    };
+    if get("CONTAINER_HOST").is_some() {
+        return None;
+    }
+    get("CONTAINER_CONNECTION")
 }
 
 /// The Docker context Docker itself would use, when no layer names one:
@@ -674,7 +718,15 @@ mod tests {
         let docker = jail.directory().join("docker");
         jail.set_env("DOCKER_CONFIG", docker.display());
         for (k, _) in std::env::vars() {
-            if k.starts_with(ENV_PREFIX) || k == "DOCKER_HOST" || k == "DOCKER_CONTEXT" {
+            if k.starts_with(ENV_PREFIX)
+                || [
+                    "DOCKER_HOST",
+                    "DOCKER_CONTEXT",
+                    "CONTAINER_HOST",
+                    "CONTAINER_CONNECTION",
+                ]
+                .contains(&k.as_str())
+            {
                 jail.set_env(&k, "");
                 std::env::remove_var(&k);
             }
@@ -904,6 +956,55 @@ mod tests {
             sources.config_file = Some((jail.directory().join("nope.toml"), ConfigFileVia::Flag));
             let err = load(&sources, &Overrides::default()).unwrap_err();
             assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn connection_layers_then_container_connection_unless_container_host() {
+        Jail::expect_with(|jail| {
+            clear_env(jail);
+            let config =
+                load(&jail_sources(jail), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.settings.connection, None);
+            jail.set_env("CONTAINER_CONNECTION", "envconn");
+            let config =
+                load(&jail_sources(jail), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.settings.connection.as_deref(), Some("envconn"));
+            assert_eq!(
+                config.origin("connection").to_string(),
+                "environment variable CONTAINER_CONNECTION"
+            );
+            create(
+                jail,
+                "xdg/claude-bottle/config.toml",
+                "connection = \"filed\"\n",
+            );
+            let config =
+                load(&jail_sources(jail), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.settings.connection.as_deref(), Some("filed"));
+            jail.set_env("CLAUDE_BOTTLE_CONNECTION", "ours");
+            let config =
+                load(&jail_sources(jail), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.settings.connection.as_deref(), Some("ours"));
+            let overrides = Overrides {
+                connection: Some("flagconn".into()),
+                ..Overrides::default()
+            };
+            let config = load(&jail_sources(jail), &overrides).map_err(|e| e.to_string())?;
+            assert_eq!(config.settings.connection.as_deref(), Some("flagconn"));
+            assert_eq!(
+                config.origin("connection").to_string(),
+                "command-line flag --connection"
+            );
+            // CONTAINER_HOST wins over CONTAINER_CONNECTION (not over ours).
+            std::env::remove_var("CLAUDE_BOTTLE_CONNECTION");
+            create(jail, "xdg/claude-bottle/config.toml", "");
+            jail.set_env("CONTAINER_HOST", "unix:///x.sock");
+            let config =
+                load(&jail_sources(jail), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.settings.connection, None);
+            assert_eq!(config.origin("connection"), Origin::Default);
             Ok(())
         });
     }

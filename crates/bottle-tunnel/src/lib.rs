@@ -260,8 +260,14 @@ impl SshTunnel {
 
     fn failed(&self, what: &str, r: &Running) -> String {
         let tail = r.stderr.lock().map(|b| b.clone()).unwrap_or_default();
-        let said = escape(String::from_utf8_lossy(&tail).trim());
-        let said = said.lines().collect::<Vec<_>>().join("; ");
+        let text = String::from_utf8_lossy(&tail);
+        // ssh's last few lines, without its banner art and CRs.
+        let lines: Vec<String> = text
+            .lines()
+            .map(|l| escape(l.trim()))
+            .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '@'))
+            .collect();
+        let said = lines[lines.len().saturating_sub(3)..].join("; ");
         if said.is_empty() {
             format!("{what} reaching {}", self.target.url())
         } else {

@@ -78,15 +78,18 @@
 //! 3. a container was named: the engine that has it (both: an error asking
 //!    for `--runtime`);
 //! 4. `DOCKER_HOST`, a Docker context (the `context` setting, `DOCKER_CONTEXT`
-//!    or Docker's `currentContext`, other than `default`) or `CONTAINER_HOST`:
-//!    that engine;
+//!    or Docker's `currentContext`, other than `default`), `CONTAINER_HOST`
+//!    or a Podman connection (the `connection` setting, `CONTAINER_CONNECTION`
+//!    or Podman's default connection): that engine;
 //! 5. whichever default socket answers, Docker first.
 //!
 //! Docker's endpoint itself is chosen as its CLI does (see
 //! [`bottle_docker::resolve`]): `host`, `DOCKER_HOST`, the context, the
 //! default socket; TLS from `DOCKER_TLS_VERIFY` + `DOCKER_CERT_PATH` or the
-//! context's store. An unknown context is a configuration error (exit 2)
-//! listing the known ones.
+//! context's store. Podman's likewise (see [`bottle_podman::resolve`]):
+//! `host`, `CONTAINER_HOST` (+ `CONTAINER_SSHKEY`), the connection, the
+//! default connection, the rootless then rootful socket. An unknown context
+//! or connection is a configuration error (exit 2) listing the known ones.
 //!
 //! ```
 //! // Selection needs no engine to explain a disabled backend.
@@ -273,6 +276,9 @@ struct Where {
     /// Docker's resolved endpoint with its TLS material.
     #[cfg(feature = "docker")]
     docker: Option<bottle_docker::DockerEndpoint>,
+    /// Podman's resolved endpoint with its ssh identity.
+    #[cfg(feature = "podman")]
+    podman: Option<bottle_podman::PodmanEndpoint>,
 }
 
 impl Where {
@@ -283,12 +289,14 @@ impl Where {
             from: from.to_string(),
             #[cfg(feature = "docker")]
             docker: None,
+            #[cfg(feature = "podman")]
+            podman: None,
         }
     }
 }
 
 /// A configuration problem in choosing `engine`'s endpoint (exit 2).
-#[cfg(feature = "docker")]
+#[cfg(any(feature = "docker", feature = "podman"))]
 fn config_error(engine: Engine, reason: String) -> SelectError {
     SelectError::Runtime {
         engine,
@@ -318,14 +326,31 @@ fn where_for(engine: Engine, settings: &Settings) -> Result<Where, SelectError> 
                 endpoint: ep.host.clone(),
                 from: ep.from.clone(),
                 docker: Some(ep),
+                #[cfg(feature = "podman")]
+                podman: None,
             })
         }
-        _ => match &settings.host {
-            Some(h) => Ok(Where::plain(h.clone(), "host setting")),
-            None => default_endpoint(engine)
-                .map(|(e, from)| Where::plain(e, from))
-                .ok_or(SelectError::NotBuiltIn(engine)),
-        },
+        #[cfg(feature = "podman")]
+        Engine::Podman => {
+            let ep = bottle_podman::resolve(
+                settings.host.as_deref(),
+                settings.connection.as_deref(),
+                &bottle_podman::PodmanEnv::from_process(),
+            )
+            .map_err(|reason| config_error(engine, reason))?;
+            Ok(Where {
+                endpoint: ep.uri.clone(),
+                from: ep.from.clone(),
+                #[cfg(feature = "docker")]
+                docker: None,
+                podman: Some(ep),
+            })
+        }
+        #[allow(unreachable_patterns)]
+        _ => {
+            let _ = settings;
+            Err(SelectError::NotBuiltIn(engine))
+        }
     }
 }
 
@@ -345,7 +370,10 @@ fn make(engine: Engine, at: &Where, timeout: Duration) -> Result<Handles, Select
         Engine::Podman => handles(
             engine,
             endpoint,
-            bottle_podman::PodmanRuntime::connect(Some(endpoint), timeout),
+            match &at.podman {
+                Some(ep) => bottle_podman::PodmanRuntime::connect_endpoint(ep, timeout),
+                None => bottle_podman::PodmanRuntime::connect(Some(endpoint), timeout),
+            },
         ),
         #[allow(unreachable_patterns)]
         _ => {
@@ -514,10 +542,14 @@ pub async fn probe_all(settings: &Settings, container: Option<&str>) -> Vec<Prob
                 out.push(Probe {
                     engine,
                     endpoint: String::new(),
-                    endpoint_from: settings
-                        .context
-                        .as_ref()
-                        .map_or("endpoint selection".into(), |c| format!("context {c}")),
+                    endpoint_from: match engine {
+                        Engine::Docker => settings.context.as_ref().map(|c| format!("context {c}")),
+                        Engine::Podman => settings
+                            .connection
+                            .as_ref()
+                            .map(|c| format!("connection {c}")),
+                    }
+                    .unwrap_or_else(|| "endpoint selection".into()),
                     version: None,
                     api_version: None,
                     error: Some(error_chain(&e)),
@@ -667,6 +699,8 @@ async fn select_inner(
         let at = endpoint_for(*engine)?;
         let user_named = at.from == "DOCKER_HOST"
             || at.from == "CONTAINER_HOST"
+            || at.from.starts_with("connection ")
+            || at.from.starts_with("default connection ")
             || (at.from.starts_with("context ")
                 && at.from != format!("context {}", DEFAULT_DOCKER_CONTEXT));
         if user_named {
@@ -716,8 +750,14 @@ async fn select_inner(
 const DEFAULT_DOCKER_CONTEXT: &str = "default";
 
 fn describe_named(from: &str) -> String {
-    match from.strip_prefix("context ") {
-        Some(name) => format!("Docker context `{name}` is selected"),
+    if let Some(name) = from.strip_prefix("context ") {
+        return format!("Docker context `{name}` is selected");
+    }
+    if let Some(name) = from.strip_prefix("default connection ") {
+        return format!("Podman's default connection `{name}` is selected");
+    }
+    match from.strip_prefix("connection ") {
+        Some(name) => format!("Podman connection `{name}` is selected"),
         None => format!("{from} is set"),
     }
 }

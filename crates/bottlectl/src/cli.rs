@@ -32,6 +32,15 @@ pub struct Cli {
     )]
     pub context: Option<String>,
 
+    /// Podman system connection from podman-connections.json or containers.conf (after --host and CONTAINER_HOST; default: CONTAINER_CONNECTION, then Podman's default connection) [setting: connection]
+    #[arg(
+        long,
+        global = true,
+        env = "CLAUDE_BOTTLE_CONNECTION",
+        value_name = "NAME"
+    )]
+    pub connection: Option<String>,
+
     /// Extra configuration file, above the system and user files
     #[arg(long, global = true, env = "CLAUDE_BOTTLE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,

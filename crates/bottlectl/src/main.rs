@@ -159,6 +159,10 @@ fn overrides(cli: &Cli, matches: &ArgMatches) -> Overrides {
             .context
             .clone()
             .filter(|_| from_command_line(matches, "context")),
+        connection: cli
+            .connection
+            .clone()
+            .filter(|_| from_command_line(matches, "connection")),
         ..Overrides::default()
     }
 }
