@@ -302,8 +302,41 @@ async fn check_captured_binary_key_stream_is_found(env: &TestEnv) {
     );
 }
 
+/// The user names files in `~/.ssh`, which root's verify lists: a name
+/// with newlines must not forge lines of root's report (a `keyfile` line
+/// would fail verify, a `stat` line could vouch for a file that is gone).
+async fn check_file_names_cannot_forge_report_lines(env: &TestEnv) {
+    let keys = Keys::new();
+    provision_ok(env.rt(), env.bottle(), &keys.plan()).await;
+    let out = env
+        .exec_as(
+            USER,
+            &[
+                "sh",
+                "-c",
+                "cd ~/.ssh && touch \"$(printf 'bottle-0\\nkeyfile forged\\nagent 1 alive\\n.pub')\" \
+                 \"$(printf 'bottle-ab\\nuid 0\\n.pub')\" && ls | wc -l",
+            ],
+        )
+        .await;
+    assert_success(&out, "plant file names as the user");
+    let report = bottle_ssh::verify(env.rt(), env.bottle(), &keys.plan(), &Target::default())
+        .await
+        .unwrap_or_else(|e| panic!("verify: {e}"));
+    assert!(
+        report.ok(),
+        "{:#?}",
+        report.failures().collect::<Vec<_>>()
+    );
+    assert!(
+        !format!("{report:?}").contains("forged"),
+        "a planted name reached the report"
+    );
+}
+
 engine_tests!(
     images = [debian, busybox],
+    check_file_names_cannot_forge_report_lines,
     check_captured_binary_key_stream_is_found,
     check_writable_path_directory_is_not_used,
     check_writable_run_is_refused,

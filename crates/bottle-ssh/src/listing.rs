@@ -2,7 +2,7 @@
 //! socket, plus what the agent protocol cannot report (remaining lifetime,
 //! destination restriction) from provision's root-only record.
 
-use crate::{parse_key_state, protocol, script_error, unix_now, Error, Target, KEYS_FILE};
+use crate::{protocol, script_error, unix_now, unreadable, Error, Target, KEYS_FILE};
 use crate::{scripts, validate_target, STATE_DIR};
 use bottle_runtime::{ContainerRuntime, ExecRequest};
 use serde::Serialize;
@@ -43,8 +43,7 @@ pub async fn list_keys(
     if !out.success() {
         return Err(script_error(STEP, container, &out));
     }
-    let root = out.stdout_lossy();
-    let state = parse_key_state(root.lines());
+    let state = protocol::key_record(&out.stdout_lossy());
     let out = rt
         .exec(
             container,
@@ -61,53 +60,19 @@ pub async fn list_keys(
         _ => return Err(script_error(STEP, container, &out)),
     }
     let now = unix_now();
-    let mut keys = Vec::new();
-    for line in listing.lines() {
-        let key = parse_listing_line(line)
-            .ok_or_else(|| protocol(STEP, container, format!("cannot read `{line}`")))?;
-        let rec = state.iter().find(|(fp, _)| *fp == key.fingerprint);
-        keys.push(AgentKey {
-            lifetime_remaining: rec
-                .and_then(|(_, s)| s.deadline)
-                .map(|d| d.saturating_sub(now)),
-            restricted_to: rec.map(|(_, s)| s.hosts.clone()),
-            ..key
-        });
-    }
-    Ok(keys)
-}
-
-/// `256 SHA256:abc comment with spaces (ED25519)`
-pub(crate) fn parse_listing_line(line: &str) -> Option<AgentKey> {
-    let (bits, rest) = line.split_once(' ')?;
-    let (fingerprint, rest) = rest.split_once(' ')?;
-    if !fingerprint.starts_with("SHA256:") {
-        return None;
-    }
-    let open = rest.rfind(" (")?;
-    let key_type = rest[open + 2..].strip_suffix(')')?;
-    Some(AgentKey {
-        key_type: key_type.to_string(),
-        bits: bits.parse().ok()?,
-        fingerprint: fingerprint.to_string(),
-        comment: rest[..open].to_string(),
-        lifetime_remaining: None,
-        restricted_to: None,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn listing_lines_parse() {
-        let k = parse_listing_line("256 SHA256:abc/+x a comment (with) spaces (ED25519)").unwrap();
-        assert_eq!(k.bits, 256);
-        assert_eq!(k.fingerprint, "SHA256:abc/+x");
-        assert_eq!(k.comment, "a comment (with) spaces");
-        assert_eq!(k.key_type, "ED25519");
-        assert!(parse_listing_line("The agent has no identities.").is_none());
-        assert!(parse_listing_line("3072 MD5:aa:bb c (RSA)").is_none());
-    }
+    let listing = protocol::listing(&listing).map_err(|e| unreadable(STEP, container, e))?;
+    Ok(listing
+        .into_iter()
+        .map(|(bits, fingerprint, comment, key_type)| {
+            let rec = state.iter().find(|s| s.fingerprint == fingerprint);
+            AgentKey {
+                key_type: key_type.to_string(),
+                bits,
+                fingerprint: fingerprint.to_string(),
+                comment: comment.to_string(),
+                lifetime_remaining: rec.and_then(|s| s.deadline).map(|d| d.saturating_sub(now)),
+                restricted_to: rec.map(|s| s.hosts.clone()),
+            }
+        })
+        .collect())
 }

@@ -5,8 +5,8 @@
 
 use crate::error::install_hint;
 use crate::{
-    os_words, parse_escalation, parse_missing, parse_untrusted, protocol, root_tools, script_error,
-    scripts, validate_target, Error, Missing, Target, Untrusted, STATE_DIR,
+    missing_of, protocol, root_tools, script_error, scripts, unreadable, validate_target, Error,
+    Missing, Target, Untrusted, STATE_DIR,
 };
 use bottle_runtime::{ContainerRuntime, ExecRequest};
 use serde::Serialize;
@@ -55,42 +55,31 @@ pub async fn preflight(
         )
         .await
         .map_err(Error::runtime(STEP))?;
-    let root = out.stdout_lossy();
-    if !out.success() || !root.lines().any(|l| l == "done") {
+    if !out.success() {
         return Err(script_error(STEP, container, &out));
     }
-    let mut missing = Vec::new();
-    parse_missing(STEP, container, target, &root, &mut missing)?;
-    let mut report = Preflight {
-        untrusted: parse_untrusted(&root),
-        install_hint: None,
-        tools: Vec::new(),
-        uid: None,
-        ssh_version: None,
-        escalation: None,
-        missing: Vec::new(),
-    };
-    for line in root.lines() {
-        if let Some(rest) = line.strip_prefix("tool ") {
-            if let Some((name, path)) = rest.split_once(' ') {
-                report.tools.push((name.to_string(), path.to_string()));
-            }
-        } else if let Some(uid) = line.strip_prefix("user ") {
-            match uid.parse() {
-                Ok(uid) => report.uid = Some(uid),
-                Err(_) if uid == "-" => missing.push(Missing::User(target.user.clone())),
-                Err(_) => return Err(protocol(STEP, container, line.to_string())),
-            }
-        } else if line == "home no" {
-            missing.push(Missing::Home(target.home.clone()));
-        } else if let Some(v) = line.strip_prefix("ssh-version ") {
-            report.ssh_version = (v != "-").then(|| v.chars().take(200).collect());
-        }
+    let root = protocol::preflight_root(&out.stdout_lossy())
+        .map_err(|e| unreadable(STEP, container, e))?;
+    if !root.done {
+        return Err(script_error(STEP, container, &out));
     }
-    let os = os_words(&root);
-    let os: Vec<&str> = os.iter().map(String::as_str).collect();
-    report.install_hint = install_hint(&os, &missing);
-    report.missing = missing;
+    let mut missing = missing_of(&root.trust.missing, target);
+    if root.uid == Some(None) {
+        missing.push(Missing::User(target.user.clone()));
+    }
+    if root.home == Some(false) {
+        missing.push(Missing::Home(target.home.clone()));
+    }
+    let os: Vec<&str> = root.trust.os.iter().map(String::as_str).collect();
+    let mut report = Preflight {
+        untrusted: root.trust.untrusted.clone(),
+        install_hint: install_hint(&os, &missing),
+        tools: root.tools.clone(),
+        uid: root.uid.flatten(),
+        ssh_version: root.ssh_version.clone().flatten(),
+        escalation: None,
+        missing,
+    };
     if report.uid.is_some() {
         let out = rt
             .exec(
@@ -100,7 +89,8 @@ pub async fn preflight(
             )
             .await
             .map_err(Error::runtime(STEP))?;
-        report.escalation = parse_escalation(&out.stdout_lossy());
+        report.escalation = protocol::escalation(&out.stdout_lossy())
+            .map_err(|e| unreadable(STEP, container, e))?;
     }
     Ok(report)
 }

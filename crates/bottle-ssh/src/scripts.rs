@@ -609,6 +609,9 @@ t=; if command -v timeout >/dev/null 2>&1; then t="timeout 30"; fi
 ssh=${home%/}/.ssh
 for f in "$agent" "$public" "$state" "$ssh" "$ssh/config" "$ssh/known_hosts" "$ssh"/bottle-*.pub; do
   case $f in *'*'*) continue;; esac
+  # The user names files in ~/.ssh: only bottle-<hex>.pub are ours (a
+  # name with a newline would forge a line of this report).
+  case $f in "$ssh"/bottle-*.pub) case ${f#"$ssh"/bottle-} in *[!0-9a-f]*.pub) continue;; esac;; esac
   if [ -e "$f" ]; then
     # shellcheck disable=SC2046 # four numbers
     set -- $(stat -c '%a %u %g %f' "$f")

@@ -675,7 +675,10 @@ fn missing_programs_name_the_install_command_for_the_distribution() {
         None
     );
     assert_eq!(
-        os_words("os \"rhel\" 'fedora' ubuntu$(x) UPPER\n"),
+        crate::protocol::provision_root("os \"rhel\" 'fedora' ubuntu$(x) UPPER\n")
+            .unwrap()
+            .trust
+            .os,
         ["rhel", "fedora"]
     );
 }

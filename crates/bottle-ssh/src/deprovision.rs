@@ -1,0 +1,63 @@
+//! [`deprovision`]: stop what provision started and remove what it wrote.
+
+use crate::provision::lock_token;
+use crate::{
+    protocol, root_tools, script_error, scripts, unreadable, untrusted_error, validate_target,
+    DeprovisionReport, Error, Target, STATE_DIR,
+};
+use bottle_runtime::{ContainerRuntime, ExecRequest};
+
+/// Stop the agent and forwarder this crate started (only if their recorded
+/// pids still run them), remove both sockets and the state directory (one
+/// root exec) and, at the same time as the user, the files provision wrote
+/// in `~/.ssh` that still carry [`FILE_MARK`] (and `~/.ssh` if that leaves
+/// it empty). Deprovisioning twice is harmless.
+pub async fn deprovision(
+    rt: &dyn ContainerRuntime,
+    container: &str,
+    target: &Target,
+) -> Result<DeprovisionReport, Error> {
+    const STEP: &str = "deprovision";
+    validate_target(target)?;
+    let token = lock_token();
+    let mut args = vec![
+        STATE_DIR,
+        &target.agent_socket,
+        &target.public_socket,
+        &token,
+    ];
+    args.extend(root_tools());
+    let root = ExecRequest::script(&scripts::deprovision(), args).user("0");
+    let user = ExecRequest::script(&scripts::deprovision_user(), [target.home.as_str()])
+        .user(target.user.as_str());
+    let (root, user) = futures_util::join!(rt.exec(container, root), rt.exec(container, user));
+    let mut report = DeprovisionReport {
+        container: container.to_string(),
+        ..Default::default()
+    };
+    for (is_root, out) in [(true, root), (false, user)] {
+        let out = out.map_err(Error::runtime(STEP))?;
+        let read = protocol::deprovision(&out.stdout_lossy());
+        // Only root's own script reports on root's environment.
+        if let (true, Ok(r)) = (is_root, &read) {
+            if let Some(e) = untrusted_error(container, &r.trust) {
+                return Err(e);
+            }
+        }
+        if !out.success() {
+            return Err(script_error(STEP, container, &out));
+        }
+        let read = read.map_err(|e| unreadable(STEP, container, e))?;
+        if !read.done
+            || (!is_root && (read.stopped_agent.is_some() || read.stopped_forwarder.is_some()))
+        {
+            return Err(script_error(STEP, container, &out));
+        }
+        if is_root {
+            report.stopped_agent = read.stopped_agent;
+            report.stopped_forwarder = read.stopped_forwarder;
+        }
+        report.removed.extend(read.removed);
+    }
+    Ok(report)
+}

@@ -1,0 +1,371 @@
+//! [`provision`]: validate, then two execs at once (root: checks, lock,
+//! agent, keys over stdin; the user: its `~/.ssh` files), and one more only
+//! when a reused agent does not end up holding the keys.
+
+use crate::protocol::{self, ProvisionRoot, UserFiles};
+use crate::{
+    agent, error, missing_of, protocol as protocol_error, render_config, render_known_hosts,
+    render_public_keys, root_tools, script_error, scripts, ssh_dir, unix_now, unreadable,
+    untrusted_error, validate_target, validate_with, Error, FileReport, KeyReport, Options, Plan,
+    ProvisionReport, StepReport, Target, ValidatedPlan, STATE_DIR,
+};
+use bottle_runtime::{ContainerRuntime, ExecRequest};
+use std::time::Instant;
+
+struct Steps(Vec<StepReport>);
+
+impl Steps {
+    fn done(&mut self, name: &'static str, since: Instant) {
+        self.push(name, since.elapsed());
+    }
+    fn push(&mut self, name: &'static str, took: std::time::Duration) {
+        let millis = took.as_millis() as u64;
+        tracing::debug!(step = name, millis, "bottle-ssh step finished");
+        self.0.push(StepReport { name, millis });
+    }
+}
+
+/// A token naming one provision's hold on the in-container lock (not a
+/// secret: it only tells this provision's two execs apart from another's).
+pub(crate) fn lock_token() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{nanos}-{n}", std::process::id())
+}
+
+pub(crate) fn escalation_warning(how: &[String]) -> String {
+    format!(
+        "the user can become root ({}): root in the bottle can read the agent's keys; \
+         remove the escalation from the image (or use --strict to refuse)",
+        how.join("; ")
+    )
+}
+
+/// Text as whole lines for a line-framed stdin: the count and the bytes
+/// (with a final newline).
+fn framed(text: &str) -> (usize, String) {
+    let mut text = text.to_string();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    (text.lines().count(), text)
+}
+
+/// The root exec of provision (checks, lock, key record, agent, forwarder,
+/// keys); see [`scripts::provision`].
+fn load_keys_request(
+    target: &Target,
+    mode: &str,
+    token: &str,
+    record: &str,
+    message: &[u8],
+) -> ExecRequest {
+    let (lines, record) = framed(record);
+    let lines = lines.to_string();
+    let mut args = vec![
+        target.user.as_str(),
+        target.home.as_str(),
+        STATE_DIR,
+        &target.agent_socket,
+        &target.public_socket,
+        mode,
+        token,
+        &lines,
+    ];
+    args.extend(root_tools());
+    // Built in place so no copy of the key bytes is left unzeroized.
+    let mut stdin = zeroize::Zeroizing::new(Vec::with_capacity(record.len() + message.len()));
+    stdin.extend_from_slice(record.as_bytes());
+    stdin.extend_from_slice(message);
+    ExecRequest::script(&scripts::provision(), args)
+        .user("0")
+        .stdin(std::mem::take(&mut *stdin))
+}
+
+/// The user's exec of provision (`~/.ssh`, `config`, `known_hosts` and
+/// one public key file per key, as the user); see [`scripts::user_files`].
+fn user_files_request(
+    target: &Target,
+    config: &str,
+    known_hosts: Option<&str>,
+    public_keys: &[(String, String)],
+) -> ExecRequest {
+    let (config_lines, config) = framed(config);
+    let (known_lines, known) = framed(known_hosts.unwrap_or(""));
+    let (config_lines, known_lines) = (config_lines.to_string(), known_lines.to_string());
+    let npub = public_keys.len().to_string();
+    let mut args = vec![target.home.as_str(), &config_lines, &known_lines, &npub];
+    args.extend(public_keys.iter().map(|(name, _)| name.as_str()));
+    // The root exec's tools too: both execs must agree on "nothing missing".
+    args.extend(root_tools());
+    let mut stdin = format!("{config}{known}");
+    for (_, text) in public_keys {
+        stdin.push_str(text);
+    }
+    ExecRequest::script(&scripts::user_files(), args)
+        .user(target.user.as_str())
+        .stdin(stdin.into_bytes())
+}
+
+/// The key record provision writes (see [`crate::KEYS_FILE`]).
+fn key_state(plan: &ValidatedPlan, now: u64) -> String {
+    let mut out = String::new();
+    for k in &plan.keys {
+        let deadline = k
+            .lifetime
+            .map_or("-".to_string(), |l| (now + u64::from(l)).to_string());
+        let hosts = if k.destinations.is_empty() {
+            "-".to_string()
+        } else {
+            k.restricted_to().join(",")
+        };
+        out.push_str(&format!("{} {deadline} {hosts}\n", k.fingerprint));
+    }
+    out
+}
+
+/// Provision SSH access in a running container: see the crate docs.
+///
+/// Validates the plan and target first; a bad plan never touches the
+/// container. Runtime calls: two execs at once (root: checks, lock, agent,
+/// keys; the user: its `~/.ssh` files); one more exec only when a reused agent does not end up holding the keys
+/// (the user can `LOCK` it through the forwarder): it is then replaced.
+pub async fn provision(
+    rt: &dyn ContainerRuntime,
+    container: &str,
+    plan: &Plan,
+    target: &Target,
+) -> Result<ProvisionReport, Error> {
+    provision_with(rt, container, plan, target, &Options::default()).await
+}
+
+/// [`provision`] with a passphrase source for encrypted keys and strict
+/// destination restriction. Every passphrase is asked (and checked) before
+/// the container is touched.
+pub async fn provision_with(
+    rt: &dyn ContainerRuntime,
+    container: &str,
+    plan: &Plan,
+    target: &Target,
+    opts: &Options<'_>,
+) -> Result<ProvisionReport, Error> {
+    let mut steps = Steps(Vec::new());
+    let t = Instant::now();
+    validate_target(target)?;
+    let valid = validate_with(plan, opts)?;
+    let message = agent::load_keys_message(&valid.keys).map_err(|reason| Error::Plan {
+        entry: "ssh".into(),
+        field: "IdentityFile".into(),
+        reason,
+    })?;
+    steps.done("validate", t);
+
+    let token = lock_token();
+    let record = key_state(&valid, unix_now());
+    let config = render_config(&valid, target);
+    let known_hosts = render_known_hosts(&valid);
+    let public_keys = render_public_keys(&valid);
+
+    // Strict: refuse before changing anything when the user can become
+    // root (one more exec, as the user, first).
+    if opts.strict {
+        let out = rt
+            .exec(
+                container,
+                ExecRequest::script(scripts::ESCALATION, Vec::<&str>::new())
+                    .user(target.user.as_str()),
+            )
+            .await
+            .map_err(Error::runtime("check escalation"))?;
+        let how = protocol::escalation(&out.stdout_lossy())
+            .map_err(|e| unreadable("check escalation", container, e))?
+            .ok_or_else(|| script_error("check escalation", container, &out))?;
+        if !how.is_empty() {
+            return Err(Error::UserCanBecomeRoot {
+                container: container.to_string(),
+                how,
+            });
+        }
+    }
+
+    // Two execs at once: root (checks, lock, agent, keys over stdin) and
+    // the user (its own ~/.ssh files). Each checks the same tools and home
+    // first and changes nothing when something is missing. The root one is
+    // started first, so call order stays deterministic for wrappers.
+    let timed = |request: ExecRequest| async move {
+        let t = Instant::now();
+        let out = rt.exec(container, request).await;
+        (out, t.elapsed())
+    };
+    let root_request = load_keys_request(target, "reuse", &token, &record, &message);
+    let user_request = user_files_request(target, &config, known_hosts.as_deref(), &public_keys);
+    let ((root, root_took), (user, user_took)) =
+        futures_util::join!(timed(root_request), timed(user_request));
+    let (root_step, user_step, retry_step) = ("load keys", "write files", "load keys (new agent)");
+    steps.push(root_step, root_took);
+    steps.push(user_step, user_took);
+
+    // What root will not trust, then a missing tool, user or home, are the
+    // most useful errors: report them from either exec before anything else.
+    let root_read = root
+        .as_ref()
+        .ok()
+        .map(|out| protocol::provision_root(&out.stdout_lossy()));
+    let user_read = user
+        .as_ref()
+        .ok()
+        .map(|out| protocol::user_files(&out.stdout_lossy()));
+    if let Some(Ok(r)) = &root_read {
+        if let Some(e) = untrusted_error(container, &r.trust) {
+            return Err(e);
+        }
+    }
+    let mut absent = Vec::new();
+    if let Some(Ok(r)) = &root_read {
+        absent.extend(r.trust.missing.iter().cloned());
+    }
+    if let Some(Ok(u)) = &user_read {
+        absent.extend(u.missing.iter().cloned());
+    }
+    let missing = missing_of(&absent, target);
+    if !missing.is_empty() {
+        let os: Vec<&str> = match &root_read {
+            Some(Ok(r)) => r.trust.os.iter().map(String::as_str).collect(),
+            _ => Vec::new(),
+        };
+        return Err(Error::MissingInContainer {
+            container: container.to_string(),
+            hint: error::install_hint(&os, &missing),
+            missing,
+        });
+    }
+    let root = root.map_err(Error::runtime(root_step))?;
+    let user = user.map_err(Error::runtime(user_step))?;
+    if !user.success() {
+        return Err(script_error(user_step, container, &user));
+    }
+    let user_report: UserFiles = match user_read {
+        Some(read) => read.map_err(|e| unreadable(user_step, container, e))?,
+        None => unreachable!("the user's exec succeeded"),
+    };
+    if !user_report.done {
+        return Err(protocol_error(
+            user_step,
+            container,
+            "the script did not finish",
+        ));
+    }
+    let ids = user_report
+        .ids
+        .ok_or_else(|| protocol_error(user_step, container, "no uid/gid for the target user"))?;
+
+    // A live agent is reused. If it does not end up holding the plan's keys
+    // (the user can LOCK it through the forwarder), one more exec replaces it.
+    let mut attempt = 1;
+    let mut out = root;
+    let (report, agent, forwarder) = loop {
+        let step = if attempt == 1 { root_step } else { retry_step };
+        if !out.success() {
+            return Err(script_error(step, container, &out));
+        }
+        let report: ProvisionRoot = protocol::provision_root(&out.stdout_lossy())
+            .map_err(|e| unreadable(step, container, e))?;
+        if !report.done {
+            return Err(protocol_error(step, container, "the script did not finish"));
+        }
+        let agent = report
+            .agent
+            .clone()
+            .ok_or_else(|| protocol_error(step, container, "no agent pid reported"))?;
+        let forwarder = report
+            .forwarder
+            .clone()
+            .ok_or_else(|| protocol_error(step, container, "no forwarder pid reported"))?;
+        let mut actual = report.keys.clone();
+        actual.sort();
+        let expected = valid.fingerprints();
+        if actual == expected && !report.agent_unusable {
+            break (report, agent, forwarder);
+        }
+        // A fresh agent that does not hold the keys will not do better.
+        if attempt >= 2 || agent.started {
+            return Err(Error::AgentMismatch {
+                container: container.to_string(),
+                expected,
+                actual,
+            });
+        }
+        tracing::warn!(
+            container,
+            "the agent does not hold the plan's keys (locked?); starting a new one"
+        );
+        attempt += 1;
+        let t = Instant::now();
+        out = rt
+            .exec(
+                container,
+                load_keys_request(target, "fresh", &token, &record, &message),
+            )
+            .await
+            .map_err(Error::runtime(retry_step))?;
+        steps.done(retry_step, t);
+    };
+    drop(message);
+
+    let dir = ssh_dir(target);
+    let file = |path: String, mode: &str| FileReport {
+        path,
+        mode: mode.to_string(),
+        uid: ids.uid,
+        gid: ids.gid,
+    };
+    let mut files = vec![
+        file(dir.clone(), "700"),
+        file(format!("{dir}/config"), "600"),
+    ];
+    if known_hosts.is_some() {
+        files.push(file(format!("{dir}/known_hosts"), "600"));
+    }
+    for (name, _) in &public_keys {
+        files.push(file(format!("{dir}/{name}"), "600"));
+    }
+    let removed = user_report
+        .removed
+        .iter()
+        .chain(&report.removed)
+        .cloned()
+        .collect();
+    Ok(ProvisionReport {
+        container: container.to_string(),
+        keys: valid
+            .keys
+            .iter()
+            .map(|k| KeyReport {
+                aliases: k.aliases.clone(),
+                algorithm: k.algorithm.clone(),
+                fingerprint: k.fingerprint.clone(),
+                comment: k.comment.clone(),
+                lifetime: k.lifetime,
+                restricted_to: k.restricted_to(),
+            })
+            .collect(),
+        warnings: {
+            let mut w = valid.warnings.clone();
+            match user_report.escalation {
+                Some(how) if !how.is_empty() => w.push(escalation_warning(&how)),
+                Some(_) => {}
+                None => w.push("could not check whether the user can become root".to_string()),
+            }
+            w
+        },
+        files,
+        removed,
+        agent,
+        forwarder,
+        steps: steps.0,
+    })
+}
