@@ -97,7 +97,8 @@ impl DockerRuntime {
                         let name = attrs.get("name").map(String::as_str).unwrap_or("");
                         let action = EventAction::parse(msg.action.as_deref().unwrap_or(""));
                         let id = actor.id.as_deref().unwrap_or("");
-                        Ok(ContainerEvent::new(id, name, action))
+                        Ok(ContainerEvent::new(id, name, action)
+                            .at_nanos(msg.time_nano.unwrap_or(0).max(0) as u64))
                     }
                     // Whatever breaks the stream, the subscription is over.
                     Err(e) => Err(Error::Unreachable {

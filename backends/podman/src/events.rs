@@ -77,7 +77,8 @@ impl PodmanRuntime {
                     Ok(e) if labels_match(&filters, &e.actor.attributes) => {
                         let name = e.actor.attributes.get("name").map_or("", String::as_str);
                         let action = EventAction::parse(e.status.as_deref().unwrap_or(&e.action));
-                        Ok(ContainerEvent::new(&e.actor.id, name, action))
+                        Ok(ContainerEvent::new(&e.actor.id, name, action)
+                            .at_nanos(e.time_nano.timestamp_nanos_opt().unwrap_or(0).max(0) as u64))
                     }
                     Ok(_) => continue,
                     Err(e) => Err(Error::Unreachable {

@@ -5,6 +5,7 @@ use crate::Result;
 use futures_util::stream::BoxStream;
 use serde::Serialize;
 use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The longest name or id an event keeps (in bytes, cut at a character
 /// boundary). Engines allow long names; a name is shown on a terminal and
@@ -88,6 +89,9 @@ pub struct ContainerEvent {
     /// Its name, without Docker's leading `/`.
     pub name: String,
     pub action: EventAction,
+    /// When it happened, by the engine's clock (both report nanoseconds).
+    #[serde(skip)]
+    pub time: Option<SystemTime>,
 }
 
 impl ContainerEvent {
@@ -97,7 +101,14 @@ impl ContainerEvent {
             id: bounded(id),
             name: bounded(name.trim_start_matches('/')),
             action,
+            time: None,
         }
+    }
+
+    /// The same, happened `nanos` after the epoch (0: unknown).
+    pub fn at_nanos(mut self, nanos: u64) -> ContainerEvent {
+        self.time = (nanos > 0).then(|| UNIX_EPOCH + Duration::from_nanos(nanos));
+        self
     }
 }
 

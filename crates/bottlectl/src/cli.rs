@@ -88,6 +88,8 @@ pub enum Command {
     Deprovision(ContainerArg),
     /// What the agent holds, as the user sees it: type, bits, fingerprint, comment, lifetime left, restriction
     Keys(ContainerArg),
+    /// Keep matching containers provisioned: those running now and each that starts, restarts or is unpaused
+    Watch(WatchArgs),
     /// Which engines answer, which one auto picks and why; with CONTAINER, whether it is ready
     Doctor(DoctorArgs),
     /// Every effective setting, its value and the layer it came from
@@ -132,6 +134,33 @@ pub struct ManifestArgs {
     /// Fail when a key cannot be destination-restricted (an entry without KnownHostKey)
     #[arg(long)]
     pub strict: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Which containers, in Docker's syntax: label=KEY, label=KEY=VALUE,
+    /// name=REGEX (repeatable; labels must all match, names any)
+    #[arg(long, value_name = "FILTER", value_parser = parse_filter, required = true)]
+    pub filter: Vec<ContainerFilter>,
+    /// The manifest, one for the whole watch
+    #[arg(
+        short,
+        long,
+        env = "CLAUDE_BOTTLE_MANIFEST",
+        default_value = "bottle.toml",
+        value_name = "FILE"
+    )]
+    pub manifest: PathBuf,
+    /// Fail when a key cannot be destination-restricted (an entry without KnownHostKey)
+    #[arg(long)]
+    pub strict: bool,
+    /// At most N provisions at once [default: the number of CPUs]
+    #[arg(short, long, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+    /// After SIGINT/SIGTERM, how long running provisions may finish
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub grace: u64,
 }
 
 #[derive(Debug, Args)]

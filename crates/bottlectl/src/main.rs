@@ -7,6 +7,7 @@
 //! bottlectl deprovision CONTAINER
 //! bottlectl keys CONTAINER                            # what the agent holds
 //! bottlectl provision --filter label=team=ci --jobs 4  # many at once
+//! bottlectl watch --filter label=bottle -m bottle.toml # keep them provisioned
 //! bottlectl doctor [CONTAINER]
 //! bottlectl config
 //! bottlectl demo
@@ -29,6 +30,7 @@ mod many;
 mod output;
 mod safe;
 mod ship;
+mod watch;
 
 use bottle::config::{load, load_manifest, Config, Manifest, Overrides, Sources};
 use bottle::Selection;
@@ -280,6 +282,45 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
             };
             let sel = select(&config.settings, Some(container), out).await?;
             keys::run(out, &sel, container, &target).await
+        }
+        Command::Watch(args) => {
+            // Before anything else: a signal during start-up ends it cleanly too.
+            let signals =
+                watch::signals().map_err(|e| Failure::new(3, "cannot handle signals", &e))?;
+            let config = load_config(cli, matches)?;
+            let prompt = std::sync::Arc::new(keys::Prompt::default());
+            // Every passphrase is asked here, at start (cached afterwards).
+            let manifest =
+                read_manifest(&args.manifest, &config, &prompt.options(args.strict), out)?;
+            let sel = select(&config.settings, None, out).await?;
+            let jobs = args.jobs.map(usize::from).unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            });
+            let shown: Vec<String> = args
+                .filter
+                .iter()
+                .map(|f| format!("--filter {f}"))
+                .collect();
+            out.step(&format!(
+                "watching {} with {}, at most {jobs} at once",
+                shown.join(" "),
+                manifest.path.display()
+            ));
+            let provision = watch::provisioner(
+                sel.runtime.clone(),
+                std::sync::Arc::new(manifest),
+                config.settings.target(),
+                prompt,
+                args.strict,
+            );
+            let opts = watch::WatchOptions {
+                filters: args.filter.clone(),
+                jobs,
+                grace: std::time::Duration::from_secs(args.grace),
+                ..watch::WatchOptions::default()
+            };
+            let report = |a| watch::print(out, a);
+            Ok(watch::watch(sel.runtime.clone(), opts, provision, &report, signals).await)
         }
         Command::Doctor(args) => {
             let config = load_config(cli, matches)?;

@@ -1,0 +1,613 @@
+//! `bottlectl watch`: keep matching bottles provisioned.
+//!
+//! The core ([`watch`]) works over any [`ContainerRuntime`] and a provision
+//! function, so its rules are tested without an engine:
+//! - subscribe first, then list: a container that starts in between is
+//!   seen by one or the other (or both, coalesced);
+//! - start, restart and unpause schedule a provision `settle` later; more
+//!   such events of the same container meanwhile are the same provision
+//!   (Docker's restart is die, start, restart);
+//! - never two provisions of one container at once: one that starts again
+//!   while being provisioned is provisioned once more afterwards;
+//! - at most `jobs` provisions at once;
+//! - die and destroy forget the container;
+//! - when the stream ends or fails, reconnect with backoff, replaying the
+//!   engine's events since the loss, and list again (provisioning what is
+//!   running and not known);
+//! - on shutdown, queued provisions are dropped and running ones may finish
+//!   within `grace` (the in-container lock is released by its own exec),
+//!   then are abandoned.
+
+use crate::failure::Failure;
+use crate::output::Out;
+use crate::safe;
+use bottle::config::Manifest;
+use bottle::runtime::{ContainerFilter, ContainerInfo, ContainerRuntime, EventAction};
+use futures_util::future::BoxFuture;
+use futures_util::StreamExt;
+use serde_json::json;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// How the core behaves; [`Default`] is what the CLI uses.
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    pub filters: Vec<ContainerFilter>,
+    pub jobs: usize,
+    /// How long after a start event its provision begins (coalescing).
+    pub settle: Duration,
+    /// Reconnect delay: first, and the cap it doubles up to.
+    pub backoff: (Duration, Duration),
+    /// How long running provisions may finish after a shutdown signal.
+    pub grace: Duration,
+}
+
+impl Default for WatchOptions {
+    fn default() -> Self {
+        WatchOptions {
+            filters: Vec::new(),
+            jobs: 1,
+            settle: Duration::from_millis(100),
+            backoff: (Duration::from_millis(500), Duration::from_secs(30)),
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A provision of one (running, matching) container: `Ok(detail)` or
+/// `Err(failure)`.
+pub type Provision =
+    Arc<dyn Fn(ContainerInfo) -> BoxFuture<'static, Result<String, Failure>> + Send + Sync>;
+
+/// What the watch reports, one line each.
+#[derive(Debug)]
+pub enum Action {
+    Connected {
+        running: usize,
+    },
+    Lost {
+        error: String,
+        retry_in: Duration,
+    },
+    Provisioned {
+        c: ContainerInfo,
+        why: Why,
+        secs: f64,
+        detail: String,
+    },
+    Failed {
+        c: ContainerInfo,
+        why: Why,
+        failure: Failure,
+    },
+    /// Scheduled, but no longer running (or matching) when its turn came.
+    Skipped {
+        c: ContainerInfo,
+    },
+    Forgot {
+        c: ContainerInfo,
+        action: EventAction,
+    },
+    Stopping {
+        running: usize,
+    },
+    Abandoned {
+        c: ContainerInfo,
+    },
+}
+
+/// Why a container is provisioned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Why {
+    /// Running when the watch (re)connected.
+    Listed,
+    /// Its event (start, restart, unpause).
+    Event(EventAction),
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Why::Listed => f.write_str("running"),
+            Why::Event(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+/// A provision task's end: container id, why, when it got its slot, and
+/// its result (None: never started, shutting down).
+type Done = (String, Why, Instant, Option<Result<String, Failure>>);
+
+enum State {
+    /// Provision at `due` (unless it is in flight).
+    Pending {
+        due: Instant,
+        why: Why,
+    },
+    /// Being provisioned; `again`: once more afterwards; `forget`: drop it
+    /// afterwards (it died meanwhile).
+    InFlight {
+        again: Option<Why>,
+        forget: bool,
+    },
+    Done,
+}
+
+struct Entry {
+    info: ContainerInfo,
+    state: State,
+    /// When the listing that found it running was asked for: its events
+    /// from before then (replayed history) are already covered.
+    listed_at: Option<SystemTime>,
+}
+
+impl Entry {
+    /// An event this entry's listing already saw the outcome of. Engine
+    /// time against ours: the subscription's `since` assumes the clocks
+    /// agree too.
+    fn stale(&self, time: Option<SystemTime>) -> bool {
+        matches!((self.listed_at, time), (Some(l), Some(t)) if t <= l)
+    }
+}
+
+/// Run until `shutdown` resolves; returns the exit code (0: stopped on
+/// request).
+pub async fn watch(
+    rt: Arc<dyn ContainerRuntime>,
+    opts: WatchOptions,
+    provision: Provision,
+    report: &(dyn Fn(Action) + Sync),
+    shutdown: impl Future<Output = ()>,
+) -> u8 {
+    tokio::pin!(shutdown);
+    let slots = Arc::new(Semaphore::new(opts.jobs.max(1)));
+    let mut known: HashMap<String, Entry> = HashMap::new();
+    let mut tasks: JoinSet<Done> = JoinSet::new();
+    let mut events: Option<bottle::runtime::EventStream> = None;
+    let mut since: Option<SystemTime> = None;
+    let mut backoff = opts.backoff.0;
+    let mut reconnect_at = Instant::now();
+
+    loop {
+        if events.is_none() && Instant::now() >= reconnect_at {
+            let connect = async {
+                let stream = rt.events(&opts.filters, since).await?;
+                let listed_at = SystemTime::now();
+                let running = rt.list(&opts.filters).await?;
+                Ok::<_, bottle::runtime::Error>((stream, running, listed_at))
+            };
+            let connected = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                r = connect => r,
+            };
+            match connected {
+                Ok((stream, running, listed_at)) => {
+                    events = Some(stream);
+                    backoff = opts.backoff.0;
+                    report(Action::Connected {
+                        running: running.len(),
+                    });
+                    let now = Instant::now();
+                    for c in running {
+                        // Known ones were provisioned (or are scheduled);
+                        // a restart meanwhile comes as a replayed event.
+                        known.entry(c.id.clone()).or_insert(Entry {
+                            info: c,
+                            state: State::Pending {
+                                due: now,
+                                why: Why::Listed,
+                            },
+                            listed_at: Some(listed_at),
+                        });
+                    }
+                }
+                Err(e) => {
+                    report(Action::Lost {
+                        error: error_text(&e),
+                        retry_in: backoff,
+                    });
+                    reconnect_at = Instant::now() + backoff;
+                    backoff = (backoff * 2).min(opts.backoff.1);
+                }
+            }
+        }
+        let next_due = known
+            .values()
+            .filter_map(|e| match e.state {
+                State::Pending { due, .. } => Some(due),
+                _ => None,
+            })
+            .min();
+        let waiting = events.is_none();
+        let next_event = async {
+            match events.as_mut() {
+                Some(s) => s.next().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                let Ok((id, why, started, result)) = joined else {
+                    // A panic in a provision is ours; its container is
+                    // retried on its next event.
+                    tracing::error!("a provision task failed");
+                    continue;
+                };
+                finish(&mut known, &id, why, started, result, report);
+            }
+            item = next_event => match item {
+                Some(Ok(ev)) => {
+                    let now = Instant::now();
+                    if ev.action.is_start() {
+                        let why = Why::Event(ev.action.clone());
+                        let entry = known.entry(ev.id.clone()).or_insert(Entry {
+                            info: ContainerInfo {
+                                id: ev.id.clone(),
+                                name: ev.name.clone(),
+                                state: bottle::runtime::ContainerState::Running,
+                            },
+                            state: State::Done,
+                            listed_at: None,
+                        });
+                        if entry.stale(ev.time) {
+                            continue;
+                        }
+                        entry.info.name = ev.name.clone();
+                        match &mut entry.state {
+                            State::InFlight { again, forget } => {
+                                *again = Some(why);
+                                *forget = false;
+                            }
+                            // Coalesced: the first event's time stands.
+                            State::Pending { .. } => {}
+                            State::Done => {
+                                entry.state = State::Pending { due: now + opts.settle, why };
+                            }
+                        }
+                    } else if ev.action.is_end() {
+                        if let Some(entry) = known.get_mut(&ev.id).filter(|e| !e.stale(ev.time)) {
+                            if let State::InFlight { again, forget } = &mut entry.state {
+                                *again = None;
+                                *forget = true;
+                            } else {
+                                let entry = known.remove(&ev.id).expect("present");
+                                report(Action::Forgot { c: entry.info, action: ev.action });
+                            }
+                        }
+                    }
+                }
+                Some(Err(e)) => lost(&mut events, &mut since, &mut reconnect_at, &mut backoff, &opts, report, error_text(&e)),
+                None => lost(&mut events, &mut since, &mut reconnect_at, &mut backoff, &opts, report, "the engine closed the event stream".into()),
+            },
+            () = sleep_until(next_due), if next_due.is_some() => {
+                dispatch(&rt, &opts, &mut known, &mut tasks, &slots, &provision, report).await;
+            }
+            () = sleep_until(Some(reconnect_at)), if waiting => {}
+        }
+    }
+
+    // Shutdown: nothing new starts; what runs may finish within the grace.
+    slots.close();
+    let running = known
+        .values()
+        .filter(|e| matches!(e.state, State::InFlight { .. }))
+        .count();
+    report(Action::Stopping { running });
+    let deadline = tokio::time::sleep(opts.grace);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                None => break,
+                Some(Ok((id, why, started, result))) => {
+                    finish(&mut known, &id, why, started, result, report)
+                }
+                Some(Err(_)) => {}
+            },
+            () = &mut deadline => {
+                tasks.abort_all();
+                for e in known.into_values() {
+                    if matches!(e.state, State::InFlight { .. }) {
+                        report(Action::Abandoned { c: e.info });
+                    }
+                }
+                break;
+            }
+        }
+    }
+    0
+}
+
+fn error_text(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let t = s.to_string();
+        if !text.ends_with(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        cur = s.source();
+    }
+    text
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn lost(
+    events: &mut Option<bottle::runtime::EventStream>,
+    since: &mut Option<SystemTime>,
+    reconnect_at: &mut Instant,
+    backoff: &mut Duration,
+    opts: &WatchOptions,
+    report: &(dyn Fn(Action) + Sync),
+    error: String,
+) {
+    *events = None;
+    // Replay from a little before the loss: a duplicate start is coalesced.
+    *since = Some(SystemTime::now() - Duration::from_secs(1));
+    report(Action::Lost {
+        error,
+        retry_in: *backoff,
+    });
+    *reconnect_at = Instant::now() + *backoff;
+    *backoff = (*backoff * 2).min(opts.backoff.1);
+}
+
+/// Start the provisions that are due, each confirmed running and matching
+/// by one listing (the engine applies name filters only there).
+async fn dispatch(
+    rt: &Arc<dyn ContainerRuntime>,
+    opts: &WatchOptions,
+    known: &mut HashMap<String, Entry>,
+    tasks: &mut JoinSet<Done>,
+    slots: &Arc<Semaphore>,
+    provision: &Provision,
+    report: &(dyn Fn(Action) + Sync),
+) {
+    let now = Instant::now();
+    let due: Vec<String> = known
+        .iter()
+        .filter(|(_, e)| matches!(e.state, State::Pending { due, .. } if due <= now))
+        .map(|(id, _)| id.clone())
+        .collect();
+    let running = match rt.list(&opts.filters).await {
+        Ok(r) => r,
+        Err(e) => {
+            // Try again shortly; a lost engine also ends the event stream.
+            for id in &due {
+                if let Some(Entry {
+                    state: State::Pending { due, .. },
+                    ..
+                }) = known.get_mut(id)
+                {
+                    *due = now + opts.backoff.0;
+                }
+            }
+            tracing::warn!("cannot list containers: {}", error_text(&e));
+            return;
+        }
+    };
+    for id in due {
+        let entry = known.get_mut(&id).expect("present");
+        let State::Pending { why, .. } = &entry.state else {
+            continue;
+        };
+        let why = why.clone();
+        let Some(info) = running.iter().find(|c| c.id == id).cloned() else {
+            let entry = known.remove(&id).expect("present");
+            report(Action::Skipped { c: entry.info });
+            continue;
+        };
+        entry.info = info.clone();
+        entry.state = State::InFlight {
+            again: None,
+            forget: false,
+        };
+        let (slots, provision) = (slots.clone(), provision.clone());
+        tasks.spawn(async move {
+            let Ok(_slot) = slots.acquire_owned().await else {
+                // Shutting down: never started.
+                return (id, why, Instant::now(), None);
+            };
+            let started = Instant::now();
+            let result = provision(info).await;
+            (id, why, started, Some(result))
+        });
+    }
+}
+
+fn finish(
+    known: &mut HashMap<String, Entry>,
+    id: &str,
+    why: Why,
+    started: Instant,
+    result: Option<Result<String, Failure>>,
+    report: &(dyn Fn(Action) + Sync),
+) {
+    let Some(entry) = known.get_mut(id) else {
+        return;
+    };
+    let c = entry.info.clone();
+    match result {
+        Some(Ok(detail)) => report(Action::Provisioned {
+            c,
+            why,
+            secs: started.elapsed().as_secs_f64(),
+            detail,
+        }),
+        Some(Err(failure)) => report(Action::Failed { c, why, failure }),
+        None => {}
+    }
+    match std::mem::replace(&mut entry.state, State::Done) {
+        State::InFlight {
+            again: Some(why), ..
+        } => {
+            entry.state = State::Pending {
+                due: Instant::now(),
+                why,
+            }
+        }
+        State::InFlight { forget: true, .. } => {
+            let entry = known.remove(id).expect("present");
+            report(Action::Forgot {
+                c: entry.info,
+                action: EventAction::Die,
+            });
+        }
+        _ => {}
+    }
+}
+
+/// One line per action: human on stdout (container text escaped), or a
+/// JSON object per line.
+pub fn print(out: &Out, action: Action) {
+    let name = |c: &ContainerInfo| safe::field(&c.name).into_owned();
+    let short = |c: &ContainerInfo| c.id.chars().take(12).collect::<String>();
+    let (value, line) = match action {
+        Action::Connected { running } => (
+            json!({"action": "connected", "running": running}),
+            format!("connected: {running} matching container(s) running"),
+        ),
+        Action::Lost { error, retry_in } => (
+            json!({"action": "lost", "error": error, "retry_in_ms": retry_in.as_millis() as u64}),
+            format!(
+                "engine lost: {}; retrying in {:.1}s",
+                safe::field(&error),
+                retry_in.as_secs_f64()
+            ),
+        ),
+        Action::Provisioned {
+            c,
+            why,
+            secs,
+            detail,
+        } => (
+            json!({"action": "provisioned", "ok": true, "container": c.name, "id": c.id,
+                   "after": why.to_string(), "seconds": secs, "detail": detail}),
+            format!(
+                "provisioned {} ({}) after {why} in {secs:.2}s: {}",
+                name(&c),
+                short(&c),
+                safe::field(&detail)
+            ),
+        ),
+        Action::Failed { c, why, failure } => {
+            let mut text = failure.message.clone();
+            for cause in &failure.causes {
+                text.push_str(": ");
+                text.push_str(cause);
+            }
+            (
+                json!({"action": "failed", "ok": false, "container": c.name, "id": c.id,
+                       "after": why.to_string(), "error": failure}),
+                format!(
+                    "failed {} ({}) after {why}: {}",
+                    name(&c),
+                    short(&c),
+                    safe::field(&text)
+                ),
+            )
+        }
+        Action::Skipped { c } => (
+            json!({"action": "skipped", "container": c.name, "id": c.id}),
+            format!(
+                "skipped {} ({}): no longer running or matching",
+                name(&c),
+                short(&c)
+            ),
+        ),
+        Action::Forgot { c, action } => (
+            json!({"action": "forgot", "container": c.name, "id": c.id, "after": action.to_string()}),
+            format!("forgot {} ({}) after {action}", name(&c), short(&c)),
+        ),
+        Action::Stopping { running } => (
+            json!({"action": "stopping", "running": running}),
+            format!("stopping: {running} provision(s) running may finish"),
+        ),
+        Action::Abandoned { c } => (
+            json!({"action": "abandoned", "container": c.name, "id": c.id}),
+            format!(
+                "abandoned the provision of {} ({}) at shutdown",
+                name(&c),
+                short(&c)
+            ),
+        ),
+    };
+    if out.json {
+        out.json_value(&value);
+    } else {
+        out.human(&format!("{line}\n"));
+    }
+}
+
+/// The provision function the CLI runs: bottle-ssh on the container's id,
+/// with the watch's one manifest.
+pub fn provisioner(
+    rt: Arc<dyn ContainerRuntime>,
+    manifest: Arc<Manifest>,
+    target: bottle::ssh::Target,
+    prompt: Arc<crate::keys::Prompt>,
+    strict: bool,
+) -> Provision {
+    let target = Arc::new(target);
+    Arc::new(move |c: ContainerInfo| {
+        let (rt, manifest, target, prompt) =
+            (rt.clone(), manifest.clone(), target.clone(), prompt.clone());
+        Box::pin(async move {
+            let opts = bottle::ssh::Options {
+                passphrase: Some(prompt.as_ref()),
+                strict,
+            };
+            match bottle::ssh::provision_with(rt.as_ref(), &c.id, &manifest.plan, &target, &opts)
+                .await
+            {
+                Ok(r) => {
+                    let mut detail =
+                        format!("{} key(s) loaded, agent pid {}", r.keys.len(), r.agent.pid);
+                    for w in &r.warnings {
+                        detail.push_str("; warning: ");
+                        detail.push_str(w);
+                    }
+                    Ok(detail)
+                }
+                Err(e) => Err(crate::ssh_failure(
+                    e,
+                    Some(&manifest),
+                    "cannot provision",
+                    &c.name,
+                )),
+            }
+        })
+    })
+}
+
+/// SIGINT or SIGTERM, registered now (the default action would kill the
+/// process mid-provision); the future resolves at the first one.
+pub fn signals() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
+}
+
+#[cfg(test)]
+#[path = "watch_tests.rs"]
+mod tests;

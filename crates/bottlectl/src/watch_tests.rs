@@ -1,0 +1,361 @@
+//! The watch's rules on a scripted runtime and a counting provision
+//! (untimed: the assertions are about counts and order, not durations).
+
+use super::*;
+use async_trait::async_trait;
+use bottle::runtime::{
+    ContainerEvent, ContainerState, CopyEntry, Engine, EngineInfo, Error, EventStream, ExecOutput,
+    ExecRequest, Result,
+};
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+type Sub = std::result::Result<UnboundedReceiver<Result<ContainerEvent>>, ()>;
+
+/// A runtime whose running set and event subscriptions the test scripts.
+#[derive(Debug, Default)]
+struct Fake {
+    running: Mutex<Vec<ContainerInfo>>,
+    subs: Mutex<VecDeque<Sub>>,
+    since: Mutex<Vec<Option<SystemTime>>>,
+}
+
+impl Fake {
+    fn run(&self, id: &str) {
+        self.running.lock().unwrap().push(info(id));
+    }
+    /// The next subscription succeeds; returns its sender.
+    fn subscription(&self) -> UnboundedSender<Result<ContainerEvent>> {
+        let (tx, rx) = unbounded_channel();
+        self.subs.lock().unwrap().push_back(Ok(rx));
+        tx
+    }
+    fn refusal(&self) {
+        self.subs.lock().unwrap().push_back(Err(()));
+    }
+}
+
+fn info(id: &str) -> ContainerInfo {
+    ContainerInfo {
+        id: id.into(),
+        name: format!("n-{id}"),
+        state: ContainerState::Running,
+    }
+}
+
+fn ev(id: &str, action: &str) -> Result<ContainerEvent> {
+    Ok(ContainerEvent::new(
+        id,
+        &format!("n-{id}"),
+        EventAction::parse(action),
+    ))
+}
+
+fn gone() -> Error {
+    Error::Unreachable {
+        engine: Engine::Docker,
+        endpoint: "fake".into(),
+        source: "gone".into(),
+    }
+}
+
+#[async_trait]
+impl ContainerRuntime for Fake {
+    fn engine(&self) -> Engine {
+        Engine::Docker
+    }
+    fn endpoint(&self) -> &str {
+        "fake"
+    }
+    async fn version(&self) -> Result<EngineInfo> {
+        Err(gone())
+    }
+    async fn inspect(&self, _: &str) -> Result<ContainerInfo> {
+        Err(gone())
+    }
+    async fn exec(&self, _: &str, _: ExecRequest) -> Result<ExecOutput> {
+        Err(gone())
+    }
+    async fn copy(&self, _: &str, _: &[CopyEntry]) -> Result<()> {
+        Err(gone())
+    }
+    async fn list(&self, _: &[ContainerFilter]) -> Result<Vec<ContainerInfo>> {
+        Ok(self.running.lock().unwrap().clone())
+    }
+    async fn events(
+        &self,
+        _: &[ContainerFilter],
+        since: Option<SystemTime>,
+    ) -> Result<EventStream> {
+        self.since.lock().unwrap().push(since);
+        match self.subs.lock().unwrap().pop_front() {
+            Some(Ok(rx)) => Ok(futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            })
+            .boxed()),
+            Some(Err(())) => Err(gone()),
+            // Nothing scripted: a quiet engine.
+            None => Ok(futures_util::stream::pending().boxed()),
+        }
+    }
+}
+
+/// Counts provisions: in flight now, the most at once, per container.
+#[derive(Default)]
+struct Counter {
+    now: AtomicUsize,
+    most: AtomicUsize,
+    busy: Mutex<HashSet<String>>,
+    overlaps: AtomicUsize,
+    started: Mutex<Vec<String>>,
+}
+
+/// A provision that counts and waits for `release` (a permit per call).
+fn counting(counter: Arc<Counter>, release: Arc<Semaphore>) -> Provision {
+    Arc::new(move |c: ContainerInfo| {
+        let (counter, release) = (counter.clone(), release.clone());
+        Box::pin(async move {
+            let n = counter.now.fetch_add(1, Ordering::SeqCst) + 1;
+            counter.most.fetch_max(n, Ordering::SeqCst);
+            if !counter.busy.lock().unwrap().insert(c.id.clone()) {
+                counter.overlaps.fetch_add(1, Ordering::SeqCst);
+            }
+            counter.started.lock().unwrap().push(c.id.clone());
+            release.acquire().await.expect("open").forget();
+            counter.busy.lock().unwrap().remove(&c.id);
+            counter.now.fetch_sub(1, Ordering::SeqCst);
+            Ok("done".to_string())
+        })
+    })
+}
+
+/// What was reported, as (kind, container id).
+#[derive(Default)]
+struct Log(Mutex<Vec<(String, String)>>);
+
+impl Log {
+    fn push(&self, a: Action) {
+        let (kind, id) = match a {
+            Action::Connected { .. } => ("connected", String::new()),
+            Action::Lost { .. } => ("lost", String::new()),
+            Action::Provisioned { c, .. } => ("provisioned", c.id),
+            Action::Failed { c, .. } => ("failed", c.id),
+            Action::Skipped { c } => ("skipped", c.id),
+            Action::Forgot { c, .. } => ("forgot", c.id),
+            Action::Stopping { .. } => ("stopping", String::new()),
+            Action::Abandoned { c } => ("abandoned", c.id),
+        };
+        self.0.lock().unwrap().push((kind.to_string(), id));
+    }
+    fn count(&self, kind: &str, id: Option<&str>) -> usize {
+        let log = self.0.lock().unwrap();
+        log.iter()
+            .filter(|(k, i)| k == kind && id.is_none_or(|id| id == i))
+            .count()
+    }
+}
+
+/// Resolves once `done` holds (checked as the test's steps go on).
+async fn until(done: impl Fn() -> bool) {
+    while !done() {
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn opts(jobs: usize) -> WatchOptions {
+    WatchOptions {
+        jobs,
+        settle: Duration::from_millis(5),
+        backoff: (Duration::from_millis(1), Duration::from_millis(4)),
+        grace: Duration::from_secs(30),
+        ..WatchOptions::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_starts_runs_at_most_jobs_at_once_each_once() {
+    let fake = Arc::new(Fake::default());
+    let tx = fake.subscription();
+    let counter = Arc::new(Counter::default());
+    let release = Arc::new(Semaphore::new(0));
+    let log = Log::default();
+    let ids: Vec<String> = (0..30).map(|i| format!("c{i}")).collect();
+    for id in &ids {
+        fake.run(id);
+        // A restart's events: one provision.
+        for action in ["start", "restart", "unpause"] {
+            tx.send(ev(id, action)).unwrap();
+        }
+    }
+    let done = async {
+        // Three at once, never a fourth while they hold.
+        until(|| counter.started.lock().unwrap().len() >= 3).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(counter.started.lock().unwrap().len(), 3);
+        release.add_permits(1000);
+        until(|| log.count("provisioned", None) >= 30).await;
+    };
+    let code = watch(
+        fake.clone(),
+        opts(3),
+        counting(counter.clone(), release.clone()),
+        &|a| log.push(a),
+        done,
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert_eq!(counter.most.load(Ordering::SeqCst), 3);
+    assert_eq!(counter.overlaps.load(Ordering::SeqCst), 0);
+    for id in &ids {
+        assert_eq!(log.count("provisioned", Some(id)), 1, "{id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_during_a_provision_is_one_more_afterwards_never_two_at_once() {
+    let fake = Arc::new(Fake::default());
+    let tx = fake.subscription();
+    fake.run("a");
+    let counter = Arc::new(Counter::default());
+    let release = Arc::new(Semaphore::new(0));
+    let log = Log::default();
+    let steps = async {
+        // Listed at connect, being provisioned:
+        until(|| counter.started.lock().unwrap().len() == 1).await;
+        for _ in 0..3 {
+            tx.send(ev("a", "restart")).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(counter.started.lock().unwrap().len(), 1, "not while busy");
+        release.add_permits(1);
+        until(|| counter.started.lock().unwrap().len() == 2).await;
+        release.add_permits(1);
+        until(|| log.count("provisioned", Some("a")) == 2).await;
+        // Die forgets; a start of one no longer running is skipped.
+        tx.send(ev("a", "die")).unwrap();
+        until(|| log.count("forgot", Some("a")) == 1).await;
+        tx.send(ev("b", "start")).unwrap();
+        until(|| log.count("skipped", Some("b")) == 1).await;
+    };
+    watch(
+        fake.clone(),
+        opts(4),
+        counting(counter.clone(), release.clone()),
+        &|a| log.push(a),
+        steps,
+    )
+    .await;
+    assert_eq!(counter.overlaps.load(Ordering::SeqCst), 0);
+    assert_eq!(counter.started.lock().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_engine_is_retried_and_what_started_meanwhile_is_provisioned() {
+    let fake = Arc::new(Fake::default());
+    fake.refusal();
+    let first = fake.subscription();
+    fake.refusal();
+    let _second = fake.subscription();
+    fake.run("a");
+    let counter = Arc::new(Counter::default());
+    let release = Arc::new(Semaphore::new(1000));
+    let log = Log::default();
+    let steps = async {
+        until(|| log.count("provisioned", Some("a")) == 1).await;
+        // The engine goes away; b starts meanwhile.
+        fake.run("b");
+        drop(first);
+        until(|| log.count("provisioned", Some("b")) == 1).await;
+    };
+    watch(
+        fake.clone(),
+        opts(2),
+        counting(counter.clone(), release),
+        &|a| log.push(a),
+        steps,
+    )
+    .await;
+    assert_eq!(log.count("lost", None), 3, "refused, closed, refused");
+    assert_eq!(log.count("connected", None), 2);
+    assert_eq!(log.count("provisioned", Some("a")), 1, "known: not again");
+    let since = fake.since.lock().unwrap().clone();
+    assert_eq!(since.len(), 4);
+    assert!(since[0].is_none() && since[1].is_none());
+    assert!(
+        since[2].is_some() && since[3].is_some(),
+        "replay after a loss"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drops_queued_provisions_and_abandons_running_ones_after_the_grace() {
+    let fake = Arc::new(Fake::default());
+    fake.run("a");
+    fake.run("b");
+    let counter = Arc::new(Counter::default());
+    // Never released: the running one outlives the grace.
+    let release = Arc::new(Semaphore::new(0));
+    let log = Log::default();
+    let steps = async {
+        until(|| counter.started.lock().unwrap().len() == 1).await;
+    };
+    let mut o = opts(1);
+    o.grace = Duration::from_millis(20);
+    let code = watch(
+        fake.clone(),
+        o,
+        counting(counter.clone(), release),
+        &|a| log.push(a),
+        steps,
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        counter.started.lock().unwrap().len(),
+        1,
+        "the queued one never ran"
+    );
+    assert_eq!(log.count("abandoned", None), 1);
+    assert_eq!(log.count("provisioned", None), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_history_of_a_listed_container_is_not_a_second_provision() {
+    let fake = Arc::new(Fake::default());
+    let tx = fake.subscription();
+    fake.run("a");
+    let counter = Arc::new(Counter::default());
+    let release = Arc::new(Semaphore::new(1000));
+    let log = Log::default();
+    let before = SystemTime::now() - Duration::from_millis(500);
+    let steps = async {
+        until(|| log.count("provisioned", Some("a")) == 1).await;
+        // The second of history the subscription asks for: its start (and
+        // a die before it) happened before the listing saw it running.
+        let old = |action: &str| ev("a", action).map(|e| e.at_nanos(nanos(before)));
+        tx.send(old("die")).unwrap();
+        tx.send(old("start")).unwrap();
+        // A real restart afterwards is one.
+        tx.send(ev("a", "restart").map(|e| e.at_nanos(nanos(SystemTime::now()))))
+            .unwrap();
+        until(|| log.count("provisioned", Some("a")) == 2).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    watch(
+        fake.clone(),
+        opts(2),
+        counting(counter.clone(), release),
+        &|a| log.push(a),
+        steps,
+    )
+    .await;
+    assert_eq!(log.count("provisioned", Some("a")), 2);
+    assert_eq!(log.count("forgot", Some("a")), 0);
+}
+
+fn nanos(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+}
