@@ -7,6 +7,7 @@
 #   DIR/ssh_config            the client key, the right host key
 #   DIR/ssh_config_nokey      a key the server does not authorize (use -i / CONTAINER_SSHKEY)
 #   DIR/ssh_config_wronghost  the client key, a known_hosts with another host key
+#   DIR/ssh_config_hang       a ProxyCommand that never answers (an interrupted run)
 #   DIR/client_key            the authorized client key
 #
 #   scripts/ssh-remote.sh start DIR PORT   # DIR/env has BOTTLE_SSH_REMOTE=root@127.0.0.1:PORT
@@ -54,6 +55,7 @@ case $cmd in
     client_config "$dir/ssh_config" "$dir/client_key" "$dir/known_hosts"
     client_config "$dir/ssh_config_nokey" "$dir/unauthorized_key" "$dir/known_hosts"
     client_config "$dir/ssh_config_wronghost" "$dir/client_key" "$dir/wrong_known_hosts"
+    { cat "$dir/ssh_config"; printf '  ProxyCommand sleep 30\n'; } >"$dir/ssh_config_hang"
     cat >"$dir/sshd_config" <<EOF
 ListenAddress 127.0.0.1
 Port $port

@@ -309,6 +309,52 @@ async fn check_wrong_host_key_and_no_usable_key_exit_3(env: &TestEnv) {
     .await;
 }
 
+/// bottlectl ended by Ctrl-C (SIGINT) or SIGKILL while its ssh is still
+/// connecting: the ssh process ends with it (PR_SET_PDEATHSIG), none left.
+async fn check_interrupted_run_leaves_no_ssh(env: &TestEnv) {
+    let Some(remote) = remote_or_skip() else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    for signal in ["-INT", "-KILL"] {
+        let mut child = Command::new(bottlectl_path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", home.path().join("xdg"))
+            .env(host_var(env), remote.url(env))
+            .env("BOTTLE_SSH_CONFIG", remote.file("ssh_config_hang"))
+            .args(["--runtime", env.engine().name(), "keys", env.bottle()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start bottlectl");
+        let mut waited = 0;
+        while remote.clients() == 0 {
+            assert!(waited < 200, "bottlectl never started ssh");
+            waited += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let _ = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap();
+        let mut left = remote.clients();
+        for _ in 0..40 {
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            left = remote.clients();
+        }
+        assert_eq!(left, 0, "ssh left behind after kill {signal}");
+    }
+}
+
 /// Docker: a context holding the ssh:// host; Podman: the default system
 /// connection (Podman 5's file) and a named one; an unknown name is exit 2
 /// listing the known ones.
@@ -412,4 +458,5 @@ engine_tests!(
     check_provision_verify_deprovision_over_ssh,
     check_wrong_host_key_and_no_usable_key_exit_3,
     check_context_and_connection_over_ssh,
+    check_interrupted_run_leaves_no_ssh,
 );

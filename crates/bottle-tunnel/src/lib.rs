@@ -183,9 +183,12 @@ impl SshTunnel {
     /// Make the private directory for the local socket; ssh is not started
     /// yet (see [`ready`](Self::ready)).
     pub fn new(target: SshTarget) -> Result<SshTunnel, String> {
-        // tempfile creates directories 0700: only this user reaches the socket.
+        use std::os::unix::fs::PermissionsExt;
+        // 0700 (tempfile's default follows the umask): only this user
+        // reaches the socket, which is the remote engine's root.
         let dir = tempfile::Builder::new()
             .prefix("bottle-ssh-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir()
             .map_err(|e| format!("cannot make a private directory for the ssh tunnel: {e}"))?;
         let local = dir.path().join("engine.sock");
@@ -424,6 +427,16 @@ mod tests {
         assert!(SshTarget::parse("ssh://h", None)
             .unwrap_err()
             .contains("no socket path"));
+    }
+
+    #[test]
+    fn the_local_socket_is_in_a_private_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = SshTarget::parse("ssh://h", Some("/s")).unwrap();
+        let tunnel = SshTunnel::new(t).unwrap();
+        let dir = tunnel.local_socket().parent().unwrap();
+        let mode = std::fs::metadata(dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
     }
 
     #[tokio::test]

@@ -233,6 +233,113 @@ fn summary(tried: &[Probe]) -> String {
         .join("; ")
 }
 
+/// A Docker context or Podman connection the user has, and whether
+/// selection uses it: for `doctor`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NamedEndpoint {
+    pub engine: Engine,
+    /// `context` or `connection`.
+    pub kind: &'static str,
+    pub name: String,
+    /// Its endpoint, when it could be read.
+    pub endpoint: Option<String>,
+    /// Whether `settings` reach the engine through it.
+    pub used: bool,
+    /// Why it is (not) used, or why it cannot be read.
+    pub why: String,
+}
+
+/// Every Docker context (`$DOCKER_CONFIG/contexts`) and Podman connection
+/// (`podman-connections.json`, containers.conf) and whether `settings` use
+/// it, by comparing with the endpoint each engine would be reached at.
+pub fn named_endpoints(settings: &Settings) -> Vec<NamedEndpoint> {
+    let mut out = Vec::new();
+    let chosen = |engine| match where_for(engine, settings) {
+        Ok(at) => Ok(at.from),
+        Err(e) => Err(error_chain(&e)),
+    };
+    let entry = |engine,
+                 kind,
+                 name: &str,
+                 endpoint: Result<String, String>,
+                 chosen: &Result<String, String>,
+                 marks: &[String]| {
+        let (endpoint, read_error) = match endpoint {
+            Ok(e) => (Some(e), None),
+            Err(e) => (None, Some(e)),
+        };
+        let (used, why) = match (chosen, read_error) {
+            (_, Some(e)) => (false, e),
+            (Ok(from), None) if marks.iter().any(|m| m == from) => {
+                (true, format!("selected ({from})"))
+            }
+            (Ok(from), None) => (false, format!("not used: the endpoint comes from {from}")),
+            (Err(e), None) => (false, format!("not used: {e}")),
+        };
+        NamedEndpoint {
+            engine,
+            kind,
+            name: name.to_string(),
+            endpoint,
+            used,
+            why,
+        }
+    };
+    #[cfg(feature = "docker")]
+    {
+        let env = bottle_docker::DockerEnv::from_process();
+        if let Some(dir) = &env.config_dir {
+            let from = chosen(Engine::Docker);
+            for name in bottle_docker::context_names(dir) {
+                let endpoint = if name == bottle_docker::DEFAULT_CONTEXT {
+                    bottle_docker::resolve(None, Some(&name), &bottle_docker::DockerEnv::default())
+                } else {
+                    bottle_docker::read_context(dir, &name)
+                };
+                let mut marks = vec![format!("context {name}")];
+                if name == bottle_docker::DEFAULT_CONTEXT {
+                    marks.push("default".into());
+                }
+                out.push(entry(
+                    Engine::Docker,
+                    "context",
+                    &name,
+                    endpoint.map(|e| e.host),
+                    &from,
+                    &marks,
+                ));
+            }
+        }
+    }
+    #[cfg(feature = "podman")]
+    {
+        let env = bottle_podman::PodmanEnv::from_process();
+        let from = chosen(Engine::Podman);
+        match bottle_podman::read_connections(&env) {
+            Ok(conns) => {
+                for (name, c) in &conns.named {
+                    let marks = [
+                        format!("connection {name}"),
+                        format!("default connection {name}"),
+                    ];
+                    out.push(entry(
+                        Engine::Podman,
+                        "connection",
+                        name,
+                        Ok(c.uri.clone()),
+                        &from,
+                        &marks,
+                    ));
+                }
+            }
+            Err(e) => out.push(entry(Engine::Podman, "connection", "", Err(e), &from, &[])),
+        }
+    }
+    #[cfg(not(any(feature = "docker", feature = "podman")))]
+    let _ = (settings, &chosen, &entry);
+    out
+}
+
 /// An error and its sources, `": "`-joined.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();

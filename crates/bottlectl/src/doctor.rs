@@ -238,6 +238,22 @@ pub async fn run(out: &Out, config: &Config, container: Option<&str>) -> Result<
             }
         }
     }
+    // The user's own files name these: escaped all the same.
+    let named = bottle::named_endpoints(&config.settings);
+    if !named.is_empty() {
+        text.push_str("contexts and connections:\n");
+    }
+    for n in &named {
+        text.push_str(&format!(
+            "  {}  {:<7} {} {} at {}: {}\n",
+            if n.used { "used" } else { "-   " },
+            n.engine.name(),
+            n.kind,
+            crate::safe::field(&n.name),
+            crate::safe::field(n.endpoint.as_deref().unwrap_or("-")),
+            crate::safe::field(&n.why)
+        ));
+    }
     text.push_str(&format!("runtime setting: {}\n", config.settings.runtime));
 
     let mut ok = true;
@@ -289,6 +305,7 @@ pub async fn run(out: &Out, config: &Config, container: Option<&str>) -> Result<
             "ok": ok,
             "runtime": config.settings.runtime,
             "engines": probes,
+            "contexts_and_connections": named,
             "selected": selected,
             "selection_error": selection_error,
             "container": container.map(|name| json!({ "name": name, "checks": checks })),
