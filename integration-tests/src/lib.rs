@@ -98,6 +98,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod conformance;
 pub mod harness;
 pub mod image;
 pub mod ssh_fixtures;

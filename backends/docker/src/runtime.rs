@@ -9,8 +9,8 @@ use bollard::query_parameters::{
     InspectContainerOptions, ListContainersOptions, UploadToContainerOptionsBuilder,
 };
 use bottle_runtime::{
-    build_tar, ContainerFilter, ContainerInfo, ContainerRuntime, ContainerState, CopyEntry, Engine,
-    EngineInfo, Error, ExecOutput, ExecRequest, OutputStream, Result,
+    build_tar, Capabilities, ContainerFilter, ContainerInfo, ContainerRuntime, ContainerState,
+    CopyEntry, Engine, EngineInfo, Error, ExecOutput, ExecRequest, OutputStream, Result,
 };
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -25,6 +25,13 @@ impl ContainerRuntime for DockerRuntime {
 
     fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+            .with_list(true)
+            .with_events(true)
+            .with_output_with_unread_stdin(true)
     }
 
     async fn version(&self) -> Result<EngineInfo> {

@@ -64,9 +64,9 @@
 
 use async_trait::async_trait;
 use bottle_runtime::{
-    build_tar, ContainerAdmin, ContainerFilter, ContainerInfo, ContainerRuntime, ContainerState,
-    CopyEntry, Engine, EngineInfo, Error, ExecOutput, ExecRequest, NetworkMode, OutputStream,
-    Result, RunSpec,
+    build_tar, Capabilities, ContainerAdmin, ContainerFilter, ContainerInfo, ContainerRuntime,
+    ContainerState, CopyEntry, Engine, EngineInfo, Error, ExecOutput, ExecRequest, NetworkMode,
+    OutputStream, Result, RunSpec,
 };
 use futures_util::{AsyncWriteExt, StreamExt};
 use podman_api::conn::TtyChunk;
@@ -537,6 +537,12 @@ impl ContainerRuntime for PodmanRuntime {
 
     fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// Podman 4.3 may drop the output of a process that leaves its stdin
+    /// unread (see the crate docs): not `output_with_unread_stdin`.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default().with_list(true).with_events(true)
     }
 
     async fn version(&self) -> Result<EngineInfo> {

@@ -21,6 +21,7 @@
 //! ```
 
 mod admin;
+mod capabilities;
 mod error;
 mod events;
 mod filter;
@@ -30,6 +31,7 @@ pub mod testing;
 mod types;
 
 pub use admin::{ContainerAdmin, NetworkMode, RunSpec};
+pub use capabilities::Capabilities;
 pub use error::{check_container_ref, BoxError, Error, Result};
 pub use events::{ContainerEvent, EventAction, EventStream, MAX_EVENT_FIELD};
 pub use filter::ContainerFilter;
@@ -77,6 +79,13 @@ pub trait ContainerRuntime: Send + Sync + Debug + 'static {
 
     /// The endpoint this runtime talks to, e.g. `unix:///var/run/docker.sock`.
     fn endpoint(&self) -> &str;
+
+    /// What this runtime supports beyond `exec` and `inspect`, declared by
+    /// the backend. The default is what the required methods promise
+    /// ([`Capabilities::default`]); a wrapper should forward it.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
 
     /// Ping the engine and report its version.
     async fn version(&self) -> Result<EngineInfo>;
@@ -179,6 +188,9 @@ impl<T: ContainerRuntime + ?Sized> ContainerRuntime for Arc<T> {
     }
     fn endpoint(&self) -> &str {
         (**self).endpoint()
+    }
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
     }
     async fn version(&self) -> Result<EngineInfo> {
         (**self).version().await

@@ -26,8 +26,8 @@
 //! ```
 
 use crate::{
-    ContainerFilter, ContainerInfo, ContainerRuntime, ContainerState, CopyEntry, Engine,
-    EngineInfo, Error, ExecOutput, ExecRequest, Result,
+    Capabilities, ContainerFilter, ContainerInfo, ContainerRuntime, ContainerState, CopyEntry,
+    Engine, EngineInfo, Error, ExecOutput, ExecRequest, Result,
 };
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -83,10 +83,17 @@ impl ExecCall {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     Version,
-    Inspect { container: String },
+    Inspect {
+        container: String,
+    },
     Exec(ExecCall),
-    Copy { container: String, paths: Vec<String> },
-    List { filters: Vec<ContainerFilter> },
+    Copy {
+        container: String,
+        paths: Vec<String>,
+    },
+    List {
+        filters: Vec<ContainerFilter>,
+    },
 }
 
 /// One call, how long it took and whether it succeeded.
@@ -118,7 +125,7 @@ pub fn output(exit_code: i64, stdout: &str) -> ExecOutput {
     }
 }
 
-type ExecHook = dyn Fn(&ExecCall) -> Result<ExecOutput> + Send + Sync;
+type ExecHook = dyn Fn(&ExecCall, Option<&[u8]>) -> Result<ExecOutput> + Send + Sync;
 type Intercept = dyn Fn(&ExecCall) -> Option<Result<ExecOutput>> + Send + Sync;
 
 #[derive(Default)]
@@ -150,6 +157,7 @@ impl Log {
 /// function (default: exit 0, no output).
 pub struct FakeRuntime {
     engine: Engine,
+    capabilities: Capabilities,
     containers: Mutex<BTreeMap<String, ContainerState>>,
     on_exec: Box<ExecHook>,
     log: Log,
@@ -179,8 +187,9 @@ impl FakeRuntime {
     pub fn new() -> FakeRuntime {
         FakeRuntime {
             engine: Engine::Docker,
+            capabilities: Capabilities::default().with_list(true),
             containers: Mutex::new(BTreeMap::new()),
-            on_exec: Box::new(|_| Ok(output(0, ""))),
+            on_exec: Box::new(|_, _| Ok(output(0, ""))),
             log: Log::default(),
         }
     }
@@ -218,7 +227,24 @@ impl FakeRuntime {
         mut self,
         answer: impl Fn(&ExecCall) -> Result<ExecOutput> + Send + Sync + 'static,
     ) -> FakeRuntime {
+        self.on_exec = Box::new(move |call, _| answer(call));
+        self
+    }
+
+    /// How execs are answered, by a function that also sees the stdin
+    /// bytes (e.g. one that runs the request as a host process). The
+    /// recording still keeps only their length.
+    pub fn on_exec_with_stdin(
+        mut self,
+        answer: impl Fn(&ExecCall, Option<&[u8]>) -> Result<ExecOutput> + Send + Sync + 'static,
+    ) -> FakeRuntime {
         self.on_exec = Box::new(answer);
+        self
+    }
+
+    /// What this fake declares (default: exec as a user, copy, list).
+    pub fn capabilities(mut self, capabilities: Capabilities) -> FakeRuntime {
+        self.capabilities = capabilities;
         self
     }
 
@@ -235,16 +261,22 @@ impl FakeRuntime {
             .collect()
     }
 
-    fn state(&self, container: &str) -> Result<ContainerState> {
+    /// A declared container by name or id: its name and state.
+    fn find(&self, container: &str) -> Result<(String, ContainerState)> {
         self.containers
             .lock()
             .unwrap()
-            .get(container)
-            .cloned()
+            .iter()
+            .find(|(name, _)| *name == container || fake_id(name) == container)
+            .map(|(name, state)| (name.clone(), state.clone()))
             .ok_or_else(|| Error::ContainerNotFound {
                 engine: self.engine,
                 container: container.to_string(),
             })
+    }
+
+    fn state(&self, container: &str) -> Result<ContainerState> {
+        self.find(container).map(|(_, state)| state)
     }
 
     fn running_or_err(&self, container: &str) -> Result<()> {
@@ -267,22 +299,25 @@ impl ContainerRuntime for FakeRuntime {
     fn endpoint(&self) -> &str {
         Self::ENDPOINT
     }
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
     async fn version(&self) -> Result<EngineInfo> {
         let t = Instant::now();
         let r = Ok(EngineInfo {
             engine: self.engine,
             endpoint: Self::ENDPOINT.to_string(),
-            version: "fake".to_string(),
-            api_version: "fake".to_string(),
+            version: "0.0.0-fake".to_string(),
+            api_version: "0.0".to_string(),
         });
         self.log.push(Op::Version, t, &r, |_| 0);
         r
     }
     async fn inspect(&self, container: &str) -> Result<ContainerInfo> {
         let t = Instant::now();
-        let r = self.state(container).map(|state| ContainerInfo {
-            id: format!("fake-{container}"),
-            name: container.to_string(),
+        let r = self.find(container).map(|(name, state)| ContainerInfo {
+            id: fake_id(&name),
+            name,
             state,
         });
         let op = Op::Inspect {
@@ -294,10 +329,10 @@ impl ContainerRuntime for FakeRuntime {
     async fn exec(&self, container: &str, request: ExecRequest) -> Result<ExecOutput> {
         let t = Instant::now();
         let call = ExecCall::of(container, &request);
-        drop(request);
+        let stdin = request.stdin.as_deref().map(Vec::as_slice);
         let r = self
             .running_or_err(container)
-            .and_then(|()| (self.on_exec)(&call))
+            .and_then(|()| (self.on_exec)(&call, stdin))
             .and_then(|out| {
                 let program = call.argv.first().map_or("", String::as_str);
                 bounded(self.engine, container, program, out, call.max_output)
@@ -331,7 +366,7 @@ impl ContainerRuntime for FakeRuntime {
                 })
             })
             .map(|(name, state)| ContainerInfo {
-                id: format!("fake-{name}"),
+                id: fake_id(&name),
                 name,
                 state,
             })
@@ -342,6 +377,20 @@ impl ContainerRuntime for FakeRuntime {
         self.log.push(op, t, &r, |_| 0);
         r
     }
+}
+
+/// A 64-hex-digit id, as the engines give, derived from the name
+/// (FNV-1a, four rounds: distinct for the few names a test declares).
+fn fake_id(name: &str) -> String {
+    (0u64..4)
+        .map(|round| {
+            let mut h = 0xcbf2_9ce4_8422_2325u64 ^ round;
+            for b in name.bytes() {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+            format!("{h:016x}")
+        })
+        .collect()
 }
 
 /// The backends' output bound, for scripted answers.
@@ -422,6 +471,9 @@ impl ContainerRuntime for Recording {
     }
     fn endpoint(&self) -> &str {
         self.inner.endpoint()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
     }
     async fn version(&self) -> Result<EngineInfo> {
         let t = Instant::now();
@@ -517,7 +569,10 @@ mod tests {
             let e = fake
                 .exec("b", ExecRequest::new(["yes"]).max_output(99))
                 .await;
-            assert!(matches!(e, Err(Error::OutputTooLarge { limit: 99, .. })), "{e:?}");
+            assert!(
+                matches!(e, Err(Error::OutputTooLarge { limit: 99, .. })),
+                "{e:?}"
+            );
         })
     }
 
@@ -525,12 +580,17 @@ mod tests {
     fn recording_intercepts_chosen_execs() {
         block(async {
             let fake = Arc::new(FakeRuntime::new().running("b"));
-            let rec = Recording::new(fake.clone()).intercept(|call| {
-                (call.user == "0").then(|| Ok(output(7, "intercepted")))
-            });
-            let root = rec.exec("b", ExecRequest::new(["x"]).user("0")).await.unwrap();
+            let rec = Recording::new(fake.clone())
+                .intercept(|call| (call.user == "0").then(|| Ok(output(7, "intercepted"))));
+            let root = rec
+                .exec("b", ExecRequest::new(["x"]).user("0"))
+                .await
+                .unwrap();
             assert_eq!(root.exit_code, 7);
-            let user = rec.exec("b", ExecRequest::new(["x"]).user("1000")).await.unwrap();
+            let user = rec
+                .exec("b", ExecRequest::new(["x"]).user("1000"))
+                .await
+                .unwrap();
             assert_eq!(user.exit_code, 0);
             assert_eq!(rec.calls().len(), 2);
             assert_eq!(fake.calls().len(), 1, "only the user's exec was forwarded");
