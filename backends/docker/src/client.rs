@@ -195,11 +195,7 @@ impl DockerRuntime {
     }
 
     fn unreachable(&self, source: impl Into<BoxError>) -> Error {
-        Error::Unreachable {
-            engine: Engine::Docker,
-            endpoint: self.endpoint.clone(),
-            source: source.into(),
-        }
+        Error::connect_failed(Engine::Docker, &self.endpoint, source.into())
     }
 
     /// Map errors that do not depend on the container: unreachable engine,

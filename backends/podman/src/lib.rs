@@ -196,11 +196,7 @@ impl PodmanRuntime {
     }
 
     fn unreachable(&self, e: podman_api::Error) -> Error {
-        Error::Unreachable {
-            engine: ENGINE,
-            endpoint: self.endpoint.clone(),
-            source: Box::new(e),
-        }
+        Error::connect_failed(ENGINE, &self.endpoint, Box::new(e))
     }
 
     /// Mapping for exec create/start: state errors become

@@ -20,6 +20,25 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// The endpoint answers, but this process may not use it (e.g. a
+    /// socket it lacks the permission to connect to): the engine runs;
+    /// starting it again would not help.
+    #[error("{engine}: permission denied at {endpoint}")]
+    PermissionDenied {
+        engine: Engine,
+        endpoint: String,
+        #[source]
+        source: BoxError,
+    },
+
+    /// The runtime does not offer this operation (see
+    /// [`Capabilities`](crate::Capabilities)).
+    #[error("{engine}: this runtime cannot {operation}")]
+    NotSupported {
+        engine: Engine,
+        operation: &'static str,
+    },
+
     /// No container by that name or id.
     #[error("{engine}: no container named `{container}`")]
     ContainerNotFound { engine: Engine, container: String },
@@ -89,6 +108,8 @@ impl Error {
     pub fn engine(&self) -> Engine {
         match self {
             Error::Unreachable { engine, .. }
+            | Error::PermissionDenied { engine, .. }
+            | Error::NotSupported { engine, .. }
             | Error::ContainerNotFound { engine, .. }
             | Error::ContainerNotRunning { engine, .. }
             | Error::ExecStart { engine, .. }
@@ -100,14 +121,67 @@ impl Error {
     }
 
     /// True when the engine itself could not be reached (as opposed to an
-    /// error about a container).
+    /// error about a container). A refused permission is not this: see
+    /// [`Error::PermissionDenied`].
     pub fn is_unreachable(&self) -> bool {
         matches!(self, Error::Unreachable { .. } | Error::Timeout { .. })
+    }
+
+    /// What a backend reports when connecting fails: [`Error::PermissionDenied`]
+    /// when an I/O error in `source`'s chain says so, else
+    /// [`Error::Unreachable`].
+    pub fn connect_failed(engine: Engine, endpoint: &str, source: BoxError) -> Error {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*source);
+        let mut denied = false;
+        while let Some(e) = cause {
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+            {
+                denied = true;
+                break;
+            }
+            cause = e.source();
+        }
+        let endpoint = endpoint.to_string();
+        if denied {
+            Error::PermissionDenied {
+                engine,
+                endpoint,
+                source,
+            }
+        } else {
+            Error::Unreachable {
+                engine,
+                endpoint,
+                source,
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_refused_permission_is_not_unreachable() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("connect")]
+        struct Wrapper(#[source] std::io::Error);
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let e = super::Error::connect_failed(
+            crate::Engine::Docker,
+            "unix:///var/run/docker.sock",
+            Box::new(Wrapper(denied)),
+        );
+        assert!(matches!(e, super::Error::PermissionDenied { .. }), "{e:?}");
+        assert!(!e.is_unreachable());
+        assert!(e
+            .to_string()
+            .contains("permission denied at unix:///var/run/docker.sock"));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = super::Error::connect_failed(crate::Engine::Podman, "unix:///x", Box::new(refused));
+        assert!(e.is_unreachable(), "{e:?}");
+    }
+
     use super::*;
 
     #[test]
