@@ -106,15 +106,13 @@ pub trait ContainerRuntime: Send + Sync + Debug + 'static {
     /// provisioned. Sorted by name.
     ///
     /// Provided so wrappers written before it keep compiling: the default
-    /// fails with [`Error::Api`]. Both backends implement it; a wrapper
+    /// fails with [`Error::NotSupported`]. Both backends implement it; a wrapper
     /// around a backend should forward it.
     async fn list(&self, filters: &[ContainerFilter]) -> Result<Vec<ContainerInfo>> {
         let _ = filters;
-        Err(Error::Api {
+        Err(Error::NotSupported {
             engine: self.engine(),
-            container: String::new(),
-            operation: "list",
-            source: "this runtime cannot list containers".into(),
+            operation: "list containers",
         })
     }
 
@@ -128,18 +126,16 @@ pub trait ContainerRuntime: Send + Sync + Debug + 'static {
     /// [`list`](ContainerRuntime::list). The stream ends or yields
     /// [`Error::Unreachable`] when the engine goes away.
     ///
-    /// Provided like `list`: the default fails with [`Error::Api`].
+    /// Provided like `list`: the default fails with [`Error::NotSupported`].
     async fn events(
         &self,
         filters: &[ContainerFilter],
         since: Option<SystemTime>,
     ) -> Result<EventStream> {
         let _ = (filters, since);
-        Err(Error::Api {
+        Err(Error::NotSupported {
             engine: self.engine(),
-            container: String::new(),
-            operation: "events",
-            source: "this runtime cannot stream container events".into(),
+            operation: "stream container events",
         })
     }
 
