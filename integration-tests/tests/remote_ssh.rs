@@ -256,6 +256,7 @@ async fn check_provision_verify_deprovision_over_ssh(env: &TestEnv) {
     assert!(shown.contains(host_var(env)), "{shown}");
     let out = ctl(env, home.path(), &["version"], &envs).await;
     assert!(text(&out).contains(&remote.url(env)), "{}", text(&out));
+    assert!(text(&out).contains("(transport ssh)"), "{}", text(&out));
 
     let out = ctl(env, home.path(), &["deprovision", bottle], &envs).await;
     expect(&out, 0, "deprovision over ssh");
@@ -416,6 +417,20 @@ async fn check_context_and_connection_over_ssh(env: &TestEnv) {
     expect(&out, 0, "doctor through the context/connection");
     let shown = text(&out);
     assert!(shown.contains(&remote.endpoint(env)), "{shown}");
+    // doctor lists each context/connection, used or why not.
+    let lines: &[String] = &match env.engine() {
+        Engine::Docker => vec![
+            format!("used  docker  context sshctx at {}: selected (context sshctx)", remote.url(env)),
+            "-     docker  context default at unix:///var/run/docker.sock: not used: the endpoint comes from context sshctx".into(),
+        ],
+        Engine::Podman => vec![
+            format!("used  podman  connection remote at {}: selected (default connection remote)", remote.url(env)),
+            "-     podman  connection broken at ssh://root@127.0.0.1:1/run/podman/podman.sock: not used: the endpoint comes from default connection remote".into(),
+        ],
+    };
+    for line in lines {
+        assert!(shown.contains(line.as_str()), "no `{line}` in:\n{shown}");
+    }
     let mut full: Vec<&str> = args;
     full.push("config");
     let out = ctl(env, h, &full, &envs).await;

@@ -127,6 +127,9 @@ pub struct Probe {
     /// Why this endpoint: `host setting`, `DOCKER_HOST`, `context NAME`,
     /// `CONTAINER_HOST`, `rootless socket`, `default`.
     pub endpoint_from: String,
+    /// How the endpoint is reached: `unix`, `tcp`, `tcp+tls`, `ssh`; empty
+    /// when there is no endpoint.
+    pub transport: String,
     /// Engine version when it answered.
     pub version: Option<String>,
     pub api_version: Option<String>,
@@ -402,6 +405,22 @@ impl Where {
     }
 }
 
+/// How `at` is reached, from its scheme (and Docker's TLS material).
+fn transport_of(at: &Where) -> String {
+    #[cfg(feature = "docker")]
+    if at.docker.as_ref().is_some_and(|d| d.tls.is_some()) && at.endpoint.starts_with("tcp://") {
+        return "tcp+tls".into();
+    }
+    let e = at.endpoint.as_str();
+    match e.split_once("://") {
+        Some(("unix", _)) => "unix".into(),
+        Some(("tcp" | "http", _)) => "tcp".into(),
+        Some((scheme, _)) => scheme.to_string(),
+        None if e.starts_with('/') => "unix".into(),
+        None => String::new(),
+    }
+}
+
 /// A configuration problem in choosing `engine`'s endpoint (exit 2).
 #[cfg(any(feature = "docker", feature = "podman"))]
 fn config_error(engine: Engine, reason: String) -> SelectError {
@@ -553,6 +572,7 @@ async fn probe(
         engine,
         endpoint: endpoint.clone(),
         endpoint_from: from.to_string(),
+        transport: transport_of(at),
         version: None,
         api_version: None,
         error: None,
@@ -657,6 +677,7 @@ pub async fn probe_all(settings: &Settings, container: Option<&str>) -> Vec<Prob
                             .map(|c| format!("connection {c}")),
                     }
                     .unwrap_or_else(|| "endpoint selection".into()),
+                    transport: String::new(),
                     version: None,
                     api_version: None,
                     error: Some(error_chain(&e)),
@@ -953,6 +974,7 @@ mod tests {
                 engine: Engine::Docker,
                 endpoint: "unix:///a.sock".into(),
                 endpoint_from: "default".into(),
+                transport: "unix".into(),
                 version: None,
                 api_version: None,
                 error: Some("refused".into()),
@@ -962,6 +984,7 @@ mod tests {
                 engine: Engine::Podman,
                 endpoint: "unix:///b.sock".into(),
                 endpoint_from: "default".into(),
+                transport: "unix".into(),
                 version: Some("4.3.1".into()),
                 api_version: Some("4.3.1".into()),
                 error: None,

@@ -32,11 +32,12 @@ pub async fn version(out: &Out, config: &Config) -> Result<u8, Failure> {
     for p in &probes {
         match &p.version {
             Some(v) => text.push_str(&format!(
-                "{:<7} {} (API {}) at {}\n",
+                "{:<7} {} (API {}) at {} (transport {})\n",
                 p.engine.name(),
                 v,
                 p.api_version.as_deref().unwrap_or("?"),
-                p.endpoint
+                p.endpoint,
+                p.transport
             )),
             None => text.push_str(&format!(
                 "{:<7} not answering at {}: {}\n",
