@@ -474,6 +474,17 @@ fn finish(
 /// One line per action: human on stdout (container text escaped), or a
 /// JSON object per line.
 pub fn print(out: &Out, action: Action) {
+    let (value, line) = render(action);
+    if out.json {
+        out.json_value(&value);
+    } else {
+        out.human(&format!("{line}\n"));
+    }
+}
+
+/// An action's JSON object and its human line (one line: everything from
+/// the container or engine is escaped, line breaks included).
+fn render(action: Action) -> (serde_json::Value, String) {
     let name = |c: &ContainerInfo| safe::field(&c.name).into_owned();
     let short = |c: &ContainerInfo| c.id.chars().take(12).collect::<String>();
     let (value, line) = match action {
@@ -546,11 +557,7 @@ pub fn print(out: &Out, action: Action) {
             ),
         ),
     };
-    if out.json {
-        out.json_value(&value);
-    } else {
-        out.human(&format!("{line}\n"));
-    }
+    (value, line)
 }
 
 /// The provision function the CLI runs: bottle-ssh on the container's id,

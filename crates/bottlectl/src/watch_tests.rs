@@ -224,7 +224,7 @@ async fn a_start_during_a_provision_is_one_more_afterwards_never_two_at_once() {
     let log = Log::default();
     let steps = async {
         // Listed at connect, being provisioned:
-        until(|| counter.started.lock().unwrap().len() == 1).await;
+        until(|| !counter.started.lock().unwrap().is_empty()).await;
         for _ in 0..3 {
             tx.send(ev("a", "restart")).unwrap();
         }
@@ -300,7 +300,7 @@ async fn shutdown_drops_queued_provisions_and_abandons_running_ones_after_the_gr
     let release = Arc::new(Semaphore::new(0));
     let log = Log::default();
     let steps = async {
-        until(|| counter.started.lock().unwrap().len() == 1).await;
+        until(|| !counter.started.lock().unwrap().is_empty()).await;
     };
     let mut o = opts(1);
     o.grace = Duration::from_millis(20);
@@ -358,4 +358,37 @@ async fn replayed_history_of_a_listed_container_is_not_a_second_provision() {
 
 fn nanos(t: SystemTime) -> u64 {
     t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+#[test]
+fn a_line_is_one_line_and_container_text_is_escaped() {
+    let c = ContainerInfo {
+        id: "0123456789abcdef".into(),
+        name: "web\x1b]52;c;eA==\x07".into(),
+        state: ContainerState::Running,
+    };
+    let failure = Failure::plain(3, "cannot provision: \x1b[2Jfake\nprovisioned evil");
+    let (value, line) = render(Action::Failed {
+        c: c.clone(),
+        why: Why::Event(EventAction::Start),
+        failure,
+    });
+    assert!(
+        !line.contains('\x1b') && !line.contains('\n') && !line.contains('\x07'),
+        "{line}"
+    );
+    assert!(
+        line.starts_with("failed web\\x1b]52;c;eA==\\x07 (0123456789ab) after start: "),
+        "{line}"
+    );
+    assert!(line.contains("\\x1b[2Jfake\\nprovisioned evil"), "{line}");
+    // JSON keeps the bytes (serde escapes them).
+    assert_eq!(value["container"], c.name.as_str());
+    let (_, line) = render(Action::Provisioned {
+        c,
+        why: Why::Listed,
+        secs: 0.5,
+        detail: "2 key(s)\r\nforged".into(),
+    });
+    assert!(line.ends_with("2 key(s)\\r\\nforged"), "{line}");
 }
