@@ -9,15 +9,14 @@ mod fixtures;
 use bottle_integration_tests::{connect, engine_tests, harness::connect_with_timeout, TestEnv};
 use bottle_ssh::Target;
 use fixtures::*;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// How many runtime calls one provisioning of `plan` makes (on a container
 /// provisioned or not: the same).
 async fn calls_per_provision(env: &TestEnv, plan: &bottle_ssh::Plan) -> usize {
-    let counting = Faulty::new(env, usize::MAX, Fault::Fail);
+    let counting = faulty(env, usize::MAX, Fault::Fail);
     provision_ok(&counting, env.bottle(), plan).await;
-    counting.calls.load(Ordering::SeqCst)
+    counting.calls().len()
 }
 
 /// For every call k of a provisioning and both faults (the call fails; the
@@ -51,11 +50,12 @@ async fn check_fault_at_every_call(env: &TestEnv) {
     for fault in [Fault::Fail, Fault::Stop] {
         for k in 0..n {
             let what = format!("{fault:?} at call {k}");
-            let faulty = Faulty::new(env, k, fault);
+            let faulty = faulty(env, k, fault);
             let e = bottle_ssh::provision(&faulty, env.bottle(), &plan, &Target::default())
                 .await
                 .expect_err(&what);
-            let op = faulty.hit.lock().unwrap().expect("the fault was injected");
+            let calls = faulty.calls();
+            let op = op_name(&calls.get(k).expect("the fault was injected").op);
             let msg = chain(&e);
             assert!(!e.is_plan_error(), "{what}: blamed on the plan: {msg}");
             assert!(

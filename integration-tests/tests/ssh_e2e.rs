@@ -7,17 +7,12 @@
 //! generated here and `git` as the login user. Then, as uid 1000 in the
 //! bottle, `ssh <alias>` must log in with keys the user cannot read.
 
-use async_trait::async_trait;
 use bottle_integration_tests::ssh_fixtures::{self, fingerprint, public};
 use bottle_integration_tests::{assert_success, engine_tests, TestEnv};
-use bottle_runtime::{
-    ContainerInfo, ContainerRuntime, CopyEntry, Engine, EngineInfo, EntryKind, ExecOutput,
-    ExecRequest,
-};
+use bottle_runtime::testing::{Op, Recording};
+use bottle_runtime::{ContainerInfo, CopyEntry, ExecOutput};
 use bottle_ssh::{Error, Gate, Missing, Plan, SshEntry, Target};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 const PORTS: [u16; 2] = [2201, 2202];
 const USER: &str = "1000";
@@ -698,93 +693,11 @@ async fn check_missing_tool_or_user_is_named(env: &TestEnv) {
     assert!(left.trim_end().ends_with('0'), "{left}");
 }
 
-/// Counts calls to the runtime it wraps.
-#[derive(Debug)]
-struct Counting {
-    inner: Arc<dyn ContainerRuntime>,
-    execs: AtomicUsize,
-    copies: AtomicUsize,
-    other: AtomicUsize,
-    /// Everything sent except exec stdin: argv, user, and copied bytes.
-    sent: Mutex<Vec<u8>>,
-    /// Exec stdin, kept apart.
-    stdins: Mutex<Vec<(String, Vec<u8>)>>,
-}
-
-impl Counting {
-    fn new(inner: Arc<dyn ContainerRuntime>) -> Self {
-        Counting {
-            inner,
-            execs: AtomicUsize::new(0),
-            copies: AtomicUsize::new(0),
-            other: AtomicUsize::new(0),
-            sent: Mutex::new(Vec::new()),
-            stdins: Mutex::new(Vec::new()),
-        }
-    }
-    fn take(&self) -> (usize, usize, usize) {
-        (
-            self.execs.swap(0, Ordering::SeqCst),
-            self.copies.swap(0, Ordering::SeqCst),
-            self.other.swap(0, Ordering::SeqCst),
-        )
-    }
-}
-
-#[async_trait]
-impl ContainerRuntime for Counting {
-    fn engine(&self) -> Engine {
-        self.inner.engine()
-    }
-    fn endpoint(&self) -> &str {
-        self.inner.endpoint()
-    }
-    async fn version(&self) -> bottle_runtime::Result<EngineInfo> {
-        self.other.fetch_add(1, Ordering::SeqCst);
-        self.inner.version().await
-    }
-    async fn inspect(&self, c: &str) -> bottle_runtime::Result<ContainerInfo> {
-        self.other.fetch_add(1, Ordering::SeqCst);
-        self.inner.inspect(c).await
-    }
-    async fn exec(&self, c: &str, r: ExecRequest) -> bottle_runtime::Result<ExecOutput> {
-        self.execs.fetch_add(1, Ordering::SeqCst);
-        {
-            let mut sent = self.sent.lock().unwrap();
-            for a in &r.argv {
-                sent.extend_from_slice(a.as_bytes());
-                sent.push(0);
-            }
-            sent.extend_from_slice(r.user.as_bytes());
-        }
-        if let Some(stdin) = &r.stdin {
-            self.stdins
-                .lock()
-                .unwrap()
-                .push((r.user.clone(), stdin.to_vec()));
-        }
-        self.inner.exec(c, r).await
-    }
-    async fn copy(&self, c: &str, e: &[CopyEntry]) -> bottle_runtime::Result<()> {
-        self.copies.fetch_add(1, Ordering::SeqCst);
-        {
-            let mut sent = self.sent.lock().unwrap();
-            for entry in e {
-                sent.extend_from_slice(entry.path.as_bytes());
-                if let EntryKind::File(bytes) = &entry.kind {
-                    sent.extend_from_slice(bytes);
-                }
-            }
-        }
-        self.inner.copy(c, e).await
-    }
-}
-
 /// The same number of runtime calls (2 execs, no copy) for 1 key and for 20
 /// keys; a bad plan makes no call at all.
 async fn check_runtime_calls_do_not_grow_with_keys(env: &TestEnv) {
     let keys = Keys::new();
-    let counting = Counting::new(env.runtime());
+    let counting = Recording::new(env.runtime());
     let one = Plan {
         signing: None,
         gate: None,
@@ -793,7 +706,7 @@ async fn check_runtime_calls_do_not_grow_with_keys(env: &TestEnv) {
     bottle_ssh::provision(&counting, env.bottle(), &one, &Target::default())
         .await
         .unwrap();
-    assert_eq!(counting.take(), (2, 0, 0));
+    assert_eq!(counting.take_counts(), (2, 0, 0));
     let twenty = Plan {
         signing: None,
         gate: None,
@@ -810,7 +723,7 @@ async fn check_runtime_calls_do_not_grow_with_keys(env: &TestEnv) {
     let report = bottle_ssh::provision(&counting, env.bottle(), &twenty, &Target::default())
         .await
         .unwrap();
-    assert_eq!(counting.take(), (2, 0, 0));
+    assert_eq!(counting.take_counts(), (2, 0, 0));
     assert_eq!(report.keys.len(), 20);
     assert_eq!(agent_fingerprints(env).await.len(), 20);
     verify_ok(env, &twenty).await;
@@ -822,7 +735,7 @@ async fn check_runtime_calls_do_not_grow_with_keys(env: &TestEnv) {
         .unwrap_err();
     assert!(e.is_plan_error(), "{e}");
     assert_eq!(
-        counting.take(),
+        counting.take_counts(),
         (0, 0, 0),
         "a bad plan touched the container"
     );
@@ -856,13 +769,31 @@ async fn find_text(env: &TestEnv, texts: &[String]) -> String {
 async fn check_key_bytes_only_travel_over_stdin(env: &TestEnv) {
     let keys = Keys::new();
     let plan = keys.plan();
-    let counting = Counting::new(env.runtime());
+    let counting = Recording::new(env.runtime()).keep_bytes();
     let report = bottle_ssh::provision(&counting, env.bottle(), &plan, &Target::default())
         .await
         .unwrap();
     assert_eq!(report.keys.len(), 2);
-    let sent = counting.sent.lock().unwrap().clone();
-    let stdins = counting.stdins.lock().unwrap().clone();
+    // Everything sent but exec stdin: argv, users, copied paths and bytes.
+    let mut sent: Vec<u8> = Vec::new();
+    for call in counting.calls() {
+        if let Some(exec) = call.exec() {
+            for a in &exec.argv {
+                sent.extend_from_slice(a.as_bytes());
+                sent.push(0);
+            }
+            sent.extend_from_slice(exec.user.as_bytes());
+        }
+    }
+    for file in counting.copied() {
+        sent.extend_from_slice(file.who.as_bytes());
+        sent.extend_from_slice(&file.bytes);
+    }
+    let stdins: Vec<(String, Vec<u8>)> = counting
+        .stdins()
+        .into_iter()
+        .map(|k| (k.who.clone(), k.bytes.to_vec()))
+        .collect();
     // Two execs get stdin: root's (the key record, then the keys) and the
     // user's (config, known_hosts), which runs as the user.
     assert_eq!(stdins.len(), 2);
@@ -1069,39 +1000,6 @@ async fn check_user_racing_ssh_dir_cannot_redirect_writes(env: &TestEnv) {
     verify_ok(env, &plan).await;
 }
 
-/// Stops the container when the user's exec is asked for: the root exec
-/// runs (or is killed) as the container stops under it.
-#[derive(Debug)]
-struct StopAtUserExec {
-    inner: Arc<dyn ContainerRuntime>,
-    admin: Arc<dyn bottle_runtime::ContainerAdmin>,
-}
-
-#[async_trait]
-impl ContainerRuntime for StopAtUserExec {
-    fn engine(&self) -> Engine {
-        self.inner.engine()
-    }
-    fn endpoint(&self) -> &str {
-        self.inner.endpoint()
-    }
-    async fn version(&self) -> bottle_runtime::Result<EngineInfo> {
-        self.inner.version().await
-    }
-    async fn inspect(&self, c: &str) -> bottle_runtime::Result<ContainerInfo> {
-        self.inner.inspect(c).await
-    }
-    async fn exec(&self, c: &str, r: ExecRequest) -> bottle_runtime::Result<ExecOutput> {
-        if r.user != "0" {
-            self.admin.stop(c).await?;
-        }
-        self.inner.exec(c, r).await
-    }
-    async fn copy(&self, c: &str, e: &[CopyEntry]) -> bottle_runtime::Result<()> {
-        self.inner.copy(c, e).await
-    }
-}
-
 /// The container stops in the middle of a provision: it fails with a
 /// container error. A lock left by a provision killed with the container
 /// (planted here, with the container's boot as its owner records it, as
@@ -1111,10 +1009,21 @@ async fn check_stop_mid_provision_then_recover(env: &TestEnv) {
     let keys = Keys::new();
     let plan = keys.plan();
     provision(env, &plan).await;
-    let crashing = StopAtUserExec {
-        inner: env.runtime(),
-        admin: env.admin(),
-    };
+    // The container stops when the user's exec is asked for: the root exec
+    // runs (or is killed) as the container stops under it.
+    let admin = env.admin();
+    let crashing = Recording::new(env.runtime()).before(move |op| {
+        let stop = match op {
+            Op::Exec(call) if call.user != "0" => Some((admin.clone(), call.container.clone())),
+            _ => None,
+        };
+        Box::pin(async move {
+            match stop {
+                Some((admin, container)) => admin.stop(&container).await,
+                None => Ok(()),
+            }
+        })
+    });
     let e = bottle_ssh::provision(&crashing, env.bottle(), &plan, &Target::default())
         .await
         .unwrap_err();

@@ -127,6 +127,24 @@ pub fn output(exit_code: i64, stdout: &str) -> ExecOutput {
 
 type ExecHook = dyn Fn(&ExecCall, Option<&[u8]>) -> Result<ExecOutput> + Send + Sync;
 type Intercept = dyn Fn(&ExecCall) -> Option<Result<ExecOutput>> + Send + Sync;
+/// What [`Recording::before`] runs before a call is forwarded.
+pub type BeforeFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>;
+type Before = dyn Fn(&Op) -> BeforeFuture + Send + Sync;
+
+/// Bytes a [`Recording`] kept when asked to ([`Recording::keep_bytes`]):
+/// zeroized when dropped, never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Kept {
+    /// The exec's user, or the copied file's path.
+    pub who: String,
+    pub bytes: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl fmt::Debug for Kept {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Kept({}, {} bytes)", self.who, self.bytes.len())
+    }
+}
 
 #[derive(Default)]
 struct Log(Mutex<Vec<Call>>);
@@ -424,6 +442,10 @@ fn bounded(
 pub struct Recording {
     inner: Arc<dyn ContainerRuntime>,
     intercept: Option<Box<Intercept>>,
+    before: Option<Box<Before>>,
+    keep: bool,
+    stdins: Mutex<Vec<Kept>>,
+    copied: Mutex<Vec<Kept>>,
     log: Log,
 }
 
@@ -440,8 +462,59 @@ impl Recording {
         Recording {
             inner,
             intercept: None,
+            before: None,
+            keep: false,
+            stdins: Mutex::new(Vec::new()),
+            copied: Mutex::new(Vec::new()),
             log: Log::default(),
         }
+    }
+
+    /// Run `hook` before every call is forwarded (e.g. stop the container
+    /// first); its error becomes the call's result and the call is not
+    /// forwarded.
+    pub fn before(
+        mut self,
+        hook: impl Fn(&Op) -> BeforeFuture + Send + Sync + 'static,
+    ) -> Recording {
+        self.before = Some(Box::new(hook));
+        self
+    }
+
+    /// Also keep each exec's stdin and each copied file's bytes (for tests
+    /// that prove where key bytes go; see [`Kept`]).
+    pub fn keep_bytes(mut self) -> Recording {
+        self.keep = true;
+        self
+    }
+
+    /// Each exec's stdin so far, by user ([`keep_bytes`](Self::keep_bytes)).
+    pub fn stdins(&self) -> Vec<Kept> {
+        self.stdins.lock().unwrap().clone()
+    }
+
+    /// Each copied file's bytes so far, by path ([`keep_bytes`](Self::keep_bytes)).
+    pub fn copied(&self) -> Vec<Kept> {
+        self.copied.lock().unwrap().clone()
+    }
+
+    async fn run_before(&self, op: &Op) -> Result<()> {
+        match &self.before {
+            Some(hook) => hook(op).await,
+            None => Ok(()),
+        }
+    }
+
+    /// How many execs, copies and other calls were made since the last
+    /// [`take`](Self::take) (which this clears).
+    pub fn take_counts(&self) -> (usize, usize, usize) {
+        let calls = self.take();
+        let execs = calls.iter().filter(|c| matches!(c.op, Op::Exec(_))).count();
+        let copies = calls
+            .iter()
+            .filter(|c| matches!(c.op, Op::Copy { .. }))
+            .count();
+        (execs, copies, calls.len() - execs - copies)
     }
 
     /// Answer an exec instead of forwarding it when `hook` returns `Some`.
@@ -477,15 +550,22 @@ impl ContainerRuntime for Recording {
     }
     async fn version(&self) -> Result<EngineInfo> {
         let t = Instant::now();
-        let r = self.inner.version().await;
-        self.log.push(Op::Version, t, &r, |_| 0);
+        let op = Op::Version;
+        let r = match self.run_before(&op).await {
+            Ok(()) => self.inner.version().await,
+            Err(e) => Err(e),
+        };
+        self.log.push(op, t, &r, |_| 0);
         r
     }
     async fn inspect(&self, container: &str) -> Result<ContainerInfo> {
         let t = Instant::now();
-        let r = self.inner.inspect(container).await;
         let op = Op::Inspect {
             container: container.to_string(),
+        };
+        let r = match self.run_before(&op).await {
+            Ok(()) => self.inner.inspect(container).await,
+            Err(e) => Err(e),
         };
         self.log.push(op, t, &r, |_| 0);
         r
@@ -493,28 +573,68 @@ impl ContainerRuntime for Recording {
     async fn exec(&self, container: &str, request: ExecRequest) -> Result<ExecOutput> {
         let t = Instant::now();
         let call = ExecCall::of(container, &request);
-        let r = match self.intercept.as_ref().and_then(|hook| hook(&call)) {
-            Some(answer) => answer,
-            None => self.inner.exec(container, request).await,
+        if self.keep {
+            if let Some(stdin) = &request.stdin {
+                self.stdins.lock().unwrap().push(Kept {
+                    who: request.user.clone(),
+                    bytes: stdin.clone(),
+                });
+            }
+        }
+        let op = Op::Exec(call);
+        let r = match self.run_before(&op).await {
+            Err(e) => Err(e),
+            Ok(()) => {
+                let Op::Exec(call) = &op else { unreachable!() };
+                match self.intercept.as_ref().and_then(|hook| hook(call)) {
+                    Some(answer) => answer,
+                    None => self.inner.exec(container, request).await,
+                }
+            }
         };
-        self.log.push(Op::Exec(call), t, &r, |o| o.exit_code);
+        self.log.push(op, t, &r, |o| o.exit_code);
         r
     }
     async fn copy(&self, container: &str, entries: &[CopyEntry]) -> Result<()> {
         let t = Instant::now();
-        let r = self.inner.copy(container, entries).await;
+        if self.keep {
+            let mut copied = self.copied.lock().unwrap();
+            for e in entries {
+                if let crate::EntryKind::File(bytes) = &e.kind {
+                    copied.push(Kept {
+                        who: e.path.clone(),
+                        bytes: zeroize::Zeroizing::new(bytes.clone()),
+                    });
+                }
+            }
+        }
         let op = Op::Copy {
             container: container.to_string(),
             paths: entries.iter().map(|e| e.path.clone()).collect(),
         };
+        let r = match self.run_before(&op).await {
+            Ok(()) => self.inner.copy(container, entries).await,
+            Err(e) => Err(e),
+        };
         self.log.push(op, t, &r, |_| 0);
         r
     }
+    /// Forwarded, not recorded (a stream, not a call).
+    async fn events(
+        &self,
+        filters: &[ContainerFilter],
+        since: Option<std::time::SystemTime>,
+    ) -> Result<crate::EventStream> {
+        self.inner.events(filters, since).await
+    }
     async fn list(&self, filters: &[ContainerFilter]) -> Result<Vec<ContainerInfo>> {
         let t = Instant::now();
-        let r = self.inner.list(filters).await;
         let op = Op::List {
             filters: filters.to_vec(),
+        };
+        let r = match self.run_before(&op).await {
+            Ok(()) => self.inner.list(filters).await,
+            Err(e) => Err(e),
         };
         self.log.push(op, t, &r, |_| 0);
         r
@@ -596,6 +716,41 @@ mod tests {
             assert_eq!(fake.calls().len(), 1, "only the user's exec was forwarded");
             assert_eq!(rec.take().len(), 2);
             assert!(rec.calls().is_empty());
+        })
+    }
+
+    #[test]
+    fn recording_runs_before_hooks_and_keeps_bytes_out_of_debug() {
+        block(async {
+            let fake = Arc::new(FakeRuntime::new().running("b"));
+            let rec = Recording::new(fake.clone()).keep_bytes().before(|op| {
+                let refuse = matches!(op, Op::Exec(c) if c.user == "0");
+                Box::pin(async move {
+                    if refuse {
+                        Err(Error::NotSupported {
+                            engine: Engine::Docker,
+                            operation: "root",
+                        })
+                    } else {
+                        Ok(())
+                    }
+                })
+            });
+            let e = rec
+                .exec(
+                    "b",
+                    ExecRequest::new(["x"]).user("0").stdin(b"SECRET".to_vec()),
+                )
+                .await;
+            assert!(matches!(e, Err(Error::NotSupported { .. })), "{e:?}");
+            rec.exec("b", ExecRequest::new(["x"]).user("1000"))
+                .await
+                .unwrap();
+            assert_eq!(fake.calls().len(), 1, "the refused exec was not forwarded");
+            assert_eq!(rec.take_counts(), (2, 0, 0));
+            let kept = rec.stdins();
+            assert_eq!(&kept[0].bytes[..], b"SECRET");
+            assert!(!format!("{kept:?}").contains("SECRET"));
         })
     }
 }
