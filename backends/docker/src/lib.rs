@@ -12,7 +12,10 @@
 //!   default socket) and [`DockerRuntime::connect_endpoint`] reaches it; a
 //!   `tcp://` endpoint with TLS material (`DOCKER_TLS_VERIFY` +
 //!   `DOCKER_CERT_PATH`, or the context's) always verifies the engine's
-//!   certificate (bollard's rustls transport).
+//!   certificate (bollard's rustls transport). An `ssh://[user@]host[:port]`
+//!   endpoint (remote socket `/var/run/docker.sock` unless a path follows)
+//!   is reached through one system `ssh` forwarding that socket
+//!   ([`bottle_tunnel`]), started on first use and ended with the runtime.
 //! - `exec` keeps stdout and stderr apart (binary safe), delivers stdin then
 //!   EOF, and reports the exit code Docker records. Once the output ends,
 //!   stdin the process never read is dropped, not pushed on (Docker can keep
