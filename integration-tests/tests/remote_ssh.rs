@@ -460,6 +460,16 @@ async fn check_context_and_connection_over_ssh(env: &TestEnv) {
             "{}",
             text(&out)
         );
+        // --connection wins over CONTAINER_CONNECTION and the default.
+        let out = ctl(env, h, &["--connection", "remote", "doctor"], &envs).await;
+        expect(&out, 0, "--connection remote");
+        assert!(text(&out).contains("[connection remote]"), "{}", text(&out));
+        // CONTAINER_HOST (with CONTAINER_SSHKEY) wins over every connection.
+        envs.push(("CONTAINER_HOST", remote.url(env)));
+        envs.push(("CONTAINER_SSHKEY", remote.file("client_key")));
+        let out = ctl(env, h, &["--connection", "broken", "doctor"], &envs).await;
+        expect(&out, 0, "CONTAINER_HOST over --connection");
+        assert!(text(&out).contains("[CONTAINER_HOST]"), "{}", text(&out));
     }
     assert_eq!(remote.clients(), 0, "ssh left behind");
 }
