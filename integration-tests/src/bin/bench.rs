@@ -558,6 +558,13 @@ async fn measure(
         requests: "-".into(),
         note: format!("max RSS {:.1} MB ({} profile)", peak_kb / 1024.0, s.profile),
     });
+    if let Err(e) = provision_over_ssh(
+        s, engine, &endpoint, &manifest, bottles, cli, floor, &mut rows,
+    )
+    .await
+    {
+        failures.push(format!("bottlectl over ssh://: {e}"));
+    }
 
     // Concurrency: N bottles provisioned at once by one process.
     let plan = keys.plan(5);
@@ -709,6 +716,93 @@ async fn failure(
     };
     eprintln!("FAILED {what} in {bottle}: {e}{}", source_chain(e));
     format!("{what}, {bottle}: {e}{} [ps: {ps}]", source_chain(e))
+}
+
+/// Issue 16: `bottlectl provision` (5 keys, the whole process) with the
+/// engine reached over `ssh://` (`scripts/ssh-remote.sh`: this machine's
+/// sshd on 127.0.0.1, one ssh forwarding the engine's socket), against the
+/// same over the Unix socket (`unix_ms`).
+#[allow(clippy::too_many_arguments)]
+async fn provision_over_ssh(
+    s: &Settings,
+    engine: Engine,
+    endpoint: &str,
+    manifest: &Path,
+    bottles: &Bottles,
+    unix_ms: f64,
+    floor: f64,
+    rows: &mut Vec<Row>,
+) -> BoxResult<()> {
+    let Some(socket) = endpoint.strip_prefix("unix://") else {
+        return Ok(());
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("workspace root")?
+        .join("scripts/ssh-remote.sh");
+    let dir = tempfile::Builder::new()
+        .prefix("bbssh")
+        .tempdir_in("/tmp")?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let started = Command::new(&script)
+        .arg("start")
+        .arg(dir.path())
+        .arg(port.to_string())
+        .output()?;
+    if !started.status.success() {
+        return Err(format!(
+            "ssh-remote.sh: {}",
+            String::from_utf8_lossy(&started.stderr)
+        )
+        .into());
+    }
+    let url = format!("ssh://root@127.0.0.1:{port}{socket}");
+    let config = dir.path().join("ssh_config");
+    let home = tempfile::tempdir()?;
+    let mut times = Vec::new();
+    let mut result = Ok(());
+    while times.len() < s.runs {
+        let bottle = bottles.start().await?;
+        let mut cmd = Command::new(&s.bottlectl);
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", home.path().join("xdg"))
+            .env("BOTTLE_SSH_CONFIG", &config)
+            .args(["-q", "--json", "--runtime", engine.name(), "--host", &url])
+            .args(["provision", &bottle, "--manifest"])
+            .arg(manifest);
+        let t = Instant::now();
+        let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
+        let elapsed = ms(t);
+        bottles.remove_all().await;
+        if !out.status.success() {
+            result = Err(format!(
+                "bottlectl provision over {url}: {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+            break;
+        }
+        times.push(elapsed);
+    }
+    let _ = Command::new(&script).arg("stop").arg(dir.path()).status();
+    result?;
+    let m = median(&times);
+    rows.push(Row {
+        case: "bottlectl provision, 5 keys (process), over ssh://".into(),
+        median_ms: m,
+        floor_ms: floor,
+        requests: "-".into(),
+        note: format!(
+            "{:.2}x the same over the Unix socket; one ssh login per run; n={}",
+            m / unix_ms,
+            s.runs
+        ),
+    });
+    Ok(())
 }
 
 /// Run `bottlectl provision` under `/usr/bin/time`; returns (wall ms, max RSS
