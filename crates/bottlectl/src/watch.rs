@@ -4,7 +4,8 @@
 //! function, so its rules are tested without an engine:
 //! - subscribe first, then list: a container that starts in between is
 //!   seen by one or the other (or both, coalesced);
-//! - start, restart and unpause schedule a provision `settle` later; more
+//! - start, restart and unpause schedule a provision `settle` later (4x
+//!   for restart and unpause); more
 //!   such events of the same container meanwhile are the same provision
 //!   (Docker's restart is die, start, restart);
 //! - never two provisions of one container at once: one that starts again
@@ -38,7 +39,8 @@ use tokio::task::JoinSet;
 pub struct WatchOptions {
     pub filters: Vec<ContainerFilter>,
     pub jobs: usize,
-    /// How long after a start event its provision begins (coalescing).
+    /// How long after a start event its provision begins (coalescing);
+    /// four times that after a restart or unpause.
     pub settle: Duration,
     /// Reconnect delay: first, and the cap it doubles up to.
     pub backoff: (Duration, Duration),
@@ -51,7 +53,7 @@ impl Default for WatchOptions {
         WatchOptions {
             filters: Vec::new(),
             jobs: 1,
-            settle: Duration::from_millis(100),
+            settle: Duration::from_millis(25),
             backoff: (Duration::from_millis(500), Duration::from_secs(30)),
             grace: Duration::from_secs(30),
         }
@@ -268,7 +270,15 @@ pub async fn watch(
                             // Coalesced: the first event's time stands.
                             State::Pending { .. } => {}
                             State::Done => {
-                                entry.state = State::Pending { due: now + opts.settle, why };
+                                // Podman reports `restart` before the stop
+                                // (then died, then start): waiting longer
+                                // lets its die cancel it.
+                                let settle = if ev.action == EventAction::Start {
+                                    opts.settle
+                                } else {
+                                    opts.settle * 4
+                                };
+                                entry.state = State::Pending { due: now + settle, why };
                             }
                         }
                     } else if ev.action.is_end() {

@@ -335,6 +335,22 @@ async fn measure(
         requests: "1 (1 exec, 0 copy, 0 other)".into(),
         note: format!("n={}", s.floor_runs),
     });
+    if std::env::var_os("BOTTLE_BENCH_FLEET_ONLY").is_some() {
+        // Only the fleet and watch rows (issue 17), on this floor.
+        bottles.remove_all().await;
+        fleet_and_watch(
+            s,
+            engine,
+            &endpoint,
+            keys,
+            bottles,
+            floor,
+            &mut rows,
+            &mut verdicts,
+        )
+        .await?;
+        return Ok((rows, Vec::new(), verdicts));
+    }
     let mut copy = Vec::new();
     for i in 0..s.floor_runs {
         let entry = CopyEntry::file(format!("/tmp/bench-{i}"), b"x\n".to_vec(), 0o600, 0, 0);
@@ -678,7 +694,194 @@ async fn measure(
         limit: "30 MB".into(),
         met: peak_kb < 30.0 * 1024.0,
     });
+    fleet_and_watch(
+        s,
+        engine,
+        &endpoint,
+        keys,
+        bottles,
+        floor,
+        &mut rows,
+        &mut verdicts,
+    )
+    .await?;
     Ok((rows, steps_out, verdicts))
+}
+
+/// The number after `"key":` in a compact JSON line.
+fn json_number(line: &str, key: &str) -> Option<f64> {
+    let rest = &line[line.find(&format!("\"{key}\":"))? + key.len() + 3..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+')))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// `bottlectl -q --json --runtime E --host ENDPOINT ARGS…` in `home`.
+fn bottlectl_cmd(s: &Settings, engine: Engine, endpoint: &str, home: &Path) -> Command {
+    let mut cmd = Command::new(&s.bottlectl);
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("xdg"))
+        .current_dir(home)
+        .args([
+            "-q",
+            "--json",
+            "--runtime",
+            engine.name(),
+            "--host",
+            endpoint,
+        ]);
+    cmd
+}
+
+/// Issue 17: `s.concurrent` bottles provisioned by one `bottlectl
+/// provision --filter` (wall, CPU busy, the CPU bound), and `bottlectl
+/// watch`'s time from a bottle's start returning to its provision's line,
+/// `s.concurrent` times one after the other.
+#[allow(clippy::too_many_arguments)]
+async fn fleet_and_watch(
+    s: &Settings,
+    engine: Engine,
+    endpoint: &str,
+    keys: &Keys,
+    bottles: &Bottles,
+    floor: f64,
+    rows: &mut Vec<Row>,
+    verdicts: &mut Vec<Verdict>,
+) -> BoxResult<()> {
+    let manifest = keys.manifest(5)?;
+    let home = tempfile::tempdir()?;
+    // This process's bottles only.
+    let mine = format!(
+        "name=^bottle-bench-{}-{}-",
+        engine.name(),
+        std::process::id()
+    );
+    let label = format!("label={LABEL}");
+    for _ in 0..s.concurrent {
+        bottles.start().await?;
+    }
+    let jobs = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let mut cmd = bottlectl_cmd(s, engine, endpoint, home.path());
+    cmd.args([
+        "provision",
+        "--filter",
+        &label,
+        "--filter",
+        &mine,
+        "--manifest",
+    ])
+    .arg(&manifest);
+    let cpu = cpu_busy_ms();
+    let t = Instant::now();
+    let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
+    let wall = ms(t);
+    let busy = cpu_busy_ms() - cpu;
+    let ok = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("\"ok\":true"))
+        .count();
+    bottles.remove_all().await;
+    let cores = jobs as f64;
+    let bound = busy / cores;
+    rows.push(Row {
+        case: format!("`bottlectl provision --filter`, {} bottles, 5 keys", s.concurrent),
+        median_ms: wall,
+        floor_ms: floor,
+        requests: format!("--jobs {jobs} (default)"),
+        note: format!(
+            "one run; {ok} of {} ok (exit {}); CPU busy {busy:.0} ms on {jobs} cores: bound {bound:.0} ms = {:.0}% of wall",
+            s.concurrent,
+            out.status.code().unwrap_or(-1),
+            100.0 * bound / wall
+        ),
+    });
+    verdicts.push(Verdict {
+        what: format!("fleet of {}: CPU bound >= 85% of wall", s.concurrent),
+        value: format!("{:.0}%", 100.0 * bound / wall),
+        limit: "85%".into(),
+        met: ok == s.concurrent && bound >= 0.85 * wall,
+    });
+
+    // watch: start one bottle at a time, wait for its line.
+    let mut cmd = bottlectl_cmd(s, engine, endpoint, home.path());
+    cmd.args(["watch", "--filter", &label, "--filter", &mine, "--manifest"])
+        .arg(&manifest)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn()?;
+    let stdout = child.stdout.take().ok_or("watch stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next = |what: &str| -> BoxResult<String> {
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .map_err(|e| format!("watch: no line for {what}: {e}").into())
+    };
+    let result: BoxResult<(Vec<f64>, Vec<f64>)> = async {
+        let first = next("connected")?;
+        if !first.contains("\"action\":\"connected\"") {
+            return Err(format!("watch began with {first}").into());
+        }
+        let (mut to_provisioned, mut provision) = (Vec::new(), Vec::new());
+        for _ in 0..s.concurrent {
+            let name = bottles.start().await?;
+            let t = Instant::now();
+            loop {
+                let v = tokio::task::block_in_place(|| next(&name))?;
+                // Compact JSON from bottlectl; bench names need no escaping.
+                if !v.contains(&format!("\"container\":\"{name}\"")) {
+                    continue;
+                }
+                if !v.contains("\"action\":\"provisioned\"") {
+                    return Err(format!("watch: {v}").into());
+                }
+                to_provisioned.push(ms(t));
+                provision.push(json_number(&v, "seconds").unwrap_or(0.0) * 1000.0);
+                break;
+            }
+        }
+        Ok((to_provisioned, provision))
+    }
+    .await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = tokio::task::spawn_blocking(move || child.wait()).await??;
+    bottles.remove_all().await;
+    let (to_provisioned, provision) = result?;
+    let med = median(&to_provisioned);
+    let worst = to_provisioned.iter().copied().fold(0.0, f64::max);
+    let one = median(&provision);
+    rows.push(Row {
+        case: "`bottlectl watch`: start returned -> provisioned".into(),
+        median_ms: med,
+        floor_ms: floor,
+        requests: "-".into(),
+        note: format!(
+            "n={}; worst {worst:.0} ms; the provision itself (watch's own timing) median {one:.0} ms; watch exited {status} on SIGTERM",
+            to_provisioned.len()
+        ),
+    });
+    verdicts.push(Verdict {
+        what: "watch: median start -> provisioned <= one provision + 150 ms".into(),
+        value: format!("{med:.0} ms vs {one:.0} + 150 ms"),
+        limit: format!("{:.0} ms", one + 150.0),
+        met: med <= one + 150.0,
+    });
+    Ok(())
 }
 
 /// Give up after twice as many attempts as runs.
