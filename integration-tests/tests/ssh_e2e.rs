@@ -646,7 +646,7 @@ async fn check_missing_tool_or_user_is_named(env: &TestEnv) {
         ),
         other => panic!("{other:?}"),
     }
-    assert_eq!(e.exit_code(), 3);
+    assert_eq!(e.class(), bottle_ssh::ErrorClass::Container);
     env.sh("rm \"$(command -v socat)\"", &[]).await;
     let e = bottle_ssh::provision(env.rt(), env.bottle(), &plan, &Target::default())
         .await
@@ -939,7 +939,7 @@ async fn check_root_owned_ssh_dir_is_refused(env: &TestEnv) {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(e.exit_code(), 3);
+    assert_eq!(e.class(), bottle_ssh::ErrorClass::Container);
     assert_eq!(
         env.sh(
             "stat -c '%a %u %g' /home/node/.ssh; ls -A /home/node/.ssh",
@@ -1028,7 +1028,7 @@ async fn check_stop_mid_provision_then_recover(env: &TestEnv) {
         .await
         .unwrap_err();
     assert!(!e.is_plan_error(), "{e}");
-    assert_eq!(e.exit_code(), 3);
+    assert_eq!(e.class(), bottle_ssh::ErrorClass::Container);
     env.admin().start(env.bottle()).await.unwrap();
     // Held as the in-container helpers would record it: token, uptime,
     // start time of PID 1 (the container's boot).

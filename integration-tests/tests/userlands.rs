@@ -79,7 +79,7 @@ async fn check_the_job_on_every_userland(env: &TestEnv) {
         };
         match bottle_ssh::provision_with(env.rt(), env.bottle(), &plan, &target, &opts).await {
             Err(e @ Error::UserCanBecomeRoot { .. }) => {
-                assert_eq!(e.exit_code(), 2);
+                assert_eq!(e.class(), bottle_ssh::ErrorClass::Refused);
                 let text = e.to_string();
                 assert!(text.contains("sudo"), "{text}");
                 assert!(text.contains("/usr/local/bin/rootenv"), "{text}");
@@ -182,7 +182,7 @@ async fn check_read_only_home_is_a_clear_error(env: &TestEnv) {
         e.to_string().contains(&format!("{}/.ssh", env.home())),
         "{e}"
     );
-    assert_eq!(e.exit_code(), 3);
+    assert_eq!(e.class(), bottle_ssh::ErrorClass::Container);
 }
 
 engine_tests!(

@@ -61,7 +61,7 @@ async fn main() -> ExitCode {
     let target = Target::default();
     match bottle_ssh::provision(rt.as_ref(), container, &plan, &target).await {
         Ok(report) => println!("{}", serde_json::to_string_pretty(&report).unwrap()),
-        Err(e) => return fail(&e, e.exit_code() as u8),
+        Err(e) => return fail(&e, code_of(&e)),
     }
     match bottle_ssh::verify(rt.as_ref(), container, &plan, &target).await {
         Ok(report) => {
@@ -79,7 +79,15 @@ async fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
-        Err(e) => fail(&e, e.exit_code() as u8),
+        Err(e) => fail(&e, code_of(&e)),
+    }
+}
+
+/// This example's exit codes, as bottlectl's: 2 input or refusal, 3 container.
+fn code_of(e: &bottle_ssh::Error) -> u8 {
+    match e.class() {
+        bottle_ssh::ErrorClass::Container => 3,
+        _ => 2,
     }
 }
 

@@ -471,7 +471,7 @@ mod tests {
 
         fn refused(plan: &Plan, field: &str, why: &str) {
             let e: Error = validate(plan).expect_err(why);
-            assert_eq!(e.exit_code(), 2, "{e}");
+            assert_eq!(e.class(), crate::ErrorClass::Input, "{e}");
             assert_eq!(e.field(), Some(field), "{e}");
             assert!(e.to_string().contains(why), "{e} lacks {why:?}");
         }
@@ -581,7 +581,11 @@ mod tests {
                 "dedicated",
             );
             let e = validate(&plan(vec![plain.clone()], Some(signing(&garbage)))).unwrap_err();
-            assert_eq!((e.exit_code(), e.entry()), (2, Some("signing")), "{e}");
+            assert_eq!(
+                (e.class(), e.entry()),
+                (crate::ErrorClass::Input, Some("signing")),
+                "{e}"
+            );
             let sign = keygen(d, "sign", "");
             let v = validate(&plan(vec![plain], Some(signing(&sign)))).unwrap();
             let k = v.keys.iter().find(|k| k.aliases == ["[signing]"]).unwrap();

@@ -184,6 +184,17 @@ pub enum Error {
         actual: Vec<String>,
     },
 
+    /// The `sidecar` agent layout cannot be set up for this bottle (a host
+    /// network, a missing image, a container by the sidecar's name that is
+    /// not ours, the engine refusing to create it). Nothing in the bottle
+    /// was changed.
+    #[error("container `{container}`: agent sidecar `{sidecar}`: {reason}")]
+    Sidecar {
+        container: String,
+        sidecar: String,
+        reason: String,
+    },
+
     /// A script's output could not be understood.
     #[error("{step}: unexpected output from container `{container}`: {detail}")]
     Protocol {
@@ -193,8 +204,20 @@ pub enum Error {
     },
 }
 
+/// The kinds of [`Error`], as a caller decides what to do about them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// The plan or target is wrong: fix the input.
+    Input,
+    /// The container is refused by the operator's policy (`strict`).
+    Refused,
+    /// The engine or the container failed.
+    Container,
+}
+
 impl Error {
-    /// True for errors in the plan or target (exit code 2): fix the input.
+    /// True for errors in the plan or target: fix the input.
     pub fn is_plan_error(&self) -> bool {
         matches!(
             self,
@@ -202,19 +225,20 @@ impl Error {
         )
     }
 
-    /// True for errors from the engine or the container (exit code 3).
+    /// True for errors from the engine or the container (and refusals).
     pub fn is_container_error(&self) -> bool {
         !self.is_plan_error()
     }
 
-    /// The process exit code a CLI should use: 2 (plan/usage) or 3
-    /// (engine/container).
-    pub fn exit_code(&self) -> i32 {
-        // A strict refusal: the operator's policy, like a plan error.
-        if self.is_plan_error() || matches!(self, Error::UserCanBecomeRoot { .. }) {
-            2
+    /// What kind of failure this is, for a caller's policy (`bottlectl`
+    /// turns it into its exit code; this crate has no exit codes).
+    pub fn class(&self) -> ErrorClass {
+        if self.is_plan_error() {
+            ErrorClass::Input
+        } else if matches!(self, Error::UserCanBecomeRoot { .. }) {
+            ErrorClass::Refused
         } else {
-            3
+            ErrorClass::Container
         }
     }
 

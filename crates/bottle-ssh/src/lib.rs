@@ -83,7 +83,7 @@ mod provision_tests;
 mod tests;
 
 pub use deprovision::deprovision;
-pub use error::{Error, Missing, Untrusted};
+pub use error::{Error, ErrorClass, Missing, Untrusted};
 pub use keys::{Options, Passphrase};
 pub use listing::{list_keys, AgentKey};
 pub use plan::{Gate, Lifetime, Plan, SshEntry, Target};

@@ -173,7 +173,7 @@ fn untrusted_comes_first_then_missing_from_either_exec() {
     });
     let e = block(provision(&rt, BOTTLE, &plan, &Target::default())).unwrap_err();
     assert!(matches!(e, Error::UntrustedInContainer { .. }), "{e:?}");
-    assert_eq!(e.exit_code(), 3);
+    assert_eq!(e.class(), ErrorClass::Container);
 
     let rt = fake(|c| {
         Ok(if c.user == "0" {
@@ -243,7 +243,7 @@ fn engine_failures_and_lock_timeouts_map_to_their_errors() {
         ),
         "{e:?}"
     );
-    assert_eq!(e.exit_code(), 3);
+    assert_eq!(e.class(), ErrorClass::Container);
     assert!(e.to_string().contains("Podman"), "{e}");
 
     // Another provision holds the in-container lock: the script gives up
@@ -296,7 +296,7 @@ fn a_bad_plan_never_touches_the_container() {
         }],
     };
     let e = block(provision(&rt, BOTTLE, &plan, &Target::default())).unwrap_err();
-    assert_eq!(e.exit_code(), 2);
+    assert_eq!(e.class(), ErrorClass::Input);
     assert!(rt.calls().is_empty());
 }
 

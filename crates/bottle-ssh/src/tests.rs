@@ -329,7 +329,7 @@ fn hostile_values_are_rejected_naming_entry_and_field() {
             Err(e) => e,
         };
         assert!(err.is_plan_error(), "{what}: {err}");
-        assert_eq!(err.exit_code(), 2);
+        assert_eq!(err.class(), ErrorClass::Input);
         assert_eq!(err.entry(), Some(entry), "{what}: {err}");
         assert_eq!(err.field(), Some(field), "{what}: {err}");
         let msg = err.to_string();
@@ -572,13 +572,13 @@ fn debug_output_has_no_key_material() {
 }
 
 #[test]
-fn error_classes_map_to_exit_codes() {
+fn errors_are_classed_for_the_callers_policy() {
     let e = Error::MissingInContainer {
         container: "c".into(),
         missing: vec![Missing::Tool("socat".into()), Missing::User("node".into())],
         hint: None,
     };
-    assert_eq!(e.exit_code(), 3);
+    assert_eq!(e.class(), ErrorClass::Container);
     assert_eq!(
         e.to_string(),
         "container `c` is missing program `socat`, user `node`"
@@ -588,7 +588,7 @@ fn error_classes_map_to_exit_codes() {
         field: "User".into(),
         reason: "is empty".into(),
     };
-    assert_eq!(e.exit_code(), 2);
+    assert_eq!(e.class(), ErrorClass::Input);
     assert_eq!(e.to_string(), "ssh[0] (Host \"a\"): User: is empty");
 }
 

@@ -95,7 +95,7 @@
 //! // Selection needs no engine to explain a disabled backend.
 //! let e = bottle::SelectError::NotBuiltIn(bottle::Engine::Podman);
 //! assert_eq!(e.to_string(), "bottle was built without podman support");
-//! assert_eq!(e.exit_code(), 2);
+//! assert!(e.is_usage_error());
 //! ```
 
 pub use bottle_config as config;
@@ -195,16 +195,16 @@ pub enum SelectError {
 }
 
 impl SelectError {
-    /// 2 for a usage or configuration problem, 3 for an engine problem.
-    pub fn exit_code(&self) -> i32 {
+    /// True for a usage or configuration problem (a backend not built in,
+    /// a container in both engines, an invalid request); false for an
+    /// engine problem. The caller's policy turns it into an exit code.
+    pub fn is_usage_error(&self) -> bool {
         match self {
-            SelectError::NotBuiltIn(_) | SelectError::Ambiguous { .. } => 2,
-            SelectError::Runtime { source, .. }
-                if matches!(**source, RuntimeError::InvalidRequest { .. }) =>
-            {
-                2
+            SelectError::NotBuiltIn(_) | SelectError::Ambiguous { .. } => true,
+            SelectError::Runtime { source, .. } => {
+                matches!(**source, RuntimeError::InvalidRequest { .. })
             }
-            _ => 3,
+            _ => false,
         }
     }
 
@@ -928,9 +928,9 @@ mod tests {
         let v = validate_with(&plan, &lax).expect("decrypts with the provider");
         assert_eq!(v.keys.len(), 1);
         assert_eq!(v.warnings.len(), 1, "{:?}", v.warnings);
-        // Without a provider the encrypted key is a plan error (exit 2).
+        // Without a provider the encrypted key is a plan error.
         let e: SshError = validate(&plan).unwrap_err();
-        assert_eq!(e.exit_code(), 2);
+        assert!(e.is_plan_error());
         let strict = Options {
             strict: true,
             ..lax
@@ -952,7 +952,7 @@ mod tests {
         };
         let err = connect(&settings).await.unwrap_err();
         assert_eq!(err.to_string(), "bottle was built without podman support");
-        assert_eq!(err.exit_code(), 2);
+        assert!(err.is_usage_error());
         assert!(default_endpoint(Engine::Podman).is_none());
     }
 
@@ -999,6 +999,6 @@ mod tests {
             e.to_string(),
             "no container named `x` in any engine (Docker at unix:///a.sock: refused; Podman at unix:///b.sock: not there)"
         );
-        assert_eq!(e.exit_code(), 3);
+        assert!(!e.is_usage_error());
     }
 }

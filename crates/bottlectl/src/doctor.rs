@@ -292,11 +292,12 @@ pub async fn run(out: &Out, config: &Config, container: Option<&str>) -> Result<
         Err(e) => {
             ok = false;
             text.push_str(&format!("selected: none: {}\n", bottle::error_chain(e)));
-            selection_error = json!({ "message": e.to_string(), "exit_code": e.exit_code() });
+            selection_error =
+                json!({ "message": e.to_string(), "exit_code": crate::exit::for_select(e) });
         }
     }
     let code = match &selection {
-        Err(e) => e.exit_code() as u8,
+        Err(e) => crate::exit::for_select(e),
         Ok(_) if !ok => 3,
         Ok(_) => 0,
     };

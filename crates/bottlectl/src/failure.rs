@@ -104,7 +104,7 @@ impl Failure {
     }
 
     pub fn select(e: SelectError) -> Failure {
-        let code = e.exit_code() as u8;
+        let code = crate::exit::for_select(&e);
         let mut f = Failure::direct(code, &e);
         let fixes: Vec<String> = e
             .tried()

@@ -24,6 +24,7 @@
 mod cli;
 mod demo;
 mod doctor;
+mod exit;
 mod failure;
 mod keys;
 mod many;
@@ -433,7 +434,7 @@ pub fn ssh_failure(
         };
         return Failure::manifest(m.error_at(loc, e.to_string()));
     }
-    let code = e.exit_code() as u8;
+    let code = exit::for_ssh(&e);
     let what = if container.is_empty() {
         doing.to_string()
     } else {
