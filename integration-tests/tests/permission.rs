@@ -31,5 +31,32 @@ fn a_socket_without_permission_is_reported_as_denied() {
         let error = probe["error"].as_str().unwrap_or_default();
         assert!(error.contains("permission denied at"), "{engine}: {probe}");
         assert!(!error.contains("unreachable"), "{engine}: {probe}");
+        assert_eq!(probe["permission_denied"], true, "{engine}: {probe}");
+
+        // doctor says the engine runs and why it cannot be used, instead
+        // of telling the user to start it.
+        let out = Command::new("setpriv")
+            .args(["--reuid=64999", "--regid=64999", "--clear-groups", "--"])
+            .arg(bottlectl_path())
+            .args(["--runtime", engine.name(), "doctor"])
+            .env("HOME", "/tmp")
+            .env_remove("DOCKER_HOST")
+            .env_remove("CONTAINER_HOST")
+            .output()
+            .expect("setpriv");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(3), "{engine}: {text}");
+        let line = text
+            .lines()
+            .find(|l| {
+                l.contains(&format!(" {} ", engine.name())) && l.trim_start().starts_with("deny")
+            })
+            .unwrap_or_else(|| panic!("{engine}: no deny line in {text}"));
+        assert!(line.contains("permission denied"), "{line}");
+        assert!(text.contains("may not use its socket"), "{engine}: {text}");
+        assert!(
+            !text.contains("systemctl"),
+            "{engine}: suggests starting it: {text}"
+        );
     }
 }

@@ -137,6 +137,9 @@ pub struct Probe {
     pub error: Option<String>,
     /// When a container was named: whether this engine has it.
     pub has_container: Option<bool>,
+    /// The engine runs but refused this process (its socket's permissions):
+    /// starting it would not help.
+    pub permission_denied: bool,
 }
 
 impl Probe {
@@ -577,6 +580,7 @@ async fn probe(
         api_version: None,
         error: None,
         has_container: None,
+        permission_denied: false,
     };
     let handles = match make(engine, at, timeout) {
         Ok(h) => h,
@@ -632,6 +636,7 @@ async fn probe(
         Err(e) => {
             tracing::info!(engine = engine.name(), %endpoint, error = %error_chain(&e), "engine did not answer");
             probe.error = Some(error_chain(&e));
+            probe.permission_denied = matches!(e, RuntimeError::PermissionDenied { .. });
             Candidate {
                 handles: None,
                 info: None,
@@ -682,6 +687,7 @@ pub async fn probe_all(settings: &Settings, container: Option<&str>) -> Vec<Prob
                     api_version: None,
                     error: Some(error_chain(&e)),
                     has_container: None,
+                    permission_denied: false,
                 });
                 continue;
             }
@@ -979,6 +985,7 @@ mod tests {
                 api_version: None,
                 error: Some("refused".into()),
                 has_container: None,
+                permission_denied: false,
             },
             Probe {
                 engine: Engine::Podman,
@@ -989,6 +996,7 @@ mod tests {
                 api_version: Some("4.3.1".into()),
                 error: None,
                 has_container: Some(false),
+                permission_denied: false,
             },
         ];
         let e = SelectError::ContainerNotFound {

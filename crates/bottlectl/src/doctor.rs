@@ -30,6 +30,12 @@ pub fn fix_for_probe(p: &Probe) -> Option<String> {
             p.engine.name()
         ));
     }
+    if p.permission_denied {
+        return Some(format!(
+            "{} runs at {}, but this user may not use its socket: run as a user the socket admits (its owner or group, e.g. `docker` for Docker's), or change the socket's owner or mode",
+            p.engine, p.endpoint
+        ));
+    }
     Some(match (p.engine, p.endpoint_from.as_str()) {
         (Engine::Docker, "DOCKER_HOST") => format!(
             "DOCKER_HOST={} does not answer: fix or unset it",
@@ -226,7 +232,8 @@ pub async fn run(out: &Out, config: &Config, container: Option<&str>) -> Result<
             )),
             (None, e) => {
                 text.push_str(&format!(
-                    "  down  {:<7} at {} [{}]: {}\n",
+                    "  {}  {:<7} at {} [{}]: {}\n",
+                    if p.permission_denied { "deny" } else { "down" },
                     p.engine.name(),
                     p.endpoint,
                     p.endpoint_from,
