@@ -15,7 +15,8 @@
 //! `BOTTLE_BENCH_FLOOR_RUNS` (default 20), `BOTTLE_BENCH_CONCURRENT` (default
 //! 20), `BOTTLE_BENCH_BOTTLECTL` (a prebuilt bottlectl; default: built here
 //! with the bench's own profile), `BOTTLE_BENCH_STRICT=1` (exit 1 when a
-//! target is missed).
+//! target is missed), `BOTTLE_BENCH_FLEET_ONLY=1` (only the floor, the
+//! fleet and the watch rows).
 //!
 //! Every container is started with network `none` and label `bottle-bench`,
 //! and removed (force, no grace period) before the engine's section ends.
