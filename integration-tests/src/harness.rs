@@ -367,6 +367,12 @@ impl TestEnv {
         self.conn.admin.run(&spec).await
     }
 
+    /// Remove the container `name` at the end of the check too (e.g. one
+    /// the code under test creates, like an agent sidecar).
+    pub fn own(&self, name: impl Into<String>) {
+        self.owned.lock().unwrap().push(name.into());
+    }
+
     /// Start another bottle like the main one (the variant's image and run
     /// options, sleeping PID 1, network none).
     pub async fn start_bottle(&self) -> Result<ContainerInfo, Error> {

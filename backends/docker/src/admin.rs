@@ -8,11 +8,55 @@ use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, InspectContainerOptions,
     RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
 };
-use bottle_runtime::{ContainerAdmin, ContainerInfo, Engine, Error, NetworkMode, Result, RunSpec};
+use bottle_runtime::{
+    ContainerAdmin, ContainerDetails, ContainerInfo, Engine, Error, NetworkMode, Result, RunSpec,
+};
 use futures_util::TryStreamExt;
 
 #[async_trait::async_trait]
 impl ContainerAdmin for DockerRuntime {
+    async fn details(&self, container: &str) -> Result<ContainerDetails> {
+        bottle_runtime::check_container_ref(Engine::Docker, container)?;
+        self.timed(container, "inspect", async {
+            let docker = self.client(container).await?;
+            let info = match docker
+                .inspect_container(container, None::<InspectContainerOptions>)
+                .await
+            {
+                Ok(info) => info,
+                Err(e) => return Err(self.container_error(e, container, "inspect").await),
+            };
+            let host = info.host_config.clone().unwrap_or_default();
+            Ok(ContainerDetails {
+                image: info.image.clone().unwrap_or_default(),
+                network: host.network_mode.clone().unwrap_or_default(),
+                labels: info
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.labels.clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
+                started_at: info
+                    .state
+                    .as_ref()
+                    .and_then(|s| s.started_at.clone())
+                    .unwrap_or_default(),
+                privileged: host.privileged.unwrap_or(false),
+                mounts: info
+                    .mounts
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|m| m.destination)
+                    .chain(host.tmpfs.unwrap_or_default().into_keys())
+                    .collect(),
+                info: container_info(info),
+            })
+        })
+        .await
+    }
+
     async fn image_exists(&self, reference: &str) -> Result<bool> {
         self.timed(reference, "image inspect", async {
             let docker = self.client(reference).await?;

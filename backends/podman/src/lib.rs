@@ -666,6 +666,68 @@ impl ContainerRuntime for PodmanRuntime {
 
 #[async_trait]
 impl ContainerAdmin for PodmanRuntime {
+    async fn details(&self, container: &str) -> Result<bottle_runtime::ContainerDetails> {
+        bottle_runtime::check_container_ref(ENGINE, container)?;
+        self.timed(container, "inspect", async {
+            let data = self
+                .podman
+                .containers()
+                .get(container)
+                .inspect()
+                .await
+                .map_err(|e| self.map_err(container, "inspect", e))?;
+            let host = data.host_config.as_ref();
+            let state = data
+                .state
+                .as_ref()
+                .and_then(|s| s.status.as_deref())
+                .unwrap_or("unknown");
+            Ok(bottle_runtime::ContainerDetails {
+                info: ContainerInfo {
+                    id: data.id.clone().unwrap_or_default(),
+                    name: data
+                        .name
+                        .as_deref()
+                        .unwrap_or_default()
+                        .trim_start_matches('/')
+                        .to_string(),
+                    state: ContainerState::parse(state),
+                },
+                image: data.image.clone().unwrap_or_default(),
+                network: host
+                    .and_then(|h| h.network_mode.clone())
+                    .unwrap_or_default(),
+                labels: data
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.labels.clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
+                started_at: data
+                    .state
+                    .as_ref()
+                    .and_then(|s| s.started_at)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default(),
+                privileged: host.and_then(|h| h.privileged).unwrap_or(false),
+                mounts: data
+                    .mounts
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|m| m.destination)
+                    .chain(
+                        host.and_then(|h| h.tmpfs.clone())
+                            .unwrap_or_default()
+                            .into_keys(),
+                    )
+                    .collect(),
+            })
+        })
+        .await
+    }
+
     async fn image_exists(&self, reference: &str) -> Result<bool> {
         self.timed(reference, "image exists", async {
             self.podman

@@ -60,9 +60,39 @@ impl RunSpec {
     }
 }
 
+/// What [`ContainerAdmin::details`] reports beyond [`ContainerInfo`]: what a
+/// companion container (bottle-ssh's `sidecar` agent layout) is made from
+/// and checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerDetails {
+    pub info: ContainerInfo,
+    /// The image's id (`sha256:…`), what a companion is created from.
+    pub image: String,
+    /// The engine's network mode: `none`, `host`, `bridge`,
+    /// `container:<id>`, `slirp4netns`, …
+    pub network: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// When the container last started, as the engine reports it; changes
+    /// on every start (a new network namespace).
+    pub started_at: String,
+    pub privileged: bool,
+    /// Destinations of its mounts (volumes, binds, tmpfs), as listed by the engine.
+    pub mounts: Vec<String>,
+}
+
 /// Create, start, stop, pause and remove containers; import images.
 #[async_trait]
 pub trait ContainerAdmin: ContainerRuntime {
+    /// What the container is made from and joined to
+    /// ([`ContainerDetails`]). `NotSupported` unless the backend offers it.
+    async fn details(&self, container: &str) -> Result<ContainerDetails> {
+        let _ = container;
+        Err(crate::Error::NotSupported {
+            engine: self.engine(),
+            operation: "container details",
+        })
+    }
+
     /// Whether an image with this reference (e.g. `bottle-test:abc123`) exists.
     async fn image_exists(&self, reference: &str) -> Result<bool>;
 

@@ -30,7 +30,7 @@ mod tarball;
 pub mod testing;
 mod types;
 
-pub use admin::{ContainerAdmin, NetworkMode, RunSpec};
+pub use admin::{ContainerAdmin, ContainerDetails, NetworkMode, RunSpec};
 pub use capabilities::Capabilities;
 pub use error::{check_container_ref, BoxError, Error, Result};
 pub use events::{ContainerEvent, EventAction, EventStream, MAX_EVENT_FIELD};
