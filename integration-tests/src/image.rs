@@ -71,6 +71,8 @@ pub const BINARIES: &[(&str, &str)] = &[
     ("/usr/bin/ssh-keygen", "openssh-client"),
     ("/usr/sbin/sshd", "openssh-server"),
     ("/usr/bin/socat", "socat"),
+    // Commit signing tests (`git commit -S`, `git verify-commit`); 3.6 MiB.
+    ("/usr/bin/git", "git"),
 ];
 
 /// Where the `busybox` image's userland comes from (Debian's

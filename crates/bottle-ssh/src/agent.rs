@@ -18,12 +18,13 @@ use zeroize::Zeroizing;
 pub(crate) fn load_keys_message(keys: &[LoadedKey]) -> Result<Zeroizing<Vec<u8>>, String> {
     let mut requests = vec![Request::RemoveAllIdentities];
     for k in keys {
-        let identity = AddIdentity {
-            credential: PrivateCredential::Key {
+        // A fresh key with its certificate goes in as one identity.
+        let credential =
+            crate::certificate::agent_credential(k).unwrap_or_else(|| PrivateCredential::Key {
                 privkey: k.private.key_data().clone(),
                 comment: k.comment.clone(),
-            },
-        };
+            });
+        let identity = AddIdentity { credential };
         let constraints = constraints(k)?;
         requests.push(if constraints.is_empty() {
             Request::AddIdentity(identity)

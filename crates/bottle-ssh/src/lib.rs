@@ -60,6 +60,7 @@
 //! ```
 
 mod agent;
+mod certificate;
 mod deprovision;
 mod ecdsa_fix;
 mod error;
@@ -72,6 +73,7 @@ mod provision;
 mod render;
 mod reports;
 mod scripts;
+mod signing;
 mod validate;
 mod verify;
 
@@ -82,11 +84,12 @@ mod provision_tests;
 #[cfg(test)]
 mod tests;
 
+pub use certificate::{CertInfo, DEFAULT_VALIDITY, MAX_VALIDITY};
 pub use deprovision::deprovision;
 pub use error::{Error, ErrorClass, Missing, Untrusted};
 pub use keys::{Options, Passphrase};
 pub use listing::{list_keys, AgentKey};
-pub use plan::{Gate, Lifetime, Plan, SshEntry, Target};
+pub use plan::{Gate, Lifetime, Plan, Signing, SshEntry, Target};
 pub use preflight::{preflight, Preflight};
 pub use provision::{provision, provision_with};
 pub use render::{
@@ -96,6 +99,7 @@ pub use reports::{
     Check, DeprovisionReport, FileReport, KeyReport, ProcessReport, ProvisionReport, StepReport,
     VerifyReport,
 };
+pub use signing::SigningPlan;
 /// The key crate this one parses keys with, for callers that inspect keys.
 pub use ssh_key;
 pub use validate::{

@@ -22,6 +22,9 @@ pub struct AgentKey {
     /// Whether provision loaded the key destination-restricted, and to which
     /// hosts. `None` when provision left no record of this key.
     pub restricted_to: Option<Vec<String>>,
+    /// The key's certificate as provision recorded it (key id, principals,
+    /// expiry), for a `CertificateAuthority` entry's fresh key.
+    pub certificate: Option<crate::CertInfo>,
 }
 
 /// List the agent's keys through the public socket, as the target user.
@@ -72,6 +75,13 @@ pub async fn list_keys(
                 comment: comment.to_string(),
                 lifetime_remaining: rec.and_then(|s| s.deadline).map(|d| d.saturating_sub(now)),
                 restricted_to: rec.map(|s| s.hosts.clone()),
+                certificate: rec
+                    .and_then(|s| {
+                        s.extra
+                            .iter()
+                            .find_map(|w| crate::certificate::parse_recorded(w))
+                    })
+                    .map(|c| crate::CertInfo::of(&c)),
             }
         })
         .collect())

@@ -88,11 +88,12 @@ fn load_keys_request(
 
 /// The user's exec of provision (`~/.ssh`, `config`, `known_hosts` and
 /// one public key file per key, as the user); see [`scripts::user_files`].
-fn user_files_request(
+pub(crate) fn user_files_request(
     target: &Target,
     config: &str,
     known_hosts: Option<&str>,
     public_keys: &[(String, String)],
+    signing: &[String; 4],
 ) -> ExecRequest {
     let (config_lines, config) = framed(config);
     let (known_lines, known) = framed(known_hosts.unwrap_or(""));
@@ -100,10 +101,23 @@ fn user_files_request(
     let npub = public_keys.len().to_string();
     let mut args = vec![target.home.as_str(), &config_lines, &known_lines, &npub];
     args.extend(public_keys.iter().map(|(name, _)| name.as_str()));
+    // [signing]: git settings, allowed signers, the include, the wrapper
+    // (0 lines: none).
+    let signing: Vec<(String, String)> = signing
+        .iter()
+        .map(|t| {
+            let (n, t) = framed(t);
+            (n.to_string(), t)
+        })
+        .collect();
+    args.extend(signing.iter().map(|(n, _)| n.as_str()));
     // The root exec's tools too: both execs must agree on "nothing missing".
     args.extend(root_tools());
     let mut stdin = format!("{config}{known}");
     for (_, text) in public_keys {
+        stdin.push_str(text);
+    }
+    for (_, text) in &signing {
         stdin.push_str(text);
     }
     ExecRequest::script(&scripts::user_files(), args)
@@ -112,7 +126,7 @@ fn user_files_request(
 }
 
 /// The key record provision writes (see [`crate::KEYS_FILE`]).
-fn key_state(plan: &ValidatedPlan, now: u64) -> String {
+pub(crate) fn key_state(plan: &ValidatedPlan, now: u64) -> String {
     let mut out = String::new();
     for k in &plan.keys {
         let deadline = k
@@ -123,7 +137,12 @@ fn key_state(plan: &ValidatedPlan, now: u64) -> String {
         } else {
             k.restricted_to().join(",")
         };
-        out.push_str(&format!("{} {deadline} {hosts}\n", k.fingerprint));
+        // A certificate (public) is kept whole: verify and keys read it back.
+        let cert = k
+            .issued()
+            .map(|c| format!(" {}", crate::certificate::record_word(c)))
+            .unwrap_or_default();
+        out.push_str(&format!("{} {deadline} {hosts}{cert}\n", k.fingerprint));
     }
     out
 }
@@ -156,7 +175,8 @@ pub async fn provision_with(
     let mut steps = Steps(Vec::new());
     let t = Instant::now();
     validate_target(target)?;
-    let valid = validate_with(plan, opts)?;
+    let mut valid = validate_with(plan, opts)?;
+    crate::certificate::certify(&mut valid, rt.engine().name(), container, unix_now())?;
     let message = agent::load_keys_message(&valid.keys).map_err(|reason| Error::Plan {
         entry: "ssh".into(),
         field: "IdentityFile".into(),
@@ -169,6 +189,7 @@ pub async fn provision_with(
     let config = render_config(&valid, target);
     let known_hosts = render_known_hosts(&valid);
     let public_keys = render_public_keys(&valid);
+    let signing_files = crate::signing::render_files(valid.signing.as_ref(), target);
 
     // Strict: refuse before changing anything when the user can become
     // root (one more exec, as the user, first).
@@ -202,7 +223,13 @@ pub async fn provision_with(
         (out, t.elapsed())
     };
     let root_request = load_keys_request(target, "reuse", &token, &record, &message);
-    let user_request = user_files_request(target, &config, known_hosts.as_deref(), &public_keys);
+    let user_request = user_files_request(
+        target,
+        &config,
+        known_hosts.as_deref(),
+        &public_keys,
+        &signing_files,
+    );
     let ((root, root_took), (user, user_took)) =
         futures_util::join!(timed(root_request), timed(user_request));
     let (root_step, user_step, retry_step) = ("load keys", "write files", "load keys (new agent)");
@@ -333,6 +360,21 @@ pub async fn provision_with(
     for (name, _) in &public_keys {
         files.push(file(format!("{dir}/{name}"), "600"));
     }
+    if valid.signing.is_some() {
+        for name in [
+            crate::signing::GITCONFIG_FILE,
+            crate::signing::ALLOWED_SIGNERS_FILE,
+        ] {
+            files.push(file(format!("{dir}/{name}"), "600"));
+        }
+        files.push(file(
+            format!("{dir}/{}", crate::signing::KEYGEN_WRAPPER),
+            "700",
+        ));
+        if !user_report.git_config_theirs {
+            files.push(file(crate::signing::xdg_config(target), "600"));
+        }
+    }
     let removed = user_report
         .removed
         .iter()
@@ -351,10 +393,14 @@ pub async fn provision_with(
                 comment: k.comment.clone(),
                 lifetime: k.lifetime,
                 restricted_to: k.restricted_to(),
+                certificate: k.issued().map(crate::CertInfo::of),
             })
             .collect(),
         warnings: {
             let mut w = valid.warnings.clone();
+            if valid.signing.is_some() && user_report.git_config_theirs {
+                w.push(crate::signing::theirs_warning(target));
+            }
             match user_report.escalation {
                 Some(how) if !how.is_empty() => w.push(escalation_warning(&how)),
                 Some(_) => {}

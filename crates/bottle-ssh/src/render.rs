@@ -52,7 +52,7 @@ pub fn render_public_keys(plan: &ValidatedPlan) -> Vec<(String, String)> {
         .iter()
         .map(|k| {
             let public = match k.issued() {
-                Some(cert) => crate::validate::certificate::openssh_line(cert),
+                Some(cert) => crate::certificate::openssh_line(cert),
                 None => k.public_openssh(),
             };
             let mut fields = public.split_whitespace();

@@ -13,6 +13,9 @@ pub struct KeyReport {
     pub lifetime: Option<u32>,
     /// Hostnames the key is restricted to; empty when unrestricted.
     pub restricted_to: Vec<String>,
+    /// The certificate issued for this (fresh) key (`CertificateAuthority`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<crate::CertInfo>,
 }
 
 /// A file or directory written into the container.

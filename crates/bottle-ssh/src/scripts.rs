@@ -484,6 +484,7 @@ home=$1 nconfig=$2 nknown=$3 npub=$4; shift 4
 pubs=
 i=0
 while [ "$i" -lt "$npub" ]; do pubs="$pubs $1"; shift; i=$((i+1)); done
+nsign=$1 nallowed=$2 ninclude=$3 nwrapper=$4; shift 4
 # Podman may drop the output of a process that leaves its stdin unread: every
 # exit reads (and discards) what is left of it first.
 trap 'cat >/dev/null 2>&1' EXIT
@@ -504,20 +505,21 @@ mkdir -p "$ssh" || exit 1
 chmod 700 "$ssh" || {
   echo "cannot make $ssh private (mode 700): it must belong to $(id -un 2>/dev/null || id -u)" >&2; exit 1
 }
-# put NAME LINES: the next LINES lines of stdin into a new file with an
-# unpredictable name (created exclusively), renamed over NAME (a reader
-# never sees half a file).
-put() {
-  tmp=$(mktemp "$ssh/.bottle.XXXXXXXXXX") || { echo "cannot create a file in $ssh" >&2; exit 1; }
+# put_in DIR NAME LINES: the next LINES lines of stdin into a new file with
+# an unpredictable name (created exclusively), renamed over DIR/NAME (a
+# reader never sees half a file). put NAME LINES: in ~/.ssh.
+put_in() {
+  tmp=$(mktemp "$1/.bottle.XXXXXXXXXX") || { echo "cannot create a file in $1" >&2; exit 1; }
   i=0 ok=1
-  while [ "$i" -lt "$2" ]; do
+  while [ "$i" -lt "$3" ]; do
     IFS= read -r line || { ok=''; break; }
     printf '%s\n' "$line"
     i=$((i+1))
   done > "$tmp" || ok=''
-  [ -n "$ok" ] || { echo "$1 ended early" >&2; rm -f "$tmp"; exit 1; }
-  if ! { chmod 600 "$tmp" && mv -f "$tmp" "$ssh/$1"; }; then rm -f "$tmp"; exit 1; fi
+  [ -n "$ok" ] || { echo "$2 ended early" >&2; rm -f "$tmp"; exit 1; }
+  if ! { chmod 600 "$tmp" && mv -f "$tmp" "$1/$2"; }; then rm -f "$tmp"; exit 1; fi
 }
+put() { put_in "$ssh" "$@"; }
 put config "$nconfig"
 if [ "$nknown" -gt 0 ]; then
   put known_hosts "$nknown"
@@ -531,16 +533,39 @@ for f in "$ssh"/bottle-*.pub; do
   case " $pubs " in *" ${f##*/} "*) continue;; esac
   if is_mine "$f"; then rm -f "$f" && echo "removed $f"; fi
 done
+# [signing]: git's settings and allowed signers in ~/.ssh, included from
+# git's XDG user file unless that file is the user's own (never touched).
+gitdir=${home%/}/.config/git
+if [ "$nsign" -gt 0 ]; then
+  put bottle-signing.gitconfig "$nsign"
+  put bottle-allowed-signers "$nallowed"
+  if { [ -e "$gitdir/config" ] || [ -L "$gitdir/config" ]; } && ! is_mine "$gitdir/config"; then
+    echo "git-config-theirs"
+    i=0; while [ "$i" -lt "$ninclude" ]; do IFS= read -r _ || break; i=$((i+1)); done
+  else
+    mkdir -p "$gitdir" || exit 1
+    put_in "$gitdir" config "$ninclude"
+  fi
+  # Read after the include: stdin's order is the arguments' order.
+  put bottle-ssh-keygen "$nwrapper"
+  chmod 700 "$ssh/bottle-ssh-keygen" || exit 1
+else
+  for f in "$ssh/bottle-signing.gitconfig" "$ssh/bottle-allowed-signers" "$ssh/bottle-ssh-keygen" \
+    "$gitdir/config"; do
+    if is_mine "$f"; then rm -f "$f" && echo "removed $f"; fi
+  done
+fi
 "#;
 
 /// `is_mine FILE`: FILE is a regular file provision wrote (first line is
-/// [`FILE_MARK`]).
+/// [`FILE_MARK`], or the second after a `#!` line: a script).
 fn is_mine() -> String {
     format!(
         r#"
 is_mine() {{
   [ -f "$1" ] && ! [ -L "$1" ] || return 1
-  IFS= read -r first < "$1" 2>/dev/null || return 1
+  {{ IFS= read -r first && {{ IFS= read -r second || :; }}; }} < "$1" 2>/dev/null || return 1
+  case $first in '#!'*) first=${{second-}};; esac
   [ "$first" = "{FILE_MARK}" ]
 }}
 "#
@@ -607,7 +632,8 @@ if is_ours "$apid" "$astart" ssh-agent "$agent"; then echo "agent $apid alive"; 
 if is_ours "$fpid" "$fstart" socat "UNIX-LISTEN:$public"; then echo "forwarder $fpid alive"; else echo "forwarder ${fpid:-none} dead"; fi
 t=; if command -v timeout >/dev/null 2>&1; then t="timeout 30"; fi
 ssh=${home%/}/.ssh
-for f in "$agent" "$public" "$state" "$ssh" "$ssh/config" "$ssh/known_hosts" "$ssh"/bottle-*.pub; do
+for f in "$agent" "$public" "$state" "$ssh" "$ssh/config" "$ssh/known_hosts" "$ssh"/bottle-*.pub \
+  "$ssh/bottle-signing.gitconfig" "$ssh/bottle-allowed-signers" "$ssh/bottle-ssh-keygen"; do
   case $f in *'*'*) continue;; esac
   # The user names files in ~/.ssh: only bottle-<hex>.pub are ours (a
   # name with a newline would forge a line of this report).
@@ -715,7 +741,8 @@ pub(crate) fn deprovision_user() -> String {
 const DEPROVISION_USER_BODY: &str = r#"
 set -u
 ssh=${1%/}/.ssh
-for f in "$ssh/config" "$ssh/known_hosts" "$ssh"/bottle-*.pub; do
+for f in "$ssh/config" "$ssh/known_hosts" "$ssh"/bottle-*.pub "$ssh/bottle-signing.gitconfig" \
+  "$ssh/bottle-allowed-signers" "$ssh/bottle-ssh-keygen" "${1%/}/.config/git/config"; do
   if is_mine "$f"; then rm -f "$f" && echo "removed $f"; fi
 done
 # rmdir (POSIX) removes only an empty directory.

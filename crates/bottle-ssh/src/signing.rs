@@ -22,6 +22,10 @@ use ssh_key::HashAlg;
 pub const GITCONFIG_FILE: &str = "bottle-signing.gitconfig";
 /// In `~/.ssh`: the allowed-signers file `git verify-commit` reads.
 pub const ALLOWED_SIGNERS_FILE: &str = "bottle-allowed-signers";
+/// In `~/.ssh`: git's `gpg.ssh.program`, `ssh-keygen` with `SSH_AUTH_SOCK`
+/// set to the public socket (`ssh-keygen -Y sign` finds the agent only
+/// through that variable; ssh's `IdentityAgent` does not reach it).
+pub const KEYGEN_WRAPPER: &str = "bottle-ssh-keygen";
 /// The alias the signing key is listed under.
 pub const SIGNING_ALIAS: &str = "[signing]";
 
@@ -118,7 +122,7 @@ pub(crate) fn load(
 /// `~/.ssh/bottle-signing.gitconfig` ([`FILE_MARK`] is a git comment).
 pub fn render_gitconfig(plan: &SigningPlan, ssh_dir: &str) -> String {
     format!(
-        "{FILE_MARK}\n[gpg]\n\tformat = ssh\n[user]\n\tsigningkey = key::{}\n[commit]\n\tgpgsign = {}\n[tag]\n\tgpgsign = {}\n[gpg \"ssh\"]\n\tallowedSignersFile = {ssh_dir}/{ALLOWED_SIGNERS_FILE}\n",
+        "{FILE_MARK}\n[gpg]\n\tformat = ssh\n[user]\n\tsigningkey = key::{}\n[commit]\n\tgpgsign = {}\n[tag]\n\tgpgsign = {}\n[gpg \"ssh\"]\n\tallowedSignersFile = {ssh_dir}/{ALLOWED_SIGNERS_FILE}\n\tprogram = {ssh_dir}/{KEYGEN_WRAPPER}\n",
         plan.public, plan.commits, plan.tags
     )
 }
@@ -133,6 +137,47 @@ pub fn render_allowed_signers(plan: &SigningPlan) -> String {
 /// [`GITCONFIG_FILE`].
 pub fn render_include(ssh_dir: &str) -> String {
     format!("{FILE_MARK}\n[include]\n\tpath = {ssh_dir}/{GITCONFIG_FILE}\n")
+}
+
+/// `~/.ssh/bottle-ssh-keygen`: a `#!/bin/sh` line, [`FILE_MARK`], then
+/// `ssh-keygen` with the public socket. The socket path is allow-listed
+/// (letters, digits, `/._-`), so it needs no quoting beyond this.
+pub fn render_wrapper(public_socket: &str) -> String {
+    format!("#!/bin/sh\n{FILE_MARK}\nSSH_AUTH_SOCK='{public_socket}' exec ssh-keygen \"$@\"\n")
+}
+
+/// The four files' texts for the user's exec, in its argument order (git
+/// settings, allowed signers, the include, the `ssh-keygen` wrapper);
+/// empty without `[signing]`.
+pub(crate) fn render_files(
+    plan: Option<&SigningPlan>,
+    target: &crate::plan::Target,
+) -> [String; 4] {
+    let ssh_dir = format!("{}/.ssh", target.home.trim_end_matches('/'));
+    let ssh_dir = ssh_dir.as_str();
+    match plan {
+        Some(p) => [
+            render_gitconfig(p, ssh_dir),
+            render_allowed_signers(p),
+            render_include(ssh_dir),
+            render_wrapper(&target.public_socket),
+        ],
+        None => Default::default(),
+    }
+}
+
+/// git's XDG user file in the target's home.
+pub(crate) fn xdg_config(target: &crate::plan::Target) -> String {
+    format!("{}/.config/git/config", target.home.trim_end_matches('/'))
+}
+
+/// The warning when the user has their own `~/.config/git/config`.
+pub(crate) fn theirs_warning(target: &crate::plan::Target) -> String {
+    let ssh = format!("{}/.ssh", target.home.trim_end_matches('/'));
+    format!(
+        "{} is the user's own and was not changed, so git does not sign yet: add          `[include] path = {ssh}/{GITCONFIG_FILE}` to it (or to ~/.gitconfig)",
+        xdg_config(target)
+    )
 }
 
 #[cfg(test)]
@@ -152,7 +197,8 @@ mod tests {
             format!(
                 "{FILE_MARK}\n[gpg]\n\tformat = ssh\n[user]\n\tsigningkey = key::ssh-ed25519 AAAAC3Nz\n\
                  [commit]\n\tgpgsign = true\n[tag]\n\tgpgsign = false\n[gpg \"ssh\"]\n\
-                 \tallowedSignersFile = /home/node/.ssh/bottle-allowed-signers\n"
+                 \tallowedSignersFile = /home/node/.ssh/bottle-allowed-signers\n\
+                 \tprogram = /home/node/.ssh/bottle-ssh-keygen\n"
             )
         );
         assert_eq!(

@@ -1,19 +1,11 @@
 //! Plan validation and key loading: everything checked before the container
 //! is touched.
 
-// Until the crate root is split (it declares modules), these two live here;
-// their provision/verify wiring follows the split.
-#[allow(dead_code)]
-#[path = "certificate.rs"]
-pub mod certificate;
-#[allow(dead_code)]
-#[path = "signing.rs"]
-pub mod signing;
-
+use crate::certificate::{self, CertSpec};
 use crate::error::Error;
 use crate::keys::Options;
 use crate::plan::{Plan, SshEntry, Target};
-use certificate::CertSpec;
+use crate::signing;
 use serde::Serialize;
 use ssh_key::{HashAlg, PrivateKey, PublicKey};
 use std::collections::BTreeMap;

@@ -24,8 +24,12 @@ fn check(name: impl Into<String>, ok: bool, detail: impl Into<String>) -> Check 
 /// newline; `None` when no such window exists. Public bytes: finding them
 /// raw in a file means a captured key stream, not a key file's text.
 fn scan_pattern(k: &LoadedKey) -> Option<String> {
+    scan_pattern_of(k.private.public_key())
+}
+
+/// [`scan_pattern`] of a public key (a CA's: `CertificateAuthority`).
+fn scan_pattern_of(public: &ssh_key::PublicKey) -> Option<String> {
     use ssh_key::public::KeyData;
-    let public = k.private.public_key();
     let bytes: &[u8] = match public.key_data() {
         KeyData::Ed25519(pk) => pk.as_ref(),
         KeyData::Rsa(rsa) => rsa.n.as_bytes(),
@@ -75,7 +79,7 @@ pub async fn verify_with(
 ) -> Result<VerifyReport, Error> {
     const STEP: &str = "verify";
     validate_target(target)?;
-    let valid = validate::validate_inner(plan, opts, false)?;
+    let mut valid = validate::validate_inner(plan, opts, false)?;
     let mut args = vec![
         STATE_DIR,
         &target.agent_socket,
@@ -85,7 +89,11 @@ pub async fn verify_with(
     ];
     args.extend(root_tools());
     args.extend(VERIFY_TOOLS);
-    let patterns: String = valid.keys.iter().filter_map(scan_pattern).collect();
+    let mut patterns: String = valid.keys.iter().filter_map(scan_pattern).collect();
+    // The CA keys never enter the container: look for their bytes too.
+    for ca in crate::certificate::authorities(&valid) {
+        patterns.extend(scan_pattern_of(ca.public_key()));
+    }
     let out = rt
         .exec_script(
             container,
@@ -107,6 +115,14 @@ pub async fn verify_with(
             "the root check did not finish",
         ));
     }
+    // A certificate entry's key is the one provision recorded.
+    let recorded: Vec<ssh_key::Certificate> = root
+        .keystate
+        .iter()
+        .flat_map(|s| s.extra.iter())
+        .filter_map(|w| crate::certificate::parse_recorded(w))
+        .collect();
+    crate::certificate::adopt_recorded(&mut valid, &recorded);
     let mut checks = Vec::new();
     // Nothing else is looked at when root's environment is not trusted:
     // the script stops before running any program of the container's.
@@ -208,11 +224,25 @@ pub async fn verify_with(
     for (name, text) in render_public_keys(&valid) {
         expect_pub.push((format!("{dir}/{name}"), sha256_hex(text.as_bytes())));
     }
+    let signing = crate::signing::render_files(valid.signing.as_ref(), target);
+    if valid.signing.is_some() {
+        for (name, text) in [
+            (crate::signing::GITCONFIG_FILE, &signing[0]),
+            (crate::signing::ALLOWED_SIGNERS_FILE, &signing[1]),
+        ] {
+            expect_pub.push((format!("{dir}/{name}"), sha256_hex(text.as_bytes())));
+        }
+    }
+    let wrapper = format!("{dir}/{}", crate::signing::KEYGEN_WRAPPER);
+    if valid.signing.is_some() {
+        expect_pub.push((wrapper.clone(), sha256_hex(signing[3].as_bytes())));
+    }
     for (path, sum) in expect_pub {
+        let mode = if path == wrapper { "700" } else { "600" };
         let (ok, detail) = match stat_of(&path) {
             None => (false, "absent".to_string()),
             Some((m, u, g, k, s)) => (
-                m == "600" && u == ids.uid && g == ids.gid && k == "regular_file" && s == sum,
+                m == mode && u == ids.uid && g == ids.gid && k == "regular_file" && s == sum,
                 format!(
                     "{k} {m} {u}:{g}{}",
                     if s == sum {
@@ -332,6 +362,9 @@ pub async fn verify_with(
             ok,
             detail,
         ));
+    }
+    for (name, ok, detail) in crate::certificate::checks(&valid, now) {
+        checks.push(check(name, ok, detail));
     }
     checks.push(check(
         "public socket lists exactly the plan's keys",

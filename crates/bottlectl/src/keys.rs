@@ -193,19 +193,44 @@ pub async fn run(
             Some(h) => format!("restricted to {}", field(&h.join(", "))),
             None => "restriction unknown (not loaded by bottle)".to_string(),
         };
+        // The certificate is from root's record (key id: engine, container
+        // and alias, escaped all the same).
+        let certificate = match &k.certificate {
+            Some(c) => format!(
+                "; certificate {}, principals {}, {}",
+                field(&c.key_id),
+                field(&c.principals.join(",")),
+                expiry(c.valid_before)
+            ),
+            None => String::new(),
+        };
         // All but the numbers come from the agent in the container; the
         // comment is whatever the user added a key with.
         out.human(&format!(
-            "{} {} {} {} ({}; {})\n",
+            "{} {} {} {} ({}; {}{})\n",
             field(&k.key_type),
             k.bits,
             field(&k.fingerprint),
             field(&k.comment),
             lifetime,
-            restricted
+            restricted,
+            certificate
         ));
     }
     Ok(0)
+}
+
+/// `expires in 59m 58s` / `expired 3s ago`, from unix seconds.
+fn expiry(valid_before: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if valid_before > now {
+        format!("expires in {}", duration(valid_before - now))
+    } else {
+        format!("expired {} ago", duration(now - valid_before))
+    }
 }
 
 #[cfg(test)]

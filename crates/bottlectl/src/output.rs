@@ -191,8 +191,18 @@ pub fn provision(out: &Out, sel: &Selection, manifest: &Manifest, report: &Provi
         started(&report.forwarder),
     ));
     for k in &report.keys {
+        let cert = match &k.certificate {
+            Some(c) => format!(
+                ", certificate {} (serial {}, principals {}, valid until {})",
+                safe::field(&c.key_id),
+                c.serial,
+                safe::field(&c.principals.join(",")),
+                c.valid_before
+            ),
+            None => String::new(),
+        };
         out.step(&format!(
-            "  key  {} {} for {}",
+            "  key  {} {} for {}{cert}",
             k.algorithm,
             k.fingerprint,
             k.aliases.join(", ")

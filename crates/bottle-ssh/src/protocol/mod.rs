@@ -50,6 +50,7 @@ pub(crate) mod word {
     pub const USER: &str = "user";
     pub const HOME: &str = "home";
     pub const SSH_VERSION: &str = "ssh-version";
+    pub const GIT_CONFIG_THEIRS: &str = "git-config-theirs";
 
     /// Every word, for the test that holds the scripts to them.
     #[cfg(test)]
@@ -88,6 +89,7 @@ pub(crate) mod word {
         USER,
         HOME,
         SSH_VERSION,
+        GIT_CONFIG_THEIRS,
     ];
 }
 
@@ -325,6 +327,8 @@ pub(crate) struct UserFiles {
     pub ids: Option<Ids>,
     pub removed: Vec<String>,
     pub escalation: Option<Vec<String>>,
+    /// `~/.config/git/config` is the user's own: not touched ([signing]).
+    pub git_config_theirs: bool,
     pub done: bool,
 }
 
@@ -344,6 +348,7 @@ pub(crate) fn user_files(stdout: &str) -> Parsed<UserFiles> {
         }
         match split(line) {
             (word::DONE, "") => r.done = true,
+            (word::GIT_CONFIG_THEIRS, "") => r.git_config_theirs = true,
             (word::REMOVED, path) if !path.is_empty() => {
                 push_bounded(&mut r.removed, path.to_string(), MAX_ITEMS)
             }
