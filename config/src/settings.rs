@@ -22,6 +22,8 @@ pub const KEYS: &[&str] = &[
     "user",
     "agent_socket",
     "public_socket",
+    "agent",
+    "agent_image",
     "timeout",
 ];
 
@@ -75,6 +77,46 @@ impl FromStr for RuntimeChoice {
     }
 }
 
+/// Where the ssh-agent runs (`bottle_ssh::sidecar`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentChoice {
+    /// As root in the bottle (the default).
+    #[default]
+    Bottle,
+    /// In a companion container sharing the bottle's network namespace:
+    /// keys out of reach even of root in the bottle.
+    Sidecar,
+}
+
+impl AgentChoice {
+    pub fn name(self) -> &'static str {
+        match self {
+            AgentChoice::Bottle => "bottle",
+            AgentChoice::Sidecar => "sidecar",
+        }
+    }
+}
+
+impl fmt::Display for AgentChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for AgentChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "bottle" => Ok(AgentChoice::Bottle),
+            "sidecar" => Ok(AgentChoice::Sidecar),
+            other => Err(format!(
+                "`{other}` is not an agent layout; expected bottle or sidecar"
+            )),
+        }
+    }
+}
+
 /// The effective settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -105,6 +147,13 @@ pub struct Settings {
     pub agent_socket: String,
     /// World-connectable forwarder socket the user's ssh talks to.
     pub public_socket: String,
+    /// `bottle` (ssh-agent as root in the bottle) or `sidecar` (in a
+    /// companion container sharing the bottle's network namespace).
+    #[serde(default)]
+    pub agent: AgentChoice,
+    /// The sidecar's image; `None`: the bottle's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_image: Option<String>,
     /// Timeout of one engine call.
     #[serde(
         serialize_with = "serialize_duration",
@@ -125,6 +174,8 @@ impl Default for Settings {
             user: target.user,
             agent_socket: target.agent_socket,
             public_socket: target.public_socket,
+            agent: AgentChoice::Bottle,
+            agent_image: None,
             timeout: Duration::from_secs(30),
         }
     }
@@ -153,6 +204,8 @@ impl Settings {
             "user" => Some(self.user.clone()),
             "agent_socket" => Some(self.agent_socket.clone()),
             "public_socket" => Some(self.public_socket.clone()),
+            "agent" => Some(self.agent.to_string()),
+            "agent_image" => self.agent_image.clone(),
             "timeout" => Some(format_duration(self.timeout)),
             _ => None,
         }
@@ -275,6 +328,8 @@ pub struct Overrides {
     pub user: Option<String>,
     pub agent_socket: Option<String>,
     pub public_socket: Option<String>,
+    pub agent: Option<AgentChoice>,
+    pub agent_image: Option<String>,
     pub timeout: Option<Duration>,
 }
 
@@ -545,6 +600,8 @@ fn flag_layer(o: &Overrides) -> Layer {
     put("user", o.user.clone());
     put("agent_socket", o.agent_socket.clone());
     put("public_socket", o.public_socket.clone());
+    put("agent", o.agent.map(|a| a.to_string()));
+    put("agent_image", o.agent_image.clone());
     put("timeout", o.timeout.map(format_duration));
     Layer {
         meta: Metadata::named(FLAG_LAYER),
@@ -956,6 +1013,50 @@ mod tests {
             sources.config_file = Some((jail.directory().join("nope.toml"), ConfigFileVia::Flag));
             let err = load(&sources, &Overrides::default()).unwrap_err();
             assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn agent_layout_from_each_layer_with_its_origin() {
+        Jail::expect_with(|jail| {
+            clear_env(jail);
+            let config =
+                load(&jail_sources(jail), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.settings.agent, AgentChoice::Bottle);
+            assert_eq!(config.origin("agent"), Origin::Default);
+            assert_eq!(config.settings.agent_image, None);
+            create(
+                jail,
+                "xdg/claude-bottle/config.toml",
+                "agent = \"sidecar\"\n",
+            );
+            let config =
+                load(&jail_sources(jail), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.settings.agent, AgentChoice::Sidecar);
+            jail.set_env("CLAUDE_BOTTLE_AGENT", "bottle");
+            jail.set_env("CLAUDE_BOTTLE_AGENT_IMAGE", "agent:1");
+            let config =
+                load(&jail_sources(jail), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.settings.agent, AgentChoice::Bottle);
+            assert_eq!(
+                config.origin("agent").to_string(),
+                "environment variable CLAUDE_BOTTLE_AGENT"
+            );
+            assert_eq!(config.settings.agent_image.as_deref(), Some("agent:1"));
+            let overrides = Overrides {
+                agent: Some(AgentChoice::Sidecar),
+                ..Overrides::default()
+            };
+            let config = load(&jail_sources(jail), &overrides).map_err(|e| e.to_string())?;
+            assert_eq!(config.settings.agent, AgentChoice::Sidecar);
+            assert_eq!(
+                config.origin("agent").to_string(),
+                "command-line flag --agent"
+            );
+            jail.set_env("CLAUDE_BOTTLE_AGENT", "outside");
+            let err = load(&jail_sources(jail), &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("agent"), "{err}");
             Ok(())
         });
     }
