@@ -41,6 +41,19 @@ pub struct Cli {
     )]
     pub connection: Option<String>,
 
+    /// Where ssh-agent runs: bottle (as root in the bottle) or sidecar (in a companion container sharing the bottle's network namespace, out of reach of root in the bottle) [setting: agent]
+    #[arg(long, global = true, env = "CLAUDE_BOTTLE_AGENT", value_name = "LAYOUT", value_parser = parse_agent)]
+    pub agent: Option<bottle::config::AgentChoice>,
+
+    /// The sidecar's image (default: the bottle's own) [setting: agent_image]
+    #[arg(
+        long,
+        global = true,
+        env = "CLAUDE_BOTTLE_AGENT_IMAGE",
+        value_name = "IMAGE"
+    )]
+    pub agent_image: Option<String>,
+
     /// Extra configuration file, above the system and user files
     #[arg(long, global = true, env = "CLAUDE_BOTTLE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -75,6 +88,10 @@ pub struct Cli {
 }
 
 fn parse_runtime(s: &str) -> Result<RuntimeChoice, String> {
+    s.parse()
+}
+
+fn parse_agent(s: &str) -> Result<bottle::config::AgentChoice, String> {
     s.parse()
 }
 

@@ -33,7 +33,7 @@ mod safe;
 mod ship;
 mod watch;
 
-use bottle::config::{load, load_manifest, Config, Manifest, Overrides, Sources};
+use bottle::config::{load, load_manifest, AgentChoice, Config, Manifest, Overrides, Sources};
 use bottle::Selection;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
@@ -166,6 +166,11 @@ fn overrides(cli: &Cli, matches: &ArgMatches) -> Overrides {
             .connection
             .clone()
             .filter(|_| from_command_line(matches, "connection")),
+        agent: cli.agent.filter(|_| from_command_line(matches, "agent")),
+        agent_image: cli
+            .agent_image
+            .clone()
+            .filter(|_| from_command_line(matches, "agent_image")),
         ..Overrides::default()
     }
 }
@@ -217,14 +222,29 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
                 manifest.path.display()
             ));
             let target = config.settings.target();
-            let report = bottle::ssh::provision_with(
-                sel.runtime.as_ref(),
-                container,
-                &manifest.plan,
-                &target,
-                &opts,
-            )
-            .await
+            let report = match config.settings.agent {
+                AgentChoice::Bottle => {
+                    bottle::ssh::provision_with(
+                        sel.runtime.as_ref(),
+                        container,
+                        &manifest.plan,
+                        &target,
+                        &opts,
+                    )
+                    .await
+                }
+                AgentChoice::Sidecar => {
+                    bottle::ssh::sidecar::provision(
+                        sel.admin.as_ref(),
+                        container,
+                        &manifest.plan,
+                        &target,
+                        &opts,
+                        config.settings.agent_image.as_deref(),
+                    )
+                    .await
+                }
+            }
             .map_err(|e| ssh_failure(e, Some(&manifest), "cannot provision", container))?;
             keys::warnings(out, &report);
             output::provision(out, &sel, &manifest, &report);
@@ -244,14 +264,28 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
             };
             let sel = select(&config.settings, Some(container), out).await?;
             let target = config.settings.target();
-            let report = bottle::ssh::verify_with(
-                sel.runtime.as_ref(),
-                container,
-                &manifest.plan,
-                &target,
-                &opts,
-            )
-            .await
+            let report = match config.settings.agent {
+                AgentChoice::Bottle => {
+                    bottle::ssh::verify_with(
+                        sel.runtime.as_ref(),
+                        container,
+                        &manifest.plan,
+                        &target,
+                        &opts,
+                    )
+                    .await
+                }
+                AgentChoice::Sidecar => {
+                    bottle::ssh::sidecar::verify(
+                        sel.admin.as_ref(),
+                        container,
+                        &manifest.plan,
+                        &target,
+                        &opts,
+                    )
+                    .await
+                }
+            }
             .map_err(|e| ssh_failure(e, Some(&manifest), "cannot verify", container))?;
             output::verify(out, &sel, container, &report);
             Ok(if report.ok() { 0 } else { 1 })
@@ -266,9 +300,15 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
                 return run_many(out, &config, &args.targets, many::Op::Deprovision, prompt).await;
             };
             let sel = select(&config.settings, Some(container), out).await?;
-            let report = bottle::deprovision(sel.runtime.as_ref(), container, &target)
-                .await
-                .map_err(|e| ssh_failure(e, None, "cannot deprovision", container))?;
+            let report = match config.settings.agent {
+                AgentChoice::Bottle => {
+                    bottle::deprovision(sel.runtime.as_ref(), container, &target).await
+                }
+                AgentChoice::Sidecar => {
+                    bottle::ssh::sidecar::deprovision(sel.admin.as_ref(), container, &target).await
+                }
+            }
+            .map_err(|e| ssh_failure(e, None, "cannot deprovision", container))?;
             output::deprovision(out, &sel, &report);
             Ok(0)
         }
