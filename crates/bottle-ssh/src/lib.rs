@@ -73,6 +73,7 @@ mod provision;
 mod render;
 mod reports;
 mod scripts;
+pub mod sidecar;
 mod signing;
 mod validate;
 mod verify;

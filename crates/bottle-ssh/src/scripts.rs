@@ -10,7 +10,7 @@ use crate::render::FILE_MARK;
 /// with the pid) and whose argv contains every needle: a recorded pid may
 /// be stale, or reused after a restart by a process of the user's.
 /// `take_lock STATE TOKEN` / `release_lock STATE TOKEN`: the in-container lock.
-const HELPERS: &str = r#"
+pub(crate) const HELPERS: &str = r#"
 # The fields of /proc/PID/stat after the command name (which may hold
 # spaces and parentheses): $1 of them is field 3, the state.
 stat_tail() {
@@ -135,7 +135,7 @@ release_lock() {
 ///
 /// The trust root is the shell the engine runs (`/bin/sh`) and `stat` and
 /// `readlink` from `/usr/bin` or `/bin`, which are checked like the rest.
-const TRUST: &str = r#"
+pub(crate) const TRUST: &str = r#"
 NL='
 '
 TAB='	'
@@ -779,5 +779,8 @@ pub(crate) fn all() -> Vec<(&'static str, String)> {
         ("deprovision_user", deprovision_user()),
         ("keys_root", KEYS_ROOT.to_string()),
         ("keys_user", KEYS_USER.to_string()),
+        ("sidecar_agent", crate::sidecar::agent_script()),
+        ("sidecar_relay", crate::sidecar::relay_script()),
+        ("sidecar_verify", crate::sidecar::verify_script()),
     ]
 }

@@ -50,6 +50,7 @@ pub(crate) mod word {
     pub const USER: &str = "user";
     pub const HOME: &str = "home";
     pub const SSH_VERSION: &str = "ssh-version";
+    pub const NETNS: &str = "netns";
     pub const GIT_CONFIG_THEIRS: &str = "git-config-theirs";
 
     /// Every word, for the test that holds the scripts to them.
@@ -89,6 +90,7 @@ pub(crate) mod word {
         USER,
         HOME,
         SSH_VERSION,
+        NETNS,
         GIT_CONFIG_THEIRS,
     ];
 }
@@ -315,6 +317,87 @@ pub(crate) fn provision_root(stdout: &str) -> Parsed<ProvisionRoot> {
                 push_bounded(&mut r.removed, path.to_string(), MAX_ITEMS)
             }
             _ => return Err(Unreadable::line("unexpected line from root", line)),
+        }
+    }
+    Ok(r)
+}
+
+/// `netns net:[INODE]`: the network namespace a script ran in.
+fn netns(line: &str, rest: &str) -> Parsed<String> {
+    let inode = rest
+        .strip_prefix("net:[")
+        .and_then(|r| r.strip_suffix(']'))
+        .filter(|n| !n.is_empty() && n.len() <= 20 && n.bytes().all(|b| b.is_ascii_digit()));
+    match inode {
+        Some(_) => Ok(rest.to_string()),
+        None => Err(Unreadable::line("bad network namespace", line)),
+    }
+}
+
+/// The sidecar's agent exec and the bottle's relay exec
+/// ([`crate::sidecar`]): [`provision_root`]'s lines and `netns NS`.
+pub(crate) fn sidecar_exec(stdout: &str) -> Parsed<(ProvisionRoot, Option<String>)> {
+    let mut ns = None;
+    let mut rest = String::new();
+    for line in lines(stdout) {
+        match split(line) {
+            (word::NETNS, v) => ns = Some(netns(line, v)?),
+            _ => {
+                rest.push_str(line);
+                rest.push('\n');
+            }
+        }
+    }
+    Ok((provision_root(&rest)?, ns))
+}
+
+/// verify's exec in the sidecar: trust lines, `agent PID alive|dead`,
+/// `forwarder PID alive|dead`, `key SHA256:…`, `netns NS`, `done`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct SidecarState {
+    pub trust: Trust,
+    pub agent: Liveness,
+    pub forwarder: Liveness,
+    pub keys: Vec<String>,
+    pub netns: Option<String>,
+    pub done: bool,
+}
+
+pub(crate) fn sidecar_state(stdout: &str) -> Parsed<SidecarState> {
+    let mut r = SidecarState::default();
+    for line in lines(stdout) {
+        if r.trust.take(line)? {
+            continue;
+        }
+        match split(line) {
+            (word::DONE, "") => r.done = true,
+            (word::NETNS, v) => r.netns = Some(netns(line, v)?),
+            (w @ (word::AGENT | word::FORWARDER), rest) => {
+                let live = match rest.split_once(' ') {
+                    Some((pid, "alive")) if pid.bytes().all(|b| b.is_ascii_digit()) => Liveness {
+                        pid: pid.to_string(),
+                        alive: true,
+                    },
+                    Some((pid, "dead"))
+                        if pid == "none" || pid.bytes().all(|b| b.is_ascii_digit()) =>
+                    {
+                        Liveness {
+                            pid: pid.to_string(),
+                            alive: false,
+                        }
+                    }
+                    _ => return Err(Unreadable::line("bad process line", line)),
+                };
+                if w == word::AGENT {
+                    r.agent = live;
+                } else {
+                    r.forwarder = live;
+                }
+            }
+            (word::KEY, fp) if fp.starts_with("SHA256:") && !fp.contains(' ') => {
+                push_bounded(&mut r.keys, fp.to_string(), MAX_ITEMS)
+            }
+            _ => return Err(Unreadable::line("unexpected line from the sidecar", line)),
         }
     }
     Ok(r)

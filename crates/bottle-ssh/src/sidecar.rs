@@ -1,0 +1,944 @@
+//! The `sidecar` agent layout: ssh-agent runs as root in a companion
+//! container joined to the bottle's network namespace, never in the bottle.
+//!
+//! - The sidecar (`<bottle>-bottle-agent`, labelled [`LABEL_FOR`] = the
+//!   bottle's id) is made from the bottle's own image (or
+//!   [`AgentLayout::Sidecar`]'s image), with no mounts, no extra
+//!   capabilities and no network of its own
+//!   (`--network container:<bottle>`).
+//! - In the sidecar: `ssh-agent -D -a /run/claude-bottle-agent.sock` and a
+//!   `socat` forwarder listening on the abstract Unix socket
+//!   `@claude-bottle-agent-<id12>`. The key stream goes only into that
+//!   container's exec stdin.
+//! - In the bottle: a `socat` relay as root from the public socket
+//!   (`/run/claude-bottle-agent-public.sock`, what `IdentityAgent` names) to
+//!   the abstract socket. It carries agent requests and answers only; no key
+//!   byte passes through the bottle. The user's files are written as in
+//!   the `bottle` layout.
+//!
+//! Abstract sockets belong to a network namespace, which the two containers
+//! share; OpenSSH's `IdentityAgent`/`SSH_AUTH_SOCK` takes a path only, hence
+//! the relay. See docs/security.md, "The agent outside the bottle".
+
+use crate::protocol::{self, ProvisionRoot};
+use crate::provision::{key_state, lock_token, user_files_request};
+use crate::{
+    agent, error, missing_of, protocol as protocol_error, render_config, render_known_hosts,
+    render_public_keys, script_error, scripts, ssh_dir, unix_now, unreadable, untrusted_error,
+    validate_target, validate_with, Check, DeprovisionReport, Error, FileReport, KeyReport,
+    Options, Plan, ProvisionReport, StepReport, Target, VerifyReport, STATE_DIR,
+};
+use bottle_runtime::{ContainerAdmin, ContainerDetails, ExecRequest, NetworkMode, RunSpec};
+use std::time::Instant;
+
+/// Where the agent runs: `bottle` (root in the bottle, the default) or
+/// `sidecar` (a companion container; `image` `None`: the bottle's image).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AgentLayout {
+    #[default]
+    Bottle,
+    Sidecar {
+        image: Option<String>,
+    },
+}
+
+/// The label naming the bottle (its id) a sidecar serves.
+pub const LABEL_FOR: &str = "io.claude-bottle.agent-for";
+/// The label holding the bottle's start time the sidecar was made for: a
+/// restarted bottle has a new network namespace, so a new sidecar.
+pub const LABEL_STARTED: &str = "io.claude-bottle.agent-for-started";
+
+/// The sidecar's name for a bottle named `bottle`.
+pub fn sidecar_name(bottle: &str) -> String {
+    format!("{bottle}-bottle-agent")
+}
+
+/// The abstract socket's name (without the leading NUL) for a bottle id.
+fn abstract_name(bottle_id: &str) -> String {
+    let short: String = bottle_id.chars().take(12).collect();
+    format!("claude-bottle-agent-{short}")
+}
+
+/// Programs the sidecar's root exec runs.
+fn sidecar_tools() -> Vec<&'static str> {
+    let mut tools = vec!["ssh-agent", "ssh-add", "socat"];
+    tools.extend(scripts::CORE_TOOLS.iter().copied());
+    tools
+}
+
+/// Programs the bottle's relay exec runs.
+fn relay_tools() -> Vec<&'static str> {
+    let mut tools = vec!["socat"];
+    tools.extend(scripts::CORE_TOOLS.iter().copied());
+    tools
+}
+
+/// `owns_abstract PID NAME`: PID holds the listening abstract socket @NAME
+/// of this network namespace (`/proc/net/unix` is per namespace).
+const OWNS_ABSTRACT: &str = r#"
+owns_abstract() {
+  oa_ino=''
+  while read -r _ _ _ oa_fl _ _ oa_i oa_p; do
+    [ "$oa_p" = "@$2" ] && [ "$oa_fl" = 00010000 ] && oa_ino="$oa_ino $oa_i"
+  done < /proc/net/unix
+  [ -n "$oa_ino" ] || return 1
+  for oa_f in /proc/"$1"/fd/*; do
+    oa_l=$("$READLINK" "$oa_f" 2>/dev/null) || continue
+    for oa_i in $oa_ino; do [ "$oa_l" = "socket:[$oa_i]" ] && return 0; done
+  done
+  return 1
+}
+# listened NAME: some process listens on @NAME in this network namespace.
+listened() {
+  while read -r _ _ _ oa_fl _ _ _ oa_p; do
+    [ "$oa_p" = "@$1" ] && [ "$oa_fl" = 00010000 ] && return 0
+  done < /proc/net/unix
+  return 1
+}
+"#;
+
+/// Root in the sidecar: `$1` state, `$2` agent socket, `$3` abstract name,
+/// `$4` `reuse`|`fresh`, `$5` lock token, `$6…` tools. Stdin: agent
+/// protocol messages (key material), relayed to the agent only. Prints
+/// provision's words (trust, `agent-*`, `forwarder-*`, `key`, `done`) and
+/// `netns NS`.
+pub(crate) fn agent_script() -> String {
+    format!(
+        "{}{}{OWNS_ABSTRACT}{AGENT_BODY}",
+        scripts::HELPERS,
+        scripts::TRUST
+    )
+}
+
+const AGENT_BODY: &str = r#"
+set -u
+exec 3<&0 0</dev/null
+state=$1 agent=$2 name=$3 mode=$4 token=$5; shift 5
+keys_open=1
+finish() { if [ -n "$keys_open" ]; then while IFS= read -r _ <&3; do :; done 2>/dev/null; fi; }
+trap finish EXIT
+trap 'exit 1' INT TERM HUP
+unset LD_PRELOAD LD_LIBRARY_PATH LD_AUDIT ENV BASH_ENV
+bad=0
+trust_root "$state" "$agent" "$agent" "$@"
+if [ "$bad" != 0 ]; then os_release; exit 0; fi
+umask 077
+[ -d "$state" ] || mkdir -m 700 "$state" || exit 1
+chmod 700 "$state" || exit 1
+take_lock "$state" "$token"
+trap 'finish; release_lock "$state" "$token"' EXIT
+echo "netns $("$READLINK" /proc/self/ns/net)"
+
+agent_started="" forwarder_started=""
+read_record "$state/agent.pid"; apid=$rp astart=$rs
+if [ "$mode" != fresh ] && is_ours "$apid" "$astart" ssh-agent "$agent" && [ -S "$agent" ]; then
+  echo "agent-reused $apid"
+else
+  stop "$apid" "$astart" ssh-agent "$agent"
+  rm -f "$agent"
+  ssh-agent -D -a "$agent" </dev/null >/dev/null 2>&1 3<&- &
+  apid=$!
+  record "$state/agent.pid" "$apid"
+  read_record "$state/agent.pid"; astart=$rs
+  agent_started=1
+fi
+
+read_record "$state/forwarder.pid"; fpid=$rp fstart=$rs
+if is_ours "$fpid" "$fstart" socat "ABSTRACT-LISTEN:$name" && owns_abstract "$fpid" "$name"; then
+  echo "forwarder-reused $fpid"
+else
+  stop "$fpid" "$fstart" socat "ABSTRACT-LISTEN:$name"
+  # The bottle shares this namespace: a listener already there is not ours.
+  if listened "$name"; then
+    echo "untrusted @$name is listened on by a process that is not the agent's forwarder (the bottle shares this network namespace)"
+    exit 0
+  fi
+  socat "ABSTRACT-LISTEN:$name,fork" "UNIX-CONNECT:$agent" </dev/null >/dev/null 2>&1 3<&- &
+  fpid=$!
+  record "$state/forwarder.pid" "$fpid"
+  read_record "$state/forwarder.pid"; fstart=$rs
+  forwarder_started=1
+fi
+if [ -n "$agent_started" ]; then
+  wait_socket "$apid" "$astart" "$agent" ssh-agent ssh-agent "$agent"
+  i=0
+  until SSH_AUTH_SOCK=$agent ssh-add -l >/dev/null 2>&1 || [ "$?" != 2 ]; do
+    i=$((i+1))
+    if [ "$i" -ge 500 ] || ! is_alive "$apid"; then echo "ssh-agent on $agent does not accept connections" >&2; exit 1; fi
+    sleep 0.01
+  done
+  echo "agent-started $apid"
+fi
+if ! socat -t 5 STDIO "UNIX-CONNECT:$agent" <&3 >/dev/null 2>&1; then
+  [ -z "$agent_started" ] || { echo "could not write to the agent" >&2; exit 1; }
+  echo "agent-unusable"
+else
+  exec 3<&-
+  keys_open=
+  out=$(SSH_AUTH_SOCK=$agent ssh-add -l -E sha256 2>&1)
+  printf '%s\n' "$out" | while read -r _ fp _; do
+    case $fp in SHA256:*) echo "key $fp";; esac
+  done
+fi
+if [ -n "$forwarder_started" ]; then
+  i=0
+  until owns_abstract "$fpid" "$name"; do
+    i=$((i+1))
+    if [ "$i" -ge 1000 ] || ! is_alive "$fpid"; then echo "socat did not start on @$name" >&2; exit 1; fi
+    sleep 0.01
+  done
+  is_ours "$fpid" "$fstart" socat "ABSTRACT-LISTEN:$name" || { echo "socat on @$name is not the process we started" >&2; exit 1; }
+  echo "forwarder-started $fpid"
+fi
+echo "done"
+"#;
+
+/// Root in the bottle: `$1` state, `$2` agent socket (of a `bottle`
+/// layout, stopped), `$3` public socket, `$4` abstract name, `$5` lock
+/// token, `$6` lines of key record, `$7…` tools. Stdin: the key record
+/// (fingerprints, deadlines, hosts: nothing secret). Starts the relay
+/// `UNIX-LISTEN:PUBLIC` → `ABSTRACT-CONNECT:NAME`; prints trust words,
+/// `netns NS`, `removed PATH`, `forwarder-started|forwarder-reused PID`, `done`.
+pub(crate) fn relay_script() -> String {
+    format!("{}{}{RELAY_BODY}", scripts::HELPERS, scripts::TRUST)
+}
+
+const RELAY_BODY: &str = r#"
+set -u
+trap 'while IFS= read -r _; do :; done 2>/dev/null' EXIT
+trap 'exit 1' INT TERM HUP
+unset LD_PRELOAD LD_LIBRARY_PATH LD_AUDIT ENV BASH_ENV
+state=$1 agent=$2 public=$3 name=$4 token=$5 nrecord=$6; shift 6
+bad=0
+trust_root "$state" "$agent" "$public" "$@"
+if [ "$bad" != 0 ]; then os_release; exit 0; fi
+umask 077
+[ -d "$state" ] || mkdir -m 700 "$state" || exit 1
+chmod 700 "$state" || exit 1
+take_lock "$state" "$token"
+trap 'while IFS= read -r _; do :; done 2>/dev/null; release_lock "$state" "$token"' EXIT
+echo "netns $("$READLINK" /proc/self/ns/net)"
+i=0
+while [ "$i" -lt "$nrecord" ]; do
+  IFS= read -r line || { echo "the key record ended early" >&2; exit 1; }
+  printf '%s\n' "$line"
+  i=$((i+1))
+done > "$state/keys.new" && mv -f "$state/keys.new" "$state/keys" || exit 1
+# An agent of the bottle layout has no place in this one.
+read_record "$state/agent.pid"; apid=$rp astart=$rs
+if is_ours "$apid" "$astart" ssh-agent "$agent"; then
+  stop "$apid" "$astart" ssh-agent "$agent" || exit 1
+fi
+if [ -f "$state/agent.pid" ]; then rm -f "$state/agent.pid" && echo "removed $state/agent.pid"; fi
+if [ -S "$agent" ] || [ -L "$agent" ]; then rm -f "$agent" && echo "removed $agent"; fi
+read_record "$state/forwarder.pid"; fpid=$rp fstart=$rs
+if is_ours "$fpid" "$fstart" socat "UNIX-LISTEN:$public" "ABSTRACT-CONNECT:$name" && [ -S "$public" ]; then
+  echo "forwarder-reused $fpid"
+else
+  stop "$fpid" "$fstart" socat "UNIX-LISTEN:$public"
+  rm -f "$public"
+  socat "UNIX-LISTEN:$public,fork,mode=666,unlink-early" "ABSTRACT-CONNECT:$name" </dev/null >/dev/null 2>&1 &
+  fpid=$!
+  record "$state/forwarder.pid" "$fpid"
+  read_record "$state/forwarder.pid"; fstart=$rs
+  wait_socket "$fpid" "$fstart" "$public" socat socat "UNIX-LISTEN:$public"
+  echo "forwarder-started $fpid"
+fi
+echo "done"
+"#;
+
+/// Root in the sidecar, for verify: `$1` state, `$2` agent socket, `$3`
+/// abstract name, `$4…` tools. Prints trust words, `netns NS`, `agent PID
+/// alive|dead`, `forwarder PID alive|dead`, `key SHA256:…`, `done`.
+pub(crate) fn verify_script() -> String {
+    format!(
+        "{}{}{OWNS_ABSTRACT}{VERIFY_BODY}",
+        scripts::HELPERS,
+        scripts::TRUST
+    )
+}
+
+const VERIFY_BODY: &str = r#"
+set -u
+unset LD_PRELOAD LD_LIBRARY_PATH LD_AUDIT ENV BASH_ENV
+state=$1 agent=$2 name=$3; shift 3
+bad=0
+trust_root "$state" "$agent" "$agent" "$@"
+[ "$bad" = 0 ] || { echo "done"; exit 0; }
+echo "netns $("$READLINK" /proc/self/ns/net)"
+read_record "$state/agent.pid"; apid=$rp astart=$rs
+read_record "$state/forwarder.pid"; fpid=$rp fstart=$rs
+if is_ours "$apid" "$astart" ssh-agent "$agent" && [ -S "$agent" ]; then echo "agent $apid alive"; else echo "agent ${apid:-none} dead"; fi
+if is_ours "$fpid" "$fstart" socat "ABSTRACT-LISTEN:$name" && owns_abstract "$fpid" "$name"; then echo "forwarder $fpid alive"; else echo "forwarder ${fpid:-none} dead"; fi
+out=$(SSH_AUTH_SOCK=$agent ssh-add -l -E sha256 2>&1)
+printf '%s\n' "$out" | while read -r _ fp _; do
+  case $fp in SHA256:*) echo "key $fp";; esac
+done
+echo "done"
+"#;
+
+fn sidecar_error(bottle: &str, sidecar: &str, reason: impl Into<String>) -> Error {
+    Error::Sidecar {
+        container: bottle.to_string(),
+        sidecar: sidecar.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// The bottle as the sidecar needs it: running, with a network namespace
+/// of its own that can be shared.
+async fn bottle_details(
+    admin: &dyn ContainerAdmin,
+    bottle: &str,
+) -> Result<ContainerDetails, Error> {
+    let d = admin
+        .details(bottle)
+        .await
+        .map_err(Error::runtime("inspect the bottle"))?;
+    if !d.info.is_running() {
+        return Err(Error::Runtime {
+            step: "inspect the bottle",
+            source: bottle_runtime::Error::ContainerNotRunning {
+                engine: admin.engine(),
+                container: bottle.to_string(),
+                state: d.info.state.to_string(),
+            },
+        });
+    }
+    let name = sidecar_name(&d.info.name);
+    // The host's network namespace: an abstract socket there is open to
+    // every process on the host.
+    if d.network == "host" {
+        return Err(sidecar_error(
+            bottle,
+            &name,
+            "the bottle uses the host's network (--network host): its agent socket would be \
+             reachable from every process on the host; use the bottle layout or another network",
+        ));
+    }
+    Ok(d)
+}
+
+/// The sidecar as found: absent, ours and current, ours but stale, or not ours.
+enum Found {
+    Absent,
+    Current(ContainerDetails),
+    Stale(ContainerDetails),
+}
+
+async fn find_sidecar(
+    admin: &dyn ContainerAdmin,
+    bottle: &ContainerDetails,
+    name: &str,
+) -> Result<Found, Error> {
+    let d = match admin.details(name).await {
+        Ok(d) => d,
+        Err(bottle_runtime::Error::ContainerNotFound { .. }) => return Ok(Found::Absent),
+        Err(e) => return Err(Error::runtime("inspect the agent sidecar")(e)),
+    };
+    if d.labels.get(LABEL_FOR) != Some(&bottle.info.id) {
+        return Err(sidecar_error(
+            &bottle.info.name,
+            name,
+            format!(
+                "a container by that name exists and is not this bottle's agent \
+                 (no label {LABEL_FOR}={}); refusing to use or remove it",
+                bottle.info.id
+            ),
+        ));
+    }
+    let joined = d.network == format!("container:{}", bottle.info.id);
+    let current =
+        d.info.is_running() && joined && d.labels.get(LABEL_STARTED) == Some(&bottle.started_at);
+    Ok(if current {
+        Found::Current(d)
+    } else {
+        Found::Stale(d)
+    })
+}
+
+/// Create the sidecar (no mounts, no extra capabilities, the bottle's
+/// network namespace), from `image` or the bottle's own.
+async fn create_sidecar(
+    admin: &dyn ContainerAdmin,
+    bottle: &ContainerDetails,
+    name: &str,
+    image: Option<&str>,
+) -> Result<ContainerDetails, Error> {
+    let image = image.unwrap_or(&bottle.image).to_string();
+    let exists = admin
+        .image_exists(&image)
+        .await
+        .map_err(Error::runtime("look up the agent image"))?;
+    if !exists {
+        return Err(sidecar_error(
+            &bottle.info.name,
+            name,
+            format!("image `{}` does not exist", image.escape_debug()),
+        ));
+    }
+    let mut spec = RunSpec::new(
+        image,
+        [
+            "/bin/sh",
+            "-c",
+            "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done",
+        ],
+    );
+    spec.name = Some(name.to_string());
+    spec.user = "0".into();
+    spec.network = NetworkMode::Container(bottle.info.id.clone());
+    spec.labels = vec![
+        (LABEL_FOR.into(), bottle.info.id.clone()),
+        (LABEL_STARTED.into(), bottle.started_at.clone()),
+    ];
+    let info = admin.run(&spec).await.map_err(|e| {
+        sidecar_error(
+            &bottle.info.name,
+            name,
+            format!("the engine did not create it: {e}"),
+        )
+    })?;
+    admin
+        .details(&info.id)
+        .await
+        .map_err(Error::runtime("inspect the agent sidecar"))
+}
+
+/// The sidecar for `bottle`, created or replaced as needed; true when made now.
+async fn ensure_sidecar(
+    admin: &dyn ContainerAdmin,
+    bottle: &ContainerDetails,
+    image: Option<&str>,
+) -> Result<(ContainerDetails, bool), Error> {
+    let name = sidecar_name(&bottle.info.name);
+    match find_sidecar(admin, bottle, &name).await? {
+        Found::Current(d) => Ok((d, false)),
+        Found::Stale(d) => {
+            tracing::info!(sidecar = %name, "replacing the agent sidecar (the bottle restarted or it stopped)");
+            admin
+                .remove(&d.info.id)
+                .await
+                .map_err(Error::runtime("remove the stale agent sidecar"))?;
+            Ok((create_sidecar(admin, bottle, &name, image).await?, true))
+        }
+        Found::Absent => Ok((create_sidecar(admin, bottle, &name, image).await?, true)),
+    }
+}
+
+fn framed_count(text: &str) -> (String, String) {
+    let mut text = text.to_string();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    (text.lines().count().to_string(), text)
+}
+
+fn agent_request(
+    target: &Target,
+    name: &str,
+    mode: &str,
+    token: &str,
+    message: &[u8],
+) -> ExecRequest {
+    let mut args = vec![STATE_DIR, target.agent_socket.as_str(), name, mode, token];
+    args.extend(sidecar_tools());
+    ExecRequest::script(&agent_script(), args)
+        .user("0")
+        .stdin(message.to_vec())
+}
+
+/// [`crate::provision_with`] in the `sidecar` layout: the agent in a
+/// companion container of `bottle` (created, reused, or replaced when the
+/// bottle restarted), a relay in the bottle. `image`: the sidecar's image,
+/// `None` for the bottle's own. A bottle on the host's network, a missing
+/// image, a container by the sidecar's name that is not ours, or an engine
+/// that will not create it: an error, the bottle unchanged.
+pub async fn provision(
+    admin: &dyn ContainerAdmin,
+    bottle: &str,
+    plan: &Plan,
+    target: &Target,
+    opts: &Options<'_>,
+    image: Option<&str>,
+) -> Result<ProvisionReport, Error> {
+    let mut steps = Vec::new();
+    let mut step = |name: &'static str, since: Instant| {
+        steps.push(StepReport {
+            name,
+            millis: since.elapsed().as_millis() as u64,
+        })
+    };
+    let t = Instant::now();
+    validate_target(target)?;
+    let mut valid = validate_with(plan, opts)?;
+    let details = bottle_details(admin, bottle).await?;
+    crate::certificate::certify(&mut valid, admin.engine().name(), bottle, unix_now())?;
+    let message = agent::load_keys_message(&valid.keys).map_err(|reason| Error::Plan {
+        entry: "ssh".into(),
+        field: "IdentityFile".into(),
+        reason,
+    })?;
+    step("validate", t);
+
+    let t = Instant::now();
+    let (sidecar, created) = ensure_sidecar(admin, &details, image).await?;
+    let side = sidecar.info.id.clone();
+    let side_name = sidecar.info.name.clone();
+    step("agent sidecar", t);
+    let name = abstract_name(&details.info.id);
+    let token = lock_token();
+
+    // The sidecar first: a sidecar that cannot hold the keys leaves the
+    // bottle unchanged (and a sidecar made now is removed again).
+    let t = Instant::now();
+    let result = load_in_sidecar(admin, &side, &side_name, target, &name, &token, &message).await;
+    drop(message);
+    let (report, side_ns) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if created {
+                let _ = admin.remove(&side).await;
+            }
+            return Err(e);
+        }
+    };
+    let mut actual = report.keys.clone();
+    actual.sort();
+    let expected = valid.fingerprints();
+    if actual != expected {
+        return Err(Error::AgentMismatch {
+            container: side_name,
+            expected,
+            actual,
+        });
+    }
+    step("load keys (sidecar)", t);
+
+    // Then the bottle: the relay as root, the user's files as the user.
+    let t = Instant::now();
+    let record = key_state(&valid, unix_now());
+    let (nrecord, record) = framed_count(&record);
+    let mut args = vec![
+        STATE_DIR,
+        target.agent_socket.as_str(),
+        target.public_socket.as_str(),
+        name.as_str(),
+        token.as_str(),
+        nrecord.as_str(),
+    ];
+    args.extend(relay_tools());
+    let relay = ExecRequest::script(&relay_script(), args)
+        .user("0")
+        .stdin(record.into_bytes());
+    let config = render_config(&valid, target);
+    let known_hosts = render_known_hosts(&valid);
+    let public_keys = render_public_keys(&valid);
+    let signing_files = crate::signing::render_files(valid.signing.as_ref(), target);
+    let user = user_files_request(
+        target,
+        &config,
+        known_hosts.as_deref(),
+        &public_keys,
+        &signing_files,
+    );
+    let (relay, user) = futures_util::join!(admin.exec(bottle, relay), admin.exec(bottle, user));
+    step("relay and files (bottle)", t);
+    const RELAY: &str = "start the relay";
+    const FILES: &str = "write files";
+    let relay_read = relay
+        .as_ref()
+        .ok()
+        .map(|o| protocol::sidecar_exec(&o.stdout_lossy()));
+    let user_read = user
+        .as_ref()
+        .ok()
+        .map(|o| protocol::user_files(&o.stdout_lossy()));
+    if let Some(Ok((r, _))) = &relay_read {
+        if let Some(e) = untrusted_error(bottle, &r.trust) {
+            return Err(e);
+        }
+    }
+    let mut absent = Vec::new();
+    if let Some(Ok((r, _))) = &relay_read {
+        absent.extend(r.trust.missing.iter().cloned());
+    }
+    if let Some(Ok(u)) = &user_read {
+        absent.extend(u.missing.iter().cloned());
+    }
+    let missing = missing_of(&absent, target);
+    if !missing.is_empty() {
+        let os: Vec<&str> = match &relay_read {
+            Some(Ok((r, _))) => r.trust.os.iter().map(String::as_str).collect(),
+            _ => Vec::new(),
+        };
+        return Err(Error::MissingInContainer {
+            container: bottle.to_string(),
+            hint: error::install_hint(&os, &missing),
+            missing,
+        });
+    }
+    let relay = relay.map_err(Error::runtime(RELAY))?;
+    let user = user.map_err(Error::runtime(FILES))?;
+    if !relay.success() {
+        return Err(script_error(RELAY, bottle, &relay));
+    }
+    if !user.success() {
+        return Err(script_error(FILES, bottle, &user));
+    }
+    let (relay_report, bottle_ns) = match relay_read {
+        Some(r) => r.map_err(|e| unreadable(RELAY, bottle, e))?,
+        None => unreachable!("the relay exec succeeded"),
+    };
+    let user_report = match user_read {
+        Some(r) => r.map_err(|e| unreadable(FILES, bottle, e))?,
+        None => unreachable!("the user's exec succeeded"),
+    };
+    if !relay_report.done || !user_report.done {
+        return Err(protocol_error(RELAY, bottle, "the script did not finish"));
+    }
+    if bottle_ns.is_none() || bottle_ns != side_ns {
+        return Err(sidecar_error(
+            bottle,
+            &side_name,
+            format!(
+                "does not share the bottle's network namespace (sidecar {side_ns:?}, bottle {bottle_ns:?})"
+            ),
+        ));
+    }
+    let ids = user_report
+        .ids
+        .ok_or_else(|| protocol_error(FILES, bottle, "no uid/gid for the target user"))?;
+    let forwarder = relay_report
+        .forwarder
+        .clone()
+        .ok_or_else(|| protocol_error(RELAY, bottle, "no relay pid reported"))?;
+    let agent = report
+        .agent
+        .clone()
+        .ok_or_else(|| protocol_error("load keys (sidecar)", &side_name, "no agent pid"))?;
+
+    let dir = ssh_dir(target);
+    let file = |path: String| FileReport {
+        path,
+        mode: "600".into(),
+        uid: ids.uid,
+        gid: ids.gid,
+    };
+    let mut files = vec![FileReport {
+        mode: "700".into(),
+        ..file(dir.clone())
+    }];
+    files.push(file(format!("{dir}/config")));
+    if known_hosts.is_some() {
+        files.push(file(format!("{dir}/known_hosts")));
+    }
+    for (n, _) in &public_keys {
+        files.push(file(format!("{dir}/{n}")));
+    }
+    if valid.signing.is_some() {
+        for n in [
+            crate::signing::GITCONFIG_FILE,
+            crate::signing::ALLOWED_SIGNERS_FILE,
+        ] {
+            files.push(file(format!("{dir}/{n}")));
+        }
+        if !user_report.git_config_theirs {
+            files.push(file(crate::signing::xdg_config(target)));
+        }
+    }
+    let mut warnings = valid.warnings.clone();
+    if details.privileged {
+        warnings.push(format!(
+            "the bottle is privileged: root in it can reach the agent sidecar `{side_name}`'s \
+             memory; keys are out of its reach only in an unprivileged bottle"
+        ));
+    }
+    if valid.signing.is_some() && user_report.git_config_theirs {
+        warnings.push(crate::signing::theirs_warning(target));
+    }
+    let mut removed: Vec<String> = user_report.removed.clone();
+    removed.extend(relay_report.removed.iter().cloned());
+    Ok(ProvisionReport {
+        container: bottle.to_string(),
+        keys: valid
+            .keys
+            .iter()
+            .map(|k| KeyReport {
+                aliases: k.aliases.clone(),
+                algorithm: k.algorithm.clone(),
+                fingerprint: k.fingerprint.clone(),
+                comment: k.comment.clone(),
+                lifetime: k.lifetime,
+                restricted_to: k.restricted_to(),
+                certificate: k.issued().map(crate::CertInfo::of),
+            })
+            .collect(),
+        warnings,
+        files,
+        removed,
+        agent,
+        forwarder,
+        steps,
+    })
+}
+
+/// The agent exec in the sidecar, once more with a fresh agent when a
+/// reused one will not take the keys (someone `LOCK`ed it through the relay).
+async fn load_in_sidecar(
+    admin: &dyn ContainerAdmin,
+    side: &str,
+    side_name: &str,
+    target: &Target,
+    name: &str,
+    token: &str,
+    message: &[u8],
+) -> Result<(ProvisionRoot, Option<String>), Error> {
+    const STEP: &str = "load keys (sidecar)";
+    let mut mode = "reuse";
+    loop {
+        let out = admin
+            .exec(side, agent_request(target, name, mode, token, message))
+            .await
+            .map_err(Error::runtime(STEP))?;
+        let read = protocol::sidecar_exec(&out.stdout_lossy());
+        if let Ok((r, _)) = &read {
+            if let Some(e) = untrusted_error(side_name, &r.trust) {
+                return Err(e);
+            }
+            let missing = missing_of(&r.trust.missing, target);
+            if !missing.is_empty() {
+                let os: Vec<&str> = r.trust.os.iter().map(String::as_str).collect();
+                return Err(Error::MissingInContainer {
+                    container: side_name.to_string(),
+                    hint: error::install_hint(&os, &missing),
+                    missing,
+                });
+            }
+        }
+        if !out.success() {
+            return Err(script_error(STEP, side_name, &out));
+        }
+        let (r, ns) = read.map_err(|e| unreadable(STEP, side_name, e))?;
+        if !r.done {
+            return Err(protocol_error(STEP, side_name, "the script did not finish"));
+        }
+        if r.agent_unusable && mode == "reuse" {
+            mode = "fresh";
+            continue;
+        }
+        return Ok((r, ns));
+    }
+}
+
+fn check(name: impl Into<String>, ok: bool, detail: impl Into<String>) -> Check {
+    Check {
+        name: name.into(),
+        ok,
+        detail: detail.into(),
+    }
+}
+
+/// [`crate::verify_with`] in the `sidecar` layout: the bottle's part (relay,
+/// files, key scan, what the user's socket lists, as in the `bottle`
+/// layout, with no agent in the bottle), then the sidecar: ours, running,
+/// joined to this start of the bottle, no mounts, agent and forwarder alive
+/// and ours, holding the plan's keys.
+pub async fn verify(
+    admin: &dyn ContainerAdmin,
+    bottle: &str,
+    plan: &Plan,
+    target: &Target,
+    opts: &Options<'_>,
+) -> Result<VerifyReport, Error> {
+    const STEP: &str = "verify (sidecar)";
+    let mut report = crate::verify_with(admin, bottle, plan, target, opts).await?;
+    let agent_file = format!("file {}", target.agent_socket);
+    for c in &mut report.checks {
+        if c.name == agent_file {
+            c.name = format!("no agent socket in the bottle ({})", target.agent_socket);
+            c.ok = c.detail == "absent";
+        } else if c.name == "forwarder running" {
+            c.name = "relay running in the bottle".into();
+        } else if c.name == "the user cannot become root" && !c.ok {
+            // Root in the bottle reaches no key in this layout.
+            c.detail = format!("{} (keys are in the agent sidecar)", c.detail);
+            c.ok = true;
+        }
+    }
+    report.checks.retain(|c| c.name != "agent running");
+    let details = bottle_details(admin, bottle).await?;
+    let name = sidecar_name(&details.info.name);
+    let sidecar = match find_sidecar(admin, &details, &name).await {
+        Ok(Found::Current(d)) => d,
+        Ok(Found::Stale(_)) => {
+            report.checks.push(check(
+                "agent sidecar joined to this start of the bottle",
+                false,
+                format!("`{name}` is stopped or from an earlier start of the bottle"),
+            ));
+            return Ok(report);
+        }
+        Ok(Found::Absent) => {
+            report
+                .checks
+                .push(check("agent sidecar exists", false, format!("no `{name}`")));
+            return Ok(report);
+        }
+        Err(e) => {
+            report
+                .checks
+                .push(check("agent sidecar is ours", false, e.to_string()));
+            return Ok(report);
+        }
+    };
+    report.checks.push(check(
+        "agent sidecar joined to this start of the bottle",
+        true,
+        format!("`{name}` running, network {}", sidecar.network),
+    ));
+    report.checks.push(check(
+        "agent sidecar has no mounts and is not privileged",
+        sidecar.mounts.is_empty() && !sidecar.privileged,
+        format!(
+            "mounts {:?}, privileged {}",
+            sidecar.mounts, sidecar.privileged
+        ),
+    ));
+    let abs = abstract_name(&details.info.id);
+    let mut args = vec![STATE_DIR, target.agent_socket.as_str(), abs.as_str()];
+    args.extend(sidecar_tools());
+    let out = admin
+        .exec(
+            &sidecar.info.id,
+            ExecRequest::script(&verify_script(), args).user("0"),
+        )
+        .await
+        .map_err(Error::runtime(STEP))?;
+    if !out.success() {
+        return Err(script_error(STEP, &name, &out));
+    }
+    let state =
+        protocol::sidecar_state(&out.stdout_lossy()).map_err(|e| unreadable(STEP, &name, e))?;
+    let mut problems: Vec<String> = state
+        .trust
+        .untrusted
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    problems.extend(
+        missing_of(&state.trust.missing, target)
+            .iter()
+            .map(|m| format!("missing {m}")),
+    );
+    report.checks.push(check(
+        "the sidecar's programs and directories are trusted",
+        problems.is_empty() && state.done,
+        if problems.is_empty() {
+            "PATH, tools, state and socket directories root-owned".to_string()
+        } else {
+            problems.join("; ")
+        },
+    ));
+    for (what, live) in [
+        ("agent running in the sidecar", &state.agent),
+        ("forwarder running in the sidecar", &state.forwarder),
+    ] {
+        report
+            .checks
+            .push(check(what, live.alive, format!("pid {}", live.pid)));
+    }
+    let mut keys = state.keys.clone();
+    keys.sort();
+    let valid = crate::validate::validate_inner(plan, opts, false)?;
+    let expected = valid.fingerprints();
+    report.checks.push(check(
+        "the sidecar's agent holds the plan's keys",
+        keys == expected,
+        format!("holds {keys:?}, expected {expected:?}"),
+    ));
+    Ok(report)
+}
+
+/// [`crate::deprovision`] in the `sidecar` layout: the bottle's relay,
+/// state and the user's files, then the sidecar (only when it carries this
+/// bottle's label; a foreign container by that name is left alone).
+pub async fn deprovision(
+    admin: &dyn ContainerAdmin,
+    bottle: &str,
+    target: &Target,
+) -> Result<DeprovisionReport, Error> {
+    let mut report = crate::deprovision(admin, bottle, target).await?;
+    let details = admin
+        .details(bottle)
+        .await
+        .map_err(Error::runtime("inspect the bottle"))?;
+    let name = sidecar_name(&details.info.name);
+    match admin.details(&name).await {
+        Ok(d) if d.labels.get(LABEL_FOR) == Some(&details.info.id) => {
+            admin
+                .remove(&d.info.id)
+                .await
+                .map_err(Error::runtime("remove the agent sidecar"))?;
+            report.removed.push(format!("container {name}"));
+        }
+        Ok(_) | Err(bottle_runtime::Error::ContainerNotFound { .. }) => {}
+        Err(e) => return Err(Error::runtime("inspect the agent sidecar")(e)),
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_bottle() {
+        assert_eq!(sidecar_name("web-1"), "web-1-bottle-agent");
+        assert_eq!(
+            abstract_name("0123456789abcdef0123"),
+            "claude-bottle-agent-0123456789ab"
+        );
+    }
+
+    #[test]
+    fn sidecar_output_is_read_strictly() {
+        let (r, ns) = protocol::sidecar_exec(
+            "netns net:[4026532301]\nagent-started 41\nkey SHA256:abc\nforwarder-started 42\ndone\n",
+        )
+        .unwrap();
+        assert_eq!(ns.as_deref(), Some("net:[4026532301]"));
+        assert_eq!(r.agent.unwrap().pid, 41);
+        assert_eq!(r.forwarder.unwrap().pid, 42);
+        assert!(r.done);
+        // A forged namespace or an unknown line is an error naming it.
+        for bad in [
+            "netns net:[1] x\ndone\n",
+            "netns /proc/1/ns/net\n",
+            "agent-started 41\nhello\n",
+        ] {
+            assert!(protocol::sidecar_exec(bad).is_err(), "{bad:?}");
+        }
+        let s = protocol::sidecar_state(
+            "netns net:[7]\nagent 41 alive\nforwarder none dead\nkey SHA256:abc\ndone\n",
+        )
+        .unwrap();
+        assert!(s.agent.alive && !s.forwarder.alive && s.done);
+        assert_eq!(s.keys, ["SHA256:abc"]);
+        assert!(protocol::sidecar_state("agent 41 maybe\n").is_err());
+        assert!(protocol::sidecar_state("agent x; alive\n").is_err());
+    }
+
+    #[test]
+    fn the_key_stream_goes_only_to_the_sidecar_agent_exec() {
+        let target = Target::default();
+        let r = agent_request(&target, "n", "reuse", "t", b"KEYS");
+        assert_eq!(r.user, "0");
+        assert_eq!(r.stdin.as_deref().map(|s| s.as_slice()), Some(&b"KEYS"[..]));
+        // The relay in the bottle only connects to the abstract socket,
+        // never to an agent's own socket.
+        let relay = relay_script();
+        assert!(relay.contains("ABSTRACT-CONNECT:$name"));
+        assert!(!relay.contains("UNIX-CONNECT"));
+    }
+}

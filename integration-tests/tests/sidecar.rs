@@ -1,0 +1,366 @@
+//! The `sidecar` agent layout (issue 15) on every engine: the agent runs in
+//! a companion container sharing the bottle's network namespace, so not
+//! even root in the bottle gets a key byte.
+//!
+//! The attack: root in the bottle replaces `socat` (root-owned, so root's
+//! scripts trust it) with one that copies its stdin to a file. In the
+//! `bottle` layout that copy holds the private key (the control check); in
+//! the `sidecar` layout it holds only agent requests and answers, while
+//! `ssh` as the user works through a real sshd gate.
+
+use bottle_integration_tests::ssh_fixtures::{
+    find_text, keygen_with, live_processes, public, start_sshd,
+};
+use bottle_integration_tests::{assert_success, engine_tests, TestEnv};
+use bottle_runtime::{ContainerAdmin, ContainerFilter, ExecRequest, NetworkMode, RunSpec};
+use bottle_ssh::sidecar::{self, sidecar_name, LABEL_FOR};
+use bottle_ssh::{Error, Gate, Options, Plan, SshEntry, Target};
+use std::path::{Path, PathBuf};
+
+const USER: &str = "1000";
+const PORT: u16 = 2201;
+/// Outside the directories verify's key scan covers, so a capture is found
+/// by this test's own search, not mistaken for a provision leftover.
+const CAPTURE: &str = "/opt/captured";
+
+struct Keys {
+    _dir: tempfile::TempDir,
+    host: PathBuf,
+    user: PathBuf,
+}
+
+fn keys() -> Keys {
+    let dir = tempfile::tempdir().unwrap();
+    let host = keygen_with(dir.path(), "host", "ed25519", &[], "");
+    let user = keygen_with(dir.path(), "id_ed25519", "ed25519", &[], "");
+    Keys {
+        _dir: dir,
+        host,
+        user,
+    }
+}
+
+fn plan(keys: &Keys) -> Plan {
+    Plan {
+        signing: None,
+        gate: Some(Gate {
+            host: "127.0.0.1".into(),
+            ports: [("a".to_string(), i64::from(PORT))].into(),
+        }),
+        ssh: vec![SshEntry {
+            host: "a".into(),
+            hostname: "a.git.example".into(),
+            user: "git".into(),
+            identity_file: keys.user.clone(),
+            known_host_key: Some(public(&keys.host)),
+            ..Default::default()
+        }],
+    }
+}
+
+/// The private half of an ed25519 key (its 32-byte seed).
+fn seed(key: &Path) -> Vec<u8> {
+    let k = bottle_ssh::ssh_key::PrivateKey::read_openssh_file(key).unwrap();
+    k.key_data().ed25519().unwrap().private.to_bytes().to_vec()
+}
+
+/// Whether `hay` holds any 16-byte window of `needle`.
+fn holds(hay: &[u8], needle: &[u8]) -> bool {
+    needle.windows(16).any(|w| hay.windows(16).any(|h| h == w))
+}
+
+/// The base64 lines of a private key file (as text, what a file holding it
+/// would contain).
+fn key_text(key: &Path) -> Vec<String> {
+    std::fs::read_to_string(key)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() > 20)
+        .map(str::to_string)
+        .collect()
+}
+
+/// As root in the bottle: `socat` becomes a shim that runs the real one
+/// with `-r`/`-R`, so every byte it moves, either way (its stdin, relayed
+/// connections), is also written under [`CAPTURE`].
+async fn plant_socat_shim(env: &TestEnv) {
+    env.sh(
+        r#"set -e
+           real=$(command -v socat)
+           mv "$real" "$real.real"
+           mkdir -p "$1"
+           printf '#!/bin/sh\nexec %s -r %s/$$.lr -R %s/$$.rl "$@"\n' "$real.real" "$1" "$1" > "$real"
+           chmod 755 "$real""#,
+        &[CAPTURE],
+    )
+    .await;
+}
+
+/// Everything the shim captured, concatenated.
+async fn captured(env: &TestEnv) -> Vec<u8> {
+    let out = env
+        .rt()
+        .exec(
+            env.bottle(),
+            ExecRequest::new(["sh", "-c", "cat \"$0\"/* 2>/dev/null; true", CAPTURE])
+                .user("0")
+                .max_output(64 << 20),
+        )
+        .await
+        .unwrap();
+    assert_success(&out, "read the capture");
+    out.stdout
+}
+
+async fn ssh_a(env: &TestEnv) -> bottle_runtime::ExecOutput {
+    env.exec_as(
+        USER,
+        &[
+            "ssh",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "a",
+            "id",
+            "-un",
+        ],
+    )
+    .await
+}
+
+async fn provision_sidecar(
+    env: &TestEnv,
+    plan: &Plan,
+) -> Result<bottle_ssh::ProvisionReport, Error> {
+    env.own(sidecar_name(env.bottle()));
+    let admin = env.admin();
+    sidecar::provision(
+        admin.as_ref(),
+        env.bottle(),
+        plan,
+        &Target::default(),
+        &Options::default(),
+        None,
+    )
+    .await
+}
+
+/// Containers labelled as this bottle's agent.
+async fn sidecars(admin: &dyn ContainerAdmin, bottle_id: &str) -> usize {
+    admin
+        .list(&[ContainerFilter::LabelValue(
+            LABEL_FOR.into(),
+            bottle_id.into(),
+        )])
+        .await
+        .unwrap()
+        .len()
+}
+
+async fn check_sidecar_keeps_keys_from_root_in_the_bottle(env: &TestEnv) {
+    let keys = keys();
+    let plan = plan(&keys);
+    start_sshd(env, &[PORT], &[&keys.host], &[public(&keys.user)]).await;
+    plant_socat_shim(env).await;
+    let report = provision_sidecar(env, &plan)
+        .await
+        .unwrap_or_else(|e| panic!("provision (sidecar): {e}"));
+    assert_eq!(report.keys[0].restricted_to, ["git@a.git.example"]);
+
+    let out = ssh_a(env).await;
+    assert_success(&out, "ssh a as the user (sidecar)");
+    assert_eq!(out.stdout_lossy(), "git\n");
+
+    // The relay carried the session's agent traffic, and no key byte.
+    let cap = captured(env).await;
+    assert!(
+        !cap.is_empty(),
+        "the shim saw nothing: the test would prove nothing"
+    );
+    assert!(
+        !holds(&cap, &seed(&keys.user)),
+        "the private key passed through the bottle"
+    );
+    let found = find_text(env.rt(), env.bottle(), &key_text(&keys.user)).await;
+    assert!(found.trim().is_empty(), "key text in the bottle: {found}");
+    assert_eq!(
+        live_processes(env.rt(), env.bottle(), "ssh-agent").await,
+        0,
+        "an ssh-agent runs in the bottle"
+    );
+
+    // The sidecar: ours, in the bottle's network namespace, nothing mounted.
+    let admin = env.admin();
+    let name = sidecar_name(env.bottle());
+    let d = admin.details(&name).await.unwrap();
+    assert!(d.info.is_running());
+    assert_eq!(d.network, format!("container:{}", env.bottle_info().id));
+    assert!(d.mounts.is_empty(), "sidecar mounts: {:?}", d.mounts);
+    assert!(!d.privileged);
+    assert_eq!(d.labels.get(LABEL_FOR), Some(&env.bottle_info().id));
+    assert_eq!(
+        live_processes(env.rt(), &d.info.id, "ssh-agent -D").await,
+        1
+    );
+
+    let v = sidecar::verify(
+        admin.as_ref(),
+        env.bottle(),
+        &plan,
+        &Target::default(),
+        &Options::default(),
+    )
+    .await
+    .unwrap();
+    assert!(v.ok(), "{:#?}", v.failures().collect::<Vec<_>>());
+
+    // Re-provisions reuse the one sidecar and its processes.
+    for _ in 0..5 {
+        provision_sidecar(env, &plan).await.unwrap();
+    }
+    assert_eq!(sidecars(admin.as_ref(), &env.bottle_info().id).await, 1);
+    assert_eq!(
+        live_processes(env.rt(), &d.info.id, "ssh-agent -D").await,
+        1
+    );
+    assert_eq!(
+        live_processes(env.rt(), &d.info.id, "ABSTRACT-LISTEN").await,
+        1
+    );
+    assert_eq!(
+        live_processes(env.rt(), env.bottle(), "ABSTRACT-CONNECT").await,
+        1
+    );
+    assert_success(&ssh_a(env).await, "ssh a after re-provisions");
+
+    let r = sidecar::deprovision(admin.as_ref(), env.bottle(), &Target::default())
+        .await
+        .unwrap();
+    assert!(r.removed.contains(&format!("container {name}")), "{r:?}");
+    assert!(matches!(
+        admin.details(&name).await,
+        Err(bottle_runtime::Error::ContainerNotFound { .. })
+    ));
+    assert_eq!(sidecars(admin.as_ref(), &env.bottle_info().id).await, 0);
+    assert_eq!(
+        live_processes(env.rt(), env.bottle(), "ABSTRACT-CONNECT").await,
+        0
+    );
+    let left = env
+        .sh(
+            "ls -d /run/claude-bottle /run/claude-bottle-agent-public.sock 2>/dev/null || true",
+            &[],
+        )
+        .await;
+    assert!(left.trim().is_empty(), "left in the bottle: {left}");
+}
+
+/// The control: the same shim in the `bottle` layout captures the key, so
+/// the check above fails without the sidecar.
+async fn check_bottle_layout_hands_keys_to_root(env: &TestEnv) {
+    let keys = keys();
+    let plan = plan(&keys);
+    plant_socat_shim(env).await;
+    bottle_ssh::provision(env.rt(), env.bottle(), &plan, &Target::default())
+        .await
+        .unwrap_or_else(|e| panic!("provision (bottle): {e}"));
+    assert!(
+        holds(&captured(env).await, &seed(&keys.user)),
+        "root's shim did not see the key in the bottle layout"
+    );
+}
+
+async fn check_restarted_bottle_gets_a_new_sidecar(env: &TestEnv) {
+    let keys = keys();
+    let plan = plan(&keys);
+    let admin = env.admin();
+    provision_sidecar(env, &plan).await.unwrap();
+    let old = admin.details(&sidecar_name(env.bottle())).await.unwrap();
+    admin.stop(env.bottle()).await.unwrap();
+    admin.start(env.bottle()).await.unwrap();
+    // The gate joins the bottle's new network namespace.
+    start_sshd(env, &[PORT], &[&keys.host], &[public(&keys.user)]).await;
+    provision_sidecar(env, &plan)
+        .await
+        .unwrap_or_else(|e| panic!("provision after restart: {e}"));
+    let new = admin.details(&sidecar_name(env.bottle())).await.unwrap();
+    assert_ne!(old.info.id, new.info.id, "the stale sidecar was reused");
+    assert!(matches!(
+        admin.details(&old.info.id).await,
+        Err(bottle_runtime::Error::ContainerNotFound { .. })
+    ));
+    assert_eq!(sidecars(admin.as_ref(), &env.bottle_info().id).await, 1);
+    assert_success(&ssh_a(env).await, "ssh a after the restart");
+}
+
+/// What a refused provision must leave: no state, socket or user files.
+async fn assert_bottle_unchanged(env: &TestEnv) {
+    let left = env
+        .sh(
+            "ls -d /run/claude-bottle /run/claude-bottle-agent-public.sock \"$1/.ssh/config\" 2>/dev/null || true",
+            &[env.home()],
+        )
+        .await;
+    assert!(left.trim().is_empty(), "the bottle changed: {left}");
+}
+
+async fn check_foreign_container_by_the_sidecars_name_is_refused(env: &TestEnv) {
+    let keys = keys();
+    let name = sidecar_name(env.bottle());
+    let mut spec = RunSpec::new(env.image(), ["/bin/sleep", "infinity"]);
+    spec.name = Some(name.clone());
+    spec.network = NetworkMode::None;
+    let foreign = env.run_container(spec).await.unwrap();
+    let err = provision_sidecar(env, &plan(&keys)).await.unwrap_err();
+    assert!(matches!(err, Error::Sidecar { .. }), "{err:?}");
+    assert!(err.to_string().contains("not this bottle's agent"), "{err}");
+    let admin = env.admin();
+    let after = admin.details(&name).await.unwrap();
+    assert_eq!(
+        after.info.id, foreign.id,
+        "the foreign container was replaced"
+    );
+    assert!(after.info.is_running(), "the foreign container was stopped");
+    // deprovision leaves it alone too.
+    let r = sidecar::deprovision(admin.as_ref(), env.bottle(), &Target::default())
+        .await
+        .unwrap();
+    assert!(
+        !r.removed.iter().any(|p| p.starts_with("container ")),
+        "{r:?}"
+    );
+    assert!(admin.details(&name).await.unwrap().info.is_running());
+    assert_bottle_unchanged(env).await;
+}
+
+async fn check_missing_agent_image_is_refused(env: &TestEnv) {
+    let keys = keys();
+    env.own(sidecar_name(env.bottle()));
+    let admin = env.admin();
+    let err = sidecar::provision(
+        admin.as_ref(),
+        env.bottle(),
+        &plan(&keys),
+        &Target::default(),
+        &Options::default(),
+        Some("bottle-test:no-such-image"),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::Sidecar { .. }), "{err:?}");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    assert!(matches!(
+        admin.details(&sidecar_name(env.bottle())).await,
+        Err(bottle_runtime::Error::ContainerNotFound { .. })
+    ));
+    assert_bottle_unchanged(env).await;
+}
+
+engine_tests!(
+    check_sidecar_keeps_keys_from_root_in_the_bottle,
+    check_bottle_layout_hands_keys_to_root,
+    check_restarted_bottle_gets_a_new_sidecar,
+    check_foreign_container_by_the_sidecars_name_is_refused,
+    check_missing_agent_image_is_refused,
+);
