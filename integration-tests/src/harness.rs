@@ -185,6 +185,13 @@ pub fn connect_with_timeout(
                 admin: rt,
             }
         }
+        // An out-of-tree backend runs the conformance library itself.
+        Engine::Other(_) => {
+            return Err(Error::NotSupported {
+                engine,
+                operation: "connect from this repository's harness",
+            })
+        }
     })
 }
 

@@ -174,6 +174,7 @@ mod policy {
         let host_var = match engine {
             Engine::Docker => "DOCKER_HOST",
             Engine::Podman => "CONTAINER_HOST",
+            Engine::Other(name) => unreachable!("no {name} engine in this repository's suites"),
         };
         let mut cmd = Command::new(std::env::current_exe().unwrap());
         cmd.args([

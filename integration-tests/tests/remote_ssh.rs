@@ -72,6 +72,7 @@ impl Remote {
                     .strip_prefix("unix://")
                     .expect("a unix socket")
             ),
+            Engine::Other(_) => unreachable!("only this repository's engines"),
         }
     }
 
@@ -80,6 +81,7 @@ impl Remote {
         match env.engine() {
             Engine::Docker => format!("{}/var/run/docker.sock", self.url(env)),
             Engine::Podman => self.url(env),
+            Engine::Other(_) => unreachable!("only this repository's engines"),
         }
     }
 
@@ -175,6 +177,7 @@ fn host_var(env: &TestEnv) -> &'static str {
     match env.engine() {
         Engine::Docker => "DOCKER_HOST",
         Engine::Podman => "CONTAINER_HOST",
+        Engine::Other(_) => unreachable!("only this repository's engines"),
     }
 }
 
@@ -237,6 +240,7 @@ async fn check_provision_verify_deprovision_over_ssh(env: &TestEnv) {
             ("CONTAINER_SSHKEY", remote.file("client_key")),
             ("BOTTLE_SSH_CONFIG", remote.file("ssh_config_nokey")),
         ],
+        Engine::Other(_) => unreachable!("only this repository's engines"),
     };
 
     let before = remote.logins();
@@ -409,6 +413,7 @@ async fn check_context_and_connection_over_ssh(env: &TestEnv) {
                 ),
             )
         }
+        Engine::Other(_) => unreachable!("only this repository's engines"),
     };
     let (args, envs) = good;
     let mut full: Vec<&str> = args.clone();
@@ -427,6 +432,7 @@ async fn check_context_and_connection_over_ssh(env: &TestEnv) {
             format!("used  podman  connection remote at {}: selected (default connection remote)", remote.url(env)),
             "-     podman  connection broken at ssh://root@127.0.0.1:1/run/podman/podman.sock: not used: the endpoint comes from default connection remote".into(),
         ],
+        Engine::Other(_) => unreachable!("only this repository's engines"),
     };
     for line in lines {
         assert!(shown.contains(line.as_str()), "no `{line}` in:\n{shown}");

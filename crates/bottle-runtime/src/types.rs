@@ -2,12 +2,23 @@ use serde::Serialize;
 use std::fmt;
 use zeroize::Zeroizing;
 
-/// A container engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+/// The engine a runtime talks to, as its backend names it. The two this
+/// repository ships are variants; a backend outside it names itself with
+/// [`Engine::Other`] (e.g. `Engine::Other("kubernetes")`) and can build every
+/// [`Error`](crate::Error) with it.
+///
+/// ```
+/// use bottle_runtime::Engine;
+/// assert_eq!(Engine::Podman.name(), "podman");
+/// assert_eq!(Engine::Other("kubernetes").to_string(), "kubernetes");
+/// assert_eq!(serde_json::to_string(&Engine::Docker).unwrap(), "\"docker\"");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Engine {
     Docker,
     Podman,
+    /// Another backend's engine, by its lower-case name.
+    Other(&'static str),
 }
 
 impl Engine {
@@ -16,7 +27,14 @@ impl Engine {
         match self {
             Engine::Docker => "docker",
             Engine::Podman => "podman",
+            Engine::Other(name) => name,
         }
+    }
+}
+
+impl Serialize for Engine {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 
@@ -25,6 +43,7 @@ impl fmt::Display for Engine {
         f.write_str(match self {
             Engine::Docker => "Docker",
             Engine::Podman => "Podman",
+            Engine::Other(name) => name,
         })
     }
 }

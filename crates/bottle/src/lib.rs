@@ -532,6 +532,7 @@ fn built_in(engine: Engine) -> bool {
     match engine {
         Engine::Docker => cfg!(feature = "docker"),
         Engine::Podman => cfg!(feature = "podman"),
+        Engine::Other(_) => false,
     }
 }
 
@@ -680,6 +681,7 @@ pub async fn probe_all(settings: &Settings, container: Option<&str>) -> Vec<Prob
                             .connection
                             .as_ref()
                             .map(|c| format!("connection {c}")),
+                        Engine::Other(_) => None,
                     }
                     .unwrap_or_else(|| "endpoint selection".into()),
                     transport: String::new(),

@@ -54,6 +54,7 @@ pub fn fix_for_probe(p: &Probe) -> Option<String> {
         (Engine::Podman, _) => {
             "systemctl --user enable --now podman.socket (rootless) or sudo systemctl enable --now podman.socket (or set CONTAINER_HOST)".into()
         }
+        (Engine::Other(name), _) => format!("start the {name} engine, or point bottlectl at it with --host"),
     })
 }
 

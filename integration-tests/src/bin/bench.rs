@@ -402,6 +402,7 @@ async fn measure(
         let paths: &[&str] = match engine {
             Engine::Docker => &["/_ping", "/v1.41/version"],
             Engine::Podman => &["/v4.0.0/libpod/_ping", "/v4.0.0/libpod/version"],
+            Engine::Other(_) => &[],
         };
         for path in paths {
             let mut t = Vec::new();
