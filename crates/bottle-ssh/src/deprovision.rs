@@ -10,7 +10,7 @@ use bottle_runtime::{ContainerRuntime, ExecRequest};
 /// Stop the agent and forwarder this crate started (only if their recorded
 /// pids still run them), remove both sockets and the state directory (one
 /// root exec) and, at the same time as the user, the files provision wrote
-/// in `~/.ssh` that still carry [`FILE_MARK`] (and `~/.ssh` if that leaves
+/// in `~/.ssh` that still carry [`FILE_MARK`](crate::FILE_MARK) (and `~/.ssh` if that leaves
 /// it empty). Deprovisioning twice is harmless.
 pub async fn deprovision(
     rt: &dyn ContainerRuntime,

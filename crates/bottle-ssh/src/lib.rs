@@ -1,7 +1,8 @@
 //! The SSH provisioner: gives a container's unprivileged user working SSH
 //! through an agent it can ask for signatures but cannot read keys from.
 //!
-//! It talks to the container only through [`ContainerRuntime`], so it works
+//! It talks to the container only through
+//! [`ContainerRuntime`](bottle_runtime::ContainerRuntime), so it works
 //! the same on Docker and Podman.
 //!
 //! - [`validate`]: checks a [`Plan`] and loads its keys (reads key files, no
@@ -33,8 +34,8 @@
 //! [`ProvisionReport::warnings`], or an error with [`Options::strict`].
 //! Restricted keys need OpenSSH 8.9+ as the client in the container.
 //!
-//! Errors: [`Error::is_plan_error`] / [`Error::exit_code`] (2 = plan or
-//! target, 3 = engine or container).
+//! Errors: [`Error::class`] ([`ErrorClass`]: the input, a refusal, or the
+//! engine or container); `bottlectl` turns it into its exit code.
 //!
 //! In the container (with the default [`Target`]):
 //!
@@ -43,10 +44,13 @@
 //! | `~/.ssh` | 700, user | made by the user's exec: the user must be able to create it (or own it) |
 //! | `~/.ssh/config` | 600, user | one `Host` block per entry ([`render_config`]) |
 //! | `~/.ssh/known_hosts` | 600, user | only when an entry has `KnownHostKey` |
-//! | `~/.ssh/bottle-<hex>.pub` | 600, user | each key's public half ([`render_public_keys`]), named by the `Host` blocks that use it |
+//! | `~/.ssh/bottle-<hex>.pub` | 600, user | each key's public half ([`render_public_keys`]), named by the `Host` blocks that use it; for a `CertificateAuthority` entry, the certificate |
+//! | `~/.ssh/bottle-signing.gitconfig`, `~/.ssh/bottle-allowed-signers` | 600, user | with `[signing]`: git's signing settings and allowed signers |
+//! | `~/.ssh/bottle-ssh-keygen` | 700, user | with `[signing]`: `ssh-keygen` with `SSH_AUTH_SOCK` set to the public socket, for `gpg.ssh.program` |
+//! | `~/.config/git/config` | 600, user | with `[signing]`, only when absent or bottle's: an include of the gitconfig above |
 //! | `/run/claude-bottle-agent.sock` | 600, root | `ssh-agent -D -a …`, run as root |
 //! | `/run/claude-bottle-agent-public.sock` | 666, root | `socat` forwarder to the agent |
-//! | `/run/claude-bottle/` ([`STATE_DIR`]) | 700, root | `agent.pid`, `forwarder.pid`, `keys` (per key: lifetime deadline, restriction hosts), `lock/` |
+//! | `/run/claude-bottle/` ([`STATE_DIR`]) | 700, root | `agent.pid`, `forwarder.pid`, `keys` (per key: lifetime deadline, restriction hosts, certificate), `lock/` |
 //!
 //! Key bytes never touch the container's filesystem, argv or environment.
 //!

@@ -43,7 +43,7 @@ pub struct ProcessReport {
     pub started: bool,
 }
 
-/// What [`provision`] did.
+/// What [`provision`](crate::provision()) did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProvisionReport {
     pub container: String,
@@ -67,7 +67,7 @@ pub struct Check {
     pub detail: String,
 }
 
-/// What [`verify`] found.
+/// What [`verify`](crate::verify()) found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
     pub checks: Vec<Check>,
@@ -89,7 +89,7 @@ impl VerifyReport {
     }
 }
 
-/// What [`deprovision`] removed.
+/// What [`deprovision`](crate::deprovision()) removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct DeprovisionReport {
     pub container: String,
