@@ -357,7 +357,37 @@ async fn check_missing_agent_image_is_refused(env: &TestEnv) {
     assert_bottle_unchanged(env).await;
 }
 
+/// The user binds the agent's abstract name first (abstract sockets belong
+/// to the network namespace the bottle shares): provision refuses, and
+/// the relay never points at the user's listener.
+async fn check_abstract_name_taken_by_the_user_is_refused(env: &TestEnv) {
+    let keys = keys();
+    let short: String = env.bottle_info().id.chars().take(12).collect();
+    let name = format!("claude-bottle-agent-{short}");
+    let out = env
+        .exec_as(
+            USER,
+            &[
+                "sh",
+                "-c",
+                "socat \"ABSTRACT-LISTEN:$0,fork\" SYSTEM:cat </dev/null >/dev/null 2>&1 & \
+                 i=0; until grep -q \"@$0\\$\" /proc/net/unix; do i=$((i+1)); [ $i -lt 100 ] || exit 1; sleep 0.05; done",
+                &name,
+            ],
+        )
+        .await;
+    assert_success(&out, "the user listens on the abstract name");
+    let err = provision_sidecar(env, &plan(&keys)).await.unwrap_err();
+    assert!(matches!(err, Error::UntrustedInContainer { .. }), "{err:?}");
+    assert!(err.to_string().contains(&format!("@{name}")), "{err}");
+    // The sidecar made for this provision is gone again.
+    let admin = env.admin();
+    assert_eq!(sidecars(admin.as_ref(), &env.bottle_info().id).await, 0);
+    assert_bottle_unchanged(env).await;
+}
+
 engine_tests!(
+    check_abstract_name_taken_by_the_user_is_refused,
     check_sidecar_keeps_keys_from_root_in_the_bottle,
     check_bottle_layout_hands_keys_to_root,
     check_restarted_bottle_gets_a_new_sidecar,
