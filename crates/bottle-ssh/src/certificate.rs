@@ -245,13 +245,17 @@ pub(crate) fn certify(
     container: &str,
     now: u64,
 ) -> Result<(), Error> {
+    let valid_entries = &valid.entries;
     for k in valid.keys.iter_mut() {
         let Some(spec) = k.certificate.as_deref_mut() else {
             continue;
         };
         let id = key_id(engine, container, &k.aliases[0]);
         let cert = issue(spec, k.private.public_key(), &id, now).map_err(|reason| Error::Plan {
-            entry: format!("ssh (Host {:?})", k.aliases[0]),
+            entry: match valid_entries.iter().position(|e| e.alias == k.aliases[0]) {
+                Some(i) => crate::error::Entry::ssh(i, &k.aliases[0]),
+                None => crate::error::Entry::ssh_host(&k.aliases[0]),
+            },
             field: "CertificateAuthority".into(),
             reason,
         })?;

@@ -102,17 +102,108 @@ fn list(missing: &[Missing]) -> String {
 
 /// Every way provisioning can fail.
 ///
+/// Which part of a plan an error is about, typed, so a caller can point into
+/// its own source (a manifest's `[[ssh]]` table) without reading the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PlanPart {
+    /// An `[[ssh]]` entry: its index in [`Plan::ssh`](crate::Plan::ssh)
+    /// (`None` when only its `Host` is known).
+    Ssh(Option<usize>),
+    /// The gate table.
+    Gate,
+    /// The `[signing]` section.
+    Signing,
+    /// The plan as a whole (e.g. no entries).
+    Plan,
+}
+
+/// Where a plan error is: the typed [`PlanPart`] and the label shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub part: PlanPart,
+    pub label: String,
+}
+
+impl Entry {
+    /// The `[[ssh]]` entry at `index` with this `Host` (shortened for
+    /// display).
+    pub fn ssh(index: usize, host: &str) -> Entry {
+        Entry {
+            part: PlanPart::Ssh(Some(index)),
+            label: format!("ssh[{index}] (Host {:?})", shortened(host)),
+        }
+    }
+
+    /// An `[[ssh]]` entry known by its `Host` only.
+    pub fn ssh_host(host: &str) -> Entry {
+        Entry {
+            part: PlanPart::Ssh(None),
+            label: format!("ssh (Host {:?})", shortened(host)),
+        }
+    }
+
+    pub fn gate() -> Entry {
+        Entry {
+            part: PlanPart::Gate,
+            label: "gate".into(),
+        }
+    }
+
+    pub fn signing() -> Entry {
+        Entry {
+            part: PlanPart::Signing,
+            label: "signing".into(),
+        }
+    }
+
+    /// The plan as a whole, shown as `label` (e.g. `ssh`).
+    pub fn plan(label: &str) -> Entry {
+        Entry {
+            part: PlanPart::Plan,
+            label: label.into(),
+        }
+    }
+}
+
+/// A section of the plan by its name: `gate`, `signing`, else the plan
+/// as a whole under that label.
+impl From<&str> for Entry {
+    fn from(section: &str) -> Entry {
+        match section {
+            "gate" => Entry::gate(),
+            "signing" => Entry::signing(),
+            other => Entry::plan(other),
+        }
+    }
+}
+
+fn shortened(host: &str) -> String {
+    let mut out: String = host.chars().take(40).collect();
+    if out.len() < host.len() {
+        out.push('…');
+    }
+    out
+}
+
+impl std::fmt::Display for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label)
+    }
+}
+
 /// Plan errors ([`Error::is_plan_error`]) are found before the container is
 /// touched. No variant ever carries key material: key errors name the file,
 /// never its contents.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A plan value is invalid. `entry` is e.g. `ssh[1] (Host "github")` or
-    /// `gate`; `field` is the manifest's field name.
+    /// A plan value is invalid. `entry` says where (shown e.g. as
+    /// `ssh[1] (Host "github")` or `gate`, typed in [`Entry::part`]);
+    /// `field` is the manifest's field name.
     #[error("{entry}: {field}: {reason}")]
     Plan {
-        entry: String,
+        entry: Entry,
         field: String,
         reason: String,
     },
@@ -120,7 +211,7 @@ pub enum Error {
     /// An `IdentityFile` cannot be used.
     #[error("{entry}: IdentityFile `{}`: {reason}", path.display())]
     KeyFile {
-        entry: String,
+        entry: Entry,
         path: PathBuf,
         reason: String,
     },
@@ -254,7 +345,15 @@ impl Error {
     /// The entry a plan error is about.
     pub fn entry(&self) -> Option<&str> {
         match self {
-            Error::Plan { entry, .. } | Error::KeyFile { entry, .. } => Some(entry),
+            Error::Plan { entry, .. } | Error::KeyFile { entry, .. } => Some(&entry.label),
+            _ => None,
+        }
+    }
+
+    /// Where in the plan a plan error is, typed.
+    pub fn part(&self) -> Option<PlanPart> {
+        match self {
+            Error::Plan { entry, .. } | Error::KeyFile { entry, .. } => Some(entry.part),
             _ => None,
         }
     }

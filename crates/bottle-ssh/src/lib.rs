@@ -91,7 +91,7 @@ mod tests;
 
 pub use certificate::{CertInfo, DEFAULT_VALIDITY, MAX_VALIDITY};
 pub use deprovision::deprovision;
-pub use error::{Error, ErrorClass, Missing, Untrusted};
+pub use error::{Entry, Error, ErrorClass, Missing, PlanPart, Untrusted};
 pub use keys::{Options, Passphrase};
 pub use listing::{list_keys, AgentKey};
 pub use plan::{Gate, Lifetime, Plan, Signing, SshEntry, Target};

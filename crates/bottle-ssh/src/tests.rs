@@ -584,7 +584,7 @@ fn errors_are_classed_for_the_callers_policy() {
         "container `c` is missing program `socat`, user `node`"
     );
     let e = Error::Plan {
-        entry: "ssh[0] (Host \"a\")".into(),
+        entry: Entry::ssh(0, "a"),
         field: "User".into(),
         reason: "is empty".into(),
     };

@@ -2,7 +2,7 @@
 //! is touched.
 
 use crate::certificate::{self, CertSpec};
-use crate::error::Error;
+use crate::error::{Entry, Error};
 use crate::keys::Options;
 use crate::plan::{Plan, SshEntry, Target};
 use crate::signing;
@@ -147,17 +147,13 @@ impl ValidatedPlan {
     }
 }
 
-fn entry_name(i: usize, e: &SshEntry) -> String {
-    let mut host: String = e.host.chars().take(40).collect();
-    if host.len() < e.host.len() {
-        host.push('…');
-    }
-    format!("ssh[{i}] (Host {host:?})")
+fn entry_name(i: usize, e: &SshEntry) -> Entry {
+    Entry::ssh(i, &e.host)
 }
 
-fn plan_err(entry: &str, field: &str, reason: impl Into<String>) -> Error {
+fn plan_err(entry: &Entry, field: &str, reason: impl Into<String>) -> Error {
     Error::Plan {
-        entry: entry.to_string(),
+        entry: entry.clone(),
         field: field.to_string(),
         reason: reason.into(),
     }
@@ -218,14 +214,14 @@ fn config_value_problem(value: &str, kind: Kind) -> Option<String> {
     None
 }
 
-fn check_value(entry: &str, field: &str, value: &str, kind: Kind) -> Result<(), Error> {
+fn check_value(entry: &Entry, field: &str, value: &str, kind: Kind) -> Result<(), Error> {
     match config_value_problem(value, kind) {
         Some(reason) => Err(plan_err(entry, field, reason)),
         None => Ok(()),
     }
 }
 
-fn check_port(entry: &str, field: &str, port: i64) -> Result<u16, Error> {
+fn check_port(entry: &Entry, field: &str, port: i64) -> Result<u16, Error> {
     if (1..=65535).contains(&port) {
         Ok(port as u16)
     } else {
@@ -315,10 +311,14 @@ pub(crate) fn validate_inner(
     need_private: bool,
 ) -> Result<ValidatedPlan, Error> {
     if plan.ssh.is_empty() {
-        return Err(plan_err("ssh", "ssh", "the plan has no [[ssh]] entries"));
+        return Err(plan_err(
+            &Entry::plan("ssh"),
+            "ssh",
+            "the plan has no [[ssh]] entries",
+        ));
     }
     if let Some(gate) = &plan.gate {
-        check_value("gate", "host", &gate.host, Kind::Hostname)?;
+        check_value(&Entry::gate(), "host", &gate.host, Kind::Hostname)?;
     }
 
     let mut entries = Vec::with_capacity(plan.ssh.len());
@@ -349,14 +349,14 @@ pub(crate) fn validate_inner(
             Some(gate) => {
                 let p = gate.ports.get(&e.host).ok_or_else(|| {
                     plan_err(
-                        "gate",
+                        &Entry::gate(),
                         &format!("ports.{}", e.host),
                         format!("no gate port for alias {:?} ({name})", e.host),
                     )
                 })?;
                 (
                     gate.host.clone(),
-                    check_port("gate", &format!("ports.{}", e.host), *p)?,
+                    check_port(&Entry::gate(), &format!("ports.{}", e.host), *p)?,
                 )
             }
             None => (e.hostname.clone(), own_port),
@@ -499,7 +499,7 @@ pub(crate) fn validate_inner(
             .find(|a| !plan.ssh.iter().any(|e| &e.host == *a))
         {
             return Err(plan_err(
-                "gate",
+                &Entry::gate(),
                 &format!("ports.{extra}"),
                 format!("port for {extra:?}, which is not an ssh alias"),
             ));
@@ -529,7 +529,7 @@ pub(crate) fn validate_inner(
 /// An entry's `CertificateAuthority`, `Principals` and `Validity`, checked,
 /// and the CA key file's metadata (for the exposure warning).
 fn cert_spec(
-    name: &str,
+    name: &Entry,
     e: &SshEntry,
     ca: &std::path::Path,
     has_lifetime: bool,

@@ -454,23 +454,16 @@ pub fn ssh_failure(
             bottle::ssh::Error::Plan { .. } | bottle::ssh::Error::KeyFile { .. }
         ),
     ) {
-        let entry = e.entry().unwrap_or("");
+        use bottle::ssh::PlanPart;
         let field = e.field();
-        let loc = if let Some(rest) = entry.strip_prefix("ssh[") {
-            let index = rest
-                .split(']')
-                .next()
-                .and_then(|n| n.parse::<usize>().ok())
-                .unwrap_or(usize::MAX);
-            Location::Ssh(index, field)
-        } else if entry.starts_with("gate") {
-            match field {
+        let loc = match e.part() {
+            Some(PlanPart::Ssh(Some(index))) => Location::Ssh(index, field),
+            Some(PlanPart::Gate) => match field {
                 Some("host") => Location::GateHost,
                 Some("ports") | None => Location::GatePorts(None),
                 Some(f) => Location::GatePorts(Some(f.strip_prefix("ports.").unwrap_or(f))),
-            }
-        } else {
-            Location::Ssh(usize::MAX, None)
+            },
+            _ => Location::Ssh(usize::MAX, None),
         };
         return Failure::manifest(m.error_at(loc, e.to_string()));
     }
@@ -481,4 +474,34 @@ pub fn ssh_failure(
         format!("{doing} container `{container}`")
     };
     Failure::new(code, &what, &e)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// A plan error points at its entry's field in the manifest by the
+    /// error's typed location, not by reading its text.
+    #[test]
+    fn plan_errors_point_at_the_entrys_field() {
+        let text = "[[ssh]]\nHost = \"a\"\nHostname = \"a.example\"\nUser = \"git\"\nIdentityFile = \"/k\"\n\n\
+                    [[ssh]]\nHost = \"b\"\nHostname = \"b.example\"\nUser = \"git\"\nIdentityFile = \"/k\"\n";
+        let m = bottle::config::parse_manifest(Path::new("m.toml"), text.into(), None).unwrap();
+        let e = bottle::ssh::Error::Plan {
+            entry: bottle::ssh::Entry::ssh(1, "b"),
+            field: "User".into(),
+            reason: "is bad".into(),
+        };
+        let f = super::ssh_failure(e, Some(&m), "provision", "c");
+        assert_eq!(f.code, 2);
+        assert!(f.message.contains("m.toml:10:"), "{}", f.message);
+        // A label that merely looks like an index is not read as one.
+        let e = bottle::ssh::Error::Plan {
+            entry: bottle::ssh::Entry::ssh_host("ssh[0]"),
+            field: "User".into(),
+            reason: "is bad".into(),
+        };
+        let f = super::ssh_failure(e, Some(&m), "provision", "c");
+        assert!(f.message.contains("m.toml:1:"), "{}", f.message);
+    }
 }
