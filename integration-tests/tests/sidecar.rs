@@ -82,18 +82,23 @@ fn key_text(key: &Path) -> Vec<String> {
 
 /// As root in the bottle: `socat` becomes a shim that runs the real one
 /// with `-r`/`-R`, so every byte it moves, either way (its stdin, relayed
-/// connections), is also written under [`CAPTURE`].
+/// connections), is also written under [`CAPTURE`]. On the `sudo` image the
+/// user (uid 1000) does it, through its passwordless `sudo`.
 async fn plant_socat_shim(env: &TestEnv) {
-    env.sh(
-        r#"set -e
+    const SHIM: &str = r#"set -e
            real=$(command -v socat)
            mv "$real" "$real.real"
            mkdir -p "$1"
            printf '#!/bin/sh\nexec %s -r %s/$$.lr -R %s/$$.rl "$@"\n' "$real.real" "$1" "$1" > "$real"
-           chmod 755 "$real""#,
-        &[CAPTURE],
-    )
-    .await;
+           chmod 755 "$real""#;
+    if env.image_spec().sudo {
+        let out = env
+            .exec_as(USER, &["sudo", "-n", "sh", "-c", SHIM, "shim", CAPTURE])
+            .await;
+        assert_success(&out, "the user plants the shim through sudo");
+    } else {
+        env.sh(SHIM, &[CAPTURE]).await;
+    }
 }
 
 /// Everything the shim captured, concatenated.
@@ -387,6 +392,7 @@ async fn check_abstract_name_taken_by_the_user_is_refused(env: &TestEnv) {
 }
 
 engine_tests!(
+    images = [debian, busybox, sudo],
     check_abstract_name_taken_by_the_user_is_refused,
     check_sidecar_keeps_keys_from_root_in_the_bottle,
     check_bottle_layout_hands_keys_to_root,
