@@ -16,7 +16,7 @@ use futures_util::TryStreamExt;
 #[async_trait::async_trait]
 impl ContainerAdmin for DockerRuntime {
     async fn details(&self, container: &str) -> Result<ContainerDetails> {
-        bottle_runtime::check_container_ref(Engine::Docker, container)?;
+        bottle_runtime::check_docker_style_ref(Engine::Docker, container)?;
         self.timed(container, "inspect", async {
             let docker = self.client(container).await?;
             let info = match docker
@@ -165,7 +165,7 @@ impl ContainerAdmin for DockerRuntime {
     }
 
     async fn start(&self, container: &str) -> Result<()> {
-        bottle_runtime::check_container_ref(Engine::Docker, container)?;
+        bottle_runtime::check_docker_style_ref(Engine::Docker, container)?;
         self.timed(container, "start", async {
             let docker = self.client(container).await?;
             match docker
@@ -180,7 +180,7 @@ impl ContainerAdmin for DockerRuntime {
     }
 
     async fn stop(&self, container: &str) -> Result<()> {
-        bottle_runtime::check_container_ref(Engine::Docker, container)?;
+        bottle_runtime::check_docker_style_ref(Engine::Docker, container)?;
         self.timed(container, "stop", async {
             let docker = self.client(container).await?;
             let options = StopContainerOptionsBuilder::default().t(0).build();
@@ -193,7 +193,7 @@ impl ContainerAdmin for DockerRuntime {
     }
 
     async fn pause(&self, container: &str) -> Result<()> {
-        bottle_runtime::check_container_ref(Engine::Docker, container)?;
+        bottle_runtime::check_docker_style_ref(Engine::Docker, container)?;
         self.timed(container, "pause", async {
             let docker = self.client(container).await?;
             match docker.pause_container(container).await {
@@ -205,7 +205,7 @@ impl ContainerAdmin for DockerRuntime {
     }
 
     async fn unpause(&self, container: &str) -> Result<()> {
-        bottle_runtime::check_container_ref(Engine::Docker, container)?;
+        bottle_runtime::check_docker_style_ref(Engine::Docker, container)?;
         self.timed(container, "unpause", async {
             let docker = self.client(container).await?;
             match docker.unpause_container(container).await {
@@ -218,7 +218,7 @@ impl ContainerAdmin for DockerRuntime {
 
     async fn remove(&self, container: &str) -> Result<()> {
         // A name no container can have: nothing to remove.
-        match bottle_runtime::check_container_ref(Engine::Docker, container) {
+        match bottle_runtime::check_docker_style_ref(Engine::Docker, container) {
             Err(bottle_runtime::Error::ContainerNotFound { .. }) => return Ok(()),
             other => other?,
         }

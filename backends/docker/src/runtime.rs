@@ -52,7 +52,7 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn inspect(&self, container: &str) -> Result<ContainerInfo> {
-        bottle_runtime::check_container_ref(Engine::Docker, container)?;
+        bottle_runtime::check_docker_style_ref(Engine::Docker, container)?;
         self.timed(container, "inspect", async {
             let docker = self.client(container).await?;
             match docker
@@ -67,13 +67,13 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn exec(&self, container: &str, request: ExecRequest) -> Result<ExecOutput> {
-        bottle_runtime::check_container_ref(Engine::Docker, container)?;
+        bottle_runtime::check_docker_style_ref(Engine::Docker, container)?;
         self.timed(container, "exec", self.exec_inner(container, request))
             .await
     }
 
     async fn copy(&self, container: &str, entries: &[CopyEntry]) -> Result<()> {
-        bottle_runtime::check_container_ref(Engine::Docker, container)?;
+        bottle_runtime::check_docker_style_ref(Engine::Docker, container)?;
         let tar = build_tar(entries).map_err(|reason| Error::InvalidRequest {
             engine: Engine::Docker,
             container: container.to_string(),

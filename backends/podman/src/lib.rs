@@ -564,13 +564,13 @@ impl ContainerRuntime for PodmanRuntime {
     }
 
     async fn inspect(&self, container: &str) -> Result<ContainerInfo> {
-        bottle_runtime::check_container_ref(ENGINE, container)?;
+        bottle_runtime::check_docker_style_ref(ENGINE, container)?;
         self.timed(container, "inspect", self.inspect_raw(container))
             .await
     }
 
     async fn exec(&self, container: &str, request: ExecRequest) -> Result<ExecOutput> {
-        bottle_runtime::check_container_ref(ENGINE, container)?;
+        bottle_runtime::check_docker_style_ref(ENGINE, container)?;
         self.timed(container, "exec", async {
             let _slot = self.exec_slots.acquire().await.expect("never closed");
             self.exec_inner(container, &request).await
@@ -579,7 +579,7 @@ impl ContainerRuntime for PodmanRuntime {
     }
 
     async fn copy(&self, container: &str, entries: &[CopyEntry]) -> Result<()> {
-        bottle_runtime::check_container_ref(ENGINE, container)?;
+        bottle_runtime::check_docker_style_ref(ENGINE, container)?;
         let tar = build_tar(entries).map_err(|reason| Error::InvalidRequest {
             engine: ENGINE,
             container: container.to_string(),
@@ -667,7 +667,7 @@ impl ContainerRuntime for PodmanRuntime {
 #[async_trait]
 impl ContainerAdmin for PodmanRuntime {
     async fn details(&self, container: &str) -> Result<bottle_runtime::ContainerDetails> {
-        bottle_runtime::check_container_ref(ENGINE, container)?;
+        bottle_runtime::check_docker_style_ref(ENGINE, container)?;
         self.timed(container, "inspect", async {
             let data = self
                 .podman
@@ -824,7 +824,7 @@ impl ContainerAdmin for PodmanRuntime {
     }
 
     async fn start(&self, container: &str) -> Result<()> {
-        bottle_runtime::check_container_ref(ENGINE, container)?;
+        bottle_runtime::check_docker_style_ref(ENGINE, container)?;
         self.timed(container, "start", async {
             match self.podman.containers().get(container).start(None).await {
                 Ok(()) => Ok(()),
@@ -837,7 +837,7 @@ impl ContainerAdmin for PodmanRuntime {
     }
 
     async fn stop(&self, container: &str) -> Result<()> {
-        bottle_runtime::check_container_ref(ENGINE, container)?;
+        bottle_runtime::check_docker_style_ref(ENGINE, container)?;
         // Not the stop endpoint: podman-api 0.11 sends its timeout as
         // `Timeout`, which Podman ignores (it reads `timeout`), so every stop
         // waited the default 10 s; and Podman 4.3 refuses to stop a paused
@@ -872,7 +872,7 @@ impl ContainerAdmin for PodmanRuntime {
     }
 
     async fn pause(&self, container: &str) -> Result<()> {
-        bottle_runtime::check_container_ref(ENGINE, container)?;
+        bottle_runtime::check_docker_style_ref(ENGINE, container)?;
         self.timed(container, "pause", async {
             self.podman
                 .containers()
@@ -885,7 +885,7 @@ impl ContainerAdmin for PodmanRuntime {
     }
 
     async fn unpause(&self, container: &str) -> Result<()> {
-        bottle_runtime::check_container_ref(ENGINE, container)?;
+        bottle_runtime::check_docker_style_ref(ENGINE, container)?;
         self.timed(container, "unpause", async {
             self.podman
                 .containers()
@@ -899,7 +899,7 @@ impl ContainerAdmin for PodmanRuntime {
 
     async fn remove(&self, container: &str) -> Result<()> {
         // A name no container can have: nothing to remove.
-        match bottle_runtime::check_container_ref(ENGINE, container) {
+        match bottle_runtime::check_docker_style_ref(ENGINE, container) {
             Err(bottle_runtime::Error::ContainerNotFound { .. }) => return Ok(()),
             other => other?,
         }

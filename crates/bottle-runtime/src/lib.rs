@@ -25,6 +25,7 @@ mod capabilities;
 mod error;
 mod events;
 mod filter;
+mod names;
 mod tarball;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -32,9 +33,10 @@ mod types;
 
 pub use admin::{ContainerAdmin, ContainerDetails, NetworkMode, RunSpec};
 pub use capabilities::Capabilities;
-pub use error::{check_container_ref, BoxError, Error, Result};
+pub use error::{BoxError, Error, Result};
 pub use events::{ContainerEvent, EventAction, EventStream, MAX_EVENT_FIELD};
 pub use filter::ContainerFilter;
+pub use names::check_docker_style_ref;
 pub use tarball::build_tar;
 pub use types::{
     ContainerInfo, ContainerState, CopyEntry, Engine, EngineInfo, EntryKind, ExecOutput,
