@@ -492,27 +492,31 @@ pub async fn provision(
     // The sidecar first: a sidecar that cannot hold the keys leaves the
     // bottle unchanged (and a sidecar made now is removed again).
     let t = Instant::now();
-    let result = load_in_sidecar(admin, &side, &side_name, target, &name, &token, &message).await;
-    drop(message);
-    let (report, side_ns) = match result {
-        Ok(r) => r,
-        Err(e) => {
-            if created {
+    let expected = valid.fingerprints();
+    let load = |side: String, side_name: String, created: bool| {
+        let (name, token, message, expected) = (&name, &token, &message, &expected);
+        async move {
+            let result =
+                load_in_sidecar(admin, &side, &side_name, target, name, token, message).await;
+            let result = result.and_then(|(report, ns)| {
+                let mut actual = report.keys.clone();
+                actual.sort();
+                if actual != *expected {
+                    return Err(Error::AgentMismatch {
+                        container: side_name.clone(),
+                        expected: expected.clone(),
+                        actual,
+                    });
+                }
+                Ok((report, ns))
+            });
+            if result.is_err() && created {
                 let _ = admin.remove(&side).await;
             }
-            return Err(e);
+            result
         }
     };
-    let mut actual = report.keys.clone();
-    actual.sort();
-    let expected = valid.fingerprints();
-    if actual != expected {
-        return Err(Error::AgentMismatch {
-            container: side_name,
-            expected,
-            actual,
-        });
-    }
+    let (mut report, mut side_ns) = load(side.clone(), side_name.clone(), created).await?;
     step("load keys (sidecar)", t);
 
     // Then the bottle: the relay as root, the user's files as the user.
@@ -597,6 +601,18 @@ pub async fn provision(
     if !relay_report.done || !user_report.done {
         return Err(protocol_error(RELAY, bottle, "the script did not finish"));
     }
+    // A reused sidecar in another namespace than the labels said (the
+    // engine reused a start time, a hand-made change): replaced once.
+    if bottle_ns.is_some() && bottle_ns != side_ns && !created {
+        tracing::warn!(sidecar = %side_name, "the agent sidecar is in another network namespace; replacing it");
+        admin
+            .remove(&side)
+            .await
+            .map_err(Error::runtime("remove the stale agent sidecar"))?;
+        let fresh = create_sidecar(admin, &details, &side_name, image).await?;
+        (report, side_ns) = load(fresh.info.id.clone(), fresh.info.name.clone(), true).await?;
+    }
+    drop(message);
     if bottle_ns.is_none() || bottle_ns != side_ns {
         return Err(sidecar_error(
             bottle,
