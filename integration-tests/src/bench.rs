@@ -77,6 +77,9 @@ impl ContainerRuntime for CountingRuntime {
     fn endpoint(&self) -> &str {
         self.inner.endpoint()
     }
+    fn capabilities(&self) -> bottle_runtime::Capabilities {
+        self.inner.capabilities()
+    }
     async fn version(&self) -> Result<EngineInfo> {
         self.other.fetch_add(1, Ordering::SeqCst);
         self.inner.version().await
@@ -178,6 +181,9 @@ impl ContainerRuntime for TimingRuntime {
     }
     fn endpoint(&self) -> &str {
         self.inner.endpoint()
+    }
+    fn capabilities(&self) -> bottle_runtime::Capabilities {
+        self.inner.capabilities()
     }
     async fn version(&self) -> Result<EngineInfo> {
         let t = Instant::now();

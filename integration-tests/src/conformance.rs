@@ -470,6 +470,22 @@ async fn stat(s: &dyn Subject, paths: &[&str]) -> Vec<String> {
     out.lines().map(str::to_string).collect()
 }
 
+/// A runtime that does not declare `copy` refuses it as `NotSupported`
+/// (never a silent success, never a generic API error).
+pub async fn check_undeclared_copy_is_not_supported(s: &dyn Subject) {
+    if s.rt().capabilities().copy {
+        return; // declared: the copy checks cover it
+    }
+    let e = s
+        .rt()
+        .copy(
+            s.container(),
+            &[CopyEntry::dir("/tmp/bottle-x", 0o755, 0, 0)],
+        )
+        .await;
+    assert!(matches!(e, Err(Error::NotSupported { .. })), "{e:?}");
+}
+
 pub async fn check_copy_modes_and_owners(s: &dyn Subject) {
     if !s.rt().capabilities().copy {
         return; // the runtime cannot copy
@@ -610,11 +626,13 @@ pub async fn check_missing_container(s: &dyn Subject) {
         &name,
         "exec_script",
     );
-    assert_not_found(
-        rt.copy(&name, &[CopyEntry::dir("/x", 0o755, 0, 0)]).await,
-        &name,
-        "copy",
-    );
+    if rt.capabilities().copy {
+        assert_not_found(
+            rt.copy(&name, &[CopyEntry::dir("/x", 0o755, 0, 0)]).await,
+            &name,
+            "copy",
+        );
+    }
     assert_not_found(rt.require_running(&name).await, &name, "require_running");
 }
 

@@ -22,6 +22,7 @@ macro_rules! library_checks {
 }
 
 library_checks!(
+    check_undeclared_copy_is_not_supported,
     check_exit_codes,
     check_missing_binary,
     check_stdout_stderr_apart,
@@ -132,6 +133,7 @@ async fn check_unreachable_engine(env: &TestEnv) {
 }
 
 engine_tests!(
+    check_undeclared_copy_is_not_supported,
     check_exit_codes,
     check_missing_binary,
     check_stdout_stderr_apart,

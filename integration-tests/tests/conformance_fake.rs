@@ -34,6 +34,7 @@ on_the_fake!(
     check_missing_container,
     check_inspect,
     check_version,
+    check_undeclared_copy_is_not_supported,
     // Gated off on the fake (no exec as a user, no copy, no admin):
     check_users,
     check_copy_modes_and_owners,

@@ -29,6 +29,7 @@ impl ContainerRuntime for DockerRuntime {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::default()
+            .with_copy(true)
             .with_list(true)
             .with_events(true)
             .with_output_with_unread_stdin(true)

@@ -538,7 +538,10 @@ impl ContainerRuntime for PodmanRuntime {
     /// Podman 4.3 may drop the output of a process that leaves its stdin
     /// unread (see the crate docs): not `output_with_unread_stdin`.
     fn capabilities(&self) -> Capabilities {
-        Capabilities::default().with_list(true).with_events(true)
+        Capabilities::default()
+            .with_copy(true)
+            .with_list(true)
+            .with_events(true)
     }
 
     async fn version(&self) -> Result<EngineInfo> {

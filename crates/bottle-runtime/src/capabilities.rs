@@ -8,8 +8,8 @@ use serde::Serialize;
 ///
 /// ```
 /// use bottle_runtime::Capabilities;
-/// let caps = Capabilities::default().with_copy(false);
-/// assert!(caps.exec_as_user && !caps.copy && !caps.events);
+/// let caps = Capabilities::default().with_copy(true);
+/// assert!(caps.exec_as_user && caps.copy && !caps.events);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -29,12 +29,12 @@ pub struct Capabilities {
 }
 
 impl Default for Capabilities {
-    /// What the trait's required methods promise: exec as a user and copy;
-    /// nothing optional.
+    /// What the trait's required methods promise: exec as a user; nothing
+    /// optional.
     fn default() -> Self {
         Capabilities {
             exec_as_user: true,
-            copy: true,
+            copy: false,
             list: false,
             events: false,
             output_with_unread_stdin: false,

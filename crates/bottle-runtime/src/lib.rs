@@ -99,7 +99,17 @@ pub trait ContainerRuntime: Send + Sync + Debug + 'static {
     async fn exec(&self, container: &str, request: ExecRequest) -> Result<ExecOutput>;
 
     /// Put files and directories into a container in one request.
-    async fn copy(&self, container: &str, entries: &[CopyEntry]) -> Result<()>;
+    ///
+    /// Optional (provisioning does not copy): the default fails with
+    /// [`Error::NotSupported`]; a backend that implements it declares
+    /// [`Capabilities::copy`].
+    async fn copy(&self, container: &str, entries: &[CopyEntry]) -> Result<()> {
+        let _ = (container, entries);
+        Err(Error::NotSupported {
+            engine: self.engine(),
+            operation: "copy files into a container",
+        })
+    }
 
     /// The running containers that match `filters`, as the engine's list API
     /// applies them (Docker's `--filter` rules, see [`ContainerFilter`]); no

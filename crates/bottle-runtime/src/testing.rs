@@ -205,7 +205,7 @@ impl FakeRuntime {
     pub fn new() -> FakeRuntime {
         FakeRuntime {
             engine: Engine::Docker,
-            capabilities: Capabilities::default().with_list(true),
+            capabilities: Capabilities::default().with_copy(true).with_list(true),
             containers: Mutex::new(BTreeMap::new()),
             on_exec: Box::new(|_, _| Ok(output(0, ""))),
             log: Log::default(),
@@ -360,7 +360,14 @@ impl ContainerRuntime for FakeRuntime {
     }
     async fn copy(&self, container: &str, entries: &[CopyEntry]) -> Result<()> {
         let t = Instant::now();
-        let r = self.running_or_err(container);
+        let r = if self.capabilities.copy {
+            self.running_or_err(container)
+        } else {
+            Err(Error::NotSupported {
+                engine: self.engine,
+                operation: "copy files into a container",
+            })
+        };
         let op = Op::Copy {
             container: container.to_string(),
             paths: entries.iter().map(|e| e.path.clone()).collect(),
