@@ -8,6 +8,8 @@
 //! the `sidecar` layout it holds only agent requests and answers, while
 //! `ssh` as the user works through a real sshd gate.
 
+mod fixtures;
+
 use bottle_integration_tests::ssh_fixtures::{
     find_text, keygen_with, live_processes, public, start_sshd,
 };
@@ -391,6 +393,46 @@ async fn check_abstract_name_taken_by_the_user_is_refused(env: &TestEnv) {
     assert_bottle_unchanged(env).await;
 }
 
+/// `bottlectl` with `CLAUDE_BOTTLE_AGENT=sidecar`: one container, then two
+/// at once (each gets its own sidecar), verify passes, deprovision removes both.
+async fn check_bottlectl_agent_sidecar(env: &TestEnv) {
+    fixtures::ensure_bottlectl().await;
+    let keys = fixtures::Keys::new();
+    let manifest = keys.manifest();
+    let m = manifest.to_str().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let sidecar_env = [("CLAUDE_BOTTLE_AGENT", "sidecar")];
+    let run =
+        |args: &[&str]| fixtures::output(fixtures::bottlectl(env, home.path(), args, &sidecar_env));
+    let second = env.start_bottle().await.unwrap().name;
+    let admin = env.admin();
+    for b in [env.bottle(), second.as_str()] {
+        env.own(sidecar_name(b));
+    }
+    let out = run(&["provision", "-m", m, env.bottle()]).await;
+    fixtures::expect_code(&out, 0, "bottlectl provision (sidecar)");
+    let out = run(&["verify", "-m", m, env.bottle()]).await;
+    fixtures::expect_code(&out, 0, "bottlectl verify (sidecar)");
+    let out = run(&["provision", "-m", m, env.bottle(), &second]).await;
+    fixtures::expect_code(&out, 0, "bottlectl provision of two (sidecar)");
+    let out = run(&["verify", "-m", m, env.bottle(), &second]).await;
+    fixtures::expect_code(&out, 0, "bottlectl verify of two (sidecar)");
+    for b in [env.bottle(), second.as_str()] {
+        let d = admin.details(&sidecar_name(b)).await.unwrap();
+        let id = env.rt().inspect(b).await.unwrap().id;
+        assert_eq!(d.labels.get(LABEL_FOR), Some(&id), "{b}'s own sidecar");
+        assert_eq!(live_processes(env.rt(), b, "ssh-agent").await, 0, "{b}");
+    }
+    let out = run(&["deprovision", env.bottle(), &second]).await;
+    fixtures::expect_code(&out, 0, "bottlectl deprovision of two (sidecar)");
+    for b in [env.bottle(), second.as_str()] {
+        assert!(matches!(
+            admin.details(&sidecar_name(b)).await,
+            Err(bottle_runtime::Error::ContainerNotFound { .. })
+        ));
+    }
+}
+
 engine_tests!(
     images = [debian, busybox, sudo],
     check_abstract_name_taken_by_the_user_is_refused,
@@ -399,4 +441,5 @@ engine_tests!(
     check_restarted_bottle_gets_a_new_sidecar,
     check_foreign_container_by_the_sidecars_name_is_refused,
     check_missing_agent_image_is_refused,
+    check_bottlectl_agent_sidecar,
 );

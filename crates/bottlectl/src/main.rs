@@ -392,8 +392,21 @@ async fn run_many(
     let first = targets.containers.first().map(String::as_str);
     let sel = select(&config.settings, first, out).await?;
     let containers = many::resolve(&sel, &targets.containers, &targets.filter, out).await?;
-    let target = config.settings.target();
-    Ok(many::run(out, sel, op, target, prompt, containers, targets.jobs()).await)
+    let placement = many::Placement {
+        target: config.settings.target(),
+        agent: agent_layout(&config.settings),
+    };
+    Ok(many::run(out, sel, op, placement, prompt, containers, targets.jobs()).await)
+}
+
+/// The settings' `agent` and `agent_image` as bottle-ssh's layout.
+fn agent_layout(settings: &bottle::config::Settings) -> bottle::ssh::sidecar::AgentLayout {
+    match settings.agent {
+        AgentChoice::Bottle => bottle::ssh::sidecar::AgentLayout::Bottle,
+        AgentChoice::Sidecar => bottle::ssh::sidecar::AgentLayout::Sidecar {
+            image: settings.agent_image.clone(),
+        },
+    }
 }
 
 /// Parse the manifest and check the plan and target before any engine call,

@@ -11,6 +11,7 @@ use crate::output::{deprovision_json, engine_json, provision_json, verify_json, 
 use crate::safe;
 use bottle::config::Manifest;
 use bottle::runtime::ContainerFilter;
+use bottle::ssh::sidecar::AgentLayout;
 use bottle::ssh::{Options, Target};
 use bottle::Selection;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -55,7 +56,15 @@ struct Shared {
     sel: Selection,
     op: Op,
     target: Target,
+    agent: AgentLayout,
     prompt: Arc<crate::keys::Prompt>,
+}
+
+/// Where provision puts things: the target in the bottle, and where the
+/// agent runs (settings `agent`, `agent_image`).
+pub struct Placement {
+    pub target: Target,
+    pub agent: AgentLayout,
 }
 
 /// The named containers, then the filters' matches not named already
@@ -101,7 +110,7 @@ pub async fn run(
     out: &Out,
     sel: Selection,
     op: Op,
-    target: Target,
+    placement: Placement,
     prompt: Arc<crate::keys::Prompt>,
     containers: Vec<String>,
     jobs: usize,
@@ -118,7 +127,8 @@ pub async fn run(
     let shared = Arc::new(Shared {
         sel,
         op,
-        target,
+        target: placement.target,
+        agent: placement.agent,
         prompt,
     });
     let slots = Arc::new(Semaphore::new(jobs.max(1)));
@@ -218,9 +228,30 @@ async fn one(shared: &Shared, container: &str) -> Outcome {
     };
     match &shared.op {
         Op::Provision { manifest, strict } => {
-            match bottle::ssh::provision_with(rt, container, &manifest.plan, target, &opts(*strict))
-                .await
-            {
+            let result = match &shared.agent {
+                AgentLayout::Bottle => {
+                    bottle::ssh::provision_with(
+                        rt,
+                        container,
+                        &manifest.plan,
+                        target,
+                        &opts(*strict),
+                    )
+                    .await
+                }
+                AgentLayout::Sidecar { image } => {
+                    bottle::ssh::sidecar::provision(
+                        sel.admin.as_ref(),
+                        container,
+                        &manifest.plan,
+                        target,
+                        &opts(*strict),
+                        image.as_deref(),
+                    )
+                    .await
+                }
+            };
+            match result {
                 Ok(r) => Outcome {
                     container: container.to_string(),
                     code: 0,
@@ -240,9 +271,23 @@ async fn one(shared: &Shared, container: &str) -> Outcome {
             }
         }
         Op::Verify { manifest, strict } => {
-            match bottle::ssh::verify_with(rt, container, &manifest.plan, target, &opts(*strict))
-                .await
-            {
+            let result = match &shared.agent {
+                AgentLayout::Bottle => {
+                    bottle::ssh::verify_with(rt, container, &manifest.plan, target, &opts(*strict))
+                        .await
+                }
+                AgentLayout::Sidecar { .. } => {
+                    bottle::ssh::sidecar::verify(
+                        sel.admin.as_ref(),
+                        container,
+                        &manifest.plan,
+                        target,
+                        &opts(*strict),
+                    )
+                    .await
+                }
+            };
+            match result {
                 Ok(r) => {
                     let failures: Vec<&str> = r.failures().map(|c| c.name.as_str()).collect();
                     let detail = if failures.is_empty() {
@@ -269,7 +314,12 @@ async fn one(shared: &Shared, container: &str) -> Outcome {
                 ),
             }
         }
-        Op::Deprovision => match bottle::deprovision(rt, container, target).await {
+        Op::Deprovision => match match &shared.agent {
+            AgentLayout::Bottle => bottle::deprovision(rt, container, target).await,
+            AgentLayout::Sidecar { .. } => {
+                bottle::ssh::sidecar::deprovision(sel.admin.as_ref(), container, target).await
+            }
+        } {
             Ok(r) => {
                 let pid = |p: Option<u32>| p.map_or_else(|| "none".into(), |p| format!("pid {p}"));
                 Outcome {
