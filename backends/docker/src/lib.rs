@@ -75,3 +75,12 @@ pub use client::DockerRuntime;
 pub use context::{
     context_names, read_context, resolve, DockerEndpoint, DockerEnv, TlsFiles, DEFAULT_CONTEXT,
 };
+
+/// How to make Docker answer at `endpoint`, chosen because of `from`
+/// (`DOCKER_HOST`, `default`, …): the fix `doctor` prints.
+pub fn start_hint(from: &str, endpoint: &str) -> String {
+    match from {
+        "DOCKER_HOST" => format!("DOCKER_HOST={endpoint} does not answer: fix or unset it"),
+        _ => "sudo systemctl enable --now docker.socket (or set DOCKER_HOST)".into(),
+    }
+}

@@ -923,6 +923,17 @@ impl ContainerAdmin for PodmanRuntime {
     }
 }
 
+/// How to make Podman answer at `endpoint`, chosen because of `from`
+/// (`CONTAINER_HOST`, `rootless socket`, `default`, …): the fix `doctor`
+/// prints.
+pub fn start_hint(from: &str, endpoint: &str) -> String {
+    match from {
+        "CONTAINER_HOST" => format!("CONTAINER_HOST={endpoint} does not answer: fix or unset it"),
+        "rootless socket" => "systemctl --user enable --now podman.socket".into(),
+        _ => "systemctl --user enable --now podman.socket (rootless) or sudo systemctl enable --now podman.socket (or set CONTAINER_HOST)".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

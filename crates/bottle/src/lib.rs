@@ -146,6 +146,39 @@ impl Probe {
     pub fn answered(&self) -> bool {
         self.version.is_some()
     }
+
+    /// How to make an engine that did not answer answer (`None` when it
+    /// did): the backend's own hint, unless the cause is not the engine's.
+    pub fn fix(&self) -> Option<String> {
+        if self.answered() {
+            return None;
+        }
+        if self.error.as_deref() == Some("not built in") {
+            return Some(format!(
+                "rebuild bottlectl with the `{}` feature of the bottle crate",
+                self.engine.name()
+            ));
+        }
+        if self.permission_denied {
+            return Some(format!(
+                "{} runs at {}, but this user may not use its socket: run as a user the socket admits (its owner or group, e.g. `docker` for Docker's), or change the socket's owner or mode",
+                self.engine, self.endpoint
+            ));
+        }
+        if self.endpoint_from == "host setting" {
+            return Some(format!(
+                "the host setting {} does not answer: check `bottlectl config` and the engine there",
+                self.endpoint
+            ));
+        }
+        Some(match self.engine {
+            #[cfg(feature = "docker")]
+            Engine::Docker => bottle_docker::start_hint(&self.endpoint_from, &self.endpoint),
+            #[cfg(feature = "podman")]
+            Engine::Podman => bottle_podman::start_hint(&self.endpoint_from, &self.endpoint),
+            other => format!("start the {other} engine, or point bottlectl at it with --host"),
+        })
+    }
 }
 
 /// The chosen engine, how it was chosen and what was tried.
@@ -973,6 +1006,41 @@ mod tests {
         };
         let err = connect(&settings).await.unwrap_err();
         assert_eq!(err.to_string(), "bottle was built without docker support");
+    }
+
+    #[test]
+    fn a_down_engine_gets_its_backends_hint_a_refused_one_does_not() {
+        let down = |engine, from: &str| Probe {
+            engine,
+            endpoint: "unix:///x.sock".into(),
+            endpoint_from: from.into(),
+            transport: "unix".into(),
+            version: None,
+            api_version: None,
+            error: Some("refused".into()),
+            has_container: None,
+            permission_denied: false,
+        };
+        let hint = |p: Probe| p.fix().unwrap();
+        assert!(hint(down(Engine::Docker, "DOCKER_HOST")).contains("DOCKER_HOST=unix:///x.sock"));
+        assert!(hint(down(Engine::Docker, "default")).contains("docker.socket"));
+        assert!(hint(down(Engine::Podman, "rootless socket")).contains("systemctl --user"));
+        assert!(hint(down(Engine::Podman, "host setting")).contains("host setting"));
+        assert!(hint(down(Engine::Other("kube"), "default")).contains("kube"));
+        let denied = Probe {
+            permission_denied: true,
+            ..down(Engine::Podman, "default")
+        };
+        let text = hint(denied);
+        assert!(
+            text.contains("may not use its socket") && !text.contains("systemctl"),
+            "{text}"
+        );
+        let up = Probe {
+            version: Some("1".into()),
+            ..down(Engine::Docker, "default")
+        };
+        assert_eq!(up.fix(), None);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use crate::output::Out;
 use bottle::config::Config;
 use bottle::runtime::ContainerState;
 use bottle::ssh::Missing;
-use bottle::{Engine, Probe, RuntimeError, Selection};
+use bottle::{Engine, RuntimeError, Selection};
 use serde::Serialize;
 use serde_json::json;
 
@@ -17,45 +17,6 @@ struct Check {
     detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     fix: Option<String>,
-}
-
-/// How to make an engine that did not answer answer.
-pub fn fix_for_probe(p: &Probe) -> Option<String> {
-    if p.answered() {
-        return None;
-    }
-    if p.error.as_deref() == Some("not built in") {
-        return Some(format!(
-            "rebuild bottlectl with the `{}` feature of the bottle crate",
-            p.engine.name()
-        ));
-    }
-    if p.permission_denied {
-        return Some(format!(
-            "{} runs at {}, but this user may not use its socket: run as a user the socket admits (its owner or group, e.g. `docker` for Docker's), or change the socket's owner or mode",
-            p.engine, p.endpoint
-        ));
-    }
-    Some(match (p.engine, p.endpoint_from.as_str()) {
-        (Engine::Docker, "DOCKER_HOST") => format!(
-            "DOCKER_HOST={} does not answer: fix or unset it",
-            p.endpoint
-        ),
-        (Engine::Podman, "CONTAINER_HOST") => format!(
-            "CONTAINER_HOST={} does not answer: fix or unset it",
-            p.endpoint
-        ),
-        (_, "host setting") => format!(
-            "the host setting {} does not answer: check `bottlectl config` and the engine there",
-            p.endpoint
-        ),
-        (Engine::Docker, _) => "sudo systemctl enable --now docker.socket (or set DOCKER_HOST)".into(),
-        (Engine::Podman, "rootless socket") => "systemctl --user enable --now podman.socket".into(),
-        (Engine::Podman, _) => {
-            "systemctl --user enable --now podman.socket (rootless) or sudo systemctl enable --now podman.socket (or set CONTAINER_HOST)".into()
-        }
-        (Engine::Other(name), _) => format!("start the {name} engine, or point bottlectl at it with --host"),
-    })
 }
 
 fn cli_name(engine: Engine) -> &'static str {
@@ -240,7 +201,7 @@ pub async fn run(out: &Out, config: &Config, container: Option<&str>) -> Result<
                     p.endpoint_from,
                     e.as_deref().unwrap_or("no answer")
                 ));
-                if let Some(fix) = fix_for_probe(p) {
+                if let Some(fix) = p.fix() {
                     text.push_str(&format!("        fix: {fix}\n"));
                 }
             }

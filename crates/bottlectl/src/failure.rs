@@ -110,7 +110,7 @@ impl Failure {
             .tried()
             .iter()
             .filter(|p| !p.answered())
-            .filter_map(crate::doctor::fix_for_probe)
+            .filter_map(bottle::Probe::fix)
             .collect();
         if !fixes.is_empty() {
             let fixes = fixes
