@@ -489,9 +489,6 @@ pub async fn provision(
     let name = abstract_name(&details.info.id);
     let token = lock_token();
 
-    // The sidecar first: a sidecar that cannot hold the keys leaves the
-    // bottle unchanged (and a sidecar made now is removed again).
-    let t = Instant::now();
     let expected = valid.fingerprints();
     let load = |side: String, side_name: String, created: bool| {
         let (name, token, message, expected) = (&name, &token, &message, &expected);
@@ -516,11 +513,7 @@ pub async fn provision(
             result
         }
     };
-    let (mut report, mut side_ns) = load(side.clone(), side_name.clone(), created).await?;
-    step("load keys (sidecar)", t);
-
-    // Then the bottle: the relay as root, the user's files as the user.
-    let t = Instant::now();
+    // The bottle's part: the relay as root, the user's files as the user.
     let record = key_state(&valid, unix_now());
     let (nrecord, record) = framed_count(&record);
     let mut args = vec![
@@ -546,8 +539,37 @@ pub async fn provision(
         &public_keys,
         &signing_files,
     );
-    let (relay, user) = futures_util::join!(admin.exec(bottle, relay), admin.exec(bottle, user));
-    step("relay and files (bottle)", t);
+    let in_bottle = async {
+        let t = Instant::now();
+        let out = futures_util::join!(admin.exec(bottle, relay), admin.exec(bottle, user));
+        (out, t.elapsed())
+    };
+    let in_sidecar = async {
+        let t = Instant::now();
+        let out = load(side.clone(), side_name.clone(), created).await;
+        (out, t.elapsed())
+    };
+    // A sidecar made now goes first: one that cannot hold the keys (an
+    // image without ssh-agent) leaves the bottle unchanged. A reused one
+    // has held them before: both at once, as the bottle layout's two execs.
+    let ((loaded, side_took), ((relay, user), bottle_took)) = if created {
+        let first = match in_sidecar.await {
+            (Err(e), _) => return Err(e),
+            ok => ok,
+        };
+        (first, in_bottle.await)
+    } else {
+        futures_util::join!(in_sidecar, in_bottle)
+    };
+    steps.push(StepReport {
+        name: "load keys (sidecar)",
+        millis: side_took.as_millis() as u64,
+    });
+    steps.push(StepReport {
+        name: "relay and files (bottle)",
+        millis: bottle_took.as_millis() as u64,
+    });
+    let (mut report, mut side_ns) = loaded?;
     const RELAY: &str = "start the relay";
     const FILES: &str = "write files";
     let relay_read = relay
