@@ -222,6 +222,17 @@ fn docker_contexts_and_tls_reach_a_second_dockerd() {
     expect(code, &text, 0, &format!("at {tcp}"), "version over TLS");
     assert!(!text.contains("not answering"), "{text}");
 
+    // End to end over TLS: image import, bottle and gate, provision, `ssh`
+    // as the user in the bottle, verify, deprovision, removal (`demo`).
+    let (code, text) = run_tls(&["--runtime", "docker", "demo"], &certs_s);
+    expect(code, &text, 0, "demo: ok", "demo over TLS");
+    assert!(text.contains(&format!("at {tcp}")), "{text}");
+    assert!(
+        text.contains("as node in the bottle printed `git`"),
+        "{text}"
+    );
+    assert!(text.contains("verify: all"), "{text}");
+
     // A CA that did not sign the server's certificate: a TLS error, exit 3.
     let wrong = certs.join("wrong").display().to_string();
     let (code, text) = run_tls(&["--runtime", "docker", "doctor"], &wrong);
