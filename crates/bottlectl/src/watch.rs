@@ -17,7 +17,11 @@
 //!   running and not known);
 //! - on shutdown, queued provisions are dropped and running ones may finish
 //!   within `grace` (the in-container lock is released by its own exec),
-//!   then are abandoned.
+//!   then are abandoned;
+//! - a provision that says when to renew (the manifest has certificates:
+//!   [`renewal_after`]) is done again then, through the same queue; a
+//!   failed renewal is retried with backoff (the container stays known); an
+//!   event meanwhile replaces the pending renewal.
 
 use crate::failure::Failure;
 use crate::output::Out;
@@ -30,9 +34,11 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+// Tokio's clock: the tests run the renewal timer on paused time.
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 /// How the core behaves; [`Default`] is what the CLI uses.
 #[derive(Debug, Clone)]
@@ -60,10 +66,39 @@ impl Default for WatchOptions {
     }
 }
 
-/// A provision of one (running, matching) container: `Ok(detail)` or
+/// A provision of one (running, matching) container: `Ok(provided)` or
 /// `Err(failure)`.
 pub type Provision =
-    Arc<dyn Fn(ContainerInfo) -> BoxFuture<'static, Result<String, Failure>> + Send + Sync>;
+    Arc<dyn Fn(ContainerInfo) -> BoxFuture<'static, Result<Provided, Failure>> + Send + Sync>;
+
+/// What a successful provision reports.
+#[derive(Debug, Clone)]
+pub struct Provided {
+    pub detail: String,
+    /// Provision again this long after it finished (certificates expire);
+    /// `None`: nothing to renew.
+    pub renew_in: Option<Duration>,
+}
+
+/// When to renew after a provision, for a manifest with certificates: the
+/// shortest `Validity` of its `CertificateAuthority` entries less a margin
+/// of a third of it, and at least a minute (half of it, below two
+/// minutes). `1h` renews after 40 min, `90s` after 45 s, `6s` after 3 s.
+/// `None` without certificate entries: no timer.
+pub fn renewal_after(plan: &bottle::ssh::Plan) -> Option<Duration> {
+    let shortest = plan
+        .ssh
+        .iter()
+        .filter(|e| e.certificate_authority.is_some())
+        .map(|e| match &e.validity {
+            Some(v) => v.seconds().unwrap_or(bottle::ssh::DEFAULT_VALIDITY),
+            None => bottle::ssh::DEFAULT_VALIDITY,
+        })
+        .min()?;
+    let validity = Duration::from_secs(u64::from(shortest));
+    let margin = (validity / 3).max(Duration::from_secs(60).min(validity / 2));
+    Some(validity - margin)
+}
 
 /// What the watch reports, one line each.
 #[derive(Debug)]
@@ -75,16 +110,20 @@ pub enum Action {
         error: String,
         retry_in: Duration,
     },
+    /// Provisioned (a renewal's line says `renewed`).
     Provisioned {
         c: ContainerInfo,
         why: Why,
         secs: f64,
         detail: String,
+        renew_in: Option<Duration>,
     },
     Failed {
         c: ContainerInfo,
         why: Why,
         failure: Failure,
+        /// A failed renewal is tried again this much later.
+        retry_in: Option<Duration>,
     },
     /// Scheduled, but no longer running (or matching) when its turn came.
     Skipped {
@@ -109,6 +148,8 @@ pub enum Why {
     Listed,
     /// Its event (start, restart, unpause).
     Event(EventAction),
+    /// Its certificates are due for renewal.
+    Renewal,
 }
 
 impl std::fmt::Display for Why {
@@ -116,13 +157,14 @@ impl std::fmt::Display for Why {
         match self {
             Why::Listed => f.write_str("running"),
             Why::Event(a) => write!(f, "{a}"),
+            Why::Renewal => f.write_str("certificate renewal"),
         }
     }
 }
 
 /// A provision task's end: container id, why, when it got its slot, and
 /// its result (None: never started, shutting down).
-type Done = (String, Why, Instant, Option<Result<String, Failure>>);
+type Done = (String, Why, Instant, Option<Result<Provided, Failure>>);
 
 enum State {
     /// Provision at `due` (unless it is in flight).
@@ -145,6 +187,9 @@ struct Entry {
     /// When the listing that found it running was asked for: its events
     /// from before then (replayed history) are already covered.
     listed_at: Option<SystemTime>,
+    /// The last successful provision's renewal interval and the next
+    /// failed renewal's retry delay (doubling).
+    renew: Option<(Duration, Duration)>,
 }
 
 impl Entry {
@@ -205,6 +250,7 @@ pub async fn watch(
                                 why: Why::Listed,
                             },
                             listed_at: Some(listed_at),
+                            renew: None,
                         });
                     }
                 }
@@ -242,7 +288,7 @@ pub async fn watch(
                     tracing::error!("a provision task failed");
                     continue;
                 };
-                finish(&mut known, &id, why, started, result, report);
+                finish(&mut known, &id, why, started, result, &opts, report);
             }
             item = next_event => match item {
                 Some(Ok(ev)) => {
@@ -257,6 +303,7 @@ pub async fn watch(
                             },
                             state: State::Done,
                             listed_at: None,
+                            renew: None,
                         });
                         if entry.stale(ev.time) {
                             continue;
@@ -268,8 +315,9 @@ pub async fn watch(
                                 *forget = false;
                             }
                             // Coalesced: the first event's time stands.
-                            State::Pending { .. } => {}
-                            State::Done => {
+                            State::Pending { why: Why::Event(_) | Why::Listed, .. } => {}
+                            // A renewal waits; the event provisions now.
+                            State::Pending { why: Why::Renewal, .. } | State::Done => {
                                 // Podman reports `restart` before the stop
                                 // (then died, then start): waiting longer
                                 // lets its die cancel it.
@@ -317,7 +365,7 @@ pub async fn watch(
             joined = tasks.join_next() => match joined {
                 None => break,
                 Some(Ok((id, why, started, result))) => {
-                    finish(&mut known, &id, why, started, result, report)
+                    finish(&mut known, &id, why, started, result, &opts, report)
                 }
                 Some(Err(_)) => {}
             },
@@ -351,7 +399,7 @@ fn error_text(e: &dyn std::error::Error) -> String {
 
 async fn sleep_until(at: Option<Instant>) {
     match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
+        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }
@@ -444,21 +492,47 @@ fn finish(
     id: &str,
     why: Why,
     started: Instant,
-    result: Option<Result<String, Failure>>,
+    result: Option<Result<Provided, Failure>>,
+    opts: &WatchOptions,
     report: &(dyn Fn(Action) + Sync),
 ) {
     let Some(entry) = known.get_mut(id) else {
         return;
     };
     let c = entry.info.clone();
+    // The renewal to schedule (if nothing else comes first).
+    let mut next = None;
     match result {
-        Some(Ok(detail)) => report(Action::Provisioned {
-            c,
-            why,
-            secs: started.elapsed().as_secs_f64(),
-            detail,
-        }),
-        Some(Err(failure)) => report(Action::Failed { c, why, failure }),
+        Some(Ok(p)) => {
+            entry.renew = p.renew_in.map(|every| (every, opts.backoff.0));
+            next = p.renew_in;
+            report(Action::Provisioned {
+                c,
+                why,
+                secs: started.elapsed().as_secs_f64(),
+                detail: p.detail,
+                renew_in: p.renew_in,
+            })
+        }
+        Some(Err(failure)) => {
+            // A failed renewal: again with backoff, capped by the cap and
+            // the interval (a short validity retries often enough).
+            let retry_in = match (&why, &mut entry.renew) {
+                (Why::Renewal, Some((every, delay))) => {
+                    let now = *delay;
+                    *delay = (*delay * 2).min(opts.backoff.1).min(*every);
+                    Some(now)
+                }
+                _ => None,
+            };
+            next = retry_in;
+            report(Action::Failed {
+                c,
+                why,
+                failure,
+                retry_in,
+            })
+        }
         None => {}
     }
     match std::mem::replace(&mut entry.state, State::Done) {
@@ -477,7 +551,14 @@ fn finish(
                 action: EventAction::Die,
             });
         }
-        _ => {}
+        _ => {
+            if let Some(after) = next {
+                entry.state = State::Pending {
+                    due: Instant::now() + after,
+                    why: Why::Renewal,
+                };
+            }
+        }
     }
 }
 
@@ -515,32 +596,50 @@ fn render(action: Action) -> (serde_json::Value, String) {
             why,
             secs,
             detail,
-        } => (
-            json!({"action": "provisioned", "ok": true, "container": c.name, "id": c.id,
-                   "after": why.to_string(), "seconds": secs, "detail": detail}),
-            format!(
-                "provisioned {} ({}) after {why} in {secs:.2}s: {}",
+            renew_in,
+        } => {
+            let (verb, after) = match why {
+                Why::Renewal => ("renewed", String::new()),
+                _ => ("provisioned", format!(" after {why}")),
+            };
+            let mut value = json!({"action": verb, "ok": true, "container": c.name, "id": c.id,
+                   "after": why.to_string(), "seconds": secs, "detail": detail});
+            let mut line = format!(
+                "{verb} {} ({}){after} in {secs:.2}s: {}",
                 name(&c),
                 short(&c),
                 safe::field(&detail)
-            ),
-        ),
-        Action::Failed { c, why, failure } => {
+            );
+            if let Some(r) = renew_in {
+                value["renew_in_s"] = json!(r.as_secs_f64());
+                line.push_str(&format!("; renewal in {}", seconds(r)));
+            }
+            (value, line)
+        }
+        Action::Failed {
+            c,
+            why,
+            failure,
+            retry_in,
+        } => {
             let mut text = failure.message.clone();
             for cause in &failure.causes {
                 text.push_str(": ");
                 text.push_str(cause);
             }
-            (
-                json!({"action": "failed", "ok": false, "container": c.name, "id": c.id,
-                       "after": why.to_string(), "error": failure}),
-                format!(
-                    "failed {} ({}) after {why}: {}",
-                    name(&c),
-                    short(&c),
-                    safe::field(&text)
-                ),
-            )
+            let mut value = json!({"action": "failed", "ok": false, "container": c.name, "id": c.id,
+                       "after": why.to_string(), "error": failure});
+            let mut line = format!(
+                "failed {} ({}) after {why}: {}",
+                name(&c),
+                short(&c),
+                safe::field(&text)
+            );
+            if let Some(r) = retry_in {
+                value["retry_in_ms"] = json!(r.as_millis() as u64);
+                line.push_str(&format!("; retrying in {}", seconds(r)));
+            }
+            (value, line)
         }
         Action::Skipped { c } => (
             json!({"action": "skipped", "container": c.name, "id": c.id}),
@@ -570,8 +669,12 @@ fn render(action: Action) -> (serde_json::Value, String) {
     (value, line)
 }
 
+fn seconds(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
 /// The provision function the CLI runs: bottle-ssh on the container's id,
-/// with the watch's one manifest.
+/// with the watch's one manifest (whose certificates set the renewal).
 pub fn provisioner(
     rt: Arc<dyn ContainerRuntime>,
     manifest: Arc<Manifest>,
@@ -580,6 +683,7 @@ pub fn provisioner(
     strict: bool,
 ) -> Provision {
     let target = Arc::new(target);
+    let renew_in = renewal_after(&manifest.plan);
     Arc::new(move |c: ContainerInfo| {
         let (rt, manifest, target, prompt) =
             (rt.clone(), manifest.clone(), target.clone(), prompt.clone());
@@ -598,7 +702,7 @@ pub fn provisioner(
                         detail.push_str("; warning: ");
                         detail.push_str(w);
                     }
-                    Ok(detail)
+                    Ok(Provided { detail, renew_in })
                 }
                 Err(e) => Err(crate::ssh_failure(
                     e,

@@ -126,7 +126,10 @@ fn counting(counter: Arc<Counter>, release: Arc<Semaphore>) -> Provision {
             release.acquire().await.expect("open").forget();
             counter.busy.lock().unwrap().remove(&c.id);
             counter.now.fetch_sub(1, Ordering::SeqCst);
-            Ok("done".to_string())
+            Ok(Provided {
+                detail: "done".to_string(),
+                renew_in: None,
+            })
         })
     })
 }
@@ -140,6 +143,11 @@ impl Log {
         let (kind, id) = match a {
             Action::Connected { .. } => ("connected", String::new()),
             Action::Lost { .. } => ("lost", String::new()),
+            Action::Provisioned {
+                c,
+                why: Why::Renewal,
+                ..
+            } => ("renewed", c.id),
             Action::Provisioned { c, .. } => ("provisioned", c.id),
             Action::Failed { c, .. } => ("failed", c.id),
             Action::Skipped { c } => ("skipped", c.id),
@@ -372,6 +380,7 @@ fn a_line_is_one_line_and_container_text_is_escaped() {
         c: c.clone(),
         why: Why::Event(EventAction::Start),
         failure,
+        retry_in: None,
     });
     assert!(
         !line.contains('\x1b') && !line.contains('\n') && !line.contains('\x07'),
@@ -389,6 +398,211 @@ fn a_line_is_one_line_and_container_text_is_escaped() {
         why: Why::Listed,
         secs: 0.5,
         detail: "2 key(s)\r\nforged".into(),
+        renew_in: None,
     });
     assert!(line.ends_with("2 key(s)\\r\\nforged"), "{line}");
+}
+
+/// Issues a "certificate" of `validity` at each provision and records, per
+/// container, what happened in order: `issued`, or `expired` when the
+/// previous one had run out before this provision began (checked on the
+/// watch's clock). `fail` lists the calls that fail: (container, its
+/// n-th provision, 1-based).
+struct Issuer {
+    validity: Duration,
+    renew_in: Option<Duration>,
+    fail: Vec<(&'static str, usize)>,
+    expires: Mutex<HashMap<String, Instant>>,
+    calls: Mutex<HashMap<String, usize>>,
+    events: Mutex<Vec<(String, &'static str)>>,
+    counter: Counter,
+}
+
+impl Issuer {
+    fn new(
+        validity: Duration,
+        renew_in: Option<Duration>,
+        fail: Vec<(&'static str, usize)>,
+    ) -> Arc<Issuer> {
+        Arc::new(Issuer {
+            validity,
+            renew_in,
+            fail,
+            expires: Mutex::default(),
+            calls: Mutex::default(),
+            events: Mutex::default(),
+            counter: Counter::default(),
+        })
+    }
+    fn provision(self: &Arc<Self>) -> Provision {
+        let me = self.clone();
+        Arc::new(move |c: ContainerInfo| {
+            let me = me.clone();
+            Box::pin(async move {
+                let n = me.counter.now.fetch_add(1, Ordering::SeqCst) + 1;
+                me.counter.most.fetch_max(n, Ordering::SeqCst);
+                if !me.counter.busy.lock().unwrap().insert(c.id.clone()) {
+                    me.counter.overlaps.fetch_add(1, Ordering::SeqCst);
+                }
+                let call = {
+                    let mut calls = me.calls.lock().unwrap();
+                    let n = calls.entry(c.id.clone()).or_default();
+                    *n += 1;
+                    *n
+                };
+                let now = Instant::now();
+                if me
+                    .expires
+                    .lock()
+                    .unwrap()
+                    .get(&c.id)
+                    .is_some_and(|e| *e <= now)
+                {
+                    me.events.lock().unwrap().push((c.id.clone(), "expired"));
+                }
+                // A provision takes a while (of the paused clock).
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                me.counter.busy.lock().unwrap().remove(&c.id);
+                me.counter.now.fetch_sub(1, Ordering::SeqCst);
+                if me.fail.iter().any(|(id, n)| *id == c.id && *n == call) {
+                    me.events.lock().unwrap().push((c.id.clone(), "failed"));
+                    return Err(Failure::plain(3, "cannot provision: refused"));
+                }
+                me.expires
+                    .lock()
+                    .unwrap()
+                    .insert(c.id.clone(), now + me.validity);
+                me.events.lock().unwrap().push((c.id.clone(), "issued"));
+                Ok(Provided {
+                    detail: "1 key(s)".into(),
+                    renew_in: me.renew_in,
+                })
+            })
+        })
+    }
+    fn of(&self, id: &str) -> Vec<&'static str> {
+        let events = self.events.lock().unwrap();
+        events
+            .iter()
+            .filter(|(i, _)| i == id)
+            .map(|(_, e)| *e)
+            .collect()
+    }
+}
+
+fn with_certificate(validity: &str) -> bottle::ssh::Plan {
+    bottle::ssh::Plan {
+        ssh: vec![
+            bottle::ssh::SshEntry {
+                host: "plain".into(),
+                ..Default::default()
+            },
+            bottle::ssh::SshEntry {
+                host: "a".into(),
+                certificate_authority: Some("/ca".into()),
+                validity: Some(bottle::ssh::Lifetime::Text(validity.into())),
+                ..Default::default()
+            },
+            bottle::ssh::SshEntry {
+                host: "b".into(),
+                certificate_authority: Some("/ca".into()),
+                // The default validity (1h): longer, not the shortest.
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn the_renewal_comes_from_the_shortest_certificate_validity_and_none_without_one() {
+    let after = |v: &str| renewal_after(&with_certificate(v)).map(|d| d.as_secs_f64());
+    assert_eq!(after("6s"), Some(3.0));
+    assert_eq!(after("90s"), Some(45.0));
+    assert_eq!(after("3m"), Some(120.0));
+    assert_eq!(after("30m"), Some(1200.0));
+    // Beyond the default, the 1h entry is the shortest.
+    assert_eq!(after("2h"), Some(2400.0));
+    let mut plain = with_certificate("6s");
+    plain.ssh.retain(|e| e.certificate_authority.is_none());
+    assert_eq!(renewal_after(&plain), None);
+}
+
+/// Paused time: the watch's timers run on tokio's clock, which jumps when
+/// everything waits, so seconds of validity take no real time.
+#[tokio::test(start_paused = true)]
+async fn certificates_are_renewed_before_expiry_repeatedly_and_a_failed_renewal_is_retried() {
+    let fake = Arc::new(Fake::default());
+    let tx = fake.subscription();
+    for id in ["a", "b", "c"] {
+        fake.run(id);
+    }
+    let validity = Duration::from_secs(6);
+    let renew_in = renewal_after(&with_certificate("6s"));
+    // b's second and third provisions (its first two renewals) fail.
+    let issuer = Issuer::new(validity, renew_in, vec![("b", 2), ("b", 3)]);
+    let log = Log::default();
+    let steps = async {
+        // Bounded on the paused clock: without renewals this fails, not hangs.
+        let virtual_minutes = Duration::from_secs(120);
+        tokio::time::timeout(virtual_minutes, until(|| issuer.of("a").len() >= 6))
+            .await
+            .expect("a renewed five times");
+        // A restart while a renewal waits: provisioned after its settle,
+        // not at the renewal's time (the next renewal counts from it).
+        let before = issuer.of("c").len();
+        tx.send(ev("c", "restart")).unwrap();
+        until(|| issuer.of("c").len() > before).await;
+        let b_issued = || issuer.of("b").iter().filter(|e| **e == "issued").count() >= 3;
+        tokio::time::timeout(virtual_minutes, until(b_issued))
+            .await
+            .expect("b renewed after its failures");
+        // A container that dies is forgotten: no renewal afterwards.
+        tx.send(ev("c", "die")).unwrap();
+        until(|| log.count("forgot", Some("c")) == 1).await;
+        fake.running.lock().unwrap().retain(|c| c.id != "c");
+        let c_done = issuer.of("c").len();
+        tokio::time::sleep(validity * 4).await;
+        assert_eq!(issuer.of("c").len(), c_done, "renewed after it died");
+    };
+    let code = watch(
+        fake.clone(),
+        opts(2),
+        issuer.provision(),
+        &|a| log.push(a),
+        steps,
+    )
+    .await;
+    assert_eq!(code, 0);
+    // a: issued again and again, never after the previous one expired.
+    let a = issuer.of("a");
+    assert!(a.len() >= 6 && a.iter().all(|e| *e == "issued"), "{a:?}");
+    assert_eq!(log.count("provisioned", Some("a")), 1, "the listing's");
+    assert!(log.count("renewed", Some("a")) >= 5);
+    // b: two failures, each retried, then renewed on; the 3 s schedule
+    // leaves room for the retries before the first certificate expires.
+    let b = issuer.of("b");
+    assert_eq!(&b[..4], ["issued", "failed", "failed", "issued"], "{b:?}");
+    assert!(!b.contains(&"expired"), "{b:?}");
+    assert_eq!(log.count("failed", Some("b")), 2);
+    assert!(!issuer.of("c").contains(&"expired"));
+    assert_eq!(log.count("provisioned", Some("c")), 2, "listed, restart");
+    assert_eq!(issuer.counter.overlaps.load(Ordering::SeqCst), 0);
+    assert!(issuer.counter.most.load(Ordering::SeqCst) <= 2, "--jobs");
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_certificate_entries_nothing_is_renewed() {
+    let fake = Arc::new(Fake::default());
+    fake.run("a");
+    assert_eq!(renewal_after(&bottle::ssh::Plan::default()), None);
+    let issuer = Issuer::new(Duration::from_secs(6), None, vec![]);
+    let log = Log::default();
+    let steps = async {
+        until(|| issuer.of("a").len() == 1).await;
+        tokio::time::sleep(Duration::from_secs(3 * 3600)).await;
+    };
+    watch(fake, opts(2), issuer.provision(), &|a| log.push(a), steps).await;
+    assert_eq!(issuer.of("a"), ["issued"]);
+    assert_eq!(log.count("renewed", None), 0);
 }
