@@ -393,6 +393,55 @@ async fn check_abstract_name_taken_by_the_user_is_refused(env: &TestEnv) {
     assert_bottle_unchanged(env).await;
 }
 
+/// A user-writable directory first on `PATH` full of look-alike
+/// `ssh-agent`, `ssh-add`, `socat` and shell tools, planted by the user:
+/// in the sidecar layout root (in the bottle and in the sidecar) runs none
+/// of them, and provision, verify and deprovision work.
+async fn check_users_look_alikes_are_not_run(env: &TestEnv) {
+    const PLANT: &str = r#"
+for t in ssh-agent ssh-add socat id sed tr grep cat rm mkdir mv chmod sleep stat readlink find head mktemp; do
+  printf '#!/bin/sh\nfor d in /usr/bin /bin; do [ -x "$d/id" ] && echo "$("$d/id" -u) $0" >> /tmp/fake-ran && break; done\nfor d in /usr/bin /bin; do [ -x "$d/%s" ] && exec "$d/%s" "$@"; done\nexit 127\n' "$t" "$t" > "/usr/local/bin/$t"
+  chmod 755 "/usr/local/bin/$t"
+done
+"#;
+    let keys = keys();
+    let plan = plan(&keys);
+    // The gate first: its readiness probe is the test's own root socat.
+    start_sshd(env, &[PORT], &[&keys.host], &[public(&keys.user)]).await;
+    env.sh("mkdir -p /usr/local/bin && chmod 777 /usr/local/bin", &[])
+        .await;
+    let out = env.exec_as(USER, &["sh", "-c", PLANT]).await;
+    assert_success(&out, "plant look-alikes as the user");
+    provision_sidecar(env, &plan)
+        .await
+        .unwrap_or_else(|e| panic!("provision (sidecar): {e}"));
+    assert_success(&ssh_a(env).await, "ssh a as the user");
+    let admin = env.admin();
+    let v = sidecar::verify(
+        admin.as_ref(),
+        env.bottle(),
+        &plan,
+        &Target::default(),
+        &Options::default(),
+    )
+    .await
+    .unwrap();
+    assert!(v.ok(), "{:#?}", v.failures().collect::<Vec<_>>());
+    sidecar::deprovision(admin.as_ref(), env.bottle(), &Target::default())
+        .await
+        .unwrap();
+    let ran = env
+        .sh(
+            "PATH=/usr/bin:/bin; cat /tmp/fake-ran 2>/dev/null; true",
+            &[],
+        )
+        .await;
+    assert!(
+        !ran.lines().any(|l| l.starts_with("0 ")),
+        "root ran the user's programs:\n{ran}"
+    );
+}
+
 /// `bottlectl` with `CLAUDE_BOTTLE_AGENT=sidecar`: one container, then two
 /// at once (each gets its own sidecar), verify passes, deprovision removes both.
 async fn check_bottlectl_agent_sidecar(env: &TestEnv) {
@@ -442,4 +491,5 @@ engine_tests!(
     check_foreign_container_by_the_sidecars_name_is_refused,
     check_missing_agent_image_is_refused,
     check_bottlectl_agent_sidecar,
+    check_users_look_alikes_are_not_run,
 );
