@@ -428,8 +428,111 @@ async fn check_bad_certificate_input_is_refused_untouched(env: &TestEnv) {
     }
 }
 
+/// The agent's and forwarder's records (pid and start time), as root.
+async fn agent_records(env: &TestEnv) -> String {
+    env.sh(
+        "cat /run/claude-bottle/agent.pid /run/claude-bottle/forwarder.pid",
+        &[],
+    )
+    .await
+}
+
+/// `bottlectl --json watch` with a `Validity = "6s"` certificate keeps
+/// `ssh a` working as the user across more than two validity periods: it
+/// renews (a new certificate each time, logged `renewed`) into the same
+/// agent and forwarder.
+async fn check_watch_renews_certificates_before_they_expire(env: &TestEnv) {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let hk = keygen_with(d, "host", "ed25519", &[], "");
+    let ca = keygen_with(d, "bottle_ca", "ed25519", &[], "");
+    let sshd = start_ca_gate(env, &hk, &ca).await;
+    let manifest = d.join("bottle.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[gate]\nhost = \"127.0.0.1\"\n[gate.ports]\na = {GATE}\n\n\
+             [[ssh]]\nHost = \"a\"\nHostname = \"a.git.example\"\nUser = \"git\"\n\
+             KnownHostKey = \"{}\"\nCertificateAuthority = \"{}\"\n\
+             Principals = [\"{PRINCIPAL}\"]\nValidity = \"6s\"\n",
+            public(&hk),
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(bottle_integration_tests::bottlectl_path());
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", d)
+        .env("XDG_CONFIG_HOME", d.join("xdg"))
+        .current_dir(d)
+        .args(["--runtime", env.engine().name(), "--host", env.endpoint()])
+        .args(["--json", "watch", "--filter"])
+        .arg(format!("name=^{}$", env.bottle()))
+        .arg("-m")
+        .arg(&manifest)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("spawn bottlectl watch");
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let (sink, out) = (lines.clone(), child.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            sink.lock()
+                .unwrap()
+                .push(serde_json::from_str(&line).unwrap());
+        }
+    });
+    let count = |action: &str| {
+        let l = lines.lock().unwrap();
+        l.iter().filter(|v| v["action"] == action).count()
+    };
+    let dump = || format!("{:#?}", lines.lock().unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while count("provisioned") == 0 {
+        assert!(std::time::Instant::now() < deadline, "{}", dump());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let t0 = std::time::Instant::now();
+    assert_success(&ssh_a(env).await, "ssh a at t=0");
+    let records = agent_records(env).await;
+    assert!(!records.trim().is_empty());
+    // More than two validities (6 s each) later.
+    tokio::time::sleep(Duration::from_secs(14).saturating_sub(t0.elapsed())).await;
+    let out = ssh_a(env).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_success(&out, &format!("ssh a at t=14s\n{}", dump()));
+    assert_eq!(
+        agent_records(env).await,
+        records,
+        "agent or forwarder restarted"
+    );
+    let renewed: Vec<serde_json::Value> = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|v| v["action"] == "renewed")
+        .cloned()
+        .collect();
+    assert!(renewed.len() >= 3, "{}", dump());
+    assert!(renewed.iter().all(|v| v["after"] == "certificate renewal"));
+    assert_eq!(count("failed"), 0, "{}", dump());
+    // The login at 14 s used a certificate issued after the first expired.
+    let log = sshd_log(env, &sshd).await;
+    let serials: std::collections::HashSet<&str> = log
+        .lines()
+        .filter(|l| l.contains("Accepted certificate ID"))
+        .filter_map(|l| l.split("(serial ").nth(1))
+        .collect();
+    assert_eq!(serials.len(), 2, "{log}");
+}
+
 engine_tests!(
     check_certificate_logs_in_renews_and_never_ships_the_ca,
     check_expired_certificate_is_refused_and_reported,
     check_bad_certificate_input_is_refused_untouched,
+    check_watch_renews_certificates_before_they_expire,
 );
