@@ -32,7 +32,17 @@ struct Watch {
 
 impl Watch {
     fn start(env: &TestEnv, home: &Path, host: Option<&str>, args: &[&str]) -> Watch {
-        let mut cmd = ctl(env, home, host.unwrap_or(env.endpoint()), &[]);
+        Watch::start_with(env, home, host, args, &[])
+    }
+
+    fn start_with(
+        env: &TestEnv,
+        home: &Path,
+        host: Option<&str>,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Watch {
+        let mut cmd = ctl(env, home, host.unwrap_or(env.endpoint()), envs);
         cmd.args(["--json", "watch"])
             .args(args)
             .stdin(Stdio::null())
@@ -483,7 +493,59 @@ async fn check_watch_refuses_an_encrypted_key_without_askpass(env: &TestEnv) {
     assert_eq!(code, Some(0), "{dump}");
 }
 
+/// `agent = sidecar`: the watch provisions each bottle with its own agent
+/// sidecar (no ssh-agent in the bottle), and after a restart (a new network
+/// namespace) with a new one.
+async fn check_watch_uses_the_sidecar_layout(env: &TestEnv) {
+    use bottle_ssh::sidecar::{sidecar_name, LABEL_FOR, LABEL_STARTED};
+    ensure_bottlectl().await;
+    let keys = Keys::new();
+    let manifest = keys.manifest();
+    let home = tempfile::tempdir().unwrap();
+    let key = env.unique_name("watchsc");
+    let filter = format!("label={key}");
+    let bottle = labelled(env, "sc", &key).await;
+    env.own(sidecar_name(&bottle));
+    let mut w = Watch::start_with(
+        env,
+        home.path(),
+        None,
+        &["--filter", &filter, "-m", manifest.to_str().unwrap()],
+        &[("CLAUDE_BOTTLE_AGENT", "sidecar")],
+    );
+    w.until("provisioned", |w| w.count("provisioned", &bottle) == 1)
+        .await;
+    let admin = env.admin();
+    let first = admin.details(&sidecar_name(&bottle)).await.unwrap();
+    let id = env.rt().inspect(&bottle).await.unwrap().id;
+    assert_eq!(first.labels.get(LABEL_FOR), Some(&id), "{}", w.dump());
+    assert_eq!(
+        bottle_integration_tests::ssh_fixtures::live_processes(env.rt(), &bottle, "ssh-agent")
+            .await,
+        0,
+        "an agent runs in the bottle"
+    );
+    user_sees_two_keys(env, &bottle).await;
+
+    admin.stop(&bottle).await.unwrap();
+    admin.start(&bottle).await.unwrap();
+    w.until("provisioned again", |w| {
+        w.count("provisioned", &bottle) >= 2
+    })
+    .await;
+    let second = admin.details(&sidecar_name(&bottle)).await.unwrap();
+    assert_ne!(
+        first.labels.get(LABEL_STARTED),
+        second.labels.get(LABEL_STARTED),
+        "the restarted bottle kept its old sidecar"
+    );
+    user_sees_two_keys(env, &bottle).await;
+    let (code, dump) = w.terminate().await;
+    assert_eq!(code, Some(0), "{dump}");
+}
+
 engine_tests!(
+    check_watch_uses_the_sidecar_layout,
     check_watch_keeps_labelled_bottles_provisioned,
     check_watch_reconnects_and_provisions_what_started_meanwhile,
     check_watch_refuses_an_encrypted_key_without_askpass,

@@ -347,10 +347,14 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
                 shown.join(" "),
                 manifest.path.display()
             ));
+            let placement = many::Placement {
+                target: config.settings.target(),
+                agent: agent_layout(&config.settings),
+            };
             let provision = watch::provisioner(
-                sel.runtime.clone(),
+                &sel,
+                placement,
                 std::sync::Arc::new(manifest),
-                config.settings.target(),
                 prompt,
                 args.strict,
             );

@@ -674,27 +674,52 @@ fn seconds(d: Duration) -> String {
 }
 
 /// The provision function the CLI runs: bottle-ssh on the container's id,
-/// with the watch's one manifest (whose certificates set the renewal).
+/// with the watch's one manifest (whose certificates set the renewal), in
+/// the agent layout of the settings (a sidecar per bottle, replaced when
+/// the bottle restarted, in `sidecar`).
 pub fn provisioner(
-    rt: Arc<dyn ContainerRuntime>,
+    sel: &bottle::Selection,
+    placement: crate::many::Placement,
     manifest: Arc<Manifest>,
-    target: bottle::ssh::Target,
     prompt: Arc<crate::keys::Prompt>,
     strict: bool,
 ) -> Provision {
-    let target = Arc::new(target);
+    let (rt, admin) = (sel.runtime.clone(), sel.admin.clone());
+    let target = Arc::new(placement.target);
+    let agent = Arc::new(placement.agent);
     let renew_in = renewal_after(&manifest.plan);
     Arc::new(move |c: ContainerInfo| {
-        let (rt, manifest, target, prompt) =
-            (rt.clone(), manifest.clone(), target.clone(), prompt.clone());
+        let (rt, admin, agent, manifest, target, prompt) = (
+            rt.clone(),
+            admin.clone(),
+            agent.clone(),
+            manifest.clone(),
+            target.clone(),
+            prompt.clone(),
+        );
         Box::pin(async move {
             let opts = bottle::ssh::Options {
                 passphrase: Some(prompt.as_ref()),
                 strict,
             };
-            match bottle::ssh::provision_with(rt.as_ref(), &c.id, &manifest.plan, &target, &opts)
-                .await
-            {
+            let result = match agent.as_ref() {
+                bottle::ssh::sidecar::AgentLayout::Sidecar { image } => {
+                    bottle::ssh::sidecar::provision(
+                        admin.as_ref(),
+                        &c.id,
+                        &manifest.plan,
+                        &target,
+                        &opts,
+                        image.as_deref(),
+                    )
+                    .await
+                }
+                _ => {
+                    bottle::ssh::provision_with(rt.as_ref(), &c.id, &manifest.plan, &target, &opts)
+                        .await
+                }
+            };
+            match result {
                 Ok(r) => {
                     let mut detail =
                         format!("{} key(s) loaded, agent pid {}", r.keys.len(), r.agent.pid);
