@@ -1,5 +1,6 @@
-//! Support for the `bench` binary (`src/bin/bench.rs`): a runtime wrapper
-//! that counts engine requests, and small statistics helpers. Public so tests
+//! Support for the `bench` binary (`src/bin/bench.rs`): request counts from
+//! a recording runtime, a wrapper that times scripts inside the container,
+//! and small statistics helpers. Public so tests
 //! can count requests the same way.
 
 use async_trait::async_trait;
@@ -7,11 +8,10 @@ use bottle_runtime::{
     ContainerInfo, ContainerRuntime, CopyEntry, Engine, EngineInfo, ExecOutput, ExecRequest, Result,
 };
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// Requests made through a [`CountingRuntime`], by kind.
+/// Requests made through a recording runtime, by kind ([`take_counts`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counts {
     pub execs: usize,
@@ -39,62 +39,15 @@ impl fmt::Display for Counts {
     }
 }
 
-/// Forwards every call to the runtime it wraps and counts it. Only counts:
-/// nothing sent (argv, stdin, file bytes) is kept or printed.
-#[derive(Debug)]
-pub struct CountingRuntime {
-    inner: Arc<dyn ContainerRuntime>,
-    execs: AtomicUsize,
-    copies: AtomicUsize,
-    other: AtomicUsize,
-}
-
-impl CountingRuntime {
-    pub fn new(inner: Arc<dyn ContainerRuntime>) -> Self {
-        CountingRuntime {
-            inner,
-            execs: AtomicUsize::new(0),
-            copies: AtomicUsize::new(0),
-            other: AtomicUsize::new(0),
-        }
-    }
-
-    /// The counts so far, resetting them to zero.
-    pub fn take(&self) -> Counts {
-        Counts {
-            execs: self.execs.swap(0, Ordering::SeqCst),
-            copies: self.copies.swap(0, Ordering::SeqCst),
-            other: self.other.swap(0, Ordering::SeqCst),
-        }
-    }
-}
-
-#[async_trait]
-impl ContainerRuntime for CountingRuntime {
-    fn engine(&self) -> Engine {
-        self.inner.engine()
-    }
-    fn endpoint(&self) -> &str {
-        self.inner.endpoint()
-    }
-    fn capabilities(&self) -> bottle_runtime::Capabilities {
-        self.inner.capabilities()
-    }
-    async fn version(&self) -> Result<EngineInfo> {
-        self.other.fetch_add(1, Ordering::SeqCst);
-        self.inner.version().await
-    }
-    async fn inspect(&self, container: &str) -> Result<ContainerInfo> {
-        self.other.fetch_add(1, Ordering::SeqCst);
-        self.inner.inspect(container).await
-    }
-    async fn exec(&self, container: &str, request: ExecRequest) -> Result<ExecOutput> {
-        self.execs.fetch_add(1, Ordering::SeqCst);
-        self.inner.exec(container, request).await
-    }
-    async fn copy(&self, container: &str, entries: &[CopyEntry]) -> Result<()> {
-        self.copies.fetch_add(1, Ordering::SeqCst);
-        self.inner.copy(container, entries).await
+/// The requests `recording` saw since the last take, by kind (and clears
+/// them): counted from [`Recording`](bottle_runtime::testing::Recording)'s
+/// calls, the one call-recording wrapper.
+pub fn take_counts(recording: &bottle_runtime::testing::Recording) -> Counts {
+    let (execs, copies, other) = recording.take_counts();
+    Counts {
+        execs,
+        copies,
+        other,
     }
 }
 

@@ -21,7 +21,7 @@
 //! Every container is started with network `none` and label `bottle-bench`,
 //! and removed (force, no grace period) before the engine's section ends.
 
-use bottle_integration_tests::bench::{median, CountingRuntime, Counts, TimingRuntime};
+use bottle_integration_tests::bench::{median, take_counts, Counts, TimingRuntime};
 use bottle_integration_tests::harness::{connect, requested_engines, source_chain, Connection};
 use bottle_integration_tests::image::ensure_test_image;
 use bottle_runtime::{ContainerRuntime, CopyEntry, Engine, ExecRequest, RunSpec};
@@ -235,7 +235,7 @@ async fn provision_counted(
     bottle: &str,
     plan: &Plan,
 ) -> BoxResult<(f64, Counts, ProvisionReport)> {
-    let counting = CountingRuntime::new(rt.clone());
+    let counting = bottle_runtime::testing::Recording::new(rt.clone());
     let t = Instant::now();
     let report = bottle_ssh::provision(&counting, bottle, plan, &Target::default()).await?;
     let elapsed = ms(t);
@@ -247,7 +247,7 @@ async fn provision_counted(
         )
         .into());
     }
-    Ok((elapsed, counting.take(), report))
+    Ok((elapsed, take_counts(&counting), report))
 }
 
 fn counts_cell(all: &[Counts]) -> String {
