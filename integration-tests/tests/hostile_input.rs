@@ -677,7 +677,11 @@ async fn check_odd_inputs_that_must_work(env: &TestEnv) {
     fingerprints.push(fingerprint(&f.key));
     // A host key with a trailing comment (and line break) is fine.
     ssh[0].known_host_key = Some(format!("{} trailing comment here\n", f.public().trim()));
-    let plan = Plan { signing: None, gate: None, ssh };
+    let plan = Plan {
+        signing: None,
+        gate: None,
+        ssh,
+    };
     fingerprints.sort();
 
     let report = bottle_ssh::provision(env.rt(), env.bottle(), &plan, &Target::default())

@@ -323,11 +323,7 @@ async fn check_file_names_cannot_forge_report_lines(env: &TestEnv) {
     let report = bottle_ssh::verify(env.rt(), env.bottle(), &keys.plan(), &Target::default())
         .await
         .unwrap_or_else(|e| panic!("verify: {e}"));
-    assert!(
-        report.ok(),
-        "{:#?}",
-        report.failures().collect::<Vec<_>>()
-    );
+    assert!(report.ok(), "{:#?}", report.failures().collect::<Vec<_>>());
     assert!(
         !format!("{report:?}").contains("forged"),
         "a planted name reached the report"
