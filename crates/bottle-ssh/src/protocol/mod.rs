@@ -4,7 +4,7 @@
 //!
 //! The container can print anything (a user's file name, a symlink's
 //! target, a planted program's output), so reading is strict: a line no
-//! reader knows is an error naming the line (escaped, cut short), never
+//! reader knows is an error naming the line (cut short), never
 //! skipped; lists are bounded; numbers are parsed, not trusted. The scripts'
 //! text uses the words literally; `tests::every_word_the_scripts_print_is_known`
 //! checks both directions.
@@ -100,7 +100,10 @@ const MAX_ITEMS: usize = 256;
 /// Most reasons kept for "not trusted" (each is a line of an error).
 const MAX_UNTRUSTED: usize = 20;
 
-/// Why a script's output could not be read: the offending line, escaped.
+/// Why a script's output could not be read: the offending line, cut to
+/// 200 characters. Its bytes are kept as the container printed them, as
+/// in every error of this crate: a terminal sink escapes them (bottlectl
+/// does, at its output), `--json` and library callers get the real text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Unreadable(pub String);
 
@@ -108,7 +111,7 @@ impl Unreadable {
     fn line(what: &str, line: &str) -> Unreadable {
         let shown: String = line.chars().take(200).collect();
         let cut = if shown.len() < line.len() { "…" } else { "" };
-        Unreadable(format!("{what}: {:?}{cut}", shown))
+        Unreadable(format!("{what}: `{shown}`{cut}"))
     }
 }
 

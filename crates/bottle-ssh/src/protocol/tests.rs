@@ -238,7 +238,7 @@ fn podmans_dropped_output_reads_as_not_done() {
 }
 
 #[test]
-fn hostile_and_garbled_lines_are_refused_and_shown_escaped() {
+fn hostile_and_garbled_lines_are_refused_and_named() {
     let cases = [
         "agent-started 12abc\ndone\n",
         "agent-started -1\n",
@@ -253,10 +253,9 @@ fn hostile_and_garbled_lines_are_refused_and_shown_escaped() {
     ];
     for out in cases {
         let e = provision_root(out).unwrap_err();
-        assert!(!e.0.contains('\x1b') && !e.0.contains('\x07'), "{e}");
+        let first = out.lines().next().unwrap();
+        assert!(e.0.contains(&format!("`{first}`")), "{e}");
     }
-    let e = provision_root("\x1b]0;t\x07\n").unwrap_err();
-    assert!(e.0.contains("\\u{1b}"), "{e}");
     // A line of the other exec is not accepted in this one's report.
     assert!(user_files("agent-started 5\n").is_err());
     assert!(verify_user("keyfile /x\n").is_err());
