@@ -222,30 +222,11 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
                 manifest.path.display()
             ));
             let target = config.settings.target();
-            let report = match config.settings.agent {
-                AgentChoice::Bottle => {
-                    bottle::ssh::provision_with(
-                        sel.runtime.as_ref(),
-                        container,
-                        &manifest.plan,
-                        &target,
-                        &opts,
-                    )
+            let agent = agent_layout(&config.settings);
+            let report =
+                many::provision_in(&sel, &agent, container, &manifest.plan, &target, &opts)
                     .await
-                }
-                AgentChoice::Sidecar => {
-                    bottle::ssh::sidecar::provision(
-                        sel.admin.as_ref(),
-                        container,
-                        &manifest.plan,
-                        &target,
-                        &opts,
-                        config.settings.agent_image.as_deref(),
-                    )
-                    .await
-                }
-            }
-            .map_err(|e| ssh_failure(e, Some(&manifest), "cannot provision", container))?;
+                    .map_err(|e| ssh_failure(e, Some(&manifest), "cannot provision", container))?;
             keys::warnings(out, &report);
             output::provision(out, &sel, &manifest, &report);
             Ok(0)
@@ -264,29 +245,10 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
             };
             let sel = select(&config.settings, Some(container), out).await?;
             let target = config.settings.target();
-            let report = match config.settings.agent {
-                AgentChoice::Bottle => {
-                    bottle::ssh::verify_with(
-                        sel.runtime.as_ref(),
-                        container,
-                        &manifest.plan,
-                        &target,
-                        &opts,
-                    )
-                    .await
-                }
-                AgentChoice::Sidecar => {
-                    bottle::ssh::sidecar::verify(
-                        sel.admin.as_ref(),
-                        container,
-                        &manifest.plan,
-                        &target,
-                        &opts,
-                    )
-                    .await
-                }
-            }
-            .map_err(|e| ssh_failure(e, Some(&manifest), "cannot verify", container))?;
+            let agent = agent_layout(&config.settings);
+            let report = many::verify_in(&sel, &agent, container, &manifest.plan, &target, &opts)
+                .await
+                .map_err(|e| ssh_failure(e, Some(&manifest), "cannot verify", container))?;
             output::verify(out, &sel, container, &report);
             Ok(if report.ok() { 0 } else { 1 })
         }
@@ -300,15 +262,10 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
                 return run_many(out, &config, &args.targets, many::Op::Deprovision, prompt).await;
             };
             let sel = select(&config.settings, Some(container), out).await?;
-            let report = match config.settings.agent {
-                AgentChoice::Bottle => {
-                    bottle::deprovision(sel.runtime.as_ref(), container, &target).await
-                }
-                AgentChoice::Sidecar => {
-                    bottle::ssh::sidecar::deprovision(sel.admin.as_ref(), container, &target).await
-                }
-            }
-            .map_err(|e| ssh_failure(e, None, "cannot deprovision", container))?;
+            let agent = agent_layout(&config.settings);
+            let report = many::deprovision_in(&sel, &agent, container, &target)
+                .await
+                .map_err(|e| ssh_failure(e, None, "cannot deprovision", container))?;
             output::deprovision(out, &sel, &report);
             Ok(0)
         }

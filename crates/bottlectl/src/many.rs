@@ -67,6 +67,65 @@ pub struct Placement {
     pub agent: AgentLayout,
 }
 
+/// `provision` in the agent layout: the agent in the bottle, or in its
+/// sidecar (made or replaced through the engine's admin side).
+pub async fn provision_in(
+    sel: &Selection,
+    agent: &AgentLayout,
+    container: &str,
+    plan: &bottle::ssh::Plan,
+    target: &Target,
+    opts: &Options<'_>,
+) -> Result<bottle::ssh::ProvisionReport, bottle::ssh::Error> {
+    match agent {
+        AgentLayout::Sidecar { image } => {
+            bottle::ssh::sidecar::provision(
+                sel.admin.as_ref(),
+                container,
+                plan,
+                target,
+                opts,
+                image.as_deref(),
+            )
+            .await
+        }
+        _ => bottle::ssh::provision_with(sel.runtime.as_ref(), container, plan, target, opts).await,
+    }
+}
+
+/// `verify` in the agent layout.
+pub async fn verify_in(
+    sel: &Selection,
+    agent: &AgentLayout,
+    container: &str,
+    plan: &bottle::ssh::Plan,
+    target: &Target,
+    opts: &Options<'_>,
+) -> Result<bottle::ssh::VerifyReport, bottle::ssh::Error> {
+    match agent {
+        AgentLayout::Sidecar { .. } => {
+            bottle::ssh::sidecar::verify(sel.admin.as_ref(), container, plan, target, opts).await
+        }
+        _ => bottle::ssh::verify_with(sel.runtime.as_ref(), container, plan, target, opts).await,
+    }
+}
+
+/// `deprovision` in the agent layout (the sidecar too, when it is this
+/// bottle's).
+pub async fn deprovision_in(
+    sel: &Selection,
+    agent: &AgentLayout,
+    container: &str,
+    target: &Target,
+) -> Result<bottle::ssh::DeprovisionReport, bottle::ssh::Error> {
+    match agent {
+        AgentLayout::Sidecar { .. } => {
+            bottle::ssh::sidecar::deprovision(sel.admin.as_ref(), container, target).await
+        }
+        _ => bottle::deprovision(sel.runtime.as_ref(), container, target).await,
+    }
+}
+
 /// The named containers, then the filters' matches not named already
 /// (by name or id), in the engine's order (by name).
 pub async fn resolve(
@@ -228,29 +287,15 @@ async fn one(shared: &Shared, container: &str) -> Outcome {
     };
     match &shared.op {
         Op::Provision { manifest, strict } => {
-            let result = match &shared.agent {
-                AgentLayout::Bottle => {
-                    bottle::ssh::provision_with(
-                        rt,
-                        container,
-                        &manifest.plan,
-                        target,
-                        &opts(*strict),
-                    )
-                    .await
-                }
-                AgentLayout::Sidecar { image } => {
-                    bottle::ssh::sidecar::provision(
-                        sel.admin.as_ref(),
-                        container,
-                        &manifest.plan,
-                        target,
-                        &opts(*strict),
-                        image.as_deref(),
-                    )
-                    .await
-                }
-            };
+            let result = provision_in(
+                sel,
+                &shared.agent,
+                container,
+                &manifest.plan,
+                target,
+                &opts(*strict),
+            )
+            .await;
             match result {
                 Ok(r) => Outcome {
                     container: container.to_string(),
@@ -271,22 +316,15 @@ async fn one(shared: &Shared, container: &str) -> Outcome {
             }
         }
         Op::Verify { manifest, strict } => {
-            let result = match &shared.agent {
-                AgentLayout::Bottle => {
-                    bottle::ssh::verify_with(rt, container, &manifest.plan, target, &opts(*strict))
-                        .await
-                }
-                AgentLayout::Sidecar { .. } => {
-                    bottle::ssh::sidecar::verify(
-                        sel.admin.as_ref(),
-                        container,
-                        &manifest.plan,
-                        target,
-                        &opts(*strict),
-                    )
-                    .await
-                }
-            };
+            let result = verify_in(
+                sel,
+                &shared.agent,
+                container,
+                &manifest.plan,
+                target,
+                &opts(*strict),
+            )
+            .await;
             match result {
                 Ok(r) => {
                     let failures: Vec<&str> = r.failures().map(|c| c.name.as_str()).collect();
@@ -314,12 +352,7 @@ async fn one(shared: &Shared, container: &str) -> Outcome {
                 ),
             }
         }
-        Op::Deprovision => match match &shared.agent {
-            AgentLayout::Bottle => bottle::deprovision(rt, container, target).await,
-            AgentLayout::Sidecar { .. } => {
-                bottle::ssh::sidecar::deprovision(sel.admin.as_ref(), container, target).await
-            }
-        } {
+        Op::Deprovision => match deprovision_in(sel, &shared.agent, container, target).await {
             Ok(r) => {
                 let pid = |p: Option<u32>| p.map_or_else(|| "none".into(), |p| format!("pid {p}"));
                 Outcome {

@@ -684,14 +684,13 @@ pub fn provisioner(
     prompt: Arc<crate::keys::Prompt>,
     strict: bool,
 ) -> Provision {
-    let (rt, admin) = (sel.runtime.clone(), sel.admin.clone());
+    let sel = Arc::new(sel.clone());
     let target = Arc::new(placement.target);
     let agent = Arc::new(placement.agent);
     let renew_in = renewal_after(&manifest.plan);
     Arc::new(move |c: ContainerInfo| {
-        let (rt, admin, agent, manifest, target, prompt) = (
-            rt.clone(),
-            admin.clone(),
+        let (sel, agent, manifest, target, prompt) = (
+            sel.clone(),
             agent.clone(),
             manifest.clone(),
             target.clone(),
@@ -702,23 +701,9 @@ pub fn provisioner(
                 passphrase: Some(prompt.as_ref()),
                 strict,
             };
-            let result = match agent.as_ref() {
-                bottle::ssh::sidecar::AgentLayout::Sidecar { image } => {
-                    bottle::ssh::sidecar::provision(
-                        admin.as_ref(),
-                        &c.id,
-                        &manifest.plan,
-                        &target,
-                        &opts,
-                        image.as_deref(),
-                    )
-                    .await
-                }
-                _ => {
-                    bottle::ssh::provision_with(rt.as_ref(), &c.id, &manifest.plan, &target, &opts)
-                        .await
-                }
-            };
+            let result =
+                crate::many::provision_in(&sel, &agent, &c.id, &manifest.plan, &target, &opts)
+                    .await;
             match result {
                 Ok(r) => {
                     let mut detail =
