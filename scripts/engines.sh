@@ -20,6 +20,7 @@ command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-serve
 # The integration tests' busybox and sudo test images copy these from the host.
 [ -x /bin/busybox ] || need_pkgs+=(busybox-static)
 [ -x /usr/bin/sudo ] || need_pkgs+=(sudo)
+command -v git >/dev/null || need_pkgs+=(git)  # the test image carries the host's git (signing tests)
 # The lint test checks every embedded script with shellcheck.
 command -v shellcheck >/dev/null || need_pkgs+=(shellcheck)
 for e in "${engines[@]}"; do
