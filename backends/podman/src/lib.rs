@@ -119,6 +119,7 @@ impl fmt::Debug for PodmanRuntime {
 
 impl PodmanRuntime {
     /// endpoint: None => $CONTAINER_HOST, else rootless $XDG_RUNTIME_DIR/podman/podman.sock if that socket exists, else unix:///run/podman/podman.sock.
+    /// An `ssh://` endpoint uses `CONTAINER_SSHKEY` as its identity, as Podman's client does.
     /// Does not contact the engine (lazy); the first call that fails to connect gives Error::Unreachable naming the endpoint.
     pub fn connect(endpoint: Option<&str>, timeout: Duration) -> Result<PodmanRuntime> {
         let endpoint = match endpoint {
@@ -126,7 +127,9 @@ impl PodmanRuntime {
             None => Self::default_endpoint().0,
         };
         if endpoint.starts_with("ssh://") {
-            return Self::connect_ssh(&endpoint, None, timeout);
+            // As Podman's own client: the identity for an ssh:// URI.
+            let identity = connection::PodmanEnv::from_process().sshkey;
+            return Self::connect_ssh(&endpoint, identity, timeout);
         }
         let podman = Podman::new(&endpoint).map_err(|e| Error::Unreachable {
             engine: ENGINE,
