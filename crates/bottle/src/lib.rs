@@ -569,6 +569,32 @@ fn built_in(engine: Engine) -> bool {
     }
 }
 
+/// Connections made while choosing, kept so one bottlectl run connects to
+/// an endpoint once (an `ssh://` endpoint is one ssh login per connection):
+/// `doctor` probes every engine and then selects over the same ones.
+#[derive(Default)]
+struct Connections(std::sync::Mutex<Vec<(Engine, String, Handles)>>);
+
+impl Connections {
+    fn get_or_make(
+        &self,
+        engine: Engine,
+        at: &Where,
+        timeout: Duration,
+    ) -> Result<Handles, SelectError> {
+        let mut made = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, _, h)) = made
+            .iter()
+            .find(|(e, endpoint, _)| *e == engine && *endpoint == at.endpoint)
+        {
+            return Ok(h.clone());
+        }
+        let h = make(engine, at, timeout)?;
+        made.push((engine, at.endpoint.clone(), h.clone()));
+        Ok(h)
+    }
+}
+
 /// A candidate endpoint, probed.
 struct Candidate {
     handles: Option<Handles>,
@@ -603,6 +629,7 @@ async fn probe(
     at: &Where,
     timeout: Duration,
     container: Option<&str>,
+    connections: &Connections,
 ) -> Candidate {
     let (endpoint, from) = (at.endpoint.clone(), at.from.as_str());
     let mut probe = Probe {
@@ -616,7 +643,7 @@ async fn probe(
         has_container: None,
         permission_denied: false,
     };
-    let handles = match make(engine, at, timeout) {
+    let handles = match connections.get_or_make(engine, at, timeout) {
         Ok(h) => h,
         Err(SelectError::Runtime { source, .. }) => {
             probe.error = Some(error_chain(source.as_ref()));
@@ -698,6 +725,26 @@ fn chosen(c: Candidate, why: String, tried: Vec<Probe>) -> Selection {
 /// Probe both engines where they would be reached without choosing: for
 /// `doctor`. Uses the `host` setting for both when it is set.
 pub async fn probe_all(settings: &Settings, container: Option<&str>) -> Vec<Probe> {
+    probe_all_over(settings, container, &Connections::default()).await
+}
+
+/// [`probe_all`], then [`select`] over the same connections: each endpoint
+/// is connected to once (for `ssh://`, one login), as in any other run.
+pub async fn probe_all_then_select(
+    settings: &Settings,
+    container: Option<&str>,
+) -> (Vec<Probe>, Result<Selection, SelectError>) {
+    let connections = Connections::default();
+    let probes = probe_all_over(settings, None, &connections).await;
+    let selection = select_over(settings, container, &connections).await;
+    (probes, selection)
+}
+
+async fn probe_all_over(
+    settings: &Settings,
+    container: Option<&str>,
+    connections: &Connections,
+) -> Vec<Probe> {
     let mut out = Vec::new();
     for engine in [Engine::Docker, Engine::Podman] {
         let at = match where_for(engine, settings) {
@@ -727,7 +774,11 @@ pub async fn probe_all(settings: &Settings, container: Option<&str>) -> Vec<Prob
                 continue;
             }
         };
-        out.push(probe(engine, &at, settings.timeout, container).await.probe);
+        out.push(
+            probe(engine, &at, settings.timeout, container, connections)
+                .await
+                .probe,
+        );
     }
     out
 }
@@ -740,7 +791,15 @@ pub async fn select(
     settings: &Settings,
     container: Option<&str>,
 ) -> Result<Selection, SelectError> {
-    let result = select_inner(settings, container).await;
+    select_over(settings, container, &Connections::default()).await
+}
+
+async fn select_over(
+    settings: &Settings,
+    container: Option<&str>,
+    connections: &Connections,
+) -> Result<Selection, SelectError> {
+    let result = select_inner(settings, container, connections).await;
     match &result {
         Ok(sel) => tracing::info!(
             engine = sel.engine().name(),
@@ -757,6 +816,7 @@ pub async fn select(
 async fn select_inner(
     settings: &Settings,
     container: Option<&str>,
+    connections: &Connections,
 ) -> Result<Selection, SelectError> {
     let timeout = settings.timeout;
     let endpoint_for = |engine: Engine| where_for(engine, settings);
@@ -772,7 +832,7 @@ async fn select_inner(
             return Err(SelectError::NotBuiltIn(engine));
         }
         let at = endpoint_for(engine)?;
-        let c = probe(engine, &at, timeout, None).await;
+        let c = probe(engine, &at, timeout, None, connections).await;
         let tried = vec![c.probe.clone()];
         let why = format!(
             "runtime = {} in settings (endpoint from {})",
@@ -807,7 +867,7 @@ async fn select_inner(
         let mut tried = Vec::new();
         for engine in engines.iter().rev() {
             let at = endpoint_for(*engine)?;
-            let mut c = probe(*engine, &at, timeout, None).await;
+            let mut c = probe(*engine, &at, timeout, None, connections).await;
             tried.push(c.probe.clone());
             if let Some(e) = c.config_problem(&at, &tried) {
                 return Err(e);
@@ -829,7 +889,7 @@ async fn select_inner(
         let mut having = Vec::new();
         for engine in &engines {
             let at = endpoint_for(*engine)?;
-            let mut c = probe(*engine, &at, timeout, Some(name)).await;
+            let mut c = probe(*engine, &at, timeout, Some(name), connections).await;
             tried.push(c.probe.clone());
             if let Some(e) = c.config_problem(&at, &tried) {
                 return Err(e);
@@ -880,7 +940,7 @@ async fn select_inner(
     }
     if !named.is_empty() {
         for (engine, at) in &named {
-            let mut c = probe(*engine, at, timeout, None).await;
+            let mut c = probe(*engine, at, timeout, None, connections).await;
             tried.push(c.probe.clone());
             if let Some(e) = c.config_problem(at, &tried) {
                 return Err(e);
@@ -899,7 +959,7 @@ async fn select_inner(
 
     // 5. Whichever default socket answers.
     for (engine, at) in &defaults {
-        let mut c = probe(*engine, at, timeout, None).await;
+        let mut c = probe(*engine, at, timeout, None, connections).await;
         tried.push(c.probe.clone());
         if let Some(e) = c.config_problem(at, &tried) {
             return Err(e);

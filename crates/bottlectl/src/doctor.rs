@@ -178,8 +178,7 @@ async fn container_checks(
 }
 
 pub async fn run(out: &Out, config: &Config, container: Option<&str>) -> Result<u8, Failure> {
-    let probes = bottle::probe_all(&config.settings, None).await;
-    let selection = bottle::select(&config.settings, container).await;
+    let (probes, selection) = bottle::probe_all_then_select(&config.settings, container).await;
 
     let mut text = String::from("engines:\n");
     for p in &probes {
