@@ -12,6 +12,7 @@
 use bottle_integration_tests::harness::{engines_required, Engine};
 use bottle_integration_tests::ssh_fixtures::{keygen_with, public, start_sshd};
 use bottle_integration_tests::{bottlectl_path, engine_tests, TestEnv};
+use bottle_runtime::ContainerRuntime;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -253,8 +254,11 @@ async fn check_provision_verify_deprovision_over_ssh(env: &TestEnv) {
 
     let out = ctl(env, home.path(), &["verify", bottle, "-m", m], &envs).await;
     expect(&out, 0, "verify over ssh");
+    let before = remote.logins();
     let out = ctl(env, home.path(), &["doctor", bottle], &envs).await;
     expect(&out, 0, "doctor over ssh");
+    // doctor probes every engine, then selects over the same connection.
+    assert_eq!(remote.logins() - before, 1, "logins for one doctor run");
     let shown = text(&out);
     assert!(shown.contains(&remote.endpoint(env)), "{shown}");
     assert!(shown.contains(host_var(env)), "{shown}");
@@ -485,7 +489,47 @@ fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
 
+/// A library user's `PodmanRuntime::connect(Some("ssh://…"))` takes its
+/// identity from `CONTAINER_SSHKEY`, as Podman's own client does: with it
+/// the engine answers over one login, without it the unauthorized key of the
+/// ssh config is refused. (Docker's identity comes from the ssh config.)
+async fn check_podman_connect_uses_container_sshkey(env: &TestEnv) {
+    if env.engine() != Engine::Podman {
+        return;
+    }
+    let Some(remote) = remote_or_skip() else {
+        return;
+    };
+    let url = remote.url(env);
+    let timeout = std::time::Duration::from_secs(20);
+    // This binary's other checks give their bottlectl runs explicit
+    // environments (env_clear), so setting these here reaches only this check.
+    std::env::set_var("BOTTLE_SSH_CONFIG", remote.file("ssh_config_nokey"));
+    std::env::remove_var("CONTAINER_SSHKEY");
+    let without = bottle_podman::PodmanRuntime::connect(Some(&url), timeout)
+        .unwrap()
+        .version()
+        .await;
+    std::env::set_var("CONTAINER_SSHKEY", remote.file("client_key"));
+    let before = remote.logins();
+    let with = bottle_podman::PodmanRuntime::connect(Some(&url), timeout)
+        .unwrap()
+        .version()
+        .await;
+    std::env::remove_var("CONTAINER_SSHKEY");
+    std::env::remove_var("BOTTLE_SSH_CONFIG");
+    assert!(
+        matches!(without, Err(bottle_runtime::Error::Unreachable { .. })),
+        "without CONTAINER_SSHKEY: {without:?}"
+    );
+    let info = with.expect("version over ssh with CONTAINER_SSHKEY");
+    assert!(info.endpoint.starts_with("ssh://"), "{}", info.endpoint);
+    assert_eq!(remote.logins() - before, 1, "logins");
+    assert_eq!(remote.clients(), 0, "ssh left behind");
+}
+
 engine_tests!(
+    check_podman_connect_uses_container_sshkey,
     check_provision_verify_deprovision_over_ssh,
     check_wrong_host_key_and_no_usable_key_exit_3,
     check_context_and_connection_over_ssh,
