@@ -493,3 +493,123 @@ engine_tests!(
     check_bottlectl_agent_sidecar,
     check_users_look_alikes_are_not_run,
 );
+
+/// A bottle removed without `deprovision` (Docker lets it go while its
+/// sidecar runs; Podman refuses, naming the dependent sidecar).
+mod orphans {
+    use super::*;
+
+    /// Docker: the next `bottlectl provision` in the sidecar layout removes
+    /// the removed bottle's sidecar, and only it: a live bottle's sidecar and
+    /// a container whose agent label is not a container id stay. Podman:
+    /// removing the bottle fails while its sidecar runs (nothing orphaned),
+    /// and `bottlectl deprovision` lets it go.
+    async fn check_a_removed_bottles_sidecar_is_removed(env: &TestEnv) {
+        fixtures::ensure_bottlectl().await;
+        let keys = fixtures::Keys::new();
+        let manifest = keys.manifest();
+        let m = manifest.to_str().unwrap();
+        let home = tempfile::tempdir().unwrap();
+        let sidecar_env = [("CLAUDE_BOTTLE_AGENT", "sidecar")];
+        let run = |args: &[&str]| {
+            fixtures::output(fixtures::bottlectl(env, home.path(), args, &sidecar_env))
+        };
+        let admin = env.admin();
+        let gone = env.start_bottle().await.unwrap().name;
+        for b in [env.bottle(), gone.as_str()] {
+            env.own(sidecar_name(b));
+        }
+        let out = run(&["provision", "-m", m, &gone]).await;
+        fixtures::expect_code(&out, 0, "bottlectl provision (sidecar)");
+        let orphan = admin.details(&sidecar_name(&gone)).await.unwrap().info.id;
+        let mut decoy = RunSpec::new(env.image(), ["/bin/sleep", "infinity"]);
+        decoy.network = NetworkMode::None;
+        decoy.labels = vec![(LABEL_FOR.into(), gone.clone())];
+        let decoy = env.run_container(decoy).await.unwrap();
+
+        let removed = admin.remove(&gone).await;
+        let out = run(&["provision", "-m", m, env.bottle()]).await;
+        fixtures::expect_code(&out, 0, "bottlectl provision (sidecar)");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let still = admin.details(&orphan).await;
+        match env.engine() {
+            bottle_integration_tests::harness::Engine::Podman => {
+                let err = removed.expect_err("podman removed a bottle its sidecar depends on");
+                assert!(format!("{err:?}").contains("dependent"), "{err:?}");
+                assert!(
+                    still.unwrap().info.is_running(),
+                    "a live bottle's sidecar was removed"
+                );
+                let out = run(&["deprovision", &gone]).await;
+                fixtures::expect_code(&out, 0, "bottlectl deprovision (sidecar)");
+                admin
+                    .remove(&gone)
+                    .await
+                    .expect("the bottle goes after deprovision");
+            }
+            _ => {
+                removed.expect("remove the bottle");
+                assert!(
+                    matches!(still, Err(bottle_runtime::Error::ContainerNotFound { .. })),
+                    "the removed bottle's sidecar is still there: {still:?}"
+                );
+                assert!(
+                    stderr.contains(&format!("removed agent sidecar `{}`", sidecar_name(&gone))),
+                    "{stderr}"
+                );
+            }
+        }
+        // The live bottle's own sidecar and the decoy stay.
+        assert!(admin
+            .details(&sidecar_name(env.bottle()))
+            .await
+            .unwrap()
+            .info
+            .is_running());
+        assert!(admin.details(&decoy.id).await.unwrap().info.is_running());
+    }
+
+    engine_tests!(check_a_removed_bottles_sidecar_is_removed);
+}
+
+/// What the bottle itself must have in the sidecar layout.
+mod bottle_tools {
+    use super::*;
+
+    /// A bottle without `ssh-agent` (removed from its file system; the
+    /// sidecar, made from the image, has it): provision, `ssh` as the user,
+    /// verify and deprovision work.
+    async fn check_a_bottle_without_ssh_agent_is_served(env: &TestEnv) {
+        let keys = keys();
+        let plan = plan(&keys);
+        start_sshd(env, &[PORT], &[&keys.host], &[public(&keys.user)]).await;
+        env.sh(
+            "for d in /usr/local/bin /usr/bin /bin; do rm -f \"$d/ssh-agent\"; done; \
+             ! command -v ssh-agent",
+            &[],
+        )
+        .await;
+        provision_sidecar(env, &plan)
+            .await
+            .unwrap_or_else(|e| panic!("provision (sidecar) without ssh-agent in the bottle: {e}"));
+        let out = ssh_a(env).await;
+        assert_success(&out, "ssh a as the user");
+        assert_eq!(out.stdout_lossy(), "git\n");
+        let admin = env.admin();
+        let v = sidecar::verify(
+            admin.as_ref(),
+            env.bottle(),
+            &plan,
+            &Target::default(),
+            &Options::default(),
+        )
+        .await
+        .unwrap();
+        assert!(v.ok(), "{:#?}", v.failures().collect::<Vec<_>>());
+        sidecar::deprovision(admin.as_ref(), env.bottle(), &Target::default())
+            .await
+            .unwrap();
+    }
+
+    engine_tests!(check_a_bottle_without_ssh_agent_is_served);
+}

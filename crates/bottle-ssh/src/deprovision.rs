@@ -17,6 +17,16 @@ pub async fn deprovision(
     container: &str,
     target: &Target,
 ) -> Result<DeprovisionReport, Error> {
+    deprovision_checking(rt, container, target, &root_tools()).await
+}
+
+/// [`deprovision`], with root's trust check over `tools` (the layout's).
+pub(crate) async fn deprovision_checking(
+    rt: &dyn ContainerRuntime,
+    container: &str,
+    target: &Target,
+    tools: &[&str],
+) -> Result<DeprovisionReport, Error> {
     const STEP: &str = "deprovision";
     validate_target(target)?;
     let token = lock_token();
@@ -26,7 +36,7 @@ pub async fn deprovision(
         &target.public_socket,
         &token,
     ];
-    args.extend(root_tools());
+    args.extend(tools.iter().copied());
     let root = ExecRequest::script(&scripts::deprovision(), args).user("0");
     let user = ExecRequest::script(&scripts::deprovision_user(), [target.home.as_str()])
         .user(target.user.as_str());

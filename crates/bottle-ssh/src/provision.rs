@@ -94,6 +94,7 @@ pub(crate) fn user_files_request(
     known_hosts: Option<&str>,
     public_keys: &[(String, String)],
     signing: &[String; 4],
+    tools: &[&str],
 ) -> ExecRequest {
     let (config_lines, config) = framed(config);
     let (known_lines, known) = framed(known_hosts.unwrap_or(""));
@@ -112,7 +113,7 @@ pub(crate) fn user_files_request(
         .collect();
     args.extend(signing.iter().map(|(n, _)| n.as_str()));
     // The root exec's tools too: both execs must agree on "nothing missing".
-    args.extend(root_tools());
+    args.extend(tools.iter().copied());
     let mut stdin = format!("{config}{known}");
     for (_, text) in public_keys {
         stdin.push_str(text);
@@ -229,6 +230,7 @@ pub async fn provision_with(
         known_hosts.as_deref(),
         &public_keys,
         &signing_files,
+        &root_tools(),
     );
     let ((root, root_took), (user, user_took)) =
         futures_util::join!(timed(root_request), timed(user_request));

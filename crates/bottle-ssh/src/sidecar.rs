@@ -28,7 +28,9 @@ use crate::{
     validate_target, validate_with, Check, DeprovisionReport, Error, FileReport, KeyReport,
     Options, Plan, ProvisionReport, StepReport, Target, VerifyReport, STATE_DIR,
 };
-use bottle_runtime::{ContainerAdmin, ContainerDetails, ExecRequest, NetworkMode, RunSpec};
+use bottle_runtime::{
+    ContainerAdmin, ContainerDetails, ContainerFilter, ExecRequest, NetworkMode, RunSpec,
+};
 use std::time::Instant;
 
 /// Where the agent runs: `bottle` (root in the bottle, the default) or
@@ -70,6 +72,14 @@ fn sidecar_tools() -> Vec<&'static str> {
 fn relay_tools() -> Vec<&'static str> {
     let mut tools = vec!["socat"];
     tools.extend(scripts::CORE_TOOLS.iter().copied());
+    tools
+}
+
+/// What the bottle needs in this layout: the relay's tools and `ssh-add`
+/// (verify lists the user's socket with it), never `ssh-agent`.
+fn bottle_tools() -> Vec<&'static str> {
+    let mut tools = relay_tools();
+    tools.push("ssh-add");
     tools
 }
 
@@ -538,6 +548,7 @@ pub async fn provision(
         known_hosts.as_deref(),
         &public_keys,
         &signing_files,
+        &bottle_tools(),
     );
     let in_bottle = async {
         let t = Instant::now();
@@ -790,7 +801,8 @@ pub async fn verify(
     opts: &Options<'_>,
 ) -> Result<VerifyReport, Error> {
     const STEP: &str = "verify (sidecar)";
-    let mut report = crate::verify_with(admin, bottle, plan, target, opts).await?;
+    let mut report =
+        crate::verify::verify_checking(admin, bottle, plan, target, opts, &bottle_tools()).await?;
     let agent_file = format!("file {}", target.agent_socket);
     for c in &mut report.checks {
         if c.name == agent_file {
@@ -906,7 +918,8 @@ pub async fn deprovision(
     bottle: &str,
     target: &Target,
 ) -> Result<DeprovisionReport, Error> {
-    let mut report = crate::deprovision(admin, bottle, target).await?;
+    let mut report =
+        crate::deprovision::deprovision_checking(admin, bottle, target, &bottle_tools()).await?;
     let details = admin
         .details(bottle)
         .await
@@ -924,6 +937,50 @@ pub async fn deprovision(
         Err(e) => return Err(Error::runtime("inspect the agent sidecar")(e)),
     }
     Ok(report)
+}
+
+/// Remove the sidecars whose bottle no longer exists (a bottle removed
+/// without `deprovision`): only containers labelled [`LABEL_FOR`] with a
+/// full container id, and only when the engine says that container is
+/// gone. Returns the removed sidecars' names. An engine that cannot list
+/// containers has nothing found.
+pub async fn remove_orphans(admin: &dyn ContainerAdmin) -> Result<Vec<String>, Error> {
+    use bottle_runtime::Error as E;
+    let sidecars = match admin
+        .list(&[ContainerFilter::Label(LABEL_FOR.into())])
+        .await
+    {
+        Ok(s) => s,
+        Err(E::NotSupported { .. }) => return Ok(vec![]),
+        Err(e) => return Err(Error::runtime("list the agent sidecars")(e)),
+    };
+    let mut removed = Vec::new();
+    for sidecar in sidecars {
+        let d = match admin.details(&sidecar.id).await {
+            Ok(d) => d,
+            Err(E::ContainerNotFound { .. }) => continue,
+            Err(e) => return Err(Error::runtime("inspect an agent sidecar")(e)),
+        };
+        // Only what provision wrote: a name or short id could match another container.
+        let Some(bottle_id) = d
+            .labels
+            .get(LABEL_FOR)
+            .filter(|id| id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        else {
+            continue;
+        };
+        match admin.details(bottle_id).await {
+            Err(E::ContainerNotFound { .. }) => {}
+            Ok(_) => continue,
+            Err(e) => return Err(Error::runtime("inspect a sidecar's bottle")(e)),
+        }
+        tracing::info!(sidecar = %sidecar.name, bottle = %bottle_id, "removing the agent sidecar of a removed bottle");
+        match admin.remove(&sidecar.id).await {
+            Ok(()) | Err(E::ContainerNotFound { .. }) => removed.push(sidecar.name),
+            Err(e) => return Err(Error::runtime("remove an orphaned agent sidecar")(e)),
+        }
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]

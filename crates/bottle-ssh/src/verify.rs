@@ -77,6 +77,18 @@ pub async fn verify_with(
     target: &Target,
     opts: &Options<'_>,
 ) -> Result<VerifyReport, Error> {
+    verify_checking(rt, container, plan, target, opts, &root_tools()).await
+}
+
+/// [`verify_with`], with root's trust check over `tools` (the layout's).
+pub(crate) async fn verify_checking(
+    rt: &dyn ContainerRuntime,
+    container: &str,
+    plan: &Plan,
+    target: &Target,
+    opts: &Options<'_>,
+    tools: &[&str],
+) -> Result<VerifyReport, Error> {
     const STEP: &str = "verify";
     validate_target(target)?;
     let mut valid = validate::validate_inner(plan, opts, false)?;
@@ -87,7 +99,7 @@ pub async fn verify_with(
         &target.user,
         &target.home,
     ];
-    args.extend(root_tools());
+    args.extend(tools.iter().copied());
     args.extend(VERIFY_TOOLS);
     let mut patterns: String = valid.keys.iter().filter_map(scan_pattern).collect();
     // The CA keys never enter the container: look for their bytes too.

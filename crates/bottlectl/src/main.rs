@@ -223,6 +223,7 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
             ));
             let target = config.settings.target();
             let agent = agent_layout(&config.settings);
+            many::remove_orphaned_sidecars(out, &sel, &agent).await;
             let report =
                 many::provision_in(&sel, &agent, container, &manifest.plan, &target, &opts)
                     .await
@@ -263,6 +264,7 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
             };
             let sel = select(&config.settings, Some(container), out).await?;
             let agent = agent_layout(&config.settings);
+            many::remove_orphaned_sidecars(out, &sel, &agent).await;
             let report = many::deprovision_in(&sel, &agent, container, &target)
                 .await
                 .map_err(|e| ssh_failure(e, None, "cannot deprovision", container))?;

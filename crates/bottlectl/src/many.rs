@@ -93,6 +93,29 @@ pub async fn provision_in(
     }
 }
 
+/// In the `sidecar` layout, before a provision or deprovision: remove the
+/// sidecars of bottles removed without `deprovision` (Docker lets a bottle
+/// go while its sidecar runs; Podman refuses). Logged; a failure here never
+/// fails the run.
+pub async fn remove_orphaned_sidecars(out: &Out, sel: &Selection, agent: &AgentLayout) {
+    if !matches!(agent, AgentLayout::Sidecar { .. }) {
+        return;
+    }
+    match bottle::ssh::sidecar::remove_orphans(sel.admin.as_ref()).await {
+        Ok(removed) => {
+            for name in removed {
+                out.step(&format!(
+                    "removed agent sidecar `{}`: its bottle no longer exists",
+                    safe::field(&name)
+                ));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %bottle::error_chain(&e), "cannot look for orphaned agent sidecars")
+        }
+    }
+}
+
 /// `verify` in the agent layout.
 pub async fn verify_in(
     sel: &Selection,
@@ -183,6 +206,9 @@ pub async fn run(
         op.doing(),
         containers.len()
     ));
+    if matches!(op, Op::Provision { .. } | Op::Deprovision) {
+        remove_orphaned_sidecars(out, &sel, &placement.agent).await;
+    }
     let shared = Arc::new(Shared {
         sel,
         op,

@@ -701,6 +701,12 @@ pub fn provisioner(
                 passphrase: Some(prompt.as_ref()),
                 strict,
             };
+            if matches!(*agent, bottle::ssh::sidecar::AgentLayout::Sidecar { .. }) {
+                // A watched bottle removed meanwhile leaves its sidecar (Docker).
+                if let Err(e) = bottle::ssh::sidecar::remove_orphans(sel.admin.as_ref()).await {
+                    tracing::warn!(error = %bottle::error_chain(&e), "cannot look for orphaned agent sidecars");
+                }
+            }
             let result =
                 crate::many::provision_in(&sel, &agent, &c.id, &manifest.plan, &target, &opts)
                     .await;
