@@ -609,6 +609,23 @@ mod bottle_tools {
         sidecar::deprovision(admin.as_ref(), env.bottle(), &Target::default())
             .await
             .unwrap();
+        // doctor in this layout does not ask for ssh-agent in the bottle.
+        fixtures::ensure_bottlectl().await;
+        let home = tempfile::tempdir().unwrap();
+        let doctor = |agent: &'static str| {
+            fixtures::output(fixtures::bottlectl(
+                env,
+                home.path(),
+                &["doctor", env.bottle()],
+                &[("CLAUDE_BOTTLE_AGENT", agent), ("CLAUDE_BOTTLE_USER", USER)],
+            ))
+        };
+        let out = doctor("sidecar").await;
+        let shown = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(shown.contains("not needed in the bottle"), "{shown}");
+        fixtures::expect_code(&out, 0, "doctor (sidecar) without ssh-agent in the bottle");
+        let out = doctor("bottle").await;
+        fixtures::expect_code(&out, 3, "doctor (bottle layout) without ssh-agent");
     }
 
     engine_tests!(check_a_bottle_without_ssh_agent_is_served);

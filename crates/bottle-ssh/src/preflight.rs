@@ -38,6 +38,16 @@ pub async fn preflight(
     container: &str,
     target: &Target,
 ) -> Result<Preflight, Error> {
+    preflight_checking(rt, container, target, &root_tools()).await
+}
+
+/// [`preflight`], with root's trust check over `tools` (the layout's).
+pub(crate) async fn preflight_checking(
+    rt: &dyn ContainerRuntime,
+    container: &str,
+    target: &Target,
+    tools: &[&str],
+) -> Result<Preflight, Error> {
     const STEP: &str = "preflight";
     validate_target(target)?;
     let mut args = vec![
@@ -47,7 +57,7 @@ pub async fn preflight(
         &target.agent_socket,
         &target.public_socket,
     ];
-    args.extend(root_tools());
+    args.extend(tools.iter().copied());
     let out = rt
         .exec(
             container,

@@ -939,6 +939,16 @@ pub async fn deprovision(
     Ok(report)
 }
 
+/// [`crate::preflight`] for the bottle in the `sidecar` layout: the tools
+/// it needs here (no `ssh-agent`).
+pub async fn preflight(
+    rt: &dyn bottle_runtime::ContainerRuntime,
+    bottle: &str,
+    target: &Target,
+) -> Result<crate::Preflight, Error> {
+    crate::preflight::preflight_checking(rt, bottle, target, &bottle_tools()).await
+}
+
 /// Remove the sidecars whose bottle no longer exists (a bottle removed
 /// without `deprovision`): only containers labelled [`LABEL_FOR`] with a
 /// full container id, and only when the engine says that container is

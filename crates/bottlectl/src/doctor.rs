@@ -64,7 +64,13 @@ async fn container_checks(
         return Ok(checks);
     }
     let s = &config.settings;
-    let report = match bottle::ssh::preflight(sel.runtime.as_ref(), name, &s.target()).await {
+    let sidecar = matches!(s.agent, bottle::config::AgentChoice::Sidecar);
+    let preflight = if sidecar {
+        bottle::ssh::sidecar::preflight(sel.runtime.as_ref(), name, &s.target()).await
+    } else {
+        bottle::ssh::preflight(sel.runtime.as_ref(), name, &s.target()).await
+    };
+    let report = match preflight {
         Ok(report) => report,
         Err(bottle::ssh::Error::Runtime { source, .. }) => return Err(source),
         Err(e) => {
@@ -98,6 +104,17 @@ async fn container_checks(
     }
     for tool in ["ssh-agent", "ssh-add", "socat", "ssh"] {
         let found = report.tools.iter().find(|(t, _)| t == tool);
+        if found.is_none() && sidecar && tool == "ssh-agent" {
+            checks.push(Check {
+                name: tool.to_string(),
+                ok: true,
+                detail:
+                    "not needed in the bottle with agent = sidecar (the sidecar's image has it)"
+                        .into(),
+                fix: None,
+            });
+            continue;
+        }
         checks.push(Check {
             name: tool.to_string(),
             ok: found.is_some(),
