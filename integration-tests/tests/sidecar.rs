@@ -462,6 +462,16 @@ async fn check_bottlectl_agent_sidecar(env: &TestEnv) {
     fixtures::expect_code(&out, 0, "bottlectl provision (sidecar)");
     let out = run(&["verify", "-m", m, env.bottle()]).await;
     fixtures::expect_code(&out, 0, "bottlectl verify (sidecar)");
+    // keys: the sidecar's agent through the bottle's relay, with the record.
+    let out = run(&["--json", "keys", env.bottle()]).await;
+    fixtures::expect_code(&out, 0, "bottlectl keys (sidecar)");
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed = listed["keys"].as_array().unwrap();
+    assert!(!listed.is_empty(), "no keys listed");
+    assert!(
+        listed.iter().all(|k| k["restricted_to"].is_array()),
+        "a key without bottle's record: {listed:?}"
+    );
     let out = run(&["provision", "-m", m, env.bottle(), &second]).await;
     fixtures::expect_code(&out, 0, "bottlectl provision of two (sidecar)");
     let out = run(&["verify", "-m", m, env.bottle(), &second]).await;
