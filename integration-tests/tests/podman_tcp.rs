@@ -82,3 +82,33 @@ fn podman_over_tcp_end_to_end() {
     assert!(!text.to_lowercase().contains("unencrypted"), "{text}");
     drop(service);
 }
+
+/// A Podman client pointed at Docker's socket (a wrong `--host` or
+/// `CONTAINER_HOST`): `Unreachable` naming the endpoint and saying that
+/// something else answers there, not "no container named ``".
+#[tokio::test]
+async fn podman_client_at_a_docker_socket_names_the_mismatch() {
+    let engines = requested_engines();
+    if !(engines.contains(&Engine::Docker) && engines.contains(&Engine::Podman)) {
+        println!("SKIP needs both engines");
+        return;
+    }
+    let timeout = Duration::from_secs(10);
+    let docker =
+        bottle_integration_tests::harness::connect_with_timeout(Engine::Docker, None, timeout)
+            .expect("connect to Docker");
+    let endpoint = docker.runtime.endpoint().to_string();
+    let podman = bottle_podman::PodmanRuntime::connect(Some(&endpoint), timeout).unwrap();
+    let err = bottle_runtime::ContainerRuntime::version(&podman)
+        .await
+        .expect_err("Podman's version() at Docker's socket");
+    assert!(
+        matches!(err, bottle_runtime::Error::Unreachable { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(&endpoint), "{err}");
+    assert!(
+        format!("{err:?}").contains("not as Podman's API"),
+        "{err:?}"
+    );
+}

@@ -554,11 +554,20 @@ impl ContainerRuntime for PodmanRuntime {
         // Libpod-Api-Version header is the Podman version (libpod's current
         // API version is defined as the release version).
         self.timed("", "version", async {
-            let ping = self
-                .podman
-                .ping()
-                .await
-                .map_err(|e| self.map_err("", "version", e))?;
+            let ping = self.podman.ping().await.map_err(|e| {
+                // Not "no container named ``": something else answers here
+                // (Docker's API has no /libpod).
+                if !is_connect_error(&e) && fault(&e).is_some_and(|(code, _)| code == 404) {
+                    return Error::Unreachable {
+                        engine: ENGINE,
+                        endpoint: self.endpoint.clone(),
+                        source: "the endpoint answers, but not as Podman's API \
+                                 (GET /libpod/_ping: 404 Not Found; another engine's socket?)"
+                            .into(),
+                    };
+                }
+                self.map_err("", "version", e)
+            })?;
             Ok(EngineInfo {
                 engine: ENGINE,
                 endpoint: self.endpoint.clone(),
