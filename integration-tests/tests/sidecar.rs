@@ -153,6 +153,24 @@ async fn provision_sidecar(
     .await
 }
 
+/// Sidecar verify passes, then deprovision succeeds.
+async fn verify_then_deprovision(env: &TestEnv, plan: &Plan) {
+    let admin = env.admin();
+    let v = sidecar::verify(
+        admin.as_ref(),
+        env.bottle(),
+        plan,
+        &Target::default(),
+        &Options::default(),
+    )
+    .await
+    .unwrap();
+    assert!(v.ok(), "{:#?}", v.failures().collect::<Vec<_>>());
+    sidecar::deprovision(admin.as_ref(), env.bottle(), &Target::default())
+        .await
+        .unwrap();
+}
+
 /// Containers labelled as this bottle's agent.
 async fn sidecars(admin: &dyn ContainerAdmin, bottle_id: &str) -> usize {
     admin
@@ -416,20 +434,7 @@ done
         .await
         .unwrap_or_else(|e| panic!("provision (sidecar): {e}"));
     assert_success(&ssh_a(env).await, "ssh a as the user");
-    let admin = env.admin();
-    let v = sidecar::verify(
-        admin.as_ref(),
-        env.bottle(),
-        &plan,
-        &Target::default(),
-        &Options::default(),
-    )
-    .await
-    .unwrap();
-    assert!(v.ok(), "{:#?}", v.failures().collect::<Vec<_>>());
-    sidecar::deprovision(admin.as_ref(), env.bottle(), &Target::default())
-        .await
-        .unwrap();
+    verify_then_deprovision(env, &plan).await;
     let ran = env
         .sh(
             "PATH=/usr/bin:/bin; cat /tmp/fake-ran 2>/dev/null; true",
@@ -605,20 +610,7 @@ mod bottle_tools {
         let out = ssh_a(env).await;
         assert_success(&out, "ssh a as the user");
         assert_eq!(out.stdout_lossy(), "git\n");
-        let admin = env.admin();
-        let v = sidecar::verify(
-            admin.as_ref(),
-            env.bottle(),
-            &plan,
-            &Target::default(),
-            &Options::default(),
-        )
-        .await
-        .unwrap();
-        assert!(v.ok(), "{:#?}", v.failures().collect::<Vec<_>>());
-        sidecar::deprovision(admin.as_ref(), env.bottle(), &Target::default())
-            .await
-            .unwrap();
+        verify_then_deprovision(env, &plan).await;
         // doctor in this layout does not ask for ssh-agent in the bottle.
         fixtures::ensure_bottlectl().await;
         let home = tempfile::tempdir().unwrap();
