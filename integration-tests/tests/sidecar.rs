@@ -497,6 +497,389 @@ async fn check_bottlectl_agent_sidecar(env: &TestEnv) {
     }
 }
 
+/// Every 16-byte window of a private key (its seed, and its text as a key
+/// file holds it), indexed by the first two bytes so a scan of megabytes of
+/// memory stays cheap in a debug build.
+struct Needles(Vec<Vec<([u8; 16], &'static str)>>);
+
+impl Needles {
+    fn new(key: &Path) -> Needles {
+        let mut by_prefix = vec![Vec::new(); 1 << 16];
+        let mut add = |bytes: &[u8], what: &'static str| {
+            for w in bytes.windows(16) {
+                let w: [u8; 16] = w.try_into().unwrap();
+                by_prefix[usize::from(u16::from_be_bytes([w[0], w[1]]))].push((w, what));
+            }
+        };
+        add(&seed(key), "the seed");
+        for line in key_text(key) {
+            add(line.as_bytes(), "the key's text");
+        }
+        Needles(by_prefix)
+    }
+
+    /// Which part of the key `hay` holds a window of, if any.
+    fn find(&self, hay: &[u8]) -> Option<&'static str> {
+        hay.windows(16).find_map(|h| {
+            self.0[usize::from(u16::from_be_bytes([h[0], h[1]]))]
+                .iter()
+                .find(|(n, _)| n == h)
+                .map(|(_, what)| *what)
+        })
+    }
+}
+
+/// Root in the bottle lists its PID namespace: `PID UID GID ARGV` of each
+/// live process but this shell (its glob is expanded before it forks).
+const LIST_PROCESSES: &str = r#"for d in /proc/[0-9]*; do
+  p=${d#/proc/}
+  [ "$p" != "$$" ] || continue
+  st=$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' "$d/status" 2>/dev/null)
+  uid=$(sed -n 's/^Uid:[[:space:]]*\([0-9]*\).*/\1/p' "$d/status" 2>/dev/null)
+  gid=$(sed -n 's/^Gid:[[:space:]]*\([0-9]*\).*/\1/p' "$d/status" 2>/dev/null)
+  if [ -z "$st" ] || [ "$st" = Z ] || [ -z "$uid" ] || [ -z "$gid" ]; then continue; fi
+  printf '%s %s %s ' "$p" "$uid" "$gid"
+  tr '\0' ' ' < "$d/cmdline" 2>/dev/null
+  echo
+done"#;
+
+/// `$1`'s readable and writable mappings (heap, stack, data, anonymous), raw
+/// to stdout; `regions N bytes B failed F` to stderr. Exit 3: the process is
+/// gone; 4: its maps are unreadable.
+const DUMP_MEMORY: &str = r#"p=$1 n=0 bytes=0 bad=0
+[ -e "/proc/$p" ] || exit 3
+maps=$(cat "/proc/$p/maps") || exit 4
+while read -r range perms _; do
+  case $perms in rw*) ;; *) continue;; esac
+  s=$((0x${range%-*})) e=$((0x${range#*-}))
+  n=$((n+1)) bytes=$((bytes+e-s))
+  dd if="/proc/$p/mem" bs=4096 skip=$((s/4096)) count=$(((e-s)/4096)) 2>/dev/null || bad=$((bad+1))
+done <<EOF
+$maps
+EOF
+echo "regions $n bytes $bytes failed $bad" >&2"#;
+
+/// One process's scanned memory.
+#[derive(Debug)]
+struct Scanned {
+    pid: u32,
+    uid: u32,
+    argv: String,
+    regions: u64,
+    bytes: usize,
+    /// Regions `dd` could not read.
+    failed: u64,
+    /// Which part of the key its memory holds.
+    hit: Option<&'static str>,
+}
+
+/// Root in the bottle reads the writable memory of every process in the
+/// bottle's PID namespace (as the process's own uid for a user's process:
+/// root can become any uid, and reading another uid's memory takes
+/// `CAP_SYS_PTRACE`, which the bottle lacks) and the host looks for the key.
+/// Processes gone between the listing and their dump are left out.
+async fn scan_memory(env: &TestEnv, needles: &Needles) -> Vec<Scanned> {
+    let list = env.sh(LIST_PROCESSES, &[]).await;
+    let mut scanned = Vec::new();
+    for line in list.lines() {
+        let mut f = line.splitn(4, ' ');
+        let mut num = || f.next().unwrap().parse::<u32>().unwrap();
+        let (pid, uid, gid) = (num(), num(), num());
+        let argv = line.splitn(4, ' ').nth(3).unwrap_or("").trim().to_string();
+        let user = if uid == 0 {
+            "0".to_string()
+        } else {
+            format!("{uid}:{gid}")
+        };
+        let out = env
+            .rt()
+            .exec(
+                env.bottle(),
+                ExecRequest::script(DUMP_MEMORY, [pid.to_string()])
+                    .user(user)
+                    .max_output(256 << 20),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("dump the memory of {pid} ({argv}): {e}"));
+        match out.exit_code {
+            0 => {}
+            3 => continue,
+            _ => panic!(
+                "cannot read the maps of {pid} ({argv}) as uid {uid}: exit {}, {}",
+                out.exit_code,
+                out.stderr_lossy()
+            ),
+        }
+        let summary = out.stderr_lossy();
+        let words: Vec<&str> = summary.split_whitespace().collect();
+        let [_, regions, _, bytes, _, failed] = words[..] else {
+            panic!("dump of {pid}: {summary:?}");
+        };
+        let (regions, bytes, failed): (u64, usize, u64) = (
+            regions.parse().unwrap(),
+            bytes.parse().unwrap(),
+            failed.parse().unwrap(),
+        );
+        if failed == 0 {
+            assert_eq!(out.stdout.len(), bytes, "dump of {pid} ({argv}) came short");
+        }
+        scanned.push(Scanned {
+            pid,
+            uid,
+            argv,
+            regions,
+            bytes: out.stdout.len(),
+            failed,
+            hit: needles.find(&out.stdout),
+        });
+    }
+    scanned
+}
+
+/// As root in the bottle: a process that read the whole private key file
+/// from its stdin into a shell variable and sleeps. Returns its pid.
+async fn start_key_holder(env: &TestEnv, key: &Path) -> u32 {
+    // It then blocks opening a FIFO no one writes: no child to clean up.
+    const HOLDER: &str = r#"exec 3<&0
+rm -f /tmp/holder-ready /tmp/holder-fifo
+mkfifo -m 600 /tmp/holder-fifo || exit 1
+sh -c 'k=$(cat); : > /tmp/holder-ready; read -r _ < /tmp/holder-fifo; echo "${#k}"' bottle-key-holder <&3 >/dev/null 2>&1 &
+echo "$!"
+i=0
+until [ -e /tmp/holder-ready ]; do i=$((i+1)); [ "$i" -lt 200 ] || exit 1; sleep 0.05; done"#;
+    let out = env
+        .rt()
+        .exec(
+            env.bottle(),
+            ExecRequest::new(["sh", "-c", HOLDER])
+                .user("0")
+                .stdin(std::fs::read(key).unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_success(&out, "start the key holder");
+    out.stdout_lossy().trim().parse().unwrap()
+}
+
+async fn check_no_process_in_the_bottle_holds_the_key_in_memory(env: &TestEnv) {
+    let keys = keys();
+    let plan = plan(&keys);
+    let needles = Needles::new(&keys.user);
+    // The index itself finds either part of the key.
+    assert_eq!(needles.find(&seed(&keys.user)), Some("the seed"));
+    assert_eq!(
+        needles.find(&std::fs::read(&keys.user).unwrap()),
+        Some("the key's text")
+    );
+    start_sshd(env, &[PORT], &[&keys.host], &[public(&keys.user)]).await;
+    provision_sidecar(env, &plan)
+        .await
+        .unwrap_or_else(|e| panic!("provision (sidecar): {e}"));
+    assert_success(&ssh_a(env).await, "ssh a as the user");
+    // A live session too: the user's ssh, after the agent signed for it.
+    let out = env
+        .exec_as(
+            USER,
+            &[
+                "sh",
+                "-c",
+                "ssh -f -o BatchMode=yes -o ConnectTimeout=10 a sleep 600 </dev/null >/dev/null 2>&1",
+            ],
+        )
+        .await;
+    assert_success(&out, "a backgrounded ssh session as the user");
+
+    // The control: the same scan finds a key that is in a process's memory.
+    let holder = start_key_holder(env, &keys.user).await;
+    let scan = scan_memory(env, &needles).await;
+    let hits: Vec<(u32, &str)> = scan
+        .iter()
+        .filter_map(|s| s.hit.map(|h| (s.pid, h)))
+        .collect();
+    let yama = env
+        .sh(
+            "cat /proc/sys/kernel/yama/ptrace_scope 2>/dev/null || echo absent",
+            &[],
+        )
+        .await;
+    assert_eq!(
+        hits,
+        [(holder, "the key's text")],
+        "the scan must find the key in the holder {holder} and only there \
+         (kernel.yama.ptrace_scope: {}; above 0 root in the bottle cannot read \
+         other processes' memory and the scan proves nothing): {scan:#?}",
+        yama.trim()
+    );
+    env.sh(
+        r#"kill "$1"
+           i=0
+           while [ -d "/proc/$1" ] && [ "$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' "/proc/$1/status" 2>/dev/null)" != Z ]; do
+             i=$((i+1)); [ "$i" -lt 200 ] || exit 1; sleep 0.05
+           done"#,
+        &[&holder.to_string()],
+    )
+    .await;
+
+    let scan = scan_memory(env, &needles).await;
+    let bytes: usize = scan.iter().map(|s| s.bytes).sum();
+    let regions: u64 = scan.iter().map(|s| s.regions).sum();
+    eprintln!(
+        "memory scan ({:?}, {}): {} processes, {regions} regions, {bytes} bytes: {:?}",
+        env.engine(),
+        env.variant().name,
+        scan.len(),
+        scan.iter()
+            .map(|s| format!("{} uid {} {} B {}", s.pid, s.uid, s.bytes, s.argv))
+            .collect::<Vec<_>>()
+    );
+    for s in &scan {
+        assert_eq!(s.hit, None, "key bytes in the memory of {s:?}");
+        assert_eq!(s.failed, 0, "unreadable regions: {s:?}");
+    }
+    assert!(
+        scan.iter().all(|s| s.pid != holder),
+        "the holder {holder} is still scanned"
+    );
+    for (what, needle) in [
+        ("the relay", "ABSTRACT-CONNECT"),
+        ("the user's ssh", "ssh -f"),
+    ] {
+        assert!(
+            scan.iter().any(|s| s.argv.contains(needle) && s.bytes > 0),
+            "{what} was not scanned: {scan:#?}"
+        );
+    }
+}
+
+/// Processes in `container` but the listing shell: `PID STATE ARGV` lines.
+async fn processes(rt: &dyn bottle_runtime::ContainerRuntime, container: &str) -> Vec<String> {
+    let out = rt
+        .exec_script(
+            container,
+            r#"for d in /proc/[0-9]*; do
+                 [ "${d#/proc/}" != "$$" ] || continue
+                 st=$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' "$d/status" 2>/dev/null)
+                 [ -n "$st" ] || continue
+                 printf '%s %s ' "${d#/proc/}" "$st"
+                 tr '\0' ' ' < "$d/cmdline" 2>/dev/null
+                 echo
+               done"#,
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(out.success(), "list: {}", out.stderr_lossy());
+    out.stdout_lossy().lines().map(str::to_string).collect()
+}
+
+/// (live, zombie) counts of a [`processes`] listing.
+fn counts(list: &[String]) -> (usize, usize) {
+    let zombies = list
+        .iter()
+        .filter(|l| l.split(' ').nth(1) == Some("Z"))
+        .count();
+    (list.len() - zombies, zombies)
+}
+
+const REPROVISIONS: usize = 100;
+
+async fn check_hundred_reprovisions_leak_nothing(env: &TestEnv) {
+    let keys = keys();
+    let plan = plan(&keys);
+    start_sshd(env, &[PORT], &[&keys.host], &[public(&keys.user)]).await;
+    let first = provision_sidecar(env, &plan)
+        .await
+        .unwrap_or_else(|e| panic!("provision (sidecar): {e}"));
+    let admin = env.admin();
+    let side = admin
+        .details(&sidecar_name(env.bottle()))
+        .await
+        .unwrap()
+        .info
+        .id;
+    let bottle_before = processes(env.rt(), env.bottle()).await;
+    let side_before = processes(env.rt(), &side).await;
+    let started = std::time::Instant::now();
+    for i in 0..REPROVISIONS {
+        let r = sidecar::provision(
+            admin.as_ref(),
+            env.bottle(),
+            &plan,
+            &Target::default(),
+            &Options::default(),
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("re-provision {i}: {e}"));
+        assert_eq!(
+            r.agent.pid, first.agent.pid,
+            "re-provision {i}: a new agent"
+        );
+        assert_eq!(
+            r.forwarder.pid, first.forwarder.pid,
+            "re-provision {i}: a new relay"
+        );
+    }
+    let took = started.elapsed();
+    eprintln!(
+        "{REPROVISIONS} re-provisions ({:?}, {}): {:.1} s, {} ms each; (live, zombie) \
+         processes after the first: bottle {:?}, sidecar {:?}",
+        env.engine(),
+        env.variant().name,
+        took.as_secs_f64(),
+        took.as_millis() / REPROVISIONS as u128,
+        counts(&bottle_before),
+        counts(&side_before)
+    );
+    assert_eq!(sidecars(admin.as_ref(), &env.bottle_info().id).await, 1);
+    assert_eq!(
+        admin
+            .details(&sidecar_name(env.bottle()))
+            .await
+            .unwrap()
+            .info
+            .id,
+        side,
+        "the sidecar was replaced"
+    );
+    for (container, needle) in [
+        (side.as_str(), "ssh-agent -D"),
+        (side.as_str(), "ABSTRACT-LISTEN"),
+        (env.bottle(), "ABSTRACT-CONNECT"),
+    ] {
+        assert_eq!(
+            live_processes(env.rt(), container, needle).await,
+            1,
+            "{needle}"
+        );
+    }
+    for (what, container, before) in [
+        ("bottle", env.bottle(), &bottle_before),
+        ("sidecar", side.as_str(), &side_before),
+    ] {
+        let after = processes(env.rt(), container).await;
+        assert_eq!(
+            counts(&after),
+            counts(before),
+            "(live, zombie) processes in the {what} after {REPROVISIONS} re-provisions; \
+             before:\n{}\nafter:\n{}",
+            before.join("\n"),
+            after.join("\n")
+        );
+    }
+    assert_success(&ssh_a(env).await, "ssh a after the re-provisions");
+}
+
+/// Debian only: a hundred provisions per engine are enough of a cost once.
+mod many {
+    use super::check_hundred_reprovisions_leak_nothing;
+    bottle_integration_tests::engine_tests!(
+        images = [debian],
+        check_hundred_reprovisions_leak_nothing
+    );
+}
+
 engine_tests!(
     images = [debian, busybox, sudo],
     check_abstract_name_taken_by_the_user_is_refused,
@@ -507,6 +890,7 @@ engine_tests!(
     check_missing_agent_image_is_refused,
     check_bottlectl_agent_sidecar,
     check_users_look_alikes_are_not_run,
+    check_no_process_in_the_bottle_holds_the_key_in_memory,
 );
 
 /// A bottle removed without `deprovision` (Docker lets it go while its
