@@ -138,7 +138,7 @@ impl DockerRuntime {
                 docker
                     .negotiate_version()
                     .await
-                    .map_err(|e| self.classify(e, container, "version negotiation"))
+                    .map_err(|e| self.negotiation_failed(e, container))
             })
             .await
     }
@@ -191,6 +191,21 @@ impl DockerRuntime {
             operation,
             endpoint: self.endpoint.clone(),
             timeout: self.timeout,
+        }
+    }
+
+    /// A `/version` that fails other than by connecting or timing out: the
+    /// endpoint answers, but not as Docker's API (plain HTTP to a TLS port,
+    /// some other service). Named with the endpoint, never "container ``".
+    fn negotiation_failed(&self, err: BollardError, container: &str) -> Error {
+        if is_connect_error(&err) || matches!(err, BollardError::RequestTimeoutError) {
+            return self.classify(err, container, "version negotiation");
+        }
+        Error::Unreachable {
+            engine: Engine::Docker,
+            endpoint: self.endpoint.clone(),
+            source: format!("the endpoint answers, but not as Docker's API (GET /version: {err})")
+                .into(),
         }
     }
 
