@@ -123,6 +123,11 @@ impl DockerRuntime {
         }
     }
 
+    /// Whether calls go through an ssh tunnel.
+    pub(crate) fn is_tunnelled(&self) -> bool {
+        self.tunnel.is_some()
+    }
+
     /// The negotiated client, connecting on first use. A failed attempt is
     /// not cached: the next call tries again.
     pub(crate) async fn client(&self, container: &str) -> Result<&Docker> {

@@ -273,15 +273,32 @@ impl DockerRuntime {
             }
             Ok(out)
         };
-        let mut out = {
-            tokio::pin!(write, read);
+        let mut write = Box::pin(write);
+        let (read_result, written) = {
+            tokio::pin!(read);
             tokio::select! {
                 // The output ended: the process is gone, so stop writing stdin
                 // it will never read (Docker can keep such a write blocked for
-                // many seconds). Leaving this block drops the writer.
-                out = &mut read => out?,
-                () = &mut write => read.await?,
+                // many seconds). Returning drops the writer.
+                out = &mut read => (out, false),
+                () = &mut write => (read.await, true),
             }
+        };
+        let mut out = match read_result {
+            Ok(out) => out,
+            Err(e @ Error::OutputTooLarge { .. }) if !written && self.is_tunnelled() => {
+                // Through ssh, a dropped attach whose stdin is still queued
+                // never closes on the remote (OpenSSH reads a forwarded
+                // socket's EOF only once the remote takes more input), and
+                // dockerd then holds every later exec of this container
+                // unfinished. Keep it flowing until the process ends.
+                tokio::spawn(async move {
+                    let drain = async { while output.next().await.is_some() {} };
+                    tokio::join!(write, drain);
+                });
+                return Err(e);
+            }
+            Err(e) => return Err(e),
         };
         let (exit_code, pid) = self.exit_code(docker, container, &exec_id).await?;
         out.exit_code = exit_code;
