@@ -239,7 +239,11 @@ impl SshTunnel {
                 let _ = tokio::time::timeout(Duration::from_secs(1), &mut r.drain).await;
                 return Err(self.failed(&format!("ssh exited ({status})"), &r));
             }
-            if is_socket(&self.local) {
+            // ssh binds the socket a moment before it listens: a connect
+            // in between is refused, so only an accepted connect is ready.
+            if is_socket(&self.local)
+                && std::os::unix::net::UnixStream::connect(&self.local).is_ok()
+            {
                 *running = Some(r);
                 return Ok(());
             }
