@@ -1255,3 +1255,55 @@ impl Subject for crate::TestEnv {
         crate::TestEnv::run_container(self, spec).await
     }
 }
+
+/// The one list of this module's checks that every engine suite runs, for
+/// the test files that run them on an engine's bottle (`tests/conformance.rs`,
+/// `tests/conformance_transports.rs`):
+///
+/// - `library_checks!(wrappers)` defines a local `async fn check_x(env:
+///   &TestEnv)` running `conformance::check_x` for each;
+/// - `library_checks!(then [NAME] (extra, …,))` calls `NAME!(extra, …,
+///   every check)`: the test file's own checks (each followed by a comma)
+///   first.
+#[macro_export]
+macro_rules! library_checks {
+    (wrappers) => {
+        $crate::library_checks!(then [$crate::library_checks] (@wrap));
+    };
+    (@wrap $($name:ident),+ $(,)?) => {
+        $(async fn $name(env: &$crate::TestEnv) {
+            $crate::conformance::$name(env).await
+        })+
+    };
+    (then [$($callback:tt)+] ($($first:tt)*)) => {
+        $($callback)+!(
+            $($first)*
+            check_undeclared_copy_is_not_supported,
+            check_exit_codes,
+            check_missing_binary,
+            check_stdout_stderr_apart,
+            check_large_output,
+            check_output_is_bounded,
+            check_large_stdin,
+            check_stdin_eof,
+            check_unread_stdin,
+            check_user_home,
+            check_unknown_user,
+            check_copy_rejects_bad_requests,
+            check_users,
+            check_copy_modes_and_owners,
+            check_copy_creates_missing_parents,
+            check_copy_overwrites,
+            check_missing_container,
+            check_stopped_container,
+            check_copy_into_stopped_container,
+            check_paused_container,
+            check_concurrent_execs,
+            check_script_args_verbatim,
+            check_inspect,
+            check_version,
+            check_list_by_filter,
+            check_events_report_start_and_die,
+        );
+    };
+}

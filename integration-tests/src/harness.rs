@@ -195,6 +195,19 @@ pub fn connect_with_timeout(
     })
 }
 
+/// Whether `engine` is in [`RUNTIMES_ENV`]; prints the skip when not.
+fn requested(engine: Engine, test: &str) -> bool {
+    let asked = requested_engines().contains(&engine);
+    if !asked {
+        notice(&format!(
+            "SKIP {test}: {} not in {RUNTIMES_ENV} (={:?})",
+            engine.name(),
+            std::env::var(RUNTIMES_ENV).unwrap_or_default()
+        ));
+    }
+    asked
+}
+
 /// Print a line the test harness does not capture (skips must be visible in
 /// a plain `cargo test`); one locked write keeps it whole among libtest's.
 fn notice(line: &str) {
@@ -234,20 +247,55 @@ impl TestEnv {
         check: &'static str,
     ) -> Option<TestEnv> {
         let test = test_name(engine, variant, check);
-        if !requested_engines().contains(&engine) {
-            notice(&format!(
-                "SKIP {test}: {} not in {RUNTIMES_ENV} (={:?})",
-                engine.name(),
-                std::env::var(RUNTIMES_ENV).unwrap_or_default()
-            ));
+        if !requested(engine, &test) {
             return None;
         }
         let conn = match connect(engine, None) {
             Ok(conn) => conn,
             Err(e) => return unreachable(&test, engine, "(default endpoint)", &e),
         };
+        TestEnv::setup_on(&test, engine, variant, check, conn).await
+    }
+
+    /// [`setup`](Self::setup) with the runtime under test reached another
+    /// way (tcp+TLS, `ssh://`): `connect` gives a [`Connection`] whose
+    /// `runtime` is that transport and whose `admin` the usual side of the
+    /// same engine, which imports the image and starts the bottle. The test
+    /// is named `<engine>_<transport>::<check>`; a `connect` error (no sshd,
+    /// no second daemon) skips like an unreachable engine, or fails when
+    /// engines are required.
+    pub async fn setup_over(
+        engine: Engine,
+        transport: &str,
+        check: &'static str,
+        connect: impl FnOnce() -> Result<Connection, String>,
+    ) -> Option<TestEnv> {
+        let test = format!("{}_{transport}::{check}", engine.name());
+        if !requested(engine, &test) {
+            return None;
+        }
+        let conn = match connect() {
+            Ok(conn) => conn,
+            Err(why) if engines_required() => {
+                panic!("{test}: {why} (engines are required: CI=true or {REQUIRE_ENV}=1)")
+            }
+            Err(why) => {
+                notice(&format!("SKIP {test}: {why}"));
+                return None;
+            }
+        };
+        TestEnv::setup_on(&test, engine, Variant::DEBIAN, check, conn).await
+    }
+
+    async fn setup_on(
+        test: &str,
+        engine: Engine,
+        variant: Variant,
+        check: &'static str,
+        conn: Connection,
+    ) -> Option<TestEnv> {
         if let Err(e) = conn.runtime.version().await {
-            return unreachable(&test, engine, conn.runtime.endpoint(), &e);
+            return unreachable(test, engine, conn.runtime.endpoint(), &e);
         }
         let image = match image_for(engine, variant.image, conn.admin.as_ref()).await {
             Ok(image) => image,
@@ -441,7 +489,8 @@ impl Drop for TestEnv {
             return;
         }
         let engine = self.engine;
-        let endpoint = self.conn.runtime.endpoint().to_string();
+        // The admin side: the runtime under test may be another transport.
+        let endpoint = self.conn.admin.endpoint().to_string();
         let _ = std::thread::spawn(move || remove_blocking(engine, &endpoint, &names)).join();
     }
 }
@@ -543,19 +592,21 @@ fn unique_name(engine: Engine, variant: Variant, check: &str, what: &str) -> Str
     )
 }
 
-/// The test image `kind` on `engine`, imported at most once per process.
+/// The test image `kind` on `engine` at the admin's endpoint (a second
+/// daemon has its own images), imported at most once per process.
 async fn image_for(
     engine: Engine,
     kind: ImageKind,
     admin: &dyn ContainerAdmin,
 ) -> Result<String, String> {
     type Cell = Arc<tokio::sync::Mutex<Option<String>>>;
-    static CELLS: OnceLock<Mutex<HashMap<(Engine, ImageKind), Cell>>> = OnceLock::new();
+    type Key = (Engine, String, ImageKind);
+    static CELLS: OnceLock<Mutex<HashMap<Key, Cell>>> = OnceLock::new();
     let cell = CELLS
         .get_or_init(Default::default)
         .lock()
         .unwrap()
-        .entry((engine, kind))
+        .entry((engine, admin.endpoint().to_string(), kind))
         .or_default()
         .clone();
     // Held across the import so parallel tests do not all import it at once.
@@ -614,10 +665,36 @@ async fn run_variant_check<F, Fut>(
     F: FnOnce(Arc<TestEnv>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Some(env) = TestEnv::setup_variant(engine, variant, check).await else {
+    let env = TestEnv::setup_variant(engine, variant, check).await;
+    run_in(env, test_name(engine, variant, check), limit, body).await
+}
+
+/// [`run_check`] over another transport (see [`TestEnv::setup_over`]):
+/// what a transport's conformance module calls for each check.
+pub async fn run_check_over<C, F, Fut>(
+    engine: Engine,
+    transport: &'static str,
+    check: &'static str,
+    connect: C,
+    body: F,
+) where
+    C: FnOnce() -> Result<Connection, String>,
+    F: FnOnce(Arc<TestEnv>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let env = TestEnv::setup_over(engine, transport, check, connect).await;
+    let test = format!("{}_{transport}::{check}", engine.name());
+    run_in(env, test, check_timeout(), body).await
+}
+
+async fn run_in<F, Fut>(env: Option<TestEnv>, test: String, limit: Duration, body: F)
+where
+    F: FnOnce(Arc<TestEnv>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(env) = env else {
         return;
     };
-    let test = test_name(engine, variant, check);
     let env = Arc::new(env);
     let mut task = tokio::spawn(body(env.clone()));
     let outcome = tokio::time::timeout(limit, &mut task).await;

@@ -102,6 +102,7 @@ pub mod conformance;
 pub mod harness;
 pub mod image;
 pub mod ssh_fixtures;
+pub mod transports;
 
 pub use cli::bottlectl_path;
 pub use harness::{assert_success, connect, Connection, TestEnv, Variant};

@@ -6,49 +6,12 @@
 //! Each `check_*` runs once per engine (`docker::check_*`, `podman::check_*`)
 //! in its own bottle; see the crate docs for how to run them.
 
-use bottle_integration_tests::conformance;
 use bottle_integration_tests::harness;
 use bottle_integration_tests::{engine_tests, TestEnv};
 use bottle_runtime::{Error, ExecRequest};
 use std::time::{Duration, Instant};
 
-/// A local `check_*` running the library check of the same name.
-macro_rules! library_checks {
-    ($($name:ident),* $(,)?) => {
-        $(async fn $name(env: &TestEnv) {
-            conformance::$name(env).await
-        })*
-    };
-}
-
-library_checks!(
-    check_undeclared_copy_is_not_supported,
-    check_exit_codes,
-    check_missing_binary,
-    check_stdout_stderr_apart,
-    check_large_output,
-    check_output_is_bounded,
-    check_large_stdin,
-    check_stdin_eof,
-    check_unread_stdin,
-    check_user_home,
-    check_unknown_user,
-    check_copy_rejects_bad_requests,
-    check_users,
-    check_copy_modes_and_owners,
-    check_copy_creates_missing_parents,
-    check_copy_overwrites,
-    check_missing_container,
-    check_stopped_container,
-    check_copy_into_stopped_container,
-    check_paused_container,
-    check_concurrent_execs,
-    check_script_args_verbatim,
-    check_inspect,
-    check_version,
-    check_list_by_filter,
-    check_events_report_start_and_die,
-);
+bottle_integration_tests::library_checks!(wrappers);
 
 /// A process that outlives the runtime's timeout ends in Error::Timeout
 /// naming the operation, soon after the limit; the engine stays usable.
@@ -132,33 +95,8 @@ async fn check_unreachable_engine(env: &TestEnv) {
     assert!(err.to_string().contains(&socket), "{err}");
 }
 
-engine_tests!(
-    check_undeclared_copy_is_not_supported,
-    check_exit_codes,
-    check_missing_binary,
-    check_stdout_stderr_apart,
-    check_large_output,
-    check_output_is_bounded,
-    check_large_stdin,
-    check_stdin_eof,
-    check_unread_stdin,
-    check_user_home,
-    check_unknown_user,
-    check_copy_rejects_bad_requests,
+// Every library check, then the two that build their own connection.
+bottle_integration_tests::library_checks!(then[engine_tests](
     check_exec_timeout,
-    check_users,
-    check_copy_modes_and_owners,
-    check_copy_creates_missing_parents,
-    check_copy_overwrites,
-    check_missing_container,
-    check_stopped_container,
-    check_copy_into_stopped_container,
-    check_paused_container,
-    check_concurrent_execs,
-    check_script_args_verbatim,
-    check_inspect,
-    check_version,
     check_unreachable_engine,
-    check_list_by_filter,
-    check_events_report_start_and_die,
-);
+));
