@@ -1,12 +1,15 @@
 //! Support for the `bench` binary (`src/bin/bench.rs`): request counts from
-//! a recording runtime, a wrapper that times scripts inside the container,
-//! and small statistics helpers. Public so tests
-//! can count requests the same way.
+//! a recording runtime (and, for the `sidecar` layout, its lifecycle
+//! calls), a wrapper that times scripts inside the container, and small
+//! statistics helpers. Public so tests can count requests the same way.
 
 use async_trait::async_trait;
+use bottle_runtime::testing::Recording;
 use bottle_runtime::{
-    ContainerInfo, ContainerRuntime, CopyEntry, Engine, EngineInfo, ExecOutput, ExecRequest, Result,
+    ContainerAdmin, ContainerDetails, ContainerFilter, ContainerInfo, ContainerRuntime, CopyEntry,
+    Engine, EngineInfo, ExecOutput, ExecRequest, Result, RunSpec,
 };
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -18,11 +21,14 @@ pub struct Counts {
     pub copies: usize,
     /// `version` and `inspect` (including `require_running`).
     pub other: usize,
+    /// Lifecycle calls ([`CountingAdmin`]: details, image lookup, create,
+    /// remove); 0 for the `bottle` layout, which makes none.
+    pub admin: usize,
 }
 
 impl Counts {
     pub fn total(&self) -> usize {
-        self.execs + self.copies + self.other
+        self.execs + self.copies + self.other + self.admin
     }
 }
 
@@ -35,7 +41,11 @@ impl fmt::Display for Counts {
             self.execs,
             self.copies,
             self.other
-        )
+        )?;
+        if self.admin > 0 {
+            write!(f, " + {} admin", self.admin)?;
+        }
+        Ok(())
     }
 }
 
@@ -48,6 +58,118 @@ pub fn take_counts(recording: &bottle_runtime::testing::Recording) -> Counts {
         execs,
         copies,
         other,
+        admin: 0,
+    }
+}
+
+/// A [`ContainerAdmin`] for `bottle_ssh::sidecar`: the runtime calls go
+/// through a [`Recording`] (counted by [`take_counts`] like every other
+/// row), the lifecycle calls are counted here by name. Containers it
+/// creates also get `labels` (the bench's own label on the sidecar).
+#[derive(Debug)]
+pub struct CountingAdmin {
+    recording: Recording,
+    admin: Arc<dyn ContainerAdmin>,
+    labels: Vec<(String, String)>,
+    calls: Mutex<BTreeMap<&'static str, usize>>,
+}
+
+impl CountingAdmin {
+    /// `runtime` and `admin`: the same connection as both traits.
+    pub fn new(
+        runtime: Arc<dyn ContainerRuntime>,
+        admin: Arc<dyn ContainerAdmin>,
+        labels: Vec<(String, String)>,
+    ) -> Self {
+        CountingAdmin {
+            recording: Recording::new(runtime),
+            admin,
+            labels,
+            calls: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Every call since the last take, and the lifecycle calls by name
+    /// (clearing both).
+    pub fn take(&self) -> (Counts, BTreeMap<&'static str, usize>) {
+        let by_name = std::mem::take(&mut *self.calls.lock().unwrap());
+        let mut counts = take_counts(&self.recording);
+        counts.admin = by_name.values().sum();
+        (counts, by_name)
+    }
+
+    fn count(&self, name: &'static str) {
+        *self.calls.lock().unwrap().entry(name).or_default() += 1;
+    }
+}
+
+#[async_trait]
+impl ContainerRuntime for CountingAdmin {
+    fn engine(&self) -> Engine {
+        self.recording.engine()
+    }
+    fn endpoint(&self) -> &str {
+        self.recording.endpoint()
+    }
+    fn capabilities(&self) -> bottle_runtime::Capabilities {
+        self.recording.capabilities()
+    }
+    async fn version(&self) -> Result<EngineInfo> {
+        self.recording.version().await
+    }
+    async fn inspect(&self, container: &str) -> Result<ContainerInfo> {
+        self.recording.inspect(container).await
+    }
+    async fn exec(&self, container: &str, request: ExecRequest) -> Result<ExecOutput> {
+        self.recording.exec(container, request).await
+    }
+    async fn copy(&self, container: &str, entries: &[CopyEntry]) -> Result<()> {
+        self.recording.copy(container, entries).await
+    }
+    async fn list(&self, filters: &[ContainerFilter]) -> Result<Vec<ContainerInfo>> {
+        self.recording.list(filters).await
+    }
+}
+
+#[async_trait]
+impl ContainerAdmin for CountingAdmin {
+    async fn details(&self, container: &str) -> Result<ContainerDetails> {
+        self.count("details");
+        self.admin.details(container).await
+    }
+    async fn image_exists(&self, reference: &str) -> Result<bool> {
+        self.count("image_exists");
+        self.admin.image_exists(reference).await
+    }
+    async fn import_image(&self, rootfs_tar: Vec<u8>, reference: &str) -> Result<()> {
+        self.count("import_image");
+        self.admin.import_image(rootfs_tar, reference).await
+    }
+    async fn run(&self, spec: &RunSpec) -> Result<ContainerInfo> {
+        self.count("run");
+        let mut spec = spec.clone();
+        spec.labels.extend(self.labels.iter().cloned());
+        self.admin.run(&spec).await
+    }
+    async fn start(&self, container: &str) -> Result<()> {
+        self.count("start");
+        self.admin.start(container).await
+    }
+    async fn stop(&self, container: &str) -> Result<()> {
+        self.count("stop");
+        self.admin.stop(container).await
+    }
+    async fn pause(&self, container: &str) -> Result<()> {
+        self.count("pause");
+        self.admin.pause(container).await
+    }
+    async fn unpause(&self, container: &str) -> Result<()> {
+        self.count("unpause");
+        self.admin.unpause(container).await
+    }
+    async fn remove(&self, container: &str) -> Result<()> {
+        self.count("remove");
+        self.admin.remove(container).await
     }
 }
 
@@ -231,12 +353,16 @@ mod tests {
 
     #[test]
     fn counts_display_and_total() {
-        let c = Counts {
+        let mut c = Counts {
             execs: 2,
             copies: 1,
             other: 0,
+            admin: 0,
         };
         assert_eq!(c.total(), 3);
         assert_eq!(c.to_string(), "3 (2 exec, 1 copy, 0 other)");
+        c.admin = 2;
+        assert_eq!(c.total(), 5);
+        assert_eq!(c.to_string(), "5 (2 exec, 1 copy, 0 other) + 2 admin");
     }
 }
