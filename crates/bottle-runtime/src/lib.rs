@@ -136,7 +136,9 @@ pub trait ContainerRuntime: Send + Sync + Debug + 'static {
     /// engine's event API; name filters are not (neither engine matches
     /// event names by pattern): a caller confirms a container with
     /// [`list`](ContainerRuntime::list). The stream ends or yields
-    /// [`Error::Unreachable`] when the engine goes away.
+    /// [`Error::Unreachable`] when the engine goes away, and may also end
+    /// while it runs (Podman 4.3 closed one under load): a caller that
+    /// needs every event subscribes again with `since` its last one.
     ///
     /// Provided like `list`: the default fails with [`Error::NotSupported`].
     async fn events(
