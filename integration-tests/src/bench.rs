@@ -50,7 +50,7 @@ impl fmt::Display for Counts {
 }
 
 /// The requests `recording` saw since the last take, by kind (and clears
-/// them): counted from [`Recording`](bottle_runtime::testing::Recording)'s
+/// them): counted from [`Recording`]'s
 /// calls, the one call-recording wrapper.
 pub fn take_counts(recording: &bottle_runtime::testing::Recording) -> Counts {
     let (execs, copies, other) = recording.take_counts();
