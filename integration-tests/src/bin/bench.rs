@@ -215,6 +215,16 @@ struct Verdict {
     met: bool,
 }
 
+/// "`value` <= `factor` x `base`", the value shown as its ratio.
+fn at_most(what: impl Into<String>, value: f64, base: f64, factor: f64) -> Verdict {
+    Verdict {
+        what: what.into(),
+        value: format!("{:.2}x", value / base),
+        limit: format!("{factor}x"),
+        met: value <= factor * base,
+    }
+}
+
 struct EngineResult {
     engine: Engine,
     version: String,
@@ -630,9 +640,9 @@ async fn measure(
             median_ms: f64::NAN,
             floor_ms: floor,
             requests: "-".into(),
+            // The section's heading names the engine's version.
             note: format!(
-                "n/a: {engine} {}'s API service (`podman system service`) listens on unix:// or plain tcp:// only, no TLS",
-                conn_version(conn).await
+                "n/a: {engine}'s API service (`podman system service`) listens on unix:// or plain tcp:// only, no TLS"
             ),
         }),
     }
@@ -713,48 +723,38 @@ async fn measure(
             .iter()
             .map(|f| format!("FAILED (retried on a fresh bottle): {f}")),
     );
-    verdicts.push(Verdict {
-        what: "provision 5 keys <= 3x exec floor".into(),
-        value: format!("{:.2}x", five / floor),
-        limit: "3x".into(),
-        met: five <= 3.0 * floor,
-    });
-    verdicts.push(Verdict {
-        what: "20 keys <= 1.2x 1 key".into(),
-        value: format!("{:.2}x", twenty / one),
-        limit: "1.2x".into(),
-        met: twenty <= 1.2 * one,
-    });
+    verdicts.push(at_most(
+        "provision 5 keys <= 3x exec floor",
+        five,
+        floor,
+        3.0,
+    ));
+    verdicts.push(at_most("20 keys <= 1.2x 1 key", twenty, one, 1.2));
     verdicts.push(Verdict {
         what: "same request count for 1, 5, 20 keys".into(),
         value: counts_cell(&counts_by_n.values().flatten().copied().collect::<Vec<_>>()),
         limit: "equal".into(),
         met: same_counts,
     });
-    verdicts.push(Verdict {
-        what: "bottlectl provision <= 2x library".into(),
-        value: format!("{:.2}x", cli / five),
-        limit: "2x".into(),
-        met: cli <= 2.0 * five,
-    });
-    verdicts.push(Verdict {
-        what: "sidecar provision (creates it) <= 2x bottle layout".into(),
-        value: format!("{:.2}x", side_fresh / five),
-        limit: "2x".into(),
-        met: side_fresh <= 2.0 * five,
-    });
-    verdicts.push(Verdict {
-        what: "sidecar re-provision (reused) <= 2x bottle layout's".into(),
-        value: format!("{:.2}x", side_again / reprovision),
-        limit: "2x".into(),
-        met: side_again <= 2.0 * reprovision,
-    });
-    verdicts.push(Verdict {
-        what: format!("{} concurrent <= 3x one", s.concurrent),
-        value: format!("{:.2}x", concurrent / five),
-        limit: "3x".into(),
-        met: concurrent <= 3.0 * five,
-    });
+    verdicts.push(at_most("bottlectl provision <= 2x library", cli, five, 2.0));
+    verdicts.push(at_most(
+        "sidecar provision (creates it) <= 2x bottle layout",
+        side_fresh,
+        five,
+        2.0,
+    ));
+    verdicts.push(at_most(
+        "sidecar re-provision (reused) <= 2x bottle layout's",
+        side_again,
+        reprovision,
+        2.0,
+    ));
+    verdicts.push(at_most(
+        format!("{} concurrent <= 3x one", s.concurrent),
+        concurrent,
+        five,
+        3.0,
+    ));
     verdicts.push(Verdict {
         what: "bottlectl peak RSS < 30 MB".into(),
         value: format!("{:.1} MB", peak_kb / 1024.0),
@@ -1280,14 +1280,6 @@ async fn provision_over_ssh(
 }
 
 const TLS_CASE: &str = "bottlectl provision, 5 keys (process), over tcp+TLS";
-
-/// The engine's version, for a note.
-async fn conn_version(conn: &Connection) -> String {
-    conn.runtime
-        .version()
-        .await
-        .map_or_else(|_| "?".into(), |v| v.version)
-}
 
 /// Issue 16: `bottlectl provision` (5 keys, the whole process) over
 /// tcp+TLS (`DOCKER_TLS_VERIFY=1`, `DOCKER_CERT_PATH`) to a second dockerd
