@@ -323,7 +323,10 @@ async fn check_restarted_bottle_gets_a_new_sidecar(env: &TestEnv) {
 async fn assert_bottle_unchanged(env: &TestEnv) {
     let left = env
         .sh(
-            "ls -d /run/claude-bottle /run/claude-bottle-agent-public.sock \"$1/.ssh/config\" 2>/dev/null || true",
+            "ls -d /run/claude-bottle /run/claude-bottle-agent-public.sock \"$1/.ssh/config\" \
+               \"$1/.ssh/known_hosts\" \"$1\"/.ssh/bottle-* 2>/dev/null
+             for p in /proc/[0-9]*; do tr '\\0' ' ' < \"$p/cmdline\" 2>/dev/null; echo; done | grep 'ABSTRACT-CONNEC[T]'
+             true",
             &[env.home()],
         )
         .await;
@@ -384,9 +387,25 @@ async fn check_missing_agent_image_is_refused(env: &TestEnv) {
 
 /// The user binds the agent's abstract name first (abstract sockets belong
 /// to the network namespace the bottle shares): provision refuses, and
-/// the relay never points at the user's listener.
+/// what the bottle's part wrote meanwhile (relay, the user's files) is undone.
 async fn check_abstract_name_taken_by_the_user_is_refused(env: &TestEnv) {
     let keys = keys();
+    let has_ssh_dir = "[ -e \"$1/.ssh\" ] && echo there; true";
+    let before = env.sh(has_ssh_dir, &[env.home()]).await;
+    let name = user_takes_the_abstract_name(env).await;
+    let err = provision_sidecar(env, &plan(&keys)).await.unwrap_err();
+    assert!(matches!(err, Error::UntrustedInContainer { .. }), "{err:?}");
+    assert!(err.to_string().contains(&format!("@{name}")), "{err}");
+    // The sidecar made for this provision is gone again.
+    let admin = env.admin();
+    assert_eq!(sidecars(admin.as_ref(), &env.bottle_info().id).await, 0);
+    assert_bottle_unchanged(env).await;
+    let after = env.sh(has_ssh_dir, &[env.home()]).await;
+    assert_eq!(before, after, "~/.ssh made or removed");
+}
+
+/// As the user, listens on the sidecar's abstract name; returns it.
+async fn user_takes_the_abstract_name(env: &TestEnv) -> String {
     let short: String = env.bottle_info().id.chars().take(12).collect();
     let name = format!("claude-bottle-agent-{short}");
     let out = env
@@ -402,13 +421,92 @@ async fn check_abstract_name_taken_by_the_user_is_refused(env: &TestEnv) {
         )
         .await;
     assert_success(&out, "the user listens on the abstract name");
+    name
+}
+
+/// The user's own `~/.ssh` (a file of theirs in it), as the user.
+async fn user_keeps_an_ssh_dir(env: &TestEnv) {
+    let out = env
+        .exec_as(
+            USER,
+            &[
+                "sh",
+                "-c",
+                "mkdir -m 755 \"$0/.ssh\" && echo mine > \"$0/.ssh/notes\"",
+                env.home(),
+            ],
+        )
+        .await;
+    assert_success(&out, "the user makes ~/.ssh");
+}
+
+/// The user's `~/.ssh`: its mode and `notes`, as root sees them.
+async fn users_ssh_dir(env: &TestEnv) -> String {
+    env.sh(
+        "stat -c %a \"$1/.ssh\"; cat \"$1/.ssh/notes\"; ls \"$1/.ssh\"",
+        &[env.home()],
+    )
+    .await
+}
+
+/// A user with a `~/.ssh` of their own: a made-now sidecar's provision
+/// does not write there while the keys load (it could not undo that), and
+/// writes once they are loaded; `ssh` works.
+async fn check_sidecar_provision_with_the_users_ssh_dir(env: &TestEnv) {
+    let keys = keys();
+    let plan = plan(&keys);
+    start_sshd(env, &[PORT], &[&keys.host], &[public(&keys.user)]).await;
+    user_keeps_an_ssh_dir(env).await;
+    provision_sidecar(env, &plan)
+        .await
+        .unwrap_or_else(|e| panic!("provision (sidecar): {e}"));
+    let out = ssh_a(env).await;
+    assert_success(&out, "ssh a as the user (sidecar, the user's ~/.ssh)");
+    assert_eq!(out.stdout_lossy(), "git\n");
+    let dir = users_ssh_dir(env).await;
+    assert!(dir.contains("mine") && dir.contains("config"), "{dir}");
+    verify_then_deprovision(env, &plan).await;
+    assert_eq!(users_ssh_dir(env).await, "700\nmine\nnotes\n");
+}
+
+/// The abstract name taken and the user's own `~/.ssh`: refused, and the
+/// user's directory exactly as it was (mode, content, no file added).
+async fn check_refused_provision_leaves_the_users_ssh_dir(env: &TestEnv) {
+    let keys = keys();
+    user_keeps_an_ssh_dir(env).await;
+    user_takes_the_abstract_name(env).await;
     let err = provision_sidecar(env, &plan(&keys)).await.unwrap_err();
     assert!(matches!(err, Error::UntrustedInContainer { .. }), "{err:?}");
-    assert!(err.to_string().contains(&format!("@{name}")), "{err}");
-    // The sidecar made for this provision is gone again.
-    let admin = env.admin();
-    assert_eq!(sidecars(admin.as_ref(), &env.bottle_info().id).await, 0);
     assert_bottle_unchanged(env).await;
+    assert_eq!(users_ssh_dir(env).await, "755\nmine\nnotes\n");
+}
+
+/// A bottle provisioned in the `bottle` layout, then a `sidecar` provision
+/// that is refused (the abstract name taken): the `bottle` layout's agent
+/// still serves its keys.
+async fn check_refused_sidecar_leaves_the_bottle_layout_working(env: &TestEnv) {
+    let keys = keys();
+    let plan = plan(&keys);
+    bottle_ssh::provision(env.rt(), env.bottle(), &plan, &Target::default())
+        .await
+        .unwrap_or_else(|e| panic!("provision (bottle): {e}"));
+    user_takes_the_abstract_name(env).await;
+    let err = provision_sidecar(env, &plan).await.unwrap_err();
+    assert!(matches!(err, Error::UntrustedInContainer { .. }), "{err:?}");
+    let public_socket = Target::default().public_socket;
+    let out = env
+        .exec_as(
+            USER,
+            &["sh", "-c", "SSH_AUTH_SOCK=$0 ssh-add -l", &public_socket],
+        )
+        .await;
+    assert_success(&out, "the bottle layout's agent after the refusal");
+    assert_eq!(
+        out.stdout_lossy().lines().count(),
+        1,
+        "{}",
+        out.stdout_lossy()
+    );
 }
 
 /// A user-writable directory first on `PATH` full of look-alike
@@ -883,6 +981,9 @@ mod many {
 engine_tests!(
     images = [debian, busybox, sudo],
     check_abstract_name_taken_by_the_user_is_refused,
+    check_sidecar_provision_with_the_users_ssh_dir,
+    check_refused_provision_leaves_the_users_ssh_dir,
+    check_refused_sidecar_leaves_the_bottle_layout_working,
     check_sidecar_keeps_keys_from_root_in_the_bottle,
     check_bottle_layout_hands_keys_to_root,
     check_restarted_bottle_gets_a_new_sidecar,

@@ -27,6 +27,30 @@ pub(crate) async fn deprovision_checking(
     target: &Target,
     tools: &[&str],
 ) -> Result<DeprovisionReport, Error> {
+    let both = Parts {
+        root: true,
+        user: true,
+    };
+    deprovision_parts(rt, container, target, tools, both).await
+}
+
+/// Which of deprovision's two execs to run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Parts {
+    /// Root's: processes, sockets, the state directory.
+    pub root: bool,
+    /// The user's: the files in the user's home.
+    pub user: bool,
+}
+
+/// [`deprovision_checking`] for `parts` only (both at once when both).
+pub(crate) async fn deprovision_parts(
+    rt: &dyn ContainerRuntime,
+    container: &str,
+    target: &Target,
+    tools: &[&str],
+    parts: Parts,
+) -> Result<DeprovisionReport, Error> {
     const STEP: &str = "deprovision";
     validate_target(target)?;
     let token = lock_token();
@@ -40,12 +64,19 @@ pub(crate) async fn deprovision_checking(
     let root = ExecRequest::script(&scripts::deprovision(), args).user("0");
     let user = ExecRequest::script(&scripts::deprovision_user(), [target.home.as_str()])
         .user(target.user.as_str());
-    let (root, user) = futures_util::join!(rt.exec(container, root), rt.exec(container, user));
+    let run = |wanted: bool, request: ExecRequest| async move {
+        match wanted {
+            true => Some(rt.exec(container, request).await),
+            false => None,
+        }
+    };
+    let (root, user) = futures_util::join!(run(parts.root, root), run(parts.user, user));
     let mut report = DeprovisionReport {
         container: container.to_string(),
         ..Default::default()
     };
     for (is_root, out) in [(true, root), (false, user)] {
+        let Some(out) = out else { continue };
         let out = out.map_err(Error::runtime(STEP))?;
         let read = protocol::deprovision(&out.stdout_lossy());
         // Only root's own script reports on root's environment.

@@ -89,6 +89,7 @@ fn load_keys_request(
 /// The user's exec of provision (`~/.ssh`, `config`, `known_hosts` and
 /// one public key file per key, as the user); see [`scripts::user_files`].
 pub(crate) fn user_files_request(
+    write: scripts::Write,
     target: &Target,
     config: &str,
     known_hosts: Option<&str>,
@@ -100,7 +101,13 @@ pub(crate) fn user_files_request(
     let (known_lines, known) = framed(known_hosts.unwrap_or(""));
     let (config_lines, known_lines) = (config_lines.to_string(), known_lines.to_string());
     let npub = public_keys.len().to_string();
-    let mut args = vec![target.home.as_str(), &config_lines, &known_lines, &npub];
+    let mut args = vec![
+        write.arg(),
+        target.home.as_str(),
+        &config_lines,
+        &known_lines,
+        &npub,
+    ];
     args.extend(public_keys.iter().map(|(name, _)| name.as_str()));
     // [signing]: git settings, allowed signers, the include, the wrapper
     // (0 lines: none).
@@ -225,6 +232,7 @@ pub async fn provision_with(
     };
     let root_request = load_keys_request(target, "reuse", &token, &record, &message);
     let user_request = user_files_request(
+        scripts::Write::Always,
         target,
         &config,
         known_hosts.as_deref(),

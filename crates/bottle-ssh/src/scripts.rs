@@ -463,14 +463,37 @@ done | head -n 20
 echo "escalation-checked"
 "#;
 
+/// When a provision script may change the container: `Always`, or
+/// `IfClean`: only where nothing is yet (no state directory, no sockets,
+/// no `~/.ssh`); otherwise it prints `not-clean` and changes nothing.
+/// What an `IfClean` run wrote is exactly what the matching deprovision
+/// part removes, so a provision that fails elsewhere can undo it and leave
+/// the container as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Write {
+    Always,
+    IfClean,
+}
+
+impl Write {
+    pub(crate) fn arg(self) -> &'static str {
+        match self {
+            Write::Always => "always",
+            Write::IfClean => "if-clean",
+        }
+    }
+}
+
 /// The user's exec of provision, run as the user (so nothing under the
 /// user's home is ever written by root, whatever the user put there):
-/// `$1` home, `$2` lines of `config`, `$3` lines of `known_hosts` (0: none),
-/// `$4` number of public key files N, `$5…` their N names (in `~/.ssh`),
-/// then tools to look for. Stdin: `config`'s lines, then `known_hosts`'s,
-/// then each public key file's two lines. Prints `missing tool|home [NAME]`
-/// (and changes nothing), or `uid N`, `gid N`, `removed PATH`, the
-/// [`ESCALATION`] lines, `done`.
+/// `$1` [`Write`], `$2` home, `$3` lines of `config`, `$4` lines of
+/// `known_hosts` (0: none), `$5` number of public key files N, `$6…` their
+/// N names (in `~/.ssh`), the four signing files' line counts, then tools
+/// to look for. Stdin: `config`'s lines, then `known_hosts`'s, then each
+/// public key file's two lines, then the signing files'. Prints `missing
+/// tool|home [NAME]` (and changes nothing), `uid N`, `gid N`, then
+/// `not-clean` (and changes nothing) or `removed PATH`, the [`ESCALATION`]
+/// lines, `done`.
 pub(crate) fn user_files() -> String {
     format!(
         "{USER_FILES_HEAD}{}{CHECK_TOOLS}{USER_FILES_BODY}{ESCALATION}echo \"done\"\n",
@@ -480,7 +503,7 @@ pub(crate) fn user_files() -> String {
 
 const USER_FILES_HEAD: &str = r#"
 set -u
-home=$1 nconfig=$2 nknown=$3 npub=$4; shift 4
+when=$1 home=$2 nconfig=$3 nknown=$4 npub=$5; shift 5
 pubs=
 i=0
 while [ "$i" -lt "$npub" ]; do pubs="$pubs $1"; shift; i=$((i+1)); done
@@ -497,6 +520,15 @@ const USER_FILES_BODY: &str = r#"
 echo "uid $(id -u)"; echo "gid $(id -g)"
 umask 077
 ssh=${home%/}/.ssh
+if [ "$when" = if-clean ]; then
+  # Only where the undo (deprovision's user part) leaves things as they
+  # were: no ~/.ssh yet; for signing, git's directory there, its config not.
+  if [ -e "$ssh" ] || [ -L "$ssh" ] || { [ "$nsign" -gt 0 ] && {
+    ! [ -d "${home%/}/.config/git" ] || [ -L "${home%/}/.config/git" ] ||
+    [ -e "${home%/}/.config/git/config" ] || [ -L "${home%/}/.config/git/config" ]; }; }; then
+    echo "not-clean"; exit 0
+  fi
+fi
 if [ -L "$ssh" ] || { [ -e "$ssh" ] && ! [ -d "$ssh" ]; }; then
   rm -f "$ssh" && echo "removed $ssh"
 fi

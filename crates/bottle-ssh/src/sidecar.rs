@@ -22,6 +22,7 @@
 
 use crate::protocol::{self, ProvisionRoot};
 use crate::provision::{key_state, lock_token, user_files_request};
+use crate::scripts::Write;
 use crate::{
     agent, error, missing_of, protocol as protocol_error, render_config, render_known_hosts,
     render_public_keys, script_error, scripts, ssh_dir, unix_now, unreadable, untrusted_error,
@@ -205,24 +206,37 @@ echo "done"
 
 /// Root in the bottle: `$1` state, `$2` agent socket (of a `bottle`
 /// layout, stopped), `$3` public socket, `$4` abstract name, `$5` lock
-/// token, `$6` lines of key record, `$7…` tools. Stdin: the key record
-/// (fingerprints, deadlines, hosts: nothing secret). Starts the relay
-/// `UNIX-LISTEN:PUBLIC` → `ABSTRACT-CONNECT:NAME`; prints trust words,
-/// `netns NS`, `removed PATH`, `forwarder-started|forwarder-reused PID`, `done`.
+/// token, `$6` lines of key record, `$7` [`Write`](scripts::Write), `$8…`
+/// tools. Stdin: the key record (fingerprints, deadlines, hosts: nothing
+/// secret). Starts the relay `UNIX-LISTEN:PUBLIC` → `ABSTRACT-CONNECT:NAME`;
+/// prints trust words, then `not-clean` (and changes nothing: `if-clean`
+/// with the state directory or a socket there), or `netns NS`, `removed
+/// PATH`, `forwarder-started|forwarder-reused PID`, `done`.
 pub(crate) fn relay_script() -> String {
     format!("{}{}{RELAY_BODY}", scripts::HELPERS, scripts::TRUST)
 }
+
+/// Step names the bottle's two execs report errors under.
+const RELAY: &str = "start the relay";
+const FILES: &str = "write files";
 
 const RELAY_BODY: &str = r#"
 set -u
 trap 'while IFS= read -r _; do :; done 2>/dev/null' EXIT
 trap 'exit 1' INT TERM HUP
 unset LD_PRELOAD LD_LIBRARY_PATH LD_AUDIT ENV BASH_ENV
-state=$1 agent=$2 public=$3 name=$4 token=$5 nrecord=$6; shift 6
+state=$1 agent=$2 public=$3 name=$4 token=$5 nrecord=$6 when=$7; shift 7
 bad=0
 trust_root "$state" "$agent" "$public" "$@"
 if [ "$bad" != 0 ]; then os_release; exit 0; fi
 umask 077
+if [ "$when" = if-clean ]; then
+  for f in "$state" "$agent" "$public"; do
+    if [ -e "$f" ] || [ -L "$f" ]; then echo "not-clean"; exit 0; fi
+  done
+  # Not -p: of two provisions at once, one makes it.
+  mkdir -m 700 "$state" 2>/dev/null || { echo "not-clean"; exit 0; }
+fi
 [ -d "$state" ] || mkdir -m 700 "$state" || exit 1
 chmod 700 "$state" || exit 1
 take_lock "$state" "$token"
@@ -463,7 +477,9 @@ fn agent_request(
 /// bottle restarted), a relay in the bottle. `image`: the sidecar's image,
 /// `None` for the bottle's own. A bottle on the host's network, a missing
 /// image, a container by the sidecar's name that is not ours, or an engine
-/// that will not create it: an error, the bottle unchanged.
+/// that will not create it: an error, the bottle unchanged. A sidecar made
+/// now loads the keys while the bottle's part runs, writing only where
+/// nothing is yet; if the load fails, that part is undone.
 pub async fn provision(
     admin: &dyn ContainerAdmin,
     bottle: &str,
@@ -526,33 +542,53 @@ pub async fn provision(
     // The bottle's part: the relay as root, the user's files as the user.
     let record = key_state(&valid, unix_now());
     let (nrecord, record) = framed_count(&record);
-    let mut args = vec![
-        STATE_DIR,
-        target.agent_socket.as_str(),
-        target.public_socket.as_str(),
-        name.as_str(),
-        token.as_str(),
-        nrecord.as_str(),
-    ];
-    args.extend(relay_tools());
-    let relay = ExecRequest::script(&relay_script(), args)
-        .user("0")
-        .stdin(record.into_bytes());
+    let relay_request = |write: Write| {
+        let mut args = vec![
+            STATE_DIR,
+            target.agent_socket.as_str(),
+            target.public_socket.as_str(),
+            name.as_str(),
+            token.as_str(),
+            nrecord.as_str(),
+            write.arg(),
+        ];
+        args.extend(relay_tools());
+        ExecRequest::script(&relay_script(), args)
+            .user("0")
+            .stdin(record.clone().into_bytes())
+    };
     let config = render_config(&valid, target);
     let known_hosts = render_known_hosts(&valid);
     let public_keys = render_public_keys(&valid);
     let signing_files = crate::signing::render_files(valid.signing.as_ref(), target);
-    let user = user_files_request(
-        target,
-        &config,
-        known_hosts.as_deref(),
-        &public_keys,
-        &signing_files,
-        &bottle_tools(),
-    );
+    let user_request = |write: Write| {
+        user_files_request(
+            write,
+            target,
+            &config,
+            known_hosts.as_deref(),
+            &public_keys,
+            &signing_files,
+            &bottle_tools(),
+        )
+    };
+    // A sidecar made now has never held the keys, and one that cannot (an
+    // image without ssh-agent, its abstract name taken) must leave the
+    // bottle as it was. Meanwhile the bottle's execs write only where no
+    // earlier provision left anything (`if-clean`), so what they wrote can
+    // be undone; where something was left, they run again once the sidecar
+    // holds the keys. A reused sidecar has held them before: `always`.
+    let write = if created {
+        Write::IfClean
+    } else {
+        Write::Always
+    };
     let in_bottle = async {
         let t = Instant::now();
-        let out = futures_util::join!(admin.exec(bottle, relay), admin.exec(bottle, user));
+        let out = futures_util::join!(
+            admin.exec(bottle, relay_request(write)),
+            admin.exec(bottle, user_request(write))
+        );
         (out, t.elapsed())
     };
     let in_sidecar = async {
@@ -560,18 +596,57 @@ pub async fn provision(
         let out = load(side.clone(), side_name.clone(), created).await;
         (out, t.elapsed())
     };
-    // A sidecar made now goes first: one that cannot hold the keys (an
-    // image without ssh-agent) leaves the bottle unchanged. A reused one
-    // has held them before: both at once, as the bottle layout's two execs.
-    let ((loaded, side_took), ((relay, user), bottle_took)) = if created {
-        let first = match in_sidecar.await {
-            (Err(e), _) => return Err(e),
-            ok => ok,
-        };
-        (first, in_bottle.await)
-    } else {
-        futures_util::join!(in_sidecar, in_bottle)
-    };
+    let ((loaded, side_took), ((mut relay, mut user), mut bottle_took)) =
+        futures_util::join!(in_sidecar, in_bottle);
+    let relay_state = relay
+        .as_ref()
+        .ok()
+        .and_then(|o| protocol::sidecar_exec(&o.stdout_lossy()).ok())
+        .map(|(r, _)| Written::of(r.not_clean, r.trust.refuses()));
+    let user_state = user
+        .as_ref()
+        .ok()
+        .and_then(|o| protocol::user_files(&o.stdout_lossy()).ok())
+        .map(|u| Written::of(u.not_clean, !u.missing.is_empty()));
+    if created {
+        if let Err(e) = loaded {
+            let parts = crate::deprovision::Parts {
+                root: relay_state.unwrap_or(Written::Maybe) == Written::Maybe,
+                user: user_state.unwrap_or(Written::Maybe) == Written::Maybe,
+            };
+            if parts.root || parts.user {
+                let undone = crate::deprovision::deprovision_parts(
+                    admin,
+                    bottle,
+                    target,
+                    &bottle_tools(),
+                    parts,
+                )
+                .await;
+                if let Err(undo) = undone {
+                    tracing::warn!(%bottle, error = %undo, "could not undo the bottle's part of a failed provision");
+                }
+            }
+            return Err(e);
+        }
+        let again = |state: Option<Written>| state == Some(Written::NotClean);
+        if again(relay_state) || again(user_state) {
+            let t = Instant::now();
+            let rerun = |wanted: bool, request: ExecRequest| async move {
+                match wanted {
+                    true => Some(admin.exec(bottle, request).await),
+                    false => None,
+                }
+            };
+            let (r, u) = futures_util::join!(
+                rerun(again(relay_state), relay_request(Write::Always)),
+                rerun(again(user_state), user_request(Write::Always))
+            );
+            relay = r.unwrap_or(relay);
+            user = u.unwrap_or(user);
+            bottle_took += t.elapsed();
+        }
+    }
     steps.push(StepReport {
         name: "load keys (sidecar)",
         millis: side_took.as_millis() as u64,
@@ -581,59 +656,12 @@ pub async fn provision(
         millis: bottle_took.as_millis() as u64,
     });
     let (mut report, mut side_ns) = loaded?;
-    const RELAY: &str = "start the relay";
-    const FILES: &str = "write files";
-    let relay_read = relay
-        .as_ref()
-        .ok()
-        .map(|o| protocol::sidecar_exec(&o.stdout_lossy()));
-    let user_read = user
-        .as_ref()
-        .ok()
-        .map(|o| protocol::user_files(&o.stdout_lossy()));
-    if let Some(Ok((r, _))) = &relay_read {
-        if let Some(e) = untrusted_error(bottle, &r.trust) {
-            return Err(e);
-        }
+    let read = read_bottle_part(bottle, target, relay, user);
+    if read.is_err() && created {
+        // Keys the bottle cannot use: not left in a container of their own.
+        let _ = admin.remove(&side).await;
     }
-    let mut absent = Vec::new();
-    if let Some(Ok((r, _))) = &relay_read {
-        absent.extend(r.trust.missing.iter().cloned());
-    }
-    if let Some(Ok(u)) = &user_read {
-        absent.extend(u.missing.iter().cloned());
-    }
-    let missing = missing_of(&absent, target);
-    if !missing.is_empty() {
-        let os: Vec<&str> = match &relay_read {
-            Some(Ok((r, _))) => r.trust.os.iter().map(String::as_str).collect(),
-            _ => Vec::new(),
-        };
-        return Err(Error::MissingInContainer {
-            container: bottle.to_string(),
-            hint: error::install_hint(&os, &missing),
-            missing,
-        });
-    }
-    let relay = relay.map_err(Error::runtime(RELAY))?;
-    let user = user.map_err(Error::runtime(FILES))?;
-    if !relay.success() {
-        return Err(script_error(RELAY, bottle, &relay));
-    }
-    if !user.success() {
-        return Err(script_error(FILES, bottle, &user));
-    }
-    let (relay_report, bottle_ns) = match relay_read {
-        Some(r) => r.map_err(|e| unreadable(RELAY, bottle, e))?,
-        None => unreachable!("the relay exec succeeded"),
-    };
-    let user_report = match user_read {
-        Some(r) => r.map_err(|e| unreadable(FILES, bottle, e))?,
-        None => unreachable!("the user's exec succeeded"),
-    };
-    if !relay_report.done || !user_report.done {
-        return Err(protocol_error(RELAY, bottle, "the script did not finish"));
-    }
+    let (relay_report, bottle_ns, user_report) = read?;
     // A reused sidecar in another namespace than the labels said (the
     // engine reused a start time, a hand-made change): replaced once.
     if bottle_ns.is_some() && bottle_ns != side_ns && !created {
@@ -730,6 +758,91 @@ pub async fn provision(
         forwarder,
         steps,
     })
+}
+
+/// What a bottle exec of a made-now sidecar's provision did to the bottle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Written {
+    /// `not-clean`: an earlier provision's state was there; untouched.
+    NotClean,
+    /// A refusal (something missing or untrusted): untouched.
+    Refused,
+    /// It may have written: undone if the provision fails.
+    Maybe,
+}
+
+impl Written {
+    fn of(not_clean: bool, refused: bool) -> Written {
+        if not_clean {
+            Written::NotClean
+        } else if refused {
+            Written::Refused
+        } else {
+            Written::Maybe
+        }
+    }
+}
+
+/// The bottle's two execs read: the relay's report, the bottle's network
+/// namespace, the user's files. Refusals first (untrusted, then missing).
+fn read_bottle_part(
+    bottle: &str,
+    target: &Target,
+    relay: Result<bottle_runtime::ExecOutput, bottle_runtime::Error>,
+    user: Result<bottle_runtime::ExecOutput, bottle_runtime::Error>,
+) -> Result<(ProvisionRoot, Option<String>, protocol::UserFiles), Error> {
+    let relay_read = relay
+        .as_ref()
+        .ok()
+        .map(|o| protocol::sidecar_exec(&o.stdout_lossy()));
+    let user_read = user
+        .as_ref()
+        .ok()
+        .map(|o| protocol::user_files(&o.stdout_lossy()));
+    if let Some(Ok((r, _))) = &relay_read {
+        if let Some(e) = untrusted_error(bottle, &r.trust) {
+            return Err(e);
+        }
+    }
+    let mut absent = Vec::new();
+    if let Some(Ok((r, _))) = &relay_read {
+        absent.extend(r.trust.missing.iter().cloned());
+    }
+    if let Some(Ok(u)) = &user_read {
+        absent.extend(u.missing.iter().cloned());
+    }
+    let missing = missing_of(&absent, target);
+    if !missing.is_empty() {
+        let os: Vec<&str> = match &relay_read {
+            Some(Ok((r, _))) => r.trust.os.iter().map(String::as_str).collect(),
+            _ => Vec::new(),
+        };
+        return Err(Error::MissingInContainer {
+            container: bottle.to_string(),
+            hint: error::install_hint(&os, &missing),
+            missing,
+        });
+    }
+    let relay = relay.map_err(Error::runtime(RELAY))?;
+    let user = user.map_err(Error::runtime(FILES))?;
+    if !relay.success() {
+        return Err(script_error(RELAY, bottle, &relay));
+    }
+    if !user.success() {
+        return Err(script_error(FILES, bottle, &user));
+    }
+    let (relay_report, bottle_ns) = match relay_read {
+        Some(r) => r.map_err(|e| unreadable(RELAY, bottle, e))?,
+        None => unreachable!("the relay exec succeeded"),
+    };
+    let user_report = match user_read {
+        Some(r) => r.map_err(|e| unreadable(FILES, bottle, e))?,
+        None => unreachable!("the user's exec succeeded"),
+    };
+    if !relay_report.done || !user_report.done {
+        return Err(protocol_error(RELAY, bottle, "the script did not finish"));
+    }
+    Ok((relay_report, bottle_ns, user_report))
 }
 
 /// The agent exec in the sidecar, once more with a fresh agent when a

@@ -52,6 +52,7 @@ pub(crate) mod word {
     pub const SSH_VERSION: &str = "ssh-version";
     pub const NETNS: &str = "netns";
     pub const GIT_CONFIG_THEIRS: &str = "git-config-theirs";
+    pub const NOT_CLEAN: &str = "not-clean";
 
     /// Every word, for the test that holds the scripts to them.
     #[cfg(test)]
@@ -92,6 +93,7 @@ pub(crate) mod word {
         SSH_VERSION,
         NETNS,
         GIT_CONFIG_THEIRS,
+        NOT_CLEAN,
     ];
 }
 
@@ -164,6 +166,12 @@ pub(crate) struct Trust {
 }
 
 impl Trust {
+    /// The script refused: it found something untrusted or missing, and
+    /// changed nothing.
+    pub(crate) fn refuses(&self) -> bool {
+        !self.untrusted.is_empty() || !self.missing.is_empty()
+    }
+
     /// Takes the line if it is one of these; `Ok(false)` when it is not.
     fn take(&mut self, line: &str) -> Parsed<bool> {
         let (w, rest) = split(line);
@@ -290,6 +298,8 @@ pub(crate) struct ProvisionRoot {
     /// A reused agent did not accept the key stream.
     pub agent_unusable: bool,
     pub removed: Vec<String>,
+    /// An `if-clean` run found an earlier provision's state: nothing changed.
+    pub not_clean: bool,
     pub done: bool,
 }
 
@@ -313,6 +323,7 @@ pub(crate) fn provision_root(stdout: &str) -> Parsed<ProvisionRoot> {
             (word::FORWARDER_STARTED, pid) => r.forwarder = process("bad pid", line, pid, true)?,
             (word::FORWARDER_REUSED, pid) => r.forwarder = process("bad pid", line, pid, false)?,
             (word::AGENT_UNUSABLE, "") => r.agent_unusable = true,
+            (word::NOT_CLEAN, "") => r.not_clean = true,
             (word::KEY, fp) if fp.starts_with("SHA256:") && !fp.contains(' ') => {
                 push_bounded(&mut r.keys, fp.to_string(), MAX_ITEMS)
             }
@@ -321,6 +332,11 @@ pub(crate) fn provision_root(stdout: &str) -> Parsed<ProvisionRoot> {
             }
             _ => return Err(Unreadable::line("unexpected line from root", line)),
         }
+    }
+    if r.not_clean && r.done {
+        return Err(Unreadable(
+            "root reported both `not-clean` and `done`".into(),
+        ));
     }
     Ok(r)
 }
@@ -415,6 +431,8 @@ pub(crate) struct UserFiles {
     pub escalation: Option<Vec<String>>,
     /// `~/.config/git/config` is the user's own: not touched ([signing]).
     pub git_config_theirs: bool,
+    /// An `if-clean` run found files where it writes: nothing changed.
+    pub not_clean: bool,
     pub done: bool,
 }
 
@@ -435,6 +453,7 @@ pub(crate) fn user_files(stdout: &str) -> Parsed<UserFiles> {
         match split(line) {
             (word::DONE, "") => r.done = true,
             (word::GIT_CONFIG_THEIRS, "") => r.git_config_theirs = true,
+            (word::NOT_CLEAN, "") => r.not_clean = true,
             (word::REMOVED, path) if !path.is_empty() => {
                 push_bounded(&mut r.removed, path.to_string(), MAX_ITEMS)
             }
@@ -445,6 +464,11 @@ pub(crate) fn user_files(stdout: &str) -> Parsed<UserFiles> {
                 ))
             }
         }
+    }
+    if r.not_clean && r.done {
+        return Err(Unreadable(
+            "the user's exec reported both `not-clean` and `done`".into(),
+        ));
     }
     r.missing = trust.missing;
     r.ids = ids.ids();

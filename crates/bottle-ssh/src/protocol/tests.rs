@@ -99,6 +99,20 @@ fn user_files_reads_ids_and_escalation() {
 }
 
 #[test]
+fn not_clean_is_read_and_never_with_done() {
+    let (r, ns) = sidecar_exec("not-clean\n").unwrap();
+    assert!(r.not_clean && !r.done && ns.is_none());
+    let u = user_files("uid 1000\ngid 1000\nnot-clean\n").unwrap();
+    assert!(u.not_clean && !u.done);
+    assert!(!user_files(USER_FILES).unwrap().not_clean);
+    // Changed nothing and finished: one of the two is a lie.
+    assert!(provision_root("not-clean\ndone\n").is_err());
+    assert!(sidecar_exec("netns net:[4026532]\nnot-clean\ndone\n").is_err());
+    assert!(user_files("uid 1000\ngid 1000\nnot-clean\nescalation-checked\ndone\n").is_err());
+    assert!(provision_root("not-clean extra\n").is_err());
+}
+
+#[test]
 fn verify_root_reads_files_and_their_content() {
     for out in [VERIFY_ROOT, VERIFY_ROOT_BUSYBOX] {
         let r = verify_root(out).unwrap();
