@@ -509,6 +509,21 @@ async fn check_refused_sidecar_leaves_the_bottle_layout_working(env: &TestEnv) {
     );
 }
 
+/// Two provisions of one bottle at once, neither finding a sidecar: one
+/// makes it; the other reuses it or fails (its `run` lost), and leaves the
+/// winner's relay and files alone. Then verify passes and `ssh` works.
+async fn check_two_provisions_at_once_leave_one_working_sidecar(env: &TestEnv) {
+    let keys = keys();
+    let plan = plan(&keys);
+    start_sshd(env, &[PORT], &[&keys.host], &[public(&keys.user)]).await;
+    let (a, b) = futures_util::join!(provision_sidecar(env, &plan), provision_sidecar(env, &plan));
+    assert!(a.is_ok() || b.is_ok(), "both failed: {a:?} {b:?}");
+    let admin = env.admin();
+    assert_eq!(sidecars(admin.as_ref(), &env.bottle_info().id).await, 1);
+    assert_success(&ssh_a(env).await, "ssh a after two provisions at once");
+    verify_then_deprovision(env, &plan).await;
+}
+
 /// A user-writable directory first on `PATH` full of look-alike
 /// `ssh-agent`, `ssh-add`, `socat` and shell tools, planted by the user:
 /// in the sidecar layout root (in the bottle and in the sidecar) runs none
@@ -984,6 +999,7 @@ engine_tests!(
     check_sidecar_provision_with_the_users_ssh_dir,
     check_refused_provision_leaves_the_users_ssh_dir,
     check_refused_sidecar_leaves_the_bottle_layout_working,
+    check_two_provisions_at_once_leave_one_working_sidecar,
     check_sidecar_keeps_keys_from_root_in_the_bottle,
     check_bottle_layout_hands_keys_to_root,
     check_restarted_bottle_gets_a_new_sidecar,

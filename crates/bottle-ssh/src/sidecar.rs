@@ -429,14 +429,16 @@ async fn create_sidecar(
         .map_err(Error::runtime("inspect the agent sidecar"))
 }
 
-/// The sidecar for `bottle`, created or replaced as needed; true when made now.
+/// The sidecar for `bottle` from what [`find_sidecar`] found: created or
+/// replaced as needed; true when made now.
 async fn ensure_sidecar(
     admin: &dyn ContainerAdmin,
     bottle: &ContainerDetails,
+    name: &str,
+    found: Found,
     image: Option<&str>,
 ) -> Result<(ContainerDetails, bool), Error> {
-    let name = sidecar_name(&bottle.info.name);
-    match find_sidecar(admin, bottle, &name).await? {
+    match found {
         Found::Current(d) => Ok((d, false)),
         Found::Stale(d) => {
             tracing::info!(sidecar = %name, "replacing the agent sidecar (the bottle restarted or it stopped)");
@@ -444,9 +446,9 @@ async fn ensure_sidecar(
                 .remove(&d.info.id)
                 .await
                 .map_err(Error::runtime("remove the stale agent sidecar"))?;
-            Ok((create_sidecar(admin, bottle, &name, image).await?, true))
+            Ok((create_sidecar(admin, bottle, name, image).await?, true))
         }
-        Found::Absent => Ok((create_sidecar(admin, bottle, &name, image).await?, true)),
+        Found::Absent => Ok((create_sidecar(admin, bottle, name, image).await?, true)),
     }
 }
 
@@ -478,8 +480,8 @@ fn agent_request(
 /// `None` for the bottle's own. A bottle on the host's network, a missing
 /// image, a container by the sidecar's name that is not ours, or an engine
 /// that will not create it: an error, the bottle unchanged. A sidecar made
-/// now loads the keys while the bottle's part runs, writing only where
-/// nothing is yet; if the load fails, that part is undone.
+/// now is created and loads the keys while the bottle's part runs, that
+/// part writing only where nothing is yet; if the load fails, it is undone.
 pub async fn provision(
     admin: &dyn ContainerAdmin,
     bottle: &str,
@@ -507,11 +509,14 @@ pub async fn provision(
     })?;
     step("validate", t);
 
-    let t = Instant::now();
-    let (sidecar, created) = ensure_sidecar(admin, &details, image).await?;
-    let side = sidecar.info.id.clone();
-    let side_name = sidecar.info.name.clone();
-    step("agent sidecar", t);
+    let side_name = sidecar_name(&details.info.name);
+    let found = find_sidecar(admin, &details, &side_name).await?;
+    // A sidecar to make (none, or a stale one) has never held the keys.
+    let fresh = !matches!(found, Found::Current(_));
+    let stale = match &found {
+        Found::Stale(d) => Some(d.info.id.clone()),
+        _ => None,
+    };
     let name = abstract_name(&details.info.id);
     let token = lock_token();
 
@@ -572,17 +577,13 @@ pub async fn provision(
             &bottle_tools(),
         )
     };
-    // A sidecar made now has never held the keys, and one that cannot (an
-    // image without ssh-agent, its abstract name taken) must leave the
-    // bottle as it was. Meanwhile the bottle's execs write only where no
-    // earlier provision left anything (`if-clean`), so what they wrote can
-    // be undone; where something was left, they run again once the sidecar
-    // holds the keys. A reused sidecar has held them before: `always`.
-    let write = if created {
-        Write::IfClean
-    } else {
-        Write::Always
-    };
+    // A sidecar made now that cannot hold the keys (a missing image, one
+    // without ssh-agent, its abstract name taken) must leave the bottle as
+    // it was. Meanwhile the bottle's execs write only where nothing is yet
+    // (`if-clean`), so what they wrote can be undone; where something was,
+    // they run again once the sidecar holds the keys. A reused sidecar has
+    // held them before: `always`.
+    let write = if fresh { Write::IfClean } else { Write::Always };
     let in_bottle = async {
         let t = Instant::now();
         let out = futures_util::join!(
@@ -593,10 +594,18 @@ pub async fn provision(
     };
     let in_sidecar = async {
         let t = Instant::now();
-        let out = load(side.clone(), side_name.clone(), created).await;
-        (out, t.elapsed())
+        let made = ensure_sidecar(admin, &details, &side_name, found, image).await;
+        let made_took = t.elapsed();
+        let t = Instant::now();
+        let out = match made {
+            Ok((d, created)) => load(d.info.id.clone(), d.info.name.clone(), created)
+                .await
+                .map(|loaded| (loaded, d.info.id)),
+            Err(e) => Err(e),
+        };
+        (out, made_took, t.elapsed())
     };
-    let ((loaded, side_took), ((mut relay, mut user), mut bottle_took)) =
+    let ((loaded, made_took, side_took), ((mut relay, mut user), mut bottle_took)) =
         futures_util::join!(in_sidecar, in_bottle);
     let relay_state = relay
         .as_ref()
@@ -608,8 +617,19 @@ pub async fn provision(
         .ok()
         .and_then(|o| protocol::user_files(&o.stdout_lossy()).ok())
         .map(|u| Written::of(u.not_clean, !u.missing.is_empty()));
-    if created {
+    if fresh {
         if let Err(e) = loaded {
+            // Lost a race to make it (another sidecar of this bottle's is
+            // there): the winner's provision owns the bottle's state now
+            // (it found this one's and runs its parts again).
+            let raced = match find_sidecar(admin, &details, &side_name).await {
+                Ok(Found::Current(_)) => true,
+                Ok(Found::Stale(d)) => Some(d.info.id) != stale,
+                _ => false,
+            };
+            if raced {
+                return Err(e);
+            }
             let parts = crate::deprovision::Parts {
                 root: relay_state.unwrap_or(Written::Maybe) == Written::Maybe,
                 user: user_state.unwrap_or(Written::Maybe) == Written::Maybe,
@@ -648,6 +668,10 @@ pub async fn provision(
         }
     }
     steps.push(StepReport {
+        name: "agent sidecar",
+        millis: made_took.as_millis() as u64,
+    });
+    steps.push(StepReport {
         name: "load keys (sidecar)",
         millis: side_took.as_millis() as u64,
     });
@@ -655,16 +679,16 @@ pub async fn provision(
         name: "relay and files (bottle)",
         millis: bottle_took.as_millis() as u64,
     });
-    let (mut report, mut side_ns) = loaded?;
+    let ((mut report, mut side_ns), side) = loaded?;
     let read = read_bottle_part(bottle, target, relay, user);
-    if read.is_err() && created {
+    if read.is_err() && fresh {
         // Keys the bottle cannot use: not left in a container of their own.
         let _ = admin.remove(&side).await;
     }
     let (relay_report, bottle_ns, user_report) = read?;
     // A reused sidecar in another namespace than the labels said (the
     // engine reused a start time, a hand-made change): replaced once.
-    if bottle_ns.is_some() && bottle_ns != side_ns && !created {
+    if bottle_ns.is_some() && bottle_ns != side_ns && !fresh {
         tracing::warn!(sidecar = %side_name, "the agent sidecar is in another network namespace; replacing it");
         admin
             .remove(&side)
