@@ -30,7 +30,8 @@ use crate::{
     Options, Plan, ProvisionReport, StepReport, Target, VerifyReport, STATE_DIR,
 };
 use bottle_runtime::{
-    ContainerAdmin, ContainerDetails, ContainerFilter, ExecRequest, NetworkMode, RunSpec,
+    ContainerAdmin, ContainerDetails, ContainerFilter, ContainerInfo, ExecRequest, NetworkMode,
+    RunSpec,
 };
 use std::time::Instant;
 
@@ -388,7 +389,7 @@ async fn create_sidecar(
     bottle: &ContainerDetails,
     name: &str,
     image: Option<&str>,
-) -> Result<ContainerDetails, Error> {
+) -> Result<ContainerInfo, Error> {
     let image = image.unwrap_or(&bottle.image).to_string();
     let exists = admin
         .image_exists(&image)
@@ -416,17 +417,13 @@ async fn create_sidecar(
         (LABEL_FOR.into(), bottle.info.id.clone()),
         (LABEL_STARTED.into(), bottle.started_at.clone()),
     ];
-    let info = admin.run(&spec).await.map_err(|e| {
+    admin.run(&spec).await.map_err(|e| {
         sidecar_error(
             &bottle.info.name,
             name,
             format!("the engine did not create it: {e}"),
         )
-    })?;
-    admin
-        .details(&info.id)
-        .await
-        .map_err(Error::runtime("inspect the agent sidecar"))
+    })
 }
 
 /// The sidecar for `bottle` from what [`find_sidecar`] found: created or
@@ -437,9 +434,9 @@ async fn ensure_sidecar(
     name: &str,
     found: Found,
     image: Option<&str>,
-) -> Result<(ContainerDetails, bool), Error> {
+) -> Result<(ContainerInfo, bool), Error> {
     match found {
-        Found::Current(d) => Ok((d, false)),
+        Found::Current(d) => Ok((d.info, false)),
         Found::Stale(d) => {
             tracing::info!(sidecar = %name, "replacing the agent sidecar (the bottle restarted or it stopped)");
             admin
@@ -598,9 +595,9 @@ pub async fn provision(
         let made_took = t.elapsed();
         let t = Instant::now();
         let out = match made {
-            Ok((d, created)) => load(d.info.id.clone(), d.info.name.clone(), created)
+            Ok((info, created)) => load(info.id.clone(), info.name.clone(), created)
                 .await
-                .map(|loaded| (loaded, d.info.id)),
+                .map(|loaded| (loaded, info.id)),
             Err(e) => Err(e),
         };
         (out, made_took, t.elapsed())
@@ -695,7 +692,7 @@ pub async fn provision(
             .await
             .map_err(Error::runtime("remove the stale agent sidecar"))?;
         let fresh = create_sidecar(admin, &details, &side_name, image).await?;
-        (report, side_ns) = load(fresh.info.id.clone(), fresh.info.name.clone(), true).await?;
+        (report, side_ns) = load(fresh.id.clone(), fresh.name.clone(), true).await?;
     }
     drop(message);
     if bottle_ns.is_none() || bottle_ns != side_ns {
