@@ -691,8 +691,8 @@ pub async fn provision(
             .remove(&side)
             .await
             .map_err(Error::runtime("remove the stale agent sidecar"))?;
-        let fresh = create_sidecar(admin, &details, &side_name, image).await?;
-        (report, side_ns) = load(fresh.id.clone(), fresh.name.clone(), true).await?;
+        let replaced = create_sidecar(admin, &details, &side_name, image).await?;
+        (report, side_ns) = load(replaced.id.clone(), replaced.name.clone(), true).await?;
     }
     drop(message);
     if bottle_ns.is_none() || bottle_ns != side_ns {
