@@ -110,6 +110,35 @@ fn summary(out: &ExecOutput) -> String {
     )
 }
 
+/// `rt` was built with a per-call `timeout` shorter than 60 s: a process
+/// outliving it ends in [`Error::Timeout`] naming the container and the
+/// operation soon after the limit, and `rt` stays usable. Each caller
+/// builds `rt` its own way (a new connection, another transport).
+pub async fn check_exec_timeout(rt: &dyn ContainerRuntime, container: &str, timeout: Duration) {
+    let started = Instant::now();
+    let result = rt.exec(container, ExecRequest::new(["sleep", "60"])).await;
+    let took = started.elapsed();
+    match result {
+        Err(Error::Timeout {
+            container: named,
+            operation,
+            timeout: reported,
+            ..
+        }) => {
+            assert_eq!(named, container);
+            assert_eq!(operation, "exec");
+            assert_eq!(reported, timeout);
+        }
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    assert!(
+        took < timeout + Duration::from_secs(18),
+        "timeout fired after {took:?}"
+    );
+    let out = rt.exec_root(container, &["echo", "alive"]).await.unwrap();
+    assert_eq!(out.stdout, b"alive\n");
+}
+
 pub async fn check_exit_codes(s: &dyn Subject) {
     for (script, code) in [("exit 0", 0), ("exit 7", 7), ("exit 255", 255)] {
         let out = s.exec_as("0", &["/bin/sh", "-c", script]).await;

@@ -6,46 +6,18 @@
 //! Each `check_*` runs once per engine (`docker::check_*`, `podman::check_*`)
 //! in its own bottle; see the crate docs for how to run them.
 
-use bottle_integration_tests::harness;
+use bottle_integration_tests::{conformance, harness};
 use bottle_integration_tests::{engine_tests, TestEnv};
 use bottle_runtime::{Error, ExecRequest};
 use std::time::{Duration, Instant};
 
 bottle_integration_tests::library_checks!(wrappers);
 
-/// A process that outlives the runtime's timeout ends in Error::Timeout
-/// naming the operation, soon after the limit; the engine stays usable.
+/// The library check on a new connection with a 2 s timeout.
 async fn check_exec_timeout(env: &TestEnv) {
-    let conn = harness::connect_with_timeout(env.engine(), None, Duration::from_secs(2)).unwrap();
-    let started = Instant::now();
-    let result = conn
-        .runtime
-        .exec(env.bottle(), ExecRequest::new(["sleep", "60"]))
-        .await;
-    let took = started.elapsed();
-    match result {
-        Err(Error::Timeout {
-            container,
-            operation,
-            timeout,
-            ..
-        }) => {
-            assert_eq!(container, env.bottle());
-            assert_eq!(operation, "exec");
-            assert_eq!(timeout, Duration::from_secs(2));
-        }
-        other => panic!("expected Timeout, got {other:?}"),
-    }
-    assert!(
-        took < Duration::from_secs(20),
-        "timeout fired after {took:?}"
-    );
-    let out = conn
-        .runtime
-        .exec_root(env.bottle(), &["echo", "alive"])
-        .await
-        .unwrap();
-    assert_eq!(out.stdout, b"alive\n");
+    let timeout = Duration::from_secs(2);
+    let conn = harness::connect_with_timeout(env.engine(), None, timeout).unwrap();
+    conformance::check_exec_timeout(conn.runtime.as_ref(), env.bottle(), timeout).await;
 }
 
 async fn check_unreachable_engine(env: &TestEnv) {
