@@ -787,20 +787,29 @@ fn json_number(line: &str, key: &str) -> Option<f64> {
 /// `bottlectl -q --json --runtime E --host ENDPOINT ARGS…` in `home`.
 fn bottlectl_cmd(s: &Settings, engine: Engine, endpoint: &str, home: &Path) -> Command {
     let mut cmd = Command::new(&s.bottlectl);
+    in_home(&mut cmd, home).args(global_args(engine, endpoint));
+    cmd
+}
+
+/// Only PATH from this process; config and state under `home`.
+fn in_home<'a>(cmd: &'a mut Command, home: &Path) -> &'a mut Command {
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join("xdg"))
         .current_dir(home)
-        .args([
-            "-q",
-            "--json",
-            "--runtime",
-            engine.name(),
-            "--host",
-            endpoint,
-        ]);
-    cmd
+}
+
+/// Quiet, machine-readable, on the engine under test.
+fn global_args(engine: Engine, endpoint: &str) -> [&str; 6] {
+    [
+        "-q",
+        "--json",
+        "--runtime",
+        engine.name(),
+        "--host",
+        endpoint,
+    ]
 }
 
 /// Issue 17: `s.concurrent` bottles provisioned by one `bottlectl
@@ -1240,12 +1249,9 @@ async fn provision_over_ssh(
     while times.len() < s.runs {
         let bottle = bottles.start().await?;
         let mut cmd = Command::new(&s.bottlectl);
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", home.path())
-            .env("XDG_CONFIG_HOME", home.path().join("xdg"))
+        in_home(&mut cmd, home.path())
             .env("BOTTLE_SSH_CONFIG", &config)
-            .args(["-q", "--json", "--runtime", engine.name(), "--host", &url])
+            .args(global_args(engine, &url))
             .args(["provision", &bottle, "--manifest"])
             .arg(manifest);
         let t = Instant::now();
@@ -1405,25 +1411,14 @@ fn run_bottlectl(
 ) -> BoxResult<(f64, u64)> {
     let rss_file = home.join("rss");
     let mut cmd = Command::new("/usr/bin/time");
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("xdg"))
+    in_home(&mut cmd, home)
         .envs(env.iter().copied())
-        .current_dir(home)
         .arg("-f")
         .arg("%M")
         .arg("-o")
         .arg(&rss_file)
         .arg(&s.bottlectl)
-        .args([
-            "-q",
-            "--json",
-            "--runtime",
-            engine.name(),
-            "--host",
-            endpoint,
-        ])
+        .args(global_args(engine, endpoint))
         .args(["provision", bottle, "--manifest"])
         .arg(manifest);
     let t = Instant::now();
