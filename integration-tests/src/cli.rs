@@ -4,6 +4,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+/// Runs `cmd` apart from this machine's user: only PATH from this process,
+/// HOME, config and working directory in `home`, so neither a real config
+/// nor a `CLAUDE_BOTTLE_*`/`DOCKER_*` variable reaches it.
+pub fn hermetic<'a>(cmd: &'a mut Command, home: &Path) -> &'a mut Command {
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("xdg"))
+        .current_dir(home)
+}
+
 /// The `bottlectl` binary, built once per test process with the test's own
 /// profile (a test crate cannot depend on another package's binary). It lands
 /// beside the test executable's `deps/` directory, where cargo puts binaries.

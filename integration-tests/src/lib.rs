@@ -104,6 +104,6 @@ pub mod image;
 pub mod ssh_fixtures;
 pub mod transports;
 
-pub use cli::bottlectl_path;
+pub use cli::{bottlectl_path, hermetic};
 pub use harness::{assert_success, connect, Connection, TestEnv, Variant};
 pub use image::{ensure_test_image, TestImage};

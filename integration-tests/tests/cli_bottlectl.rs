@@ -11,7 +11,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use bottle_integration_tests::bottlectl_path;
+use bottle_integration_tests::{bottlectl_path, hermetic};
 
 /// A scratch HOME with an empty user config dir, so runs are hermetic.
 struct Scratch {
@@ -50,12 +50,7 @@ impl Scratch {
 
     fn command(&self, args: &[&str], envs: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(bottlectl_path());
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.path())
-            .env("XDG_CONFIG_HOME", self.path().join("xdg"))
-            .current_dir(self.path())
-            .args(args);
+        hermetic(&mut cmd, self.path()).args(args);
         for (k, v) in envs {
             cmd.env(k, v);
         }

@@ -227,22 +227,18 @@ fn bottlectl_is_not_dumpable_and_writes_no_core() {
     // prlimit as root raises the core limit (often 0 already) so the test
     // sees bottlectl lower it; setpriv: a non-root uid, whose /proc files
     // show the owner the kernel gives them.
-    let out = Command::new("prlimit")
-        .arg("--core=unlimited:unlimited")
+    let mut cmd = Command::new("prlimit");
+    cmd.arg("--core=unlimited:unlimited")
         .args([
             "setpriv",
             "--reuid=65534",
             "--regid=65534",
             "--clear-groups",
         ])
-        .arg(bottlectl_path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", d)
-        .env("XDG_CONFIG_HOME", d.join("xdg"))
+        .arg(bottlectl_path());
+    let out = bottle_integration_tests::hermetic(&mut cmd, d)
         .env("SSH_ASKPASS", &askpass)
         .env("SSH_ASKPASS_REQUIRE", "force")
-        .current_dir(d)
         .args(["--runtime", "docker", "--host", "unix:///nonexistent.sock"])
         .args(["provision", "any", "-m", manifest.to_str().unwrap()])
         .output()

@@ -23,7 +23,7 @@ const SUBCOMMANDS: &[&str] = &[
     "man",
 ];
 
-use bottle_integration_tests::bottlectl_path;
+use bottle_integration_tests::{bottlectl_path, hermetic};
 
 /// A hermetic environment: empty HOME/XDG config, no caller variables.
 struct Scratch {
@@ -43,11 +43,7 @@ impl Scratch {
 
     fn base(&self, program: &Path) -> Command {
         let mut cmd = Command::new(program);
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.path())
-            .env("XDG_CONFIG_HOME", self.path().join("xdg"))
-            .current_dir(self.path());
+        hermetic(&mut cmd, self.path());
         cmd
     }
 

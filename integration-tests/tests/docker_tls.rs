@@ -8,8 +8,8 @@
 //! skips when dockerd is missing or cannot start, except in CI (`CI=true`) or with
 //! `BOTTLE_TEST_REQUIRE_ENGINES=1`, where that is a failure.
 
-use bottle_integration_tests::bottlectl_path;
 use bottle_integration_tests::harness::engines_required;
+use bottle_integration_tests::{bottlectl_path, hermetic};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -87,11 +87,7 @@ impl Drop for SecondDockerd {
 
 /// A hermetic `bottlectl` run: empty HOME and config dirs, only `envs`.
 fn bottlectl(home: &Path, args: &[&str], envs: &[(&str, &str)]) -> (i32, String) {
-    let out: Output = Command::new(bottlectl_path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("xdg"))
+    let out: Output = hermetic(&mut Command::new(bottlectl_path()), home)
         .envs(envs.iter().copied())
         .args(args)
         .output()

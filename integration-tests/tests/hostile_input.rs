@@ -16,8 +16,8 @@ use bottle_ssh::{Gate, Plan, SshEntry, Target};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use bottle_integration_tests::bottlectl_path;
 use bottle_integration_tests::ssh_fixtures::fingerprint;
+use bottle_integration_tests::{bottlectl_path, hermetic};
 
 /// Keys and odd files on the host, in a directory other uids can enter.
 struct Files {
@@ -365,11 +365,7 @@ async fn ctl(env: &TestEnv, home: &Path, args: &[&str], uid: Option<u32>) -> Out
         }
         None => Command::new(bottlectl_path()),
     };
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("xdg"))
-        .current_dir(home)
+    hermetic(&mut cmd, home)
         .args(["--runtime", env.engine().name(), "--host", env.endpoint()])
         .args(args);
     tokio::task::spawn_blocking(move || cmd.output().unwrap())

@@ -11,7 +11,7 @@
 
 use bottle_integration_tests::harness::{engines_required, Engine};
 use bottle_integration_tests::ssh_fixtures::{keygen_with, public, start_sshd};
-use bottle_integration_tests::{bottlectl_path, engine_tests, TestEnv};
+use bottle_integration_tests::{bottlectl_path, engine_tests, hermetic, TestEnv};
 use bottle_runtime::ContainerRuntime;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -141,10 +141,7 @@ fn remote_or_skip() -> Option<Remote> {
 /// empty HOME and config dirs, only `envs`.
 async fn ctl(env: &TestEnv, home: &Path, args: &[&str], envs: &[(&str, String)]) -> Output {
     let mut cmd = Command::new(bottlectl_path());
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("xdg"))
+    hermetic(&mut cmd, home)
         .env("CLAUDE_BOTTLE_TIMEOUT", "20s")
         .args(["--runtime", env.engine().name()])
         .args(args);
@@ -326,11 +323,7 @@ async fn check_interrupted_run_leaves_no_ssh(env: &TestEnv) {
     };
     let home = tempfile::tempdir().unwrap();
     for signal in ["-INT", "-KILL"] {
-        let mut child = Command::new(bottlectl_path())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", home.path())
-            .env("XDG_CONFIG_HOME", home.path().join("xdg"))
+        let mut child = hermetic(&mut Command::new(bottlectl_path()), home.path())
             .env(host_var(env), remote.url(env))
             .env("BOTTLE_SSH_CONFIG", remote.file("ssh_config_hang"))
             .args(["--runtime", env.engine().name(), "keys", env.bottle()])

@@ -318,11 +318,7 @@ async fn check_expired_certificate_is_refused_and_reported(env: &TestEnv) {
 /// `bottlectl --runtime E --host H ARGS…` with a scratch HOME.
 async fn ctl(env: &TestEnv, home: &Path, args: &[&str]) -> std::process::Output {
     let mut cmd = std::process::Command::new(bottle_integration_tests::bottlectl_path());
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("xdg"))
-        .current_dir(home)
+    bottle_integration_tests::hermetic(&mut cmd, home)
         .args(["--runtime", env.engine().name(), "--host", env.endpoint()])
         .args(args);
     tokio::task::spawn_blocking(move || cmd.output().expect("run bottlectl"))
@@ -462,11 +458,7 @@ async fn check_watch_renews_certificates_before_they_expire(env: &TestEnv) {
     )
     .unwrap();
     let mut cmd = std::process::Command::new(bottle_integration_tests::bottlectl_path());
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", d)
-        .env("XDG_CONFIG_HOME", d.join("xdg"))
-        .current_dir(d)
+    bottle_integration_tests::hermetic(&mut cmd, d)
         .args(["--runtime", env.engine().name(), "--host", env.endpoint()])
         .args(["--json", "watch", "--filter"])
         .arg(format!("name=^{}$", env.bottle()))

@@ -14,17 +14,13 @@ use std::process::{Command, Output};
 
 const USER: &str = "1000";
 
-use bottle_integration_tests::bottlectl_path;
+use bottle_integration_tests::{bottlectl_path, hermetic};
 
 /// `bottlectl --runtime E --host H ARGS…` with a scratch HOME, stdin not a
 /// terminal, and `envs` (e.g. SSH_ASKPASS).
 async fn ctl(env: &TestEnv, home: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(bottlectl_path());
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("xdg"))
-        .current_dir(home)
+    hermetic(&mut cmd, home)
         .args(["--runtime", env.engine().name(), "--host", env.endpoint()])
         .args(args);
     for (k, v) in envs {
@@ -439,13 +435,9 @@ async fn check_passphrase_from_the_terminal(env: &TestEnv) {
         shell_quote(&line)
     );
     let mut cmd = Command::new("sh");
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", d)
-        .env("XDG_CONFIG_HOME", d.join("xdg"))
+    hermetic(&mut cmd, d)
         .env("TERM", "xterm")
         .env("SHELL", "/bin/sh")
-        .current_dir(d)
         .args(["-c", &shell]);
     let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await

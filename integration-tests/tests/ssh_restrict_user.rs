@@ -11,7 +11,7 @@
 //!   `/dev/zero` promptly, naming the entry and field.
 
 use bottle_integration_tests::ssh_fixtures::{keygen_with, public, start_sshd};
-use bottle_integration_tests::{assert_success, bottlectl_path, engine_tests, TestEnv};
+use bottle_integration_tests::{assert_success, bottlectl_path, engine_tests, hermetic, TestEnv};
 use bottle_runtime::{CopyEntry, ExecOutput};
 use bottle_ssh::{Gate, Plan, SshEntry, Target};
 use serde_json::Value;
@@ -110,11 +110,7 @@ async fn check_restricted_key_logs_in_only_as_its_entrys_user(env: &TestEnv) {
 /// 60 s (a read that never ends must fail the test, not hang it).
 async fn ctl(env: &TestEnv, home: &Path, args: &[&str]) -> (Output, Duration) {
     let mut cmd = Command::new(bottlectl_path());
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("xdg"))
-        .current_dir(home)
+    hermetic(&mut cmd, home)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

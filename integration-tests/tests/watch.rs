@@ -151,12 +151,12 @@ impl Drop for Watch {
 /// (plus `envs`), like the fixtures' `bottlectl` with a host of choice.
 fn ctl(env: &TestEnv, home: &Path, host: &str, envs: &[(&str, &str)]) -> std::process::Command {
     let mut cmd = std::process::Command::new(fixtures::bottlectl_path());
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("xdg"))
-        .current_dir(home)
-        .args(["--runtime", env.engine().name(), "--host", host]);
+    bottle_integration_tests::hermetic(&mut cmd, home).args([
+        "--runtime",
+        env.engine().name(),
+        "--host",
+        host,
+    ]);
     for (k, v) in envs {
         cmd.env(k, v);
     }

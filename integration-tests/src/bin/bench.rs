@@ -26,6 +26,7 @@
 
 use bottle_integration_tests::bench::{median, take_counts, CountingAdmin, Counts, TimingRuntime};
 use bottle_integration_tests::harness::{connect, requested_engines, source_chain, Connection};
+use bottle_integration_tests::hermetic;
 use bottle_integration_tests::image::ensure_test_image;
 use bottle_runtime::{ContainerAdmin, ContainerRuntime, CopyEntry, Engine, ExecRequest, RunSpec};
 use bottle_ssh::sidecar::{self, sidecar_name};
@@ -787,17 +788,8 @@ fn json_number(line: &str, key: &str) -> Option<f64> {
 /// `bottlectl -q --json --runtime E --host ENDPOINT ARGS…` in `home`.
 fn bottlectl_cmd(s: &Settings, engine: Engine, endpoint: &str, home: &Path) -> Command {
     let mut cmd = Command::new(&s.bottlectl);
-    in_home(&mut cmd, home).args(global_args(engine, endpoint));
+    hermetic(&mut cmd, home).args(global_args(engine, endpoint));
     cmd
-}
-
-/// Only PATH from this process; config and state under `home`.
-fn in_home<'a>(cmd: &'a mut Command, home: &Path) -> &'a mut Command {
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("xdg"))
-        .current_dir(home)
 }
 
 /// Quiet, machine-readable, on the engine under test.
@@ -1249,7 +1241,7 @@ async fn provision_over_ssh(
     while times.len() < s.runs {
         let bottle = bottles.start().await?;
         let mut cmd = Command::new(&s.bottlectl);
-        in_home(&mut cmd, home.path())
+        hermetic(&mut cmd, home.path())
             .env("BOTTLE_SSH_CONFIG", &config)
             .args(global_args(engine, &url))
             .args(["provision", &bottle, "--manifest"])
@@ -1411,7 +1403,7 @@ fn run_bottlectl(
 ) -> BoxResult<(f64, u64)> {
     let rss_file = home.join("rss");
     let mut cmd = Command::new("/usr/bin/time");
-    in_home(&mut cmd, home)
+    hermetic(&mut cmd, home)
         .envs(env.iter().copied())
         .arg("-f")
         .arg("%M")
