@@ -112,19 +112,17 @@ fn inet_aton(s: &str) -> Option<u32> {
     let parts: Vec<u64> = s
         .split('.')
         .map(|p| {
-            if let Some(hex) = p.strip_prefix("0x").or_else(|| p.strip_prefix("0X")) {
-                if hex.is_empty() {
-                    Some(0)
-                } else {
-                    u64::from_str_radix(hex, 16).ok()
-                }
-            } else if p.len() > 1 && p.starts_with('0') {
-                u64::from_str_radix(&p[1..], 8).ok()
-            } else if p.is_empty() {
-                None
-            } else {
-                p.parse().ok()
+            // glibc wants at least one digit after `0x` ("0x" is a name).
+            let (digits, radix) = match p.strip_prefix("0x").or_else(|| p.strip_prefix("0X")) {
+                Some(hex) => (hex, 16),
+                None if p.len() > 1 && p.starts_with('0') => (&p[1..], 8),
+                None => (p, 10),
+            };
+            // Only digits: from_str_radix would also take a sign.
+            if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+                return None;
             }
+            u64::from_str_radix(digits, radix).ok()
         })
         .collect::<Option<_>>()?;
     let (last, head) = parts.split_last()?;
@@ -651,4 +649,36 @@ fn fuzz_corpus_passes_ssh_g() {
     }
     assert!(judged > 0, "no valid manifest in {}", dir.display());
     println!("{judged} valid corpus manifests judged by ssh -G");
+}
+
+/// The hostname model agrees with ssh on the names where `inet_aton`
+/// shorthand is decided by one character (a case proptest once found).
+#[test]
+fn numeric_hostnames_read_as_ssh_reads_them() {
+    for host in [
+        "0",
+        "00",
+        "0x",
+        "0X",
+        "0x0",
+        "0x.1",
+        "1.0x",
+        "0x7f.1",
+        "127.1",
+        "010.0.0.1",
+        "08",
+        "256",
+        "1.2.3.4.5",
+        "4294967295",
+        "4294967296",
+        "0xffffffff",
+        "1..2",
+        ".1",
+    ] {
+        let config = write_config(&format!("Host a\n  HostName {host}\n"));
+        let printed = ssh_g(config.path(), "a").expect("ssh -G");
+        let got: Vec<&String> = printed.iter().filter(|l| key_of(l) == "hostname").collect();
+        let want = format!("hostname {}", ssh_hostname(host));
+        assert_eq!(got, [&want], "{host}: ssh -G against the model");
+    }
 }
