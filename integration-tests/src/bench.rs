@@ -183,21 +183,22 @@ pub struct CallTiming {
     /// Round trip as the caller sees it.
     pub total_ms: f64,
     /// For a shell script exec: how long the script itself ran in the
-    /// container, measured there from the wrapping shell's
-    /// `se.exec_start` in `/proc/$$/sched` (the scheduler clock, ms with µs
-    /// digits; images need not have `date`). `None` when the kernel does not
-    /// offer it.
+    /// container, from `/proc/uptime` read by the wrapping shell (one clock
+    /// for every CPU, 10 ms steps; images need not have `date`, and a
+    /// task's scheduler clock differs from CPU to CPU). `None` when it
+    /// cannot be read.
     pub script_ms: Option<f64>,
 }
 
-/// Start and end of the wrapped script, in ms, on stderr's last line.
-const SCRIPT_MARK: &str = "bottle-bench-ns ";
+/// Start and end of the wrapped script, in seconds of uptime, on stderr's
+/// last line.
+const SCRIPT_MARK: &str = "bottle-bench-uptime ";
 
 /// Runs the wrapped script as `$1` with its own `$0`, `$1`, … and reports
 /// how long it took on stderr (stdin, stdout and the exit code pass through).
-const SCRIPT_WRAPPER: &str = r#"t() { sed -n 's/^se.exec_start *: *//p' /proc/$$/sched 2>/dev/null; }
-s=$(t); script=$1; shift; /bin/sh -c "$script" "$@"; rc=$?; e=$(t)
-printf 'bottle-bench-ns %s %s\n' "$s" "$e" >&2; exit $rc"#;
+/// `read` is a builtin: no process is started around the script.
+const SCRIPT_WRAPPER: &str = r#"read -r s _ </proc/uptime; script=$1; shift; /bin/sh -c "$script" "$@"; rc=$?
+read -r e _ </proc/uptime; printf 'bottle-bench-uptime %s %s\n' "$s" "$e" >&2; exit $rc"#;
 
 /// Forwards every call, timing it; `/bin/sh -c SCRIPT …` execs are wrapped
 /// so the script's own run time inside the container is measured too, which
@@ -246,7 +247,7 @@ fn strip_mark(out: &mut ExecOutput) -> Option<f64> {
     let start: Option<f64> = words.next().and_then(|w| w.parse().ok());
     let end: Option<f64> = words.next().and_then(|w| w.parse().ok());
     out.stderr.truncate(at);
-    Some(end? - start?)
+    Some((end? - start?) * 1000.0)
 }
 
 #[async_trait]
@@ -336,15 +337,15 @@ mod tests {
         let mut out = ExecOutput {
             exit_code: 0,
             stdout: b"ok\n".to_vec(),
-            stderr: b"warning\nbottle-bench-ns 1000.25 1002.75\n".to_vec(),
+            stderr: b"warning\nbottle-bench-uptime 1000.25 1002.75\n".to_vec(),
         };
-        assert_eq!(strip_mark(&mut out), Some(2.5));
+        assert_eq!(strip_mark(&mut out), Some(2500.0));
         assert_eq!(out.stderr, b"warning\n");
         let mut plain = ExecOutput::default();
         assert_eq!(strip_mark(&mut plain), None);
-        // No scheduler clock: the line goes, no time is made up.
+        // No uptime read: the line goes, no time is made up.
         let mut empty = ExecOutput {
-            stderr: b"bottle-bench-ns  \n".to_vec(),
+            stderr: b"bottle-bench-uptime  \n".to_vec(),
             ..ExecOutput::default()
         };
         assert_eq!(strip_mark(&mut empty), None);
