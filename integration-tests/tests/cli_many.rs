@@ -236,7 +236,55 @@ async fn check_container_text_is_escaped_in_the_table(env: &TestEnv) {
     );
 }
 
+/// A filter's matches are worked on by the id it listed, never by name: a
+/// labelled container *named* after an unlabelled one's full id (the engine
+/// resolves a full id before a name) must not send the key to the other.
+async fn check_filter_works_by_id_not_name(env: &TestEnv) {
+    let keys = Keys::new();
+    let manifest = keys.manifest();
+    let m = manifest.to_str().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| output(bottlectl(env, home.path(), args, &[]));
+    let key = env.unique_name("label");
+    let mut spec = env
+        .variant()
+        .run_spec(env.image().to_string(), ["/bin/sleep", "infinity"]);
+    spec.name = Some(env.unique_name("victim"));
+    let victim = env.run_container(spec).await.expect("start the victim");
+    let mut spec = env
+        .variant()
+        .run_spec(env.image().to_string(), ["/bin/sleep", "infinity"]);
+    spec.name = Some(victim.id.clone());
+    spec.labels.push((key.clone(), "x".into()));
+    let decoy = env.run_container(spec).await.expect("start the decoy");
+    env.own(decoy.id.clone()); // its name is the victim's id
+    assert_eq!(decoy.name, victim.id);
+
+    let out = run(&[
+        "--json",
+        "provision",
+        "--filter",
+        &format!("label={key}"),
+        "-m",
+        m,
+    ])
+    .await;
+    expect_code(&out, 0, "provision --filter");
+    let got = lines(&out);
+    assert_eq!(
+        named(&got),
+        BTreeSet::from([victim.id.clone()]),
+        "shown by name"
+    );
+    assert!(
+        !has_config(env, &victim.name).await,
+        "the unlabelled container got the key"
+    );
+    assert!(has_config(env, &decoy.id).await, "the labelled one did not");
+}
+
 engine_tests!(
+    check_filter_works_by_id_not_name,
     check_filter_selects_the_labelled,
     check_one_failure_does_not_stop_the_other,
     check_container_text_is_escaped_in_the_table

@@ -149,6 +149,24 @@ pub async fn deprovision_in(
     }
 }
 
+/// A container to work on: shown by `name`, reached by `id` when a filter
+/// matched it. Working by the listed id keeps the operation on the very
+/// container the filter matched: a name can be taken by another container
+/// after the listing, and a full 64-hex *name* is resolved by the engine as
+/// the id of a different container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub id: Option<String>,
+}
+
+impl Member {
+    /// What the engine is asked for.
+    fn reference(&self) -> &str {
+        self.id.as_deref().unwrap_or(&self.name)
+    }
+}
+
 /// The named containers, then the filters' matches not named already
 /// (by name or id), in the engine's order (by name).
 pub async fn resolve(
@@ -156,15 +174,18 @@ pub async fn resolve(
     containers: &[String],
     filters: &[ContainerFilter],
     out: &Out,
-) -> Result<Vec<String>, Failure> {
-    let mut names: Vec<String> = Vec::new();
+) -> Result<Vec<Member>, Failure> {
+    let mut members: Vec<Member> = Vec::new();
     for c in containers {
-        if !names.contains(c) {
-            names.push(c.clone());
+        if !members.iter().any(|m| m.name == *c) {
+            members.push(Member {
+                name: c.clone(),
+                id: None,
+            });
         }
     }
     if filters.is_empty() {
-        return Ok(names);
+        return Ok(members);
     }
     let shown = filters
         .iter()
@@ -180,11 +201,14 @@ pub async fn resolve(
         out.step(&format!("note: no running container matches {shown}"));
     }
     for c in listed {
-        if !names.iter().any(|n| *n == c.name || *n == c.id) {
-            names.push(c.name);
+        if !members.iter().any(|m| m.name == c.name || m.name == c.id) {
+            members.push(Member {
+                name: c.name,
+                id: Some(c.id),
+            });
         }
     }
-    Ok(names)
+    Ok(members)
 }
 
 /// Run `op` on every container; returns the exit code.
@@ -194,7 +218,7 @@ pub async fn run(
     op: Op,
     placement: Placement,
     prompt: Arc<crate::keys::Prompt>,
-    containers: Vec<String>,
+    containers: Vec<Member>,
     jobs: usize,
 ) -> u8 {
     if containers.is_empty() {
@@ -221,16 +245,17 @@ pub async fn run(
         .progress
         .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
     let mut tasks = tokio::task::JoinSet::new();
-    for (index, name) in containers.iter().enumerate() {
-        let bar = multi.as_ref().map(|m| m.add(bar(out.color, name)));
-        let (shared, slots, name) = (shared.clone(), slots.clone(), name.clone());
+    for (index, member) in containers.iter().enumerate() {
+        let bar = multi.as_ref().map(|m| m.add(bar(out.color, &member.name)));
+        let (shared, slots, member) = (shared.clone(), slots.clone(), member.clone());
+        let name = member.name.clone();
         tasks.spawn(async move {
             let _slot = slots.acquire_owned().await.expect("never closed");
             if let Some(b) = &bar {
                 b.reset_elapsed();
                 b.set_message(format!("{}: {}", safe::field(&name), shared.op.doing()));
             }
-            let outcome = one(&shared, &name).await;
+            let outcome = one(&shared, &member).await;
             if let Some(b) = &bar {
                 let result = if outcome.code == 0 { "done" } else { "failed" };
                 b.finish_with_message(format!("{}: {result}", safe::field(&name)));
@@ -258,10 +283,11 @@ pub async fn run(
     let outcomes: Vec<Outcome> = outcomes
         .into_iter()
         .zip(&containers)
-        .map(|(o, name)| {
+        .map(|(o, member)| {
             o.unwrap_or_else(|| {
+                let name = &member.name;
                 let f = Failure::plain(3, format!("internal error while working on `{name}`"));
-                let outcome = failed(name, f);
+                let outcome = failed(member, f);
                 if out.json {
                     out.json_value(&outcome.json);
                 }
@@ -288,7 +314,8 @@ fn bar(color: bool, name: &str) -> ProgressBar {
     pb
 }
 
-fn failed(container: &str, f: Failure) -> Outcome {
+fn failed(member: &Member, f: Failure) -> Outcome {
+    let container = member.name.as_str();
     let mut detail = f.message.clone();
     for c in &f.causes {
         detail.push_str(": ");
@@ -298,12 +325,35 @@ fn failed(container: &str, f: Failure) -> Outcome {
         container: container.to_string(),
         code: f.code,
         detail,
-        json: json!({ "ok": false, "container": container, "error": f }),
+        json: named(
+            json!({ "ok": false, "container": container, "error": f }),
+            member,
+        ),
         warnings: Vec::new(),
     }
 }
 
-async fn one(shared: &Shared, container: &str) -> Outcome {
+/// A JSON line names the container as the operator knows it, and its id
+/// when a filter matched it (the reports name what the engine was asked).
+fn named(mut json: serde_json::Value, member: &Member) -> serde_json::Value {
+    if let Some(o) = json.as_object_mut() {
+        o.insert("container".into(), member.name.clone().into());
+        if let Some(id) = &member.id {
+            o.insert("id".into(), id.clone().into());
+        }
+    }
+    json
+}
+
+async fn one(shared: &Shared, member: &Member) -> Outcome {
+    let mut outcome = work(shared, member).await;
+    outcome.container = member.name.clone();
+    outcome.json = named(outcome.json, member);
+    outcome
+}
+
+async fn work(shared: &Shared, member: &Member) -> Outcome {
+    let container = member.reference();
     let rt = shared.sel.runtime.as_ref();
     let target = &shared.target;
     let sel = &shared.sel;
@@ -336,8 +386,8 @@ async fn one(shared: &Shared, container: &str) -> Outcome {
                     warnings: r.warnings.clone(),
                 },
                 Err(e) => failed(
-                    container,
-                    crate::ssh_failure(e, Some(manifest), "cannot provision", container),
+                    member,
+                    crate::ssh_failure(e, Some(manifest), "cannot provision", &member.name),
                 ),
             }
         }
@@ -373,8 +423,8 @@ async fn one(shared: &Shared, container: &str) -> Outcome {
                     }
                 }
                 Err(e) => failed(
-                    container,
-                    crate::ssh_failure(e, Some(manifest), "cannot verify", container),
+                    member,
+                    crate::ssh_failure(e, Some(manifest), "cannot verify", &member.name),
                 ),
             }
         }
@@ -395,8 +445,8 @@ async fn one(shared: &Shared, container: &str) -> Outcome {
                 }
             }
             Err(e) => failed(
-                container,
-                crate::ssh_failure(e, None, "cannot deprovision", container),
+                member,
+                crate::ssh_failure(e, None, "cannot deprovision", &member.name),
             ),
         },
         Op::Keys => match bottle::ssh::list_keys(rt, container, target).await {
@@ -419,8 +469,8 @@ async fn one(shared: &Shared, container: &str) -> Outcome {
                 warnings: Vec::new(),
             },
             Err(e) => failed(
-                container,
-                crate::ssh_failure(e, None, "cannot list keys of", container),
+                member,
+                crate::ssh_failure(e, None, "cannot list keys of", &member.name),
             ),
         },
     }
