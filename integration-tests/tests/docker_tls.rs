@@ -126,6 +126,103 @@ fn expect(code: i32, text: &str, want_code: i32, want: &str, what: &str) {
     assert!(text.contains(want), "{what}: no `{want}` in:\n{text}");
 }
 
+/// A request for TLS that would not be served over verified TLS is refused
+/// (exit 2, naming what asked for it) before anything is sent: a plain
+/// listener on loopback (a relay) must see no connection.
+#[test]
+fn a_request_for_tls_never_becomes_plain_http() {
+    let relay = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    relay.set_nonblocking(true).unwrap();
+    let port = relay.local_addr().unwrap().port();
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("dockercfg");
+    let config_s = config.display().to_string();
+    let certs = home.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    for f in ["ca.pem", "cert.pem", "key.pem"] {
+        std::fs::write(certs.join(f), "not a certificate").unwrap();
+    }
+    let certs_s = certs.display().to_string();
+    let http = format!("http://127.0.0.1:{port}");
+    let tcp = format!("tcp://127.0.0.1:{port}");
+    // SkipTLSVerify with no TLS directory.
+    write_context(&config, "skip", &tcp, None);
+    let meta = config
+        .join("contexts/meta")
+        .join(hex::encode(Sha256::digest(b"skip")))
+        .join("meta.json");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    std::fs::write(&meta, text.replace("false", "true")).unwrap();
+    // An http:// host with ca/cert/key.
+    write_context(&config, "httptls", &http, Some(&certs));
+
+    // What, arguments, variables, what the output must name.
+    type Case<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: [Case; 4] = [
+        (
+            "DOCKER_TLS_VERIFY with an http:// host",
+            vec!["--runtime", "docker", "doctor"],
+            vec![
+                ("DOCKER_HOST", &http),
+                ("DOCKER_TLS_VERIFY", "1"),
+                ("DOCKER_CERT_PATH", &certs_s),
+            ],
+            // The files are no certificates: the TLS client fails.
+            "",
+        ),
+        (
+            "DOCKER_TLS_VERIFY with a missing certificate directory",
+            vec!["--runtime", "docker", "doctor"],
+            vec![
+                ("DOCKER_HOST", &http),
+                ("DOCKER_TLS_VERIFY", "1"),
+                ("DOCKER_CERT_PATH", "/nonexistent/certs"),
+            ],
+            "/nonexistent/certs/ca.pem",
+        ),
+        (
+            "a context with SkipTLSVerify and no TLS directory",
+            vec!["--context", "skip", "doctor"],
+            vec![("DOCKER_CONFIG", &config_s)],
+            "SkipTLSVerify",
+        ),
+        (
+            "a context with an http:// host and ca/cert/key",
+            vec!["--context", "httptls", "doctor"],
+            vec![("DOCKER_CONFIG", &config_s)],
+            "",
+        ),
+    ];
+    for (what, args, mut envs, want) in cases {
+        envs.push(("CLAUDE_BOTTLE_TIMEOUT", "3"));
+        let (code, text) = bottlectl(home.path(), &args, &envs);
+        loop {
+            match relay.accept() {
+                // A TLS client may connect; it must send a TLS hello, never HTTP.
+                Ok((mut conn, _)) => {
+                    use std::io::Read;
+                    conn.set_nonblocking(false).unwrap();
+                    conn.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                        .unwrap();
+                    let mut first = [0u8; 1];
+                    let n = conn.read(&mut first).unwrap_or(0);
+                    assert!(
+                        n == 0 || first[0] == 0x16,
+                        "{what}: a plain request reached the relay ({:?})\n{text}",
+                        first
+                    );
+                }
+                Err(e) => {
+                    assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{what}");
+                    break;
+                }
+            }
+        }
+        assert_ne!(code, 0, "{what}: accepted\n{text}");
+        assert!(text.contains(want), "{what}: no `{want}` in:\n{text}");
+    }
+}
+
 #[test]
 fn docker_contexts_and_tls_reach_a_second_dockerd() {
     let daemon = match SecondDockerd::start() {
@@ -165,6 +262,22 @@ fn docker_contexts_and_tls_reach_a_second_dockerd() {
         &with_config,
     );
     expect(code, &text, 0, "command-line flag --context", "config");
+
+    // http:// is tcp://: the context's TLS material is used, not dropped.
+    let http = tcp.replace("tcp://", "http://");
+    write_context(&config, "httpctx", &http, Some(&certs));
+    let (code, text) = bottlectl(
+        home.path(),
+        &["--context", "httpctx", "doctor"],
+        &with_config,
+    );
+    expect(
+        code,
+        &text,
+        0,
+        &format!("selected: docker at {http}"),
+        "--context httpctx",
+    );
 
     // DOCKER_CONTEXT, with an explicit runtime.
     let (code, text) = bottlectl(
@@ -259,7 +372,7 @@ fn docker_contexts_and_tls_reach_a_second_dockerd() {
         code,
         &text,
         2,
-        "unknown Docker context `nope` (known: default, tlsctx, zother",
+        "unknown Docker context `nope` (known: default, httpctx, tlsctx, zother",
         "unknown context",
     );
 

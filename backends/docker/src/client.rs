@@ -89,9 +89,21 @@ impl DockerRuntime {
         };
         let (endpoint, mut transport) = parse_endpoint(raw).map_err(invalid)?;
         match (&transport, tls) {
-            (Transport::Http(addr), Some(files)) if addr.starts_with("tcp://") => {
+            (Transport::Http(addr), Some(files)) => {
                 check_tls_files(files, &endpoint).map_err(invalid)?;
-                transport = Transport::Https(addr.clone(), files.clone());
+                // http:// is tcp://: bollard would take an http:// address
+                // with TLS files as plain HTTP.
+                let addr = match addr.strip_prefix("http://") {
+                    Some(rest) => format!("tcp://{rest}"),
+                    None => addr.clone(),
+                };
+                transport = Transport::Https(addr, files.clone());
+            }
+            // TLS was asked for; another transport would silently drop it.
+            (_, Some(_)) => {
+                return Err(invalid(format!(
+                    "TLS material was given for `{endpoint}`, which is not a tcp:// address"
+                )))
             }
             (Transport::Http(addr), _) if !is_loopback_addr(addr) => {
                 tracing::warn!(
@@ -453,13 +465,23 @@ mod tests {
         std::fs::write(&key, b"x").unwrap();
         let rt = DockerRuntime::connect_endpoint(&ep, Duration::from_secs(1)).unwrap();
         assert!(matches!(rt.transport, Transport::Https(..)));
-        // TLS material does not apply to a unix socket.
+        // http:// with TLS material is TLS, never plain HTTP.
+        let http = DockerEndpoint {
+            host: "http://127.0.0.1:1".into(),
+            ..ep.clone()
+        };
+        let rt = DockerRuntime::connect_endpoint(&http, Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            rt.transport,
+            Transport::Https("tcp://127.0.0.1:1".into(), TlsFiles::in_dir(dir.path()))
+        );
+        // TLS material for a unix socket: refused, not dropped.
         let unix = DockerEndpoint {
             host: "unix:///nonexistent.sock".into(),
             ..ep
         };
-        let rt = DockerRuntime::connect_endpoint(&unix, Duration::from_secs(1)).unwrap();
-        assert!(matches!(rt.transport, Transport::Unix(_)));
+        let err = DockerRuntime::connect_endpoint(&unix, Duration::from_secs(1)).unwrap_err();
+        assert!(err.to_string().contains("TLS material"), "{err}");
     }
 
     #[test]

@@ -81,12 +81,29 @@ impl DockerEnv {
         }
     }
 
-    fn env_tls(&self) -> Option<TlsFiles> {
-        match (&self.cert_path, self.tls_verify) {
-            (Some(dir), true) => Some(TlsFiles::in_dir(dir)),
-            _ => None,
+    /// `DOCKER_TLS_VERIFY` for `host` (named by `from`): TLS from the
+    /// certificate directory, or a refusal when it would not be verified TLS.
+    fn env_tls(&self, host: &str, from: &str) -> Result<Option<TlsFiles>, String> {
+        if !self.tls_verify {
+            return Ok(None);
+        }
+        if !is_network(host) {
+            return Err(format!(
+                "DOCKER_TLS_VERIFY is set but the {from} `{host}` is not a tcp:// address; bottle never drops a TLS request (unset DOCKER_TLS_VERIFY or use tcp://)"
+            ));
+        }
+        match &self.cert_path {
+            Some(dir) => Ok(Some(TlsFiles::in_dir(dir))),
+            None => Err(
+                "DOCKER_TLS_VERIFY is set but there is no DOCKER_CERT_PATH (or HOME) to find ca.pem, cert.pem and key.pem in".to_string(),
+            ),
         }
     }
+}
+
+/// A host spoken to over TCP: `http://` is `tcp://` (TLS when asked for).
+pub(crate) fn is_network(host: &str) -> bool {
+    host.starts_with("tcp://") || host.starts_with("http://")
 }
 
 /// Pick the endpoint: `host` (the host setting), then `DOCKER_HOST`, then
@@ -98,17 +115,20 @@ pub fn resolve(
     context: Option<&str>,
     env: &DockerEnv,
 ) -> Result<DockerEndpoint, String> {
-    let plain = |host: &str, from: &str| DockerEndpoint {
-        host: host.trim().to_string(),
-        from: from.to_string(),
-        context: None,
-        tls: env.env_tls(),
+    let plain = |host: &str, from: &str| -> Result<DockerEndpoint, String> {
+        let host = host.trim();
+        Ok(DockerEndpoint {
+            host: host.to_string(),
+            from: from.to_string(),
+            context: None,
+            tls: env.env_tls(host, from)?,
+        })
     };
     if let Some(h) = host.filter(|h| !h.trim().is_empty()) {
-        return Ok(plain(h, "host setting"));
+        return plain(h, "host setting");
     }
     if let Some(h) = &env.host {
-        return Ok(plain(h, "DOCKER_HOST"));
+        return plain(h, "DOCKER_HOST");
     }
     match context.map(str::trim).filter(|c| !c.is_empty()) {
         Some(DEFAULT_CONTEXT) => Ok(DockerEndpoint {
@@ -208,17 +228,24 @@ pub fn read_context(config_dir: &Path, name: &str) -> Result<DockerEndpoint, Str
         .join("tls")
         .join(&id)
         .join("docker");
-    let tls = if host.starts_with("tcp://") && tls_dir.is_dir() {
-        if skip_verify {
-            // bollard's TLS transport always verifies; skipping would mean a
-            // hand-written transport, and a silent downgrade is worse.
+    if skip_verify {
+        // bollard's TLS transport always verifies; skipping would mean a
+        // hand-written transport, and a silent downgrade is worse.
+        return Err(format!(
+            "Docker context `{name}` sets SkipTLSVerify; bottle always verifies the engine's certificate (give the context a ca.pem instead)"
+        ));
+    }
+    // Any entry there (even a dangling link) is a request for TLS.
+    let has_tls = std::fs::symlink_metadata(&tls_dir).is_ok();
+    let tls = match (has_tls, is_network(host)) {
+        (true, true) => Some(TlsFiles::in_dir(&tls_dir)),
+        (true, false) => {
             return Err(format!(
-                "Docker context `{name}` sets SkipTLSVerify; bottle always verifies the engine's certificate (give the context a ca.pem instead)"
-            ));
+                "Docker context `{name}` has TLS material ({}) but its host `{host}` is not a tcp:// address; bottle never drops a TLS request",
+                tls_dir.display()
+            ))
         }
-        Some(TlsFiles::in_dir(&tls_dir))
-    } else {
-        None
+        (false, _) => None,
     };
     Ok(DockerEndpoint {
         host: host.to_string(),
@@ -305,11 +332,48 @@ mod tests {
         env.cert_path = Some("/certs".into());
         let ep = resolve(None, Some("tlsctx"), &env).unwrap();
         assert_eq!(ep.tls, Some(TlsFiles::in_dir(Path::new("/certs"))));
+        env.tls_verify = false;
         let ep = resolve(Some("unix:///h.sock"), Some("tlsctx"), &env).unwrap();
         assert_eq!(
             (ep.host.as_str(), ep.from.as_str()),
             ("unix:///h.sock", "host setting")
         );
+    }
+
+    #[test]
+    fn a_request_for_tls_is_never_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        write_context(dir.path(), "skip", "tcp://127.0.0.1:2376", true, false);
+        write_context(dir.path(), "httptls", "http://127.0.0.1:2376", false, true);
+        write_context(dir.path(), "unixtls", "unix:///run/d.sock", false, true);
+        let env = DockerEnv {
+            config_dir: Some(dir.path().to_path_buf()),
+            ..DockerEnv::default()
+        };
+        // SkipTLSVerify without a TLS directory: refused all the same.
+        let err = resolve(None, Some("skip"), &env).unwrap_err();
+        assert!(err.contains("SkipTLSVerify"), "{err}");
+        // http:// is tcp://: the context's TLS material applies.
+        let ep = resolve(None, Some("httptls"), &env).unwrap();
+        assert!(ep.tls.is_some(), "{ep:?}");
+        let err = resolve(None, Some("unixtls"), &env).unwrap_err();
+        assert!(err.contains("has TLS material"), "{err}");
+        // DOCKER_TLS_VERIFY with http://: TLS; with a unix socket or no
+        // certificate directory: refused, naming the variable.
+        let mut env = DockerEnv {
+            host: Some("http://127.0.0.1:2376".into()),
+            tls_verify: true,
+            cert_path: Some("/certs".into()),
+            ..DockerEnv::default()
+        };
+        let ep = resolve(None, None, &env).unwrap();
+        assert_eq!(ep.tls, Some(TlsFiles::in_dir(Path::new("/certs"))));
+        env.cert_path = None;
+        let err = resolve(None, None, &env).unwrap_err();
+        assert!(err.contains("DOCKER_TLS_VERIFY"), "{err}");
+        env.cert_path = Some("/certs".into());
+        let err = resolve(Some("unix:///run/d.sock"), None, &env).unwrap_err();
+        assert!(err.contains("DOCKER_TLS_VERIFY"), "{err}");
     }
 
     #[test]
