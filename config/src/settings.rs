@@ -506,7 +506,7 @@ fn file_layer(
     name: &'static str,
     required: bool,
 ) -> Result<Option<Layer>, ConfigError> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match bottle_runtime::file::read_text(path, bottle_runtime::file::MAX_CONFIG_FILE) {
         Ok(t) => t,
         Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {
@@ -726,7 +726,7 @@ fn docker_context(sources: &Sources) -> Result<Option<(String, Origin)>, ConfigE
         return Ok(None);
     };
     let path = dir.join("config.json");
-    let text = match std::fs::read_to_string(&path) {
+    let text = match bottle_runtime::file::read_text(&path, bottle_runtime::file::MAX_CONFIG_FILE) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(ConfigError::Read { path, source }),

@@ -687,6 +687,162 @@ fn config_errors_exit_2_and_name_the_key() {
     json(&out);
 }
 
+/// Every file bottlectl reads on the operator's side is read bounded and
+/// only when it is a regular file: a FIFO (which would hang it) or a link to
+/// `/dev/zero` (which would fill memory) in its place is refused, exit 2,
+/// naming the file. Each run has 20 s and 2 GiB of address space.
+#[test]
+fn operator_files_are_read_bounded_and_regular_only() {
+    fn fifo(p: &Path) {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let made = Command::new("mkfifo").arg(p).status().expect("mkfifo");
+        assert!(made.success());
+    }
+    fn zero(p: &Path) {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", p).unwrap();
+    }
+    type Setup = fn(&Path) -> (Vec<String>, Vec<(String, String)>, PathBuf);
+    let cases: Vec<(&str, Setup, &str)> = vec![
+        (
+            "--config FIFO",
+            |h| {
+                let p = h.join("c.toml");
+                fifo(&p);
+                (
+                    vec!["--config".into(), p.display().to_string(), "config".into()],
+                    vec![],
+                    p,
+                )
+            },
+            "FIFO",
+        ),
+        (
+            "user config.toml -> /dev/zero",
+            |h| {
+                let p = h.join("xdg/claude-bottle/config.toml");
+                zero(&p);
+                (vec!["config".into()], vec![], p)
+            },
+            "character device",
+        ),
+        (
+            "$DOCKER_CONFIG/config.json FIFO",
+            |h| {
+                let p = h.join("dc/config.json");
+                fifo(&p);
+                (
+                    vec!["config".into()],
+                    vec![("DOCKER_CONFIG".into(), h.join("dc").display().to_string())],
+                    p,
+                )
+            },
+            "FIFO",
+        ),
+        (
+            "a context's meta.json -> /dev/zero",
+            |h| {
+                use sha2::{Digest, Sha256};
+                let id = hex::encode(Sha256::digest(b"evil"));
+                let p = h.join("dc/contexts/meta").join(id).join("meta.json");
+                zero(&p);
+                (
+                    vec!["--context".into(), "evil".into(), "doctor".into()],
+                    vec![("DOCKER_CONFIG".into(), h.join("dc").display().to_string())],
+                    p,
+                )
+            },
+            "character device",
+        ),
+        (
+            "TLS ca.pem FIFO",
+            |h| {
+                let p = h.join("certs/ca.pem");
+                fifo(&p);
+                for f in ["cert.pem", "key.pem"] {
+                    std::fs::write(h.join("certs").join(f), "x").unwrap();
+                }
+                (
+                    vec!["--runtime".into(), "docker".into(), "doctor".into()],
+                    vec![
+                        ("DOCKER_HOST".into(), "tcp://127.0.0.1:1".into()),
+                        ("DOCKER_TLS_VERIFY".into(), "1".into()),
+                        (
+                            "DOCKER_CERT_PATH".into(),
+                            h.join("certs").display().to_string(),
+                        ),
+                    ],
+                    p,
+                )
+            },
+            "FIFO",
+        ),
+        (
+            "podman-connections.json FIFO",
+            |h| {
+                let p = h.join("xdg/containers/podman-connections.json");
+                fifo(&p);
+                (
+                    vec!["--runtime".into(), "podman".into(), "doctor".into()],
+                    vec![],
+                    p,
+                )
+            },
+            "FIFO",
+        ),
+        (
+            "containers.conf -> /dev/zero",
+            |h| {
+                let p = h.join("cc/containers.conf");
+                zero(&p);
+                (
+                    vec!["--runtime".into(), "podman".into(), "doctor".into()],
+                    vec![("CONTAINERS_CONF".into(), p.display().to_string())],
+                    p,
+                )
+            },
+            "character device",
+        ),
+    ];
+    for (what, setup, want) in cases {
+        let s = Scratch::new();
+        let (args, envs, path) = setup(s.path());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let cmd = s.command(&args, &envs);
+        // The address-space cap keeps a reader of /dev/zero from taking the machine.
+        let mut limited = Command::new("sh");
+        limited
+            .args(["-c", "ulimit -v 2097152 && exec \"$0\" \"$@\""])
+            .arg(cmd.get_program())
+            .args(cmd.get_args())
+            .env_clear()
+            .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .current_dir(s.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = limited.spawn().expect("run bottlectl");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill(); // this child only, by its pid
+                let _ = child.wait();
+                panic!("{what}: bottlectl still running after 20 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        expect_code(&out, 2, what);
+        // doctor reports on stdout.
+        let err = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+        assert!(err.contains(want), "{what}: no `{want}` in {err}");
+        assert!(
+            err.contains(&path.display().to_string()),
+            "{what}: path not named: {err}"
+        );
+    }
+}
+
 #[test]
 fn help_and_version_exit_0() {
     let s = Scratch::new();

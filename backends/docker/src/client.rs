@@ -350,9 +350,11 @@ fn check_tls_files(tls: &TlsFiles, endpoint: &str) -> std::result::Result<(), St
         ("client certificate", &tls.cert),
         ("client key", &tls.key),
     ] {
-        if let Err(e) = std::fs::read(path) {
+        if let Err(e) =
+            bottle_runtime::file::read_regular(path, bottle_runtime::file::MAX_CONFIG_FILE)
+        {
             return Err(format!(
-                "cannot read the TLS {what} {} for {endpoint}: {e}",
+                "the TLS {what} {} for {endpoint} {e}",
                 path.display()
             ));
         }

@@ -181,7 +181,11 @@ pub fn context_names(config_dir: &Path) -> Vec<String> {
         .flatten()
         .flatten()
         .filter_map(|entry| {
-            let text = std::fs::read_to_string(entry.path().join("meta.json")).ok()?;
+            let text = bottle_runtime::file::read_text(
+                &entry.path().join("meta.json"),
+                bottle_runtime::file::MAX_CONFIG_FILE,
+            )
+            .ok()?;
             let meta: Meta = serde_json::from_str(&text).ok()?;
             Some(meta.name).filter(|n| !n.is_empty() && n != DEFAULT_CONTEXT)
         })
@@ -199,17 +203,18 @@ pub fn read_context(config_dir: &Path, name: &str) -> Result<DockerEndpoint, Str
         .join("meta")
         .join(&id)
         .join("meta.json");
-    let text = match std::fs::read_to_string(&meta_path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!(
-                "unknown Docker context `{name}` (known: {}; store {})",
-                context_names(config_dir).join(", "),
-                config_dir.join("contexts").display()
-            ))
-        }
-        Err(e) => return Err(format!("cannot read {}: {e}", meta_path.display())),
-    };
+    let text =
+        match bottle_runtime::file::read_text(&meta_path, bottle_runtime::file::MAX_CONFIG_FILE) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(format!(
+                    "unknown Docker context `{name}` (known: {}; store {})",
+                    context_names(config_dir).join(", "),
+                    config_dir.join("contexts").display()
+                ))
+            }
+            Err(e) => return Err(format!("cannot read {}: {e}", meta_path.display())),
+        };
     let meta: Meta = serde_json::from_str(&text)
         .map_err(|e| format!("{} is not a Docker context: {e}", meta_path.display()))?;
     let ep = meta

@@ -146,7 +146,7 @@ struct TomlDestination {
 }
 
 fn read_optional(path: &Path) -> Result<Option<String>, String> {
-    match std::fs::read_to_string(path) {
+    match bottle_runtime::file::read_text(path, bottle_runtime::file::MAX_CONFIG_FILE) {
         Ok(t) => Ok(Some(t)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),

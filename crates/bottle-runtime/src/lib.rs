@@ -24,6 +24,7 @@ mod admin;
 mod capabilities;
 mod error;
 mod events;
+pub mod file;
 mod filter;
 mod names;
 mod tarball;

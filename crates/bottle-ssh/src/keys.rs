@@ -3,81 +3,19 @@
 //! PKCS#8 RSA and ECDSA (`BEGIN PRIVATE KEY` / `BEGIN ENCRYPTED PRIVATE KEY`). Everything is
 //! decrypted in memory; buffers holding secrets are zeroized.
 
-use rustix::fs::{Mode, OFlags};
 use ssh_key::private::{KeypairData, RsaKeypair};
 use ssh_key::{Algorithm, PrivateKey, PublicKey};
 use std::collections::BTreeSet;
 use std::fmt;
-use std::fs::{File, Metadata};
-use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 /// Largest key file read (a 16384-bit RSA key is about 12 KiB).
 pub(crate) const MAX_KEY_FILE: u64 = 64 * 1024;
 
-/// `Err` unless `meta` is a regular file.
-fn regular(meta: &Metadata) -> Result<(), String> {
-    let t = meta.file_type();
-    let what = if t.is_file() {
-        return Ok(());
-    } else if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "not a regular file"
-    };
-    Err(format!("is {what}, not a regular file; refused unread"))
-}
-
-/// Read at most `max` bytes of the regular file at `path` (symlinks
-/// followed). The type is checked before opening (opening a device can
-/// have effects); the open cannot block (a FIFO swapped in meanwhile) and
-/// the opened file is checked again, so what is read is what was checked.
-pub(crate) fn read_regular(
-    path: &Path,
-    max: u64,
-) -> Result<(Zeroizing<Vec<u8>>, Metadata), String> {
-    let unreadable = |e: std::io::Error| format!("cannot be read: {e}");
-    let before = std::fs::metadata(path).map_err(unreadable)?;
-    regular(&before)?;
-    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-    let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(|e| unreadable(e.into()))?;
-    let mut file = File::from(fd);
-    let meta = file.metadata().map_err(unreadable)?;
-    regular(&meta)?;
-    if (meta.dev(), meta.ino()) != (before.dev(), before.ino()) {
-        return Err("was replaced while being opened; refused".into());
-    }
-    if meta.len() > max {
-        return Err(format!("is larger than {max} bytes; refused"));
-    }
-    // Fixed size: no reallocation leaves an unzeroed copy behind.
-    let cap = usize::try_from(max).unwrap_or(usize::MAX - 1) + 1;
-    let mut buf = Zeroizing::new(vec![0u8; cap]);
-    let mut n = 0;
-    while n < buf.len() {
-        match file.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(unreadable(e)),
-        }
-    }
-    if n as u64 > max {
-        return Err(format!("is larger than {max} bytes; refused"));
-    }
-    buf.truncate(n);
-    Ok((buf, meta))
-}
+pub(crate) use bottle_runtime::file::read_regular;
 
 /// Why someone other than the running user or root could change the file
 /// at `path` (`meta`: its metadata): it, or a directory it is reached
