@@ -283,7 +283,41 @@ async fn check_filter_works_by_id_not_name(env: &TestEnv) {
     assert!(has_config(env, &decoy.id).await, "the labelled one did not");
 }
 
+/// A socket setting naming a file that is not bottle's socket (here root's
+/// `/etc/...`, or a link to it) is refused: provision and deprovision leave
+/// it as it was, never unlinked or replaced by a mode-666 socket.
+async fn check_socket_settings_never_replace_a_file(env: &TestEnv) {
+    let keys = Keys::new();
+    let manifest = keys.manifest();
+    let m = manifest.to_str().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let b = env.bottle();
+    env.sh(
+        "printf keep > /etc/bottle-important && chmod 600 /etc/bottle-important \
+         && ln -s /etc/bottle-important /tmp/bottle-link",
+        &[],
+    )
+    .await;
+    let state = "stat -c '%F %a' /etc/bottle-important && cat /etc/bottle-important";
+    let before = env.sh(state, &[]).await;
+    assert_eq!(before, "regular file 600\nkeep");
+    for (var, path) in [
+        ("CLAUDE_BOTTLE_PUBLIC_SOCKET", "/etc/bottle-important"),
+        ("CLAUDE_BOTTLE_AGENT_SOCKET", "/tmp/bottle-link"),
+    ] {
+        for args in [vec!["provision", b, "-m", m], vec!["deprovision", b]] {
+            let out = output(bottlectl(env, home.path(), &args, &[(var, path)])).await;
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_ne!(out.status.code(), Some(0), "{var}={path} {args:?}: {err}");
+            assert!(err.contains(path), "{var}={path} {args:?}: {err}");
+            assert_eq!(env.sh(state, &[]).await, before, "{var}={path} {args:?}");
+        }
+    }
+    assert!(!has_config(env, b).await, "nothing provisioned");
+}
+
 engine_tests!(
+    check_socket_settings_never_replace_a_file,
     check_filter_works_by_id_not_name,
     check_filter_selects_the_labelled,
     check_one_failure_does_not_stop_the_other,

@@ -294,6 +294,16 @@ trust_root() {
   tr_state=$1 tr_agent=$2 tr_public=$3; shift 3
   trust_env "${tr_state%/*}/" "${tr_agent%/*}/" "${tr_public%/*}/"
   check_tools "$@"
+  # A socket setting names bottle's own socket: absent, or a socket (no
+  # link) left by an earlier run (the state directory is there). Anything
+  # else is never unlinked or replaced.
+  for tr_s in "$tr_agent" "$tr_public"; do
+    if [ -L "$tr_s" ] || { [ -e "$tr_s" ] && ! [ -S "$tr_s" ]; }; then
+      echo "untrusted $tr_s exists and is not a socket"; bad=1
+    elif [ -S "$tr_s" ] && ! [ -d "$tr_state" ]; then
+      echo "untrusted $tr_s is a socket bottle did not make"; bad=1
+    fi
+  done
   if [ -e "$tr_state" ] || [ -L "$tr_state" ]; then
     trust_load "$tr_state"
     if why_untrusted "$tr_state"; then echo "untrusted $wu_out"; bad=1;
