@@ -100,6 +100,14 @@ async fn check_container_text_is_escaped(env: &TestEnv) {
         .filter_map(|k| k["comment"].as_str())
         .collect();
     assert!(comments.contains(&COMMENT), "--json comments: {comments:?}");
+    // The JSON text itself carries no C1 control or bidi override raw:
+    // they are \uXXXX escapes (the same string once parsed).
+    let raw = String::from_utf8_lossy(&out.stdout);
+    assert_no_controls(&raw, "keys --json");
+    assert!(
+        raw.contains("\\u009b") && raw.contains("\\u202e"),
+        "keys --json: {raw}"
+    );
 
     // A comment with a line break splits ssh-add's listing: the line that
     // cannot be read is quoted in an error (exit 3), which is escaped too.

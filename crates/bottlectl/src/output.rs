@@ -92,7 +92,7 @@ impl Out {
     }
 
     pub fn json_value(&self, value: &serde_json::Value) {
-        stdout(format!("{value}\n").as_bytes());
+        stdout(format!("{}\n", safe::json(value)).as_bytes());
     }
 }
 

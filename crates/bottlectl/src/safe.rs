@@ -51,6 +51,24 @@ fn escape(s: &str, keep: fn(char) -> bool) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `value` as one line of JSON with every character [`unsafe_char`] names
+/// that serde_json keeps raw (DEL, C1, bidi and line separators) written
+/// as `\uXXXX`: the same JSON once parsed, nothing a terminal acts on.
+pub fn json(value: &serde_json::Value) -> String {
+    let raw = value.to_string();
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        // Outside strings JSON has only ASCII punctuation: any such
+        // character is inside a string, where the escape is valid.
+        if unsafe_char(c) {
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// One value from the container (a comment, a path, a check's detail):
 /// line breaks are escaped too, so a value cannot forge lines of output.
 pub fn field(s: &str) -> Cow<'_, str> {
@@ -64,7 +82,15 @@ pub fn text(s: &str) -> Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
-    use super::{field, text};
+    use super::{field, json, text};
+
+    #[test]
+    fn json_escapes_c1_and_bidi_and_parses_back() {
+        let v = serde_json::json!({ "c": "a\u{9b}31m\u{202e}b\u{2066}\u{7f}\u{85}é" });
+        let line = json(&v);
+        assert_eq!(line, r#"{"c":"a\u009b31m\u202eb\u2066\u007f\u0085é"}"#);
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&line).unwrap(), v);
+    }
 
     #[test]
     fn terminal_sequences_are_shown_escaped() {
