@@ -1,5 +1,6 @@
 //! Settings and their layers.
 
+use bottle_runtime::redact_url;
 use bottle_ssh::Target;
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
@@ -197,7 +198,8 @@ impl Settings {
     pub fn value_of(&self, key: &str) -> Option<String> {
         match key {
             "runtime" => Some(self.runtime.to_string()),
-            "host" => self.host.clone(),
+            // A password in the URL is never shown.
+            "host" => self.host.as_deref().map(|h| redact_url(h).into_owned()),
             "context" => self.context.clone(),
             "connection" => self.connection.clone(),
             "container_home" => Some(self.container_home.clone()),

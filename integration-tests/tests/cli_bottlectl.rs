@@ -843,6 +843,34 @@ fn operator_files_are_read_bounded_and_regular_only() {
     }
 }
 
+/// A password in an endpoint URL is never repeated: not by `config` (human
+/// or JSON), not in `-v`'s settings line, not in a failure or its fix hint.
+#[test]
+fn an_endpoint_password_is_never_shown() {
+    let s = Scratch::new();
+    for host in ["ssh://u:hunter2@127.0.0.1:1", "tcp://u:hunter2@127.0.0.1:1"] {
+        for args in [
+            vec!["config"],
+            vec!["--json", "config"],
+            vec!["-v", "--runtime", "docker", "doctor"],
+            vec!["-v", "--runtime", "docker", "keys", "nothing"],
+        ] {
+            let out = s.run(
+                &args,
+                &[("CLAUDE_BOTTLE_HOST", host), ("CLAUDE_BOTTLE_TIMEOUT", "2")],
+            );
+            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+            assert!(!text.contains("hunter2"), "{host} {args:?}: {text}");
+            if args.contains(&"config") {
+                assert!(
+                    text.contains("u:***@127.0.0.1:1"),
+                    "{host} {args:?}: {text}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn help_and_version_exit_0() {
     let s = Scratch::new();

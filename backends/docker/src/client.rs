@@ -88,6 +88,8 @@ impl DockerRuntime {
             reason,
         };
         let (endpoint, mut transport) = parse_endpoint(raw).map_err(invalid)?;
+        // Shown in every error from here on: never with a password.
+        let endpoint = bottle_runtime::redact_url(&endpoint).into_owned();
         match (&transport, tls) {
             (Transport::Http(addr), Some(files)) => {
                 check_tls_files(files, &endpoint).map_err(invalid)?;

@@ -131,7 +131,10 @@ impl PodmanRuntime {
             let identity = connection::PodmanEnv::from_process().sshkey;
             return Self::connect_ssh(&endpoint, identity, timeout);
         }
-        let podman = Podman::new(&endpoint).map_err(|e| Error::Unreachable {
+        let podman = Podman::new(&endpoint);
+        // Shown in every error from here on: never with a password.
+        let endpoint = bottle_runtime::redact_url(&endpoint).into_owned();
+        let podman = podman.map_err(|e| Error::Unreachable {
             engine: ENGINE,
             endpoint: endpoint.clone(),
             source: Box::new(e),

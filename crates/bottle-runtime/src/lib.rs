@@ -27,6 +27,7 @@ mod events;
 pub mod file;
 mod filter;
 mod names;
+mod redact;
 mod tarball;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -38,6 +39,7 @@ pub use error::{BoxError, Error, Result};
 pub use events::{ContainerEvent, EventAction, EventStream, MAX_EVENT_FIELD};
 pub use filter::ContainerFilter;
 pub use names::check_docker_style_ref;
+pub use redact::redact_url;
 pub use tarball::build_tar;
 pub use types::{
     ContainerInfo, ContainerState, CopyEntry, Engine, EngineInfo, EntryKind, ExecOutput,

@@ -631,7 +631,10 @@ async fn probe(
     container: Option<&str>,
     connections: &Connections,
 ) -> Candidate {
-    let (endpoint, from) = (at.endpoint.clone(), at.from.as_str());
+    let (endpoint, from) = (
+        bottle_runtime::redact_url(&at.endpoint).into_owned(),
+        at.from.as_str(),
+    );
     let mut probe = Probe {
         engine,
         endpoint: endpoint.clone(),

@@ -188,7 +188,11 @@ pub fn load_config(cli: &Cli, matches: &ArgMatches) -> Result<Config, Failure> {
         .map_err(|e| Failure::new(2, "invalid configuration", &e))?;
     tracing::info!(
         runtime = %config.settings.runtime,
-        host = config.settings.host.as_deref().unwrap_or("(engine default)"),
+        host = %config
+            .settings
+            .host
+            .as_deref()
+            .map_or("(engine default)".into(), bottle::runtime::redact_url),
         container_home = %config.settings.container_home,
         user = %config.settings.user,
         "settings loaded"
