@@ -31,7 +31,7 @@ use bottle::runtime::{ContainerFilter, ContainerInfo, ContainerRuntime, EventAct
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -213,6 +213,10 @@ pub async fn watch(
     tokio::pin!(shutdown);
     let slots = Arc::new(Semaphore::new(opts.jobs.max(1)));
     let mut known: HashMap<String, Entry> = HashMap::new();
+    // Ids a listing (with the filters) has shown: only these are reported
+    // as skipped. Name filters apply to listings, not to events, so the
+    // events of every other container on the engine come here too.
+    let mut matched: HashSet<String> = HashSet::new();
     let mut tasks: JoinSet<Done> = JoinSet::new();
     let mut events: Option<bottle::runtime::EventStream> = None;
     let mut since: Option<SystemTime> = None;
@@ -240,6 +244,7 @@ pub async fn watch(
                         running: running.len(),
                     });
                     let now = Instant::now();
+                    matched.extend(running.iter().map(|c| c.id.clone()));
                     for c in running {
                         // Known ones were provisioned (or are scheduled);
                         // a restart meanwhile comes as a replayed event.
@@ -345,7 +350,7 @@ pub async fn watch(
                 None => lost(&mut events, &mut since, &mut reconnect_at, &mut backoff, &opts, report, "the engine closed the event stream".into()),
             },
             () = sleep_until(next_due), if next_due.is_some() => {
-                dispatch(&rt, &opts, &mut known, &mut tasks, &slots, &provision, report).await;
+                dispatch(&rt, &opts, &mut known, &mut matched, &mut tasks, &slots, &provision, report).await;
             }
             () = sleep_until(Some(reconnect_at)), if waiting => {}
         }
@@ -426,10 +431,13 @@ fn lost(
 
 /// Start the provisions that are due, each confirmed running and matching
 /// by one listing (the engine applies name filters only there).
+// The watch loop's state, passed apart: a struct for one call would add more than it saves.
+#[allow(clippy::too_many_arguments)]
 async fn dispatch(
     rt: &Arc<dyn ContainerRuntime>,
     opts: &WatchOptions,
     known: &mut HashMap<String, Entry>,
+    matched: &mut HashSet<String>,
     tasks: &mut JoinSet<Done>,
     slots: &Arc<Semaphore>,
     provision: &Provision,
@@ -458,6 +466,7 @@ async fn dispatch(
             return;
         }
     };
+    matched.extend(running.iter().map(|c| c.id.clone()));
     for id in due {
         let entry = known.get_mut(&id).expect("present");
         let State::Pending { why, .. } = &entry.state else {
@@ -466,7 +475,9 @@ async fn dispatch(
         let why = why.clone();
         let Some(info) = running.iter().find(|c| c.id == id).cloned() else {
             let entry = known.remove(&id).expect("present");
-            report(Action::Skipped { c: entry.info });
+            if matched.contains(&id) {
+                report(Action::Skipped { c: entry.info });
+            }
             continue;
         };
         entry.info = info.clone();
