@@ -217,6 +217,10 @@ pub async fn watch(
     // as skipped. Name filters apply to listings, not to events, so the
     // events of every other container on the engine come here too.
     let mut matched: HashSet<String> = HashSet::new();
+    let names_filtered = opts
+        .filters
+        .iter()
+        .any(|f| matches!(f, ContainerFilter::Name(_)));
     let mut tasks: JoinSet<Done> = JoinSet::new();
     let mut events: Option<bottle::runtime::EventStream> = None;
     let mut since: Option<SystemTime> = None;
@@ -299,6 +303,11 @@ pub async fn watch(
                 Some(Ok(ev)) => {
                     let now = Instant::now();
                     if ev.action.is_start() {
+                        // The engine filters events by label, not by name:
+                        // without a name filter, an event is a match.
+                        if !names_filtered {
+                            matched.insert(ev.id.clone());
+                        }
                         let why = Why::Event(ev.action.clone());
                         let entry = known.entry(ev.id.clone()).or_insert(Entry {
                             info: ContainerInfo {

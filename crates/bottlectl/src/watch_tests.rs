@@ -283,9 +283,13 @@ async fn a_start_of_a_container_that_never_matched_is_not_reported() {
         until(|| log.count("provisioned", Some("a")) == 2).await;
         tokio::time::sleep(Duration::from_millis(30)).await;
     };
+    let by_name = WatchOptions {
+        filters: vec![ContainerFilter::Name("^n-a$".into())],
+        ..opts(4)
+    };
     watch(
         fake.clone(),
-        opts(4),
+        by_name,
         counting(counter.clone(), release.clone()),
         &|a| log.push(a),
         steps,
