@@ -65,11 +65,21 @@ impl SshTarget {
             );
         }
         let (host, port) = split_port(hostport)?;
-        let bad = |s: &str| s.is_empty() || s.starts_with('-') || s.chars().any(is_unsafe_char);
-        if bad(host) {
+        // The manifest's allow-list for ssh_config values: an older ssh
+        // with `Match exec` or `%r`/`%h` in a ProxyCommand runs `$(…)`,
+        // backticks and `;` in them. A host may be an IPv6 address.
+        let allowed = |s: &str, colon: bool| {
+            s.chars().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') || (colon && c == ':')
+            })
+        };
+        let bad = |s: &str, colon: bool| {
+            s.is_empty() || s.len() > 255 || s.starts_with('-') || !allowed(s, colon)
+        };
+        if bad(host, true) {
             return Err(format!("ssh://{}: not a host name", escape(host)));
         }
-        if let Some(u) = user.filter(|u| bad(u)) {
+        if let Some(u) = user.filter(|u| bad(u, false)) {
             return Err(format!("ssh:// user `{}` is not a user name", escape(u)));
         }
         let socket = match (path, default_socket) {
@@ -425,6 +435,11 @@ mod tests {
             "ssh://h/a:b",
             "ssh://h\n/s",
             "tcp://h",
+            "ssh://$(touch${IFS}x)@h/s",
+            "ssh://`id`@h/s",
+            "ssh://u;id@h/s",
+            "ssh://h$(id)/s",
+            "ssh://h%h/s",
         ] {
             assert!(SshTarget::parse(bad, Some("/s")).is_err(), "{bad:?}");
         }
