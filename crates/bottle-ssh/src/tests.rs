@@ -370,6 +370,14 @@ fn empty_plan_and_bad_targets_are_rejected() {
             public_socket: Target::default().agent_socket,
             ..Target::default()
         },
+        Target {
+            user: "root".into(),
+            ..Target::default()
+        },
+        Target {
+            user: "0".into(),
+            ..Target::default()
+        },
     ];
     for t in bad {
         let e = validate_target(&t).unwrap_err();

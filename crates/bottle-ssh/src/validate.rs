@@ -261,6 +261,17 @@ pub fn validate_target(target: &Target) -> Result<(), Error> {
     if let Some(why) = config_value_problem(&target.user, Kind::User) {
         return Err(terr("user", why));
     }
+    // Root's own exec would then write into the home it is given (another
+    // account's, by default) and hand the agent to root: never meant.
+    if matches!(target.user.as_str(), "root" | "0") {
+        return Err(terr(
+            "user",
+            format!(
+                "`{}` is root: bottle serves the bottle's unprivileged user (set `user` to that account, e.g. node)",
+                target.user
+            ),
+        ));
+    }
     for (field, path) in [
         ("home", &target.home),
         ("agent_socket", &target.agent_socket),
