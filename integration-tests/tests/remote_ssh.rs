@@ -521,7 +521,32 @@ async fn check_podman_connect_uses_container_sshkey(env: &TestEnv) {
     assert_eq!(remote.clients(), 0, "ssh left behind");
 }
 
+/// The remote engine's socket missing: the login works, the forward does
+/// not. The error says the socket is unreachable (naming it), not that
+/// something answered other than the engine's API.
+async fn check_missing_remote_socket_is_unreachable(env: &TestEnv) {
+    let Some(remote) = remote_or_skip() else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let url = format!(
+        "ssh://root@127.0.0.1:{}/run/bottle-no-such.sock",
+        remote.port
+    );
+    let envs = [
+        (host_var(env), url),
+        ("BOTTLE_SSH_CONFIG", remote.file("ssh_config")),
+    ];
+    let out = ctl(env, home.path(), &["keys", env.bottle()], &envs).await;
+    let shown = text(&out);
+    expect(&out, 3, "a missing remote socket");
+    assert!(shown.contains("/run/bottle-no-such.sock"), "{shown}");
+    assert!(!shown.contains("answers, but not as"), "{shown}");
+    assert!(shown.contains("unreachable or missing"), "{shown}");
+}
+
 engine_tests!(
+    check_missing_remote_socket_is_unreachable,
     check_podman_connect_uses_container_sshkey,
     check_provision_verify_deprovision_over_ssh,
     check_wrong_host_key_and_no_usable_key_exit_3,

@@ -217,6 +217,22 @@ impl DockerRuntime {
     /// endpoint answers, but not as Docker's API (plain HTTP to a TLS port,
     /// some other service). Named with the endpoint, never "container ``".
     fn negotiation_failed(&self, err: BollardError, container: &str) -> Error {
+        // Through ssh (the login worked: `ready` passed), no response at all
+        // is the forward failing at the remote end: its socket is missing
+        // or refuses, and ssh closes or resets the channel.
+        if let Some(tunnel) = &self.tunnel {
+            if is_connect_error(&err) || matches!(err, BollardError::HyperLegacyError { .. }) {
+                return Error::Unreachable {
+                    engine: Engine::Docker,
+                    endpoint: self.endpoint.clone(),
+                    source: format!(
+                        "the remote socket {} is unreachable or missing (the ssh login worked; GET /version: {err})",
+                        tunnel.target().socket
+                    )
+                    .into(),
+                };
+            }
+        }
         if is_connect_error(&err) || matches!(err, BollardError::RequestTimeoutError) {
             return self.classify(err, container, "version negotiation");
         }

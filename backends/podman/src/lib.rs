@@ -569,6 +569,19 @@ impl ContainerRuntime for PodmanRuntime {
                             .into(),
                     };
                 }
+                // Through ssh, no response at all is the forward failing at
+                // the remote end: its socket is missing or refuses.
+                if let (Some(tunnel), None) = (&self.tunnel, fault(&e)) {
+                    return Error::Unreachable {
+                        engine: ENGINE,
+                        endpoint: self.endpoint.clone(),
+                        source: format!(
+                            "the remote socket {} is unreachable or missing (the ssh login worked; GET /libpod/_ping: {e})",
+                            tunnel.target().socket
+                        )
+                        .into(),
+                    };
+                }
                 self.map_err("", "version", e)
             })?;
             Ok(EngineInfo {
