@@ -24,14 +24,10 @@ pub const DEFAULT_VALIDITY: u32 = 3600;
 /// little behind still accepts it.
 pub const BACKDATE: u64 = 60;
 
-/// The extensions `ssh-keygen -s` sets by default (no critical options).
-const EXTENSIONS: [&str; 5] = [
-    "permit-X11-forwarding",
-    "permit-agent-forwarding",
-    "permit-port-forwarding",
-    "permit-pty",
-    "permit-user-rc",
-];
+/// The least a login needs (no critical options): a terminal. Not
+/// `ssh-keygen -s`'s default set: port, agent and X11 forwarding and
+/// `~/.ssh/rc` give whoever holds the key more than git over ssh needs.
+const EXTENSIONS: [&str; 1] = ["permit-pty"];
 
 /// What an entry's certificate is made from, after validation. `Debug`
 /// shows no key bytes.
@@ -179,7 +175,7 @@ pub fn key_id_alias(key_id: &str) -> Option<&str> {
 
 /// Sign a user certificate for `subject` with the spec's CA: random nonce
 /// and serial, valid from [`BACKDATE`] seconds before `now` to `now` +
-/// validity, the `permit-*` extensions, no critical options.
+/// validity, only `permit-pty`, no critical options.
 pub(crate) fn issue(
     spec: &CertSpec,
     subject: &PublicKey,
@@ -397,7 +393,9 @@ mod tests {
         assert_eq!(a.valid_before(), now + 3600);
         assert_eq!(a.valid_principals(), ["git", "deploy"]);
         assert!(a.critical_options().is_empty());
-        assert_eq!(a.extensions().len(), EXTENSIONS.len());
+        // The least: no forwarding of any kind, no ~/.ssh/rc.
+        let extensions: Vec<&str> = a.extensions().keys().map(String::as_str).collect();
+        assert_eq!(extensions, ["permit-pty"]);
         assert_eq!(a.public_key(), fresh.public_key().key_data());
         a.validate_at(now, &[s.authority.fingerprint(HashAlg::Sha256)])
             .unwrap();
