@@ -322,8 +322,11 @@ async fn check_interrupted_run_leaves_no_ssh(env: &TestEnv) {
         return;
     };
     let home = tempfile::tempdir().unwrap();
+    // bottlectl's own temporary directory: what the runs leave is theirs.
+    let tmp = tempfile::tempdir().unwrap();
     for signal in ["-INT", "-KILL"] {
         let mut child = hermetic(&mut Command::new(bottlectl_path()), home.path())
+            .env("TMPDIR", tmp.path())
             .env(host_var(env), remote.url(env))
             .env("BOTTLE_SSH_CONFIG", remote.file("ssh_config_hang"))
             .args(["--runtime", env.engine().name(), "keys", env.bottle()])
@@ -355,6 +358,22 @@ async fn check_interrupted_run_leaves_no_ssh(env: &TestEnv) {
         }
         assert_eq!(left, 0, "ssh left behind after kill {signal}");
     }
+    // SIGKILL left its private directory; the next run removes it (and
+    // its own when done).
+    let out = hermetic(&mut Command::new(bottlectl_path()), home.path())
+        .env("TMPDIR", tmp.path())
+        .env(host_var(env), remote.url(env))
+        .env("BOTTLE_SSH_CONFIG", remote.file("ssh_config_nokey"))
+        .args(["--runtime", env.engine().name(), "keys", env.bottle()])
+        .output()
+        .expect("run bottlectl");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
 }
 
 /// Docker: a context holding the ssh:// host; Podman: the default system

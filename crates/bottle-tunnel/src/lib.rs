@@ -165,6 +165,40 @@ pub fn escape(s: &str) -> String {
         .collect()
 }
 
+/// The private directories' names: `bottle-ssh-<pid>-<random>`.
+const DIR_PREFIX: &str = "bottle-ssh-";
+
+/// Remove the tunnel directories (and stale sockets) in `tmp` that a
+/// process of this user left when it was killed (SIGKILL runs no drop):
+/// ours by owner, a directory (not a link), and its pid no longer running.
+/// A pid reused meanwhile only keeps a directory longer.
+fn sweep_stale(tmp: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.is_dir() || meta.uid() != me || Path::new("/proc").join(pid.to_string()).exists() {
+            continue;
+        }
+        let _ = std::fs::remove_dir_all(&path);
+    }
+}
+
 struct Running {
     child: Child,
     stderr: Arc<Mutex<Vec<u8>>>,
@@ -196,8 +230,10 @@ impl SshTunnel {
         use std::os::unix::fs::PermissionsExt;
         // 0700 (tempfile's default follows the umask): only this user
         // reaches the socket, which is the remote engine's root.
+        sweep_stale(&std::env::temp_dir());
+        // The pid in the name tells a later run whether its owner is gone.
         let dir = tempfile::Builder::new()
-            .prefix("bottle-ssh-")
+            .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
             .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir()
             .map_err(|e| format!("cannot make a private directory for the ssh tunnel: {e}"))?;
