@@ -984,6 +984,39 @@ async fn check_hundred_reprovisions_leak_nothing(env: &TestEnv) {
     assert_success(&ssh_a(env).await, "ssh a after the re-provisions");
 }
 
+/// Issue 29, attack 1 in this layout: the sidecar's agent is started with
+/// a provider allow-list that matches nothing too. A library on the
+/// default list's paths in the sidecar (planted here by the test, as an
+/// image might carry one) is not loaded when the bottle's user asks for it
+/// through the relay, and the agent keeps its keys.
+async fn check_the_sidecar_agent_loads_no_provider(env: &TestEnv) {
+    use bottle_integration_tests::agent_attacks::{
+        add_smartcard_key, build_provider, provider_ran, send_as, write_as, FAILURE,
+    };
+    let keys = keys();
+    let plan = plan(&keys);
+    provision_sidecar(env, &plan).await.unwrap();
+    let side = sidecar_name(env.bottle());
+    let lib = "/usr/local/lib/provider.so";
+    write_as(env, &side, "0", lib, build_provider(keys._dir.path())).await;
+    let public = Target::default().public_socket;
+    let reply = send_as(env, USER, &public, add_smartcard_key(lib)).await;
+    assert_eq!(reply, [0, 0, 0, 1, FAILURE], "the agent's answer");
+    let ran = provider_ran(env, &side).await;
+    assert_eq!(
+        ran, "",
+        "the library was loaded in the sidecar, by uid(s): {ran}"
+    );
+    let out = env
+        .exec_as(
+            USER,
+            &["sh", "-c", &format!("SSH_AUTH_SOCK={public} ssh-add -l")],
+        )
+        .await;
+    assert_success(&out, "ssh-add -l as the user");
+    verify_then_deprovision(env, &plan).await;
+}
+
 /// Debian only: a hundred provisions per engine are enough of a cost once.
 mod many {
     use super::check_hundred_reprovisions_leak_nothing;
@@ -995,6 +1028,7 @@ mod many {
 
 engine_tests!(
     images = [debian, busybox, sudo],
+    check_the_sidecar_agent_loads_no_provider,
     check_abstract_name_taken_by_the_user_is_refused,
     check_sidecar_provision_with_the_users_ssh_dir,
     check_refused_provision_leaves_the_users_ssh_dir,

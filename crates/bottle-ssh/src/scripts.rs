@@ -11,6 +11,16 @@ use crate::render::FILE_MARK;
 /// be stale, or reused after a restart by a process of the user's.
 /// `take_lock STATE TOKEN` / `release_lock STATE TOKEN`: the in-container lock.
 pub(crate) const HELPERS: &str = r#"
+# ssh-agent's PKCS#11/FIDO middleware allow-list: a pattern that matches no
+# path, so a client's smartcard or security-key request is refused before
+# any library is opened (the default, /usr/lib*/*,/usr/local/lib*/*, has
+# root load whatever the user can write there). `agent_is_ours` also
+# requires it: an agent started without it is neither reused nor reported
+# alive.
+agent_providers='!*'
+agent_is_ours() { # PID START SOCKET
+  is_ours "$1" "$2" ssh-agent "-P $agent_providers -a $3"
+}
 # The fields of /proc/PID/stat after the command name (which may hold
 # spaces and parentheses): $1 of them is field 3, the state.
 stat_tail() {
@@ -379,12 +389,12 @@ done > "$state/keys.new" && mv -f "$state/keys.new" "$state/keys" || exit 1
 
 agent_started="" forwarder_started=""
 read_record "$state/agent.pid"; apid=$rp astart=$rs
-if [ "$mode" != fresh ] && is_ours "$apid" "$astart" ssh-agent "$agent" && [ -S "$agent" ]; then
+if [ "$mode" != fresh ] && agent_is_ours "$apid" "$astart" "$agent" && [ -S "$agent" ]; then
   echo "agent-reused $apid"
 else
   stop "$apid" "$astart" ssh-agent "$agent"
   rm -f "$agent"
-  ssh-agent -D -a "$agent" </dev/null >/dev/null 2>&1 3<&- &
+  ssh-agent -D -P "$agent_providers" -a "$agent" </dev/null >/dev/null 2>&1 3<&- &
   apid=$!
   record "$state/agent.pid" "$apid"
   read_record "$state/agent.pid"; astart=$rs
@@ -660,7 +670,7 @@ echo "uid $(id -u "$user" 2>/dev/null)"
 echo "gid $(id -g "$user" 2>/dev/null)"
 read_record "$state/agent.pid"; apid=$rp astart=$rs
 read_record "$state/forwarder.pid"; fpid=$rp fstart=$rs
-if is_ours "$apid" "$astart" ssh-agent "$agent"; then echo "agent $apid alive"; else echo "agent ${apid:-none} dead"; fi
+if agent_is_ours "$apid" "$astart" "$agent"; then echo "agent $apid alive"; else echo "agent ${apid:-none} dead"; fi
 if is_ours "$fpid" "$fstart" socat "UNIX-LISTEN:$public"; then echo "forwarder $fpid alive"; else echo "forwarder ${fpid:-none} dead"; fi
 t=; if command -v timeout >/dev/null 2>&1; then t="timeout 30"; fi
 ssh=${home%/}/.ssh

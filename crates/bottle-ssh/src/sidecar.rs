@@ -6,7 +6,7 @@
 //!   [`AgentLayout::Sidecar`]'s image), with no mounts, no extra
 //!   capabilities and no network of its own
 //!   (`--network container:<bottle>`).
-//! - In the sidecar: `ssh-agent -D -a /run/claude-bottle-agent.sock` and a
+//! - In the sidecar: `ssh-agent -D -P '!*' -a /run/claude-bottle-agent.sock` and a
 //!   `socat` forwarder listening on the abstract Unix socket
 //!   `@claude-bottle-agent-<id12>`. The key stream goes only into that
 //!   container's exec stdin.
@@ -143,12 +143,12 @@ echo "netns $("$READLINK" /proc/self/ns/net)"
 
 agent_started="" forwarder_started=""
 read_record "$state/agent.pid"; apid=$rp astart=$rs
-if [ "$mode" != fresh ] && is_ours "$apid" "$astart" ssh-agent "$agent" && [ -S "$agent" ]; then
+if [ "$mode" != fresh ] && agent_is_ours "$apid" "$astart" "$agent" && [ -S "$agent" ]; then
   echo "agent-reused $apid"
 else
   stop "$apid" "$astart" ssh-agent "$agent"
   rm -f "$agent"
-  ssh-agent -D -a "$agent" </dev/null >/dev/null 2>&1 3<&- &
+  ssh-agent -D -P "$agent_providers" -a "$agent" </dev/null >/dev/null 2>&1 3<&- &
   apid=$!
   record "$state/agent.pid" "$apid"
   read_record "$state/agent.pid"; astart=$rs
@@ -293,7 +293,7 @@ trust_root "$state" "$agent" "$agent" "$@"
 echo "netns $("$READLINK" /proc/self/ns/net)"
 read_record "$state/agent.pid"; apid=$rp astart=$rs
 read_record "$state/forwarder.pid"; fpid=$rp fstart=$rs
-if is_ours "$apid" "$astart" ssh-agent "$agent" && [ -S "$agent" ]; then echo "agent $apid alive"; else echo "agent ${apid:-none} dead"; fi
+if agent_is_ours "$apid" "$astart" "$agent" && [ -S "$agent" ]; then echo "agent $apid alive"; else echo "agent ${apid:-none} dead"; fi
 if is_ours "$fpid" "$fstart" socat "ABSTRACT-LISTEN:$name" && owns_abstract "$fpid" "$name"; then echo "forwarder $fpid alive"; else echo "forwarder ${fpid:-none} dead"; fi
 out=$(SSH_AUTH_SOCK=$agent ssh-add -l -E sha256 2>&1)
 printf '%s\n' "$out" | while read -r _ fp _; do
