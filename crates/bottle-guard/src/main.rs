@@ -1,0 +1,177 @@
+//! `bottle-guard serve --listen PUBLIC --agent AGENT --policy FILE`
+//!
+//! Listens on PUBLIC (mode 666) and serves each client over its own
+//! connection to the agent at AGENT, letting through only what the policy
+//! allows (see the library). Threads, not async: a handful of clients, and
+//! a static executable as small as it can be.
+
+use bottle_guard::policy::{Policy, MAX_POLICY};
+use bottle_guard::{Session, Verdict, FAILURE_FRAME, MAX_FRAME};
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Clients served at once; more are closed at once (the user can only
+/// deny itself).
+const MAX_CLIENTS: usize = 64;
+/// How long a frame may take to arrive once it has begun, and how long the
+/// agent may take to answer.
+const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct Args {
+    listen: PathBuf,
+    agent: PathBuf,
+    policy: PathBuf,
+}
+
+fn usage() -> ! {
+    eprintln!("usage: bottle-guard serve --listen PUBLIC --agent AGENT --policy FILE");
+    std::process::exit(2)
+}
+
+fn args() -> Args {
+    let mut it = std::env::args_os().skip(1);
+    match it.next() {
+        Some(a) if a == "serve" => {}
+        Some(a) if a == "--version" => {
+            println!("bottle-guard {}", env!("CARGO_PKG_VERSION"));
+            std::process::exit(0)
+        }
+        _ => usage(),
+    }
+    let (mut listen, mut agent, mut policy) = (None, None, None);
+    while let Some(flag) = it.next() {
+        let value = it.next().map(PathBuf::from).unwrap_or_else(|| usage());
+        match flag.to_str() {
+            Some("--listen") => listen = Some(value),
+            Some("--agent") => agent = Some(value),
+            Some("--policy") => policy = Some(value),
+            _ => usage(),
+        }
+    }
+    match (listen, agent, policy) {
+        (Some(listen), Some(agent), Some(policy)) => Args {
+            listen,
+            agent,
+            policy,
+        },
+        _ => usage(),
+    }
+}
+
+/// The policy file: a regular file, bounded.
+fn read_policy(path: &std::path::Path) -> Result<Policy, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() || meta.len() > MAX_POLICY as u64 {
+        return Err(format!(
+            "{}: not a regular file of at most 1 MiB",
+            path.display()
+        ));
+    }
+    let mut text = String::new();
+    file.take(MAX_POLICY as u64)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    Policy::parse(&text).map_err(|e| e.to_string())
+}
+
+/// One frame's body, or `None` at a clean end between frames. A length of
+/// 0 or over [`MAX_FRAME`], a short read or a stall mid-frame is an error.
+fn read_frame(stream: &mut UnixStream) -> std::io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    stream.set_read_timeout(None)?;
+    if stream.read(&mut len[..1])? == 0 {
+        return Ok(None);
+    }
+    stream.set_read_timeout(Some(FRAME_TIMEOUT))?;
+    stream.read_exact(&mut len[1..])?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len == 0 || len > MAX_FRAME {
+        return Err(std::io::Error::other("frame length out of bounds"));
+    }
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body)?;
+    Ok(Some(body))
+}
+
+fn write_frame(stream: &mut UnixStream, body: &[u8]) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(body.len() + 4);
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(body);
+    stream.write_all(&out)
+}
+
+fn serve(mut client: UnixStream, agent: &std::path::Path, policy: &Policy) -> std::io::Result<()> {
+    let mut upstream: Option<UnixStream> = None;
+    let mut session = Session::new();
+    while let Some(body) = read_frame(&mut client)? {
+        match session.decide(policy, &body) {
+            Verdict::Refuse(_) => client.write_all(&FAILURE_FRAME)?,
+            Verdict::Forward(_) => {
+                // One upstream connection per client, opened on its first
+                // allowed request: the agent's session binds are per
+                // connection too.
+                if upstream.is_none() {
+                    let s = UnixStream::connect(agent)?;
+                    s.set_read_timeout(Some(FRAME_TIMEOUT))?;
+                    upstream = Some(s);
+                }
+                let up = upstream.as_mut().expect("connected above");
+                write_frame(up, &body)?;
+                match read_frame(up)? {
+                    Some(reply) => write_frame(&mut client, &reply)?,
+                    None => return Ok(()),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = args();
+    let policy = match read_policy(&args.policy) {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            eprintln!("bottle-guard: {e}");
+            std::process::exit(2)
+        }
+    };
+    let listener = match UnixListener::bind(&args.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("bottle-guard: {}: {e}", args.listen.display());
+            std::process::exit(1)
+        }
+    };
+    // The user connects; it can only ask what the policy allows.
+    if let Err(e) = std::fs::set_permissions(&args.listen, std::fs::Permissions::from_mode(0o666)) {
+        eprintln!("bottle-guard: {}: {e}", args.listen.display());
+        std::process::exit(1)
+    }
+    let clients = Arc::new(AtomicUsize::new(0));
+    let agent = Arc::new(args.agent);
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        if clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+            clients.fetch_sub(1, Ordering::SeqCst);
+            continue;
+        }
+        let (count, agent, policy) = (clients.clone(), agent.clone(), policy.clone());
+        let spawned = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let _ = serve(stream, &agent, &policy);
+                count.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            // The thread never ran, so its count is released here.
+            clients.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
