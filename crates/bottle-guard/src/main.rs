@@ -1,8 +1,11 @@
-//! `bottle-guard serve --listen PUBLIC --agent AGENT --policy FILE`
+//! `bottle-guard serve [--sha256 HEX] --listen PUBLIC --agent AGENT --policy FILE`
 //!
 //! Listens on PUBLIC (mode 666) and serves each client over its own
 //! connection to the agent at AGENT, letting through only what the policy
-//! allows (see the library). Threads, not async: a handful of clients, and
+//! allows (see the library). The policy is read for each new client, so a
+//! provision that changes it needs no restart; a policy that does not read
+//! closes the client (fail closed). With `--sha256`, the executable first
+//! checks that it is the one the provisioner delivered. Threads, not async: a handful of clients, and
 //! a static executable as small as it can be.
 
 use bottle_guard::policy::{Policy, MAX_POLICY};
@@ -23,13 +26,17 @@ const MAX_CLIENTS: usize = 64;
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct Args {
+    sha256: Option<String>,
     listen: PathBuf,
     agent: PathBuf,
     policy: PathBuf,
 }
 
 fn usage() -> ! {
-    eprintln!("usage: bottle-guard serve --listen PUBLIC --agent AGENT --policy FILE");
+    eprintln!(
+        "usage: bottle-guard serve [--sha256 HEX] --listen PUBLIC --agent AGENT --policy FILE\n       \
+         bottle-guard check --sha256 HEX"
+    );
     std::process::exit(2)
 }
 
@@ -37,16 +44,26 @@ fn args() -> Args {
     let mut it = std::env::args_os().skip(1);
     match it.next() {
         Some(a) if a == "serve" => {}
+        // `check --sha256 HEX`: exit 0 when this executable is that one.
+        Some(a) if a == "check" => {
+            let expected = match (it.next(), it.next(), it.next()) {
+                (Some(flag), Some(hex), None) if flag == "--sha256" => hex,
+                _ => usage(),
+            };
+            check_self(expected.to_str().unwrap_or_default());
+            std::process::exit(0)
+        }
         Some(a) if a == "--version" => {
             println!("bottle-guard {}", env!("CARGO_PKG_VERSION"));
             std::process::exit(0)
         }
         _ => usage(),
     }
-    let (mut listen, mut agent, mut policy) = (None, None, None);
+    let (mut listen, mut agent, mut policy, mut sha256) = (None, None, None, None);
     while let Some(flag) = it.next() {
         let value = it.next().map(PathBuf::from).unwrap_or_else(|| usage());
         match flag.to_str() {
+            Some("--sha256") => sha256 = value.to_str().map(str::to_string),
             Some("--listen") => listen = Some(value),
             Some("--agent") => agent = Some(value),
             Some("--policy") => policy = Some(value),
@@ -55,6 +72,7 @@ fn args() -> Args {
     }
     match (listen, agent, policy) {
         (Some(listen), Some(agent), Some(policy)) => Args {
+            sha256,
             listen,
             agent,
             policy,
@@ -133,15 +151,40 @@ fn serve(mut client: UnixStream, agent: &std::path::Path, policy: &Policy) -> st
     Ok(())
 }
 
-fn main() {
-    let args = args();
-    let policy = match read_policy(&args.policy) {
-        Ok(p) => Arc::new(p),
-        Err(e) => {
-            eprintln!("bottle-guard: {e}");
+/// The hex SHA-256 of the running executable.
+fn own_sha256() -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut file = std::fs::File::open("/proc/self/exe")?;
+    let mut hash = Sha256::new();
+    std::io::copy(&mut file, &mut hash)?;
+    Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Exit 2 unless the running executable's SHA-256 is `expected`.
+fn check_self(expected: &str) {
+    match own_sha256() {
+        Ok(actual) if actual == expected => {}
+        Ok(actual) => {
+            eprintln!("bottle-guard: this executable's SHA-256 is {actual}, not {expected}");
             std::process::exit(2)
         }
-    };
+        Err(e) => {
+            eprintln!("bottle-guard: cannot hash /proc/self/exe: {e}");
+            std::process::exit(2)
+        }
+    }
+}
+
+fn main() {
+    let args = args();
+    if let Some(expected) = &args.sha256 {
+        check_self(expected);
+    }
+    // Refuse to start on a policy that does not read.
+    if let Err(e) = read_policy(&args.policy) {
+        eprintln!("bottle-guard: {e}");
+        std::process::exit(2)
+    }
     let listener = match UnixListener::bind(&args.listen) {
         Ok(l) => l,
         Err(e) => {
@@ -156,17 +199,20 @@ fn main() {
     }
     let clients = Arc::new(AtomicUsize::new(0));
     let agent = Arc::new(args.agent);
+    let policy_path = Arc::new(args.policy);
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
         if clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
             clients.fetch_sub(1, Ordering::SeqCst);
             continue;
         }
-        let (count, agent, policy) = (clients.clone(), agent.clone(), policy.clone());
+        let (count, agent, policy_path) = (clients.clone(), agent.clone(), policy_path.clone());
         let spawned = std::thread::Builder::new()
             .stack_size(256 * 1024)
             .spawn(move || {
-                let _ = serve(stream, &agent, &policy);
+                if let Ok(policy) = read_policy(&policy_path) {
+                    let _ = serve(stream, &agent, &policy);
+                }
                 count.fetch_sub(1, Ordering::SeqCst);
             });
         if spawned.is_err() {

@@ -68,6 +68,7 @@ mod certificate;
 mod deprovision;
 mod ecdsa_fix;
 mod error;
+pub mod guard;
 mod keys;
 mod listing;
 mod plan;
