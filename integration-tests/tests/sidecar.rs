@@ -250,7 +250,7 @@ async fn check_sidecar_keeps_keys_from_root_in_the_bottle(env: &TestEnv) {
         1
     );
     assert_eq!(
-        live_processes(env.rt(), &d.info.id, "ABSTRACT-LISTEN").await,
+        live_processes(env.rt(), &d.info.id, "--listen-abstract").await,
         1
     );
     assert_eq!(
@@ -958,7 +958,7 @@ async fn check_hundred_reprovisions_leak_nothing(env: &TestEnv) {
     );
     for (container, needle) in [
         (side.as_str(), "ssh-agent -D"),
-        (side.as_str(), "ABSTRACT-LISTEN"),
+        (side.as_str(), "--listen-abstract"),
         (env.bottle(), "ABSTRACT-CONNECT"),
     ] {
         assert_eq!(
@@ -1017,6 +1017,36 @@ async fn check_the_sidecar_agent_loads_no_provider(env: &TestEnv) {
     verify_then_deprovision(env, &plan).await;
 }
 
+/// The guard in this layout listens in the sidecar, where the bottle's
+/// relay (and any process in the bottle's network namespace) reaches it:
+/// remove-all, lock and add from the bottle's user are refused, the agent
+/// keeps its key, and ssh through the gate still works.
+async fn check_the_sidecar_guard_refuses_management(env: &TestEnv) {
+    let keys = keys();
+    let plan = plan(&keys);
+    start_sshd(env, &[PORT], &[&keys.host], &[public(&keys.user)]).await;
+    provision_sidecar(env, &plan).await.unwrap();
+    let sock = format!("SSH_AUTH_SOCK={}", Target::default().public_socket);
+    for (what, command) in [
+        ("remove all", format!("{sock} ssh-add -D")),
+        ("lock", format!("printf 'pw\\npw\\n' | {sock} ssh-add -x")),
+        (
+            "add",
+            format!("ssh-keygen -q -t ed25519 -N '' -f /tmp/mine && {sock} ssh-add /tmp/mine; s=$?; rm -f /tmp/mine; exit $s"),
+        ),
+    ] {
+        let out = env.exec_as(USER, &["sh", "-c", &command]).await;
+        assert!(!out.success(), "{what} went through: {out:?}");
+        let listed = env
+            .exec_as(USER, &["sh", "-c", &format!("{sock} ssh-add -l")])
+            .await;
+        assert_success(&listed, &format!("ssh-add -l after {what}"));
+        assert_eq!(listed.stdout_lossy().lines().count(), 1, "after {what}");
+    }
+    assert_success(&ssh_a(env).await, "ssh a through the sidecar's guard");
+    verify_then_deprovision(env, &plan).await;
+}
+
 /// Debian only: a hundred provisions per engine are enough of a cost once.
 mod many {
     use super::check_hundred_reprovisions_leak_nothing;
@@ -1029,6 +1059,7 @@ mod many {
 engine_tests!(
     images = [debian, busybox, sudo],
     check_the_sidecar_agent_loads_no_provider,
+    check_the_sidecar_guard_refuses_management,
     check_abstract_name_taken_by_the_user_is_refused,
     check_sidecar_provision_with_the_users_ssh_dir,
     check_refused_provision_leaves_the_users_ssh_dir,

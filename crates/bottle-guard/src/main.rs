@@ -1,6 +1,8 @@
-//! `bottle-guard serve [--sha256 HEX] --listen PUBLIC --agent AGENT --policy FILE`
+//! `bottle-guard serve [--sha256 HEX] --listen PUBLIC|--listen-abstract NAME
+//! --agent AGENT --policy FILE`
 //!
-//! Listens on PUBLIC (mode 666) and serves each client over its own
+//! Listens on PUBLIC (mode 666), or on the abstract socket `@NAME` (the
+//! `sidecar` layout: reachable from the bottle's network namespace), and serves each client over its own
 //! connection to the agent at AGENT, letting through only what the policy
 //! allows (see the library). The policy is read for each new client, so a
 //! provision that changes it needs no restart; a policy that does not read
@@ -25,16 +27,22 @@ const MAX_CLIENTS: usize = 64;
 /// agent may take to answer.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
+enum Listen {
+    Path(PathBuf),
+    Abstract(String),
+}
+
 struct Args {
     sha256: Option<String>,
-    listen: PathBuf,
+    listen: Listen,
     agent: PathBuf,
     policy: PathBuf,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bottle-guard serve [--sha256 HEX] --listen PUBLIC --agent AGENT --policy FILE\n       \
+        "usage: bottle-guard serve [--sha256 HEX] --listen PUBLIC|--listen-abstract NAME \
+         --agent AGENT --policy FILE\n       \
          bottle-guard check --sha256 HEX"
     );
     std::process::exit(2)
@@ -64,7 +72,10 @@ fn args() -> Args {
         let value = it.next().map(PathBuf::from).unwrap_or_else(|| usage());
         match flag.to_str() {
             Some("--sha256") => sha256 = value.to_str().map(str::to_string),
-            Some("--listen") => listen = Some(value),
+            Some("--listen") => listen = Some(Listen::Path(value)),
+            Some("--listen-abstract") => {
+                listen = value.to_str().map(|n| Listen::Abstract(n.to_string()))
+            }
             Some("--agent") => agent = Some(value),
             Some("--policy") => policy = Some(value),
             _ => usage(),
@@ -185,18 +196,30 @@ fn main() {
         eprintln!("bottle-guard: {e}");
         std::process::exit(2)
     }
-    let listener = match UnixListener::bind(&args.listen) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("bottle-guard: {}: {e}", args.listen.display());
-            std::process::exit(1)
+    let listener = match &args.listen {
+        Listen::Path(path) => {
+            let listener = UnixListener::bind(path).unwrap_or_else(|e| {
+                eprintln!("bottle-guard: {}: {e}", path.display());
+                std::process::exit(1)
+            });
+            // The user connects; it can only ask what the policy allows.
+            let open = std::fs::Permissions::from_mode(0o666);
+            if let Err(e) = std::fs::set_permissions(path, open) {
+                eprintln!("bottle-guard: {}: {e}", path.display());
+                std::process::exit(1)
+            }
+            listener
+        }
+        Listen::Abstract(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+                .and_then(|a| UnixListener::bind_addr(&a));
+            addr.unwrap_or_else(|e| {
+                eprintln!("bottle-guard: @{name}: {e}");
+                std::process::exit(1)
+            })
         }
     };
-    // The user connects; it can only ask what the policy allows.
-    if let Err(e) = std::fs::set_permissions(&args.listen, std::fs::Permissions::from_mode(0o666)) {
-        eprintln!("bottle-guard: {}: {e}", args.listen.display());
-        std::process::exit(1)
-    }
     let clients = Arc::new(AtomicUsize::new(0));
     let agent = Arc::new(args.agent);
     let policy_path = Arc::new(args.policy);

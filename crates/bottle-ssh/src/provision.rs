@@ -140,13 +140,34 @@ pub(crate) fn user_files_request(
         .stdin(stdin.into_bytes())
 }
 
-/// The root exec that delivers the guard (see [`scripts::deliver_guard`]).
-fn deliver_guard_request(token: &str) -> ExecRequest {
+/// Deliver the guard into `container`'s state directory as root (one exec,
+/// the executable on stdin; see [`scripts::deliver_guard`]). `shown` names
+/// the container in errors; `tools` are what root's scripts run there.
+pub(crate) async fn deliver_guard(
+    rt: &dyn ContainerRuntime,
+    container: &str,
+    shown: &str,
+    token: &str,
+    tools: &[&str],
+) -> Result<(), Error> {
+    const STEP: &str = "deliver the guard";
     let mut args = vec![STATE_DIR, crate::guard::sha256(), token];
-    args.extend(root_tools());
-    ExecRequest::script(&scripts::deliver_guard(), args)
+    args.extend(tools);
+    let request = ExecRequest::script(&scripts::deliver_guard(), args)
         .user("0")
-        .stdin(crate::guard::EXECUTABLE.to_vec())
+        .stdin(crate::guard::EXECUTABLE.to_vec());
+    let out = rt
+        .exec(container, request)
+        .await
+        .map_err(Error::runtime(STEP))?;
+    let trust = protocol::delivered(&out.stdout_lossy()).map_err(|e| unreadable(STEP, shown, e))?;
+    if let Some(e) = untrusted_error(shown, &trust) {
+        return Err(e);
+    }
+    if !out.success() {
+        return Err(script_error(STEP, shown, &out));
+    }
+    Ok(())
 }
 
 /// What the guard lets each key do (see `bottle_guard::policy`): one
@@ -290,7 +311,6 @@ pub async fn provision_with(
     let ((root, root_took), (user, user_took)) =
         futures_util::join!(timed(root_request), timed(user_request));
     let (root_step, user_step, retry_step) = ("load keys", "write files", "load keys (new agent)");
-    let deliver_step = "deliver the guard";
     steps.push(root_step, root_took);
     steps.push(user_step, user_took);
 
@@ -376,19 +396,8 @@ pub async fn provision_with(
             }
             delivered = true;
             let t = Instant::now();
-            let d = rt
-                .exec(container, deliver_guard_request(&token))
-                .await
-                .map_err(Error::runtime(deliver_step))?;
-            let trust = protocol::delivered(&d.stdout_lossy())
-                .map_err(|e| unreadable(deliver_step, container, e))?;
-            if let Some(e) = untrusted_error(container, &trust) {
-                return Err(e);
-            }
-            if !d.success() {
-                return Err(script_error(deliver_step, container, &d));
-            }
-            steps.done(deliver_step, t);
+            deliver_guard(rt, container, container, &token, &root_tools()).await?;
+            steps.done("deliver the guard", t);
             let t = Instant::now();
             out = rt
                 .exec(

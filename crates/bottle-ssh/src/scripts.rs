@@ -706,7 +706,8 @@ echo "done"
 "#;
 
 /// Root part of verify: `$1` state, `$2` agent, `$3` public, `$4` user,
-/// `$5` home, `$6…` tools root's scripts run. Stdin: key-scan patterns,
+/// `$5` home, `$6` the forwarder to expect (`guard` or `relay`), `$7…`
+/// tools root's scripts run. Stdin: key-scan patterns,
 /// one per line as `printf` octal escapes. Prints `untrusted PATH WHY`
 /// for root's environment, then the state it finds.
 pub(crate) fn verify_root() -> String {
@@ -718,7 +719,7 @@ set -u
 # Podman may drop the output of a process that leaves its stdin unread.
 trap 'while IFS= read -r _; do :; done 2>/dev/null' EXIT
 unset LD_PRELOAD LD_LIBRARY_PATH LD_AUDIT ENV BASH_ENV
-state=$1 agent=$2 public=$3 user=$4 home=$5; shift 5
+state=$1 agent=$2 public=$3 user=$4 home=$5 forwarder=$6; shift 6
 bad=0
 trust_root "$state" "$agent" "$public" "$@"
 if command -v timeout >/dev/null 2>&1; then check_tools timeout; fi
@@ -729,7 +730,9 @@ echo "gid $(id -g "$user" 2>/dev/null)"
 read_record "$state/agent.pid"; apid=$rp astart=$rs
 read_record "$state/forwarder.pid"; fpid=$rp fstart=$rs
 if agent_is_ours "$apid" "$astart" "$agent"; then echo "agent $apid alive"; else echo "agent ${apid:-none} dead"; fi
-if is_ours "$fpid" "$fstart" "$state/guard-" "--listen $public"; then echo "forwarder $fpid alive"; else echo "forwarder ${fpid:-none} dead"; fi
+# `guard` (the bottle layout) or `relay` (the sidecar layout's socat).
+if [ "$forwarder" = guard ]; then fw_prog=$state/guard- fw_arg="--listen $public"; else fw_prog=socat fw_arg="UNIX-LISTEN:$public"; fi
+if is_ours "$fpid" "$fstart" "$fw_prog" "$fw_arg"; then echo "forwarder $fpid alive"; else echo "forwarder ${fpid:-none} dead"; fi
 t=; if command -v timeout >/dev/null 2>&1; then t="timeout 30"; fi
 ssh=${home%/}/.ssh
 for f in "$agent" "$public" "$state" "$ssh" "$ssh/config" "$ssh/known_hosts" "$ssh"/bottle-*.pub \
