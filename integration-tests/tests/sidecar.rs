@@ -319,6 +319,30 @@ async fn check_restarted_bottle_gets_a_new_sidecar(env: &TestEnv) {
     assert_success(&ssh_a(env).await, "ssh a after the restart");
 }
 
+/// The agent does not outlive its bottle: with the bottle stopped,
+/// `deprovision` cannot reach the bottle's files (an error, as before) but
+/// removes the sidecar and its keys all the same.
+async fn check_deprovision_removes_a_stopped_bottles_sidecar(env: &TestEnv) {
+    let keys = keys();
+    let plan = plan(&keys);
+    let admin = env.admin();
+    provision_sidecar(env, &plan).await.unwrap();
+    let side = admin.details(&sidecar_name(env.bottle())).await.unwrap();
+    admin.stop(env.bottle()).await.unwrap();
+    let result = sidecar::deprovision(admin.as_ref(), env.bottle(), &Target::default()).await;
+    assert!(
+        result.is_err(),
+        "deprovision of a stopped bottle: {result:?}"
+    );
+    assert!(
+        matches!(
+            admin.details(&side.info.id).await,
+            Err(bottle_runtime::Error::ContainerNotFound { .. })
+        ),
+        "the sidecar outlived its stopped bottle"
+    );
+}
+
 /// What a refused provision must leave: no state, socket or user files.
 async fn assert_bottle_unchanged(env: &TestEnv) {
     let left = env
@@ -1060,6 +1084,7 @@ engine_tests!(
     images = [debian, busybox, sudo],
     check_the_sidecar_agent_loads_no_provider,
     check_the_sidecar_guard_refuses_management,
+    check_deprovision_removes_a_stopped_bottles_sidecar,
     check_abstract_name_taken_by_the_user_is_refused,
     check_sidecar_provision_with_the_users_ssh_dir,
     check_refused_provision_leaves_the_users_ssh_dir,

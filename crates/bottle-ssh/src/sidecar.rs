@@ -1111,24 +1111,28 @@ pub async fn deprovision(
     bottle: &str,
     target: &Target,
 ) -> Result<DeprovisionReport, Error> {
-    let mut report =
-        crate::deprovision::deprovision_checking(admin, bottle, target, &bottle_tools()).await?;
+    // The sidecar first, whatever the bottle's state: a stopped bottle's
+    // sidecar still holds the keys, reachable from the old namespace.
     let details = admin
         .details(bottle)
         .await
         .map_err(Error::runtime("inspect the bottle"))?;
     let name = sidecar_name(&details.info.name);
+    let mut removed = None;
     match admin.details(&name).await {
         Ok(d) if d.labels.get(LABEL_FOR) == Some(&details.info.id) => {
             admin
                 .remove(&d.info.id)
                 .await
                 .map_err(Error::runtime("remove the agent sidecar"))?;
-            report.removed.push(format!("container {name}"));
+            removed = Some(format!("container {name}"));
         }
         Ok(_) | Err(bottle_runtime::Error::ContainerNotFound { .. }) => {}
         Err(e) => return Err(Error::runtime("inspect the agent sidecar")(e)),
     }
+    let mut report =
+        crate::deprovision::deprovision_checking(admin, bottle, target, &bottle_tools()).await?;
+    report.removed.extend(removed);
     Ok(report)
 }
 
