@@ -37,8 +37,7 @@ fn keys() -> Keys {
     }
 }
 
-/// `restrict`: the entry's `Restrict` (`None`: the default, restricted).
-fn plan(k: &Keys, restrict: Option<bool>) -> Plan {
+fn plan(k: &Keys) -> Plan {
     Plan {
         gate: Some(Gate {
             host: "127.0.0.1".into(),
@@ -50,7 +49,6 @@ fn plan(k: &Keys, restrict: Option<bool>) -> Plan {
             user: "git".into(),
             identity_file: k.login.clone(),
             known_host_key: Some(public(&k.host)),
-            restrict,
             ..Default::default()
         }],
         signing: Some(Signing {
@@ -62,10 +60,6 @@ fn plan(k: &Keys, restrict: Option<bool>) -> Plan {
 
 /// Provision, and an sshd on the gate port that trusts both keys for `git`.
 async fn setup(env: &TestEnv, k: &Keys) {
-    setup_with(env, k, None).await
-}
-
-async fn setup_with(env: &TestEnv, k: &Keys, restrict: Option<bool>) {
     start_sshd(
         env,
         &[PORT],
@@ -73,14 +67,9 @@ async fn setup_with(env: &TestEnv, k: &Keys, restrict: Option<bool>) {
         &[public(&k.login), public(&k.signing)],
     )
     .await;
-    bottle_ssh::provision(
-        env.rt(),
-        env.bottle(),
-        &plan(k, restrict),
-        &Target::default(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("provision: {e}"));
+    bottle_ssh::provision(env.rt(), env.bottle(), &plan(k), &Target::default())
+        .await
+        .unwrap_or_else(|e| panic!("provision: {e}"));
 }
 
 /// A shell script as the user with the public socket as its agent.
@@ -251,11 +240,11 @@ fn reply_types(mut bytes: &[u8]) -> Vec<u8> {
 /// A pinned login key signs only for a session bound, with the host's own
 /// signature, to its pinned host key: a bind forged with another key, or a
 /// real one replayed for another session, opens nothing; the real one
-/// opens only its entry's user. The entry is `Restrict = false`, so the
-/// agent itself checks none of this: the guard holds the pin alone.
+/// opens only its entry's user. (The agent's own destination restriction
+/// refuses the same three; the guard checks them itself, first.)
 async fn check_forged_or_replayed_binds_open_nothing(env: &TestEnv) {
     let k = keys();
-    setup_with(env, &k, Some(false)).await;
+    setup(env, &k).await;
     let host = PrivateKey::read_openssh_file(&k.host).unwrap();
     let login = PrivateKey::read_openssh_file(&k.login).unwrap();
     let other = PrivateKey::read_openssh_file(&k.signing).unwrap();

@@ -171,15 +171,22 @@ pub(crate) async fn deliver_guard(
 }
 
 /// What the guard lets each key do (see `bottle_guard::policy`): one
-/// `login` line per entry (its key, its `User`, its pinned host key), one
-/// `sshsig` line for the `[signing]` key (namespace `git`).
+/// `login` line per entry (its key, its `User`, and its pinned host key
+/// where the key is destination-restricted: `Restrict = false` lets it go
+/// anywhere, as its user), one `sshsig` line for the `[signing]` key
+/// (namespace `git`).
 pub(crate) fn guard_policy(plan: &ValidatedPlan) -> String {
     let mut out = String::new();
     for e in &plan.entries {
         out.push_str(&format!("login {} user={}", e.fingerprint, e.user));
+        let restricted = plan
+            .keys
+            .iter()
+            .any(|k| k.fingerprint == e.fingerprint && !k.destinations.is_empty());
         let pinned = e
             .known_host_key
             .as_deref()
+            .filter(|_| restricted)
             .and_then(|k| ssh_key::PublicKey::from_openssh(k).ok());
         if let Some(host) = pinned {
             out.push_str(&format!(

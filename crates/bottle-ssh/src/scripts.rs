@@ -504,7 +504,13 @@ take_lock "$state" "$token"
 trap 'release_lock "$state" "$token"' EXIT
 cat > "$state/guard.new" || exit 1
 chmod 700 "$state/guard.new" || exit 1
-"$state/guard.new" check --sha256 "$hash" || { rm -f "$state/guard.new"; exit 1; }
+"$state/guard.new" check --sha256 "$hash"
+rc=$?
+if [ "$rc" != 0 ]; then
+  rm -f "$state/guard.new"
+  if [ "$rc" = 126 ]; then echo "the guard cannot run from $state: is /run mounted noexec? (the bottle layout needs /run to allow exec, e.g. --tmpfs /run:exec, or use agent = sidecar)" >&2; fi
+  exit 1
+fi
 for f in "$state"/guard-*; do
   if [ "$f" != "$state/guard-$hash" ] && [ -f "$f" ]; then rm -f "$f"; fi
 done
