@@ -69,6 +69,11 @@ pub const BINARIES: &[(&str, &str)] = &[
     ("/usr/bin/ssh-agent", "openssh-client"),
     ("/usr/bin/ssh-add", "openssh-client"),
     ("/usr/bin/ssh-keygen", "openssh-client"),
+    // ssh-agent runs these for PKCS#11 and FIDO keys: Debian's
+    // openssh-client ships both, so the images carry what the hostile user
+    // would find there.
+    ("/usr/lib/openssh/ssh-pkcs11-helper", "openssh-client"),
+    ("/usr/lib/openssh/ssh-sk-helper", "openssh-client"),
     ("/usr/sbin/sshd", "openssh-server"),
     ("/usr/bin/socat", "socat"),
     // Commit signing tests (`git commit -S`, `git verify-commit`); 3.6 MiB.

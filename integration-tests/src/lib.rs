@@ -96,6 +96,7 @@
 //! [`image::build_test_image`] ([`image::build_image`]) returns the archive
 //! and reference without an engine.
 
+pub mod agent_attacks;
 pub mod bench;
 pub mod cli;
 pub mod conformance;

@@ -330,8 +330,62 @@ async fn check_file_names_cannot_forge_report_lines(env: &TestEnv) {
     );
 }
 
+/// Issue 29, attack 1: a directory under `/usr/local/lib` the user can
+/// write (an npm prefix handed to the user) and Debian's `openssh-client`
+/// as shipped (`ssh-pkcs11-helper`). The user writes a "PKCS#11 provider"
+/// there and asks the agent, through the public socket, to load it. The
+/// agent's default allow-list (`/usr/lib*/*,/usr/local/lib*/*`) would have
+/// its helper `dlopen()` it as root; started with an allow-list that
+/// matches nothing, the agent refuses before any library is opened, and
+/// keeps its keys.
+async fn check_a_provider_the_user_wrote_is_never_loaded(env: &TestEnv) {
+    use bottle_integration_tests::agent_attacks::{
+        add_smartcard_key, build_provider, provider_ran, send_as, write_as, FAILURE,
+    };
+    let keys = Keys::new();
+    let report = provision_ok(env.rt(), env.bottle(), &keys.plan()).await;
+    assert_eq!(report.keys.len(), 2);
+    env.sh(
+        "mkdir -p /usr/local/lib/node_modules && chown 1000:1000 /usr/local/lib/node_modules \
+         && test -x /usr/lib/openssh/ssh-pkcs11-helper",
+        &[],
+    )
+    .await;
+    let lib = "/usr/local/lib/node_modules/provider.so";
+    write_as(
+        env,
+        env.bottle(),
+        USER,
+        lib,
+        build_provider(keys.dir.path()),
+    )
+    .await;
+
+    let public = bottle_ssh::Target::default().public_socket;
+    let reply = send_as(env, USER, &public, add_smartcard_key(lib)).await;
+    assert_eq!(reply, [0, 0, 0, 1, FAILURE], "the agent's answer");
+    let ran = provider_ran(env, env.bottle()).await;
+    assert_eq!(ran, "", "the user's library was loaded, by uid(s): {ran}");
+    // The agent kept its keys and still serves the user.
+    let out = env
+        .exec_as(
+            USER,
+            &["sh", "-c", &format!("SSH_AUTH_SOCK={public} ssh-add -l")],
+        )
+        .await;
+    assert_success(&out, "ssh-add -l as the user");
+    assert_eq!(
+        out.stdout_lossy().lines().count(),
+        2,
+        "{}",
+        out.stdout_lossy()
+    );
+    verify_ok(env.rt(), env.bottle(), &keys.plan()).await;
+}
+
 engine_tests!(
     images = [debian, busybox],
+    check_a_provider_the_user_wrote_is_never_loaded,
     check_file_names_cannot_forge_report_lines,
     check_captured_binary_key_stream_is_found,
     check_writable_path_directory_is_not_used,

@@ -250,7 +250,7 @@ async fn check_sidecar_keeps_keys_from_root_in_the_bottle(env: &TestEnv) {
         1
     );
     assert_eq!(
-        live_processes(env.rt(), &d.info.id, "ABSTRACT-LISTEN").await,
+        live_processes(env.rt(), &d.info.id, "--listen-abstract").await,
         1
     );
     assert_eq!(
@@ -317,6 +317,30 @@ async fn check_restarted_bottle_gets_a_new_sidecar(env: &TestEnv) {
     ));
     assert_eq!(sidecars(admin.as_ref(), &env.bottle_info().id).await, 1);
     assert_success(&ssh_a(env).await, "ssh a after the restart");
+}
+
+/// The agent does not outlive its bottle: with the bottle stopped,
+/// `deprovision` cannot reach the bottle's files (an error, as before) but
+/// removes the sidecar and its keys all the same.
+async fn check_deprovision_removes_a_stopped_bottles_sidecar(env: &TestEnv) {
+    let keys = keys();
+    let plan = plan(&keys);
+    let admin = env.admin();
+    provision_sidecar(env, &plan).await.unwrap();
+    let side = admin.details(&sidecar_name(env.bottle())).await.unwrap();
+    admin.stop(env.bottle()).await.unwrap();
+    let result = sidecar::deprovision(admin.as_ref(), env.bottle(), &Target::default()).await;
+    assert!(
+        result.is_err(),
+        "deprovision of a stopped bottle: {result:?}"
+    );
+    assert!(
+        matches!(
+            admin.details(&side.info.id).await,
+            Err(bottle_runtime::Error::ContainerNotFound { .. })
+        ),
+        "the sidecar outlived its stopped bottle"
+    );
 }
 
 /// What a refused provision must leave: no state, socket or user files.
@@ -958,7 +982,7 @@ async fn check_hundred_reprovisions_leak_nothing(env: &TestEnv) {
     );
     for (container, needle) in [
         (side.as_str(), "ssh-agent -D"),
-        (side.as_str(), "ABSTRACT-LISTEN"),
+        (side.as_str(), "--listen-abstract"),
         (env.bottle(), "ABSTRACT-CONNECT"),
     ] {
         assert_eq!(
@@ -984,6 +1008,69 @@ async fn check_hundred_reprovisions_leak_nothing(env: &TestEnv) {
     assert_success(&ssh_a(env).await, "ssh a after the re-provisions");
 }
 
+/// Issue 29, attack 1 in this layout: the sidecar's agent is started with
+/// a provider allow-list that matches nothing too. A library on the
+/// default list's paths in the sidecar (planted here by the test, as an
+/// image might carry one) is not loaded when the bottle's user asks for it
+/// through the relay, and the agent keeps its keys.
+async fn check_the_sidecar_agent_loads_no_provider(env: &TestEnv) {
+    use bottle_integration_tests::agent_attacks::{
+        add_smartcard_key, build_provider, provider_ran, send_as, write_as, FAILURE,
+    };
+    let keys = keys();
+    let plan = plan(&keys);
+    provision_sidecar(env, &plan).await.unwrap();
+    let side = sidecar_name(env.bottle());
+    let lib = "/usr/local/lib/provider.so";
+    write_as(env, &side, "0", lib, build_provider(keys._dir.path())).await;
+    let public = Target::default().public_socket;
+    let reply = send_as(env, USER, &public, add_smartcard_key(lib)).await;
+    assert_eq!(reply, [0, 0, 0, 1, FAILURE], "the agent's answer");
+    let ran = provider_ran(env, &side).await;
+    assert_eq!(
+        ran, "",
+        "the library was loaded in the sidecar, by uid(s): {ran}"
+    );
+    let out = env
+        .exec_as(
+            USER,
+            &["sh", "-c", &format!("SSH_AUTH_SOCK={public} ssh-add -l")],
+        )
+        .await;
+    assert_success(&out, "ssh-add -l as the user");
+    verify_then_deprovision(env, &plan).await;
+}
+
+/// The guard in this layout listens in the sidecar, where the bottle's
+/// relay (and any process in the bottle's network namespace) reaches it:
+/// remove-all, lock and add from the bottle's user are refused, the agent
+/// keeps its key, and ssh through the gate still works.
+async fn check_the_sidecar_guard_refuses_management(env: &TestEnv) {
+    let keys = keys();
+    let plan = plan(&keys);
+    start_sshd(env, &[PORT], &[&keys.host], &[public(&keys.user)]).await;
+    provision_sidecar(env, &plan).await.unwrap();
+    let sock = format!("SSH_AUTH_SOCK={}", Target::default().public_socket);
+    for (what, command) in [
+        ("remove all", format!("{sock} ssh-add -D")),
+        ("lock", format!("printf 'pw\\npw\\n' | {sock} ssh-add -x")),
+        (
+            "add",
+            format!("ssh-keygen -q -t ed25519 -N '' -f /tmp/mine && {sock} ssh-add /tmp/mine; s=$?; rm -f /tmp/mine; exit $s"),
+        ),
+    ] {
+        let out = env.exec_as(USER, &["sh", "-c", &command]).await;
+        assert!(!out.success(), "{what} went through: {out:?}");
+        let listed = env
+            .exec_as(USER, &["sh", "-c", &format!("{sock} ssh-add -l")])
+            .await;
+        assert_success(&listed, &format!("ssh-add -l after {what}"));
+        assert_eq!(listed.stdout_lossy().lines().count(), 1, "after {what}");
+    }
+    assert_success(&ssh_a(env).await, "ssh a through the sidecar's guard");
+    verify_then_deprovision(env, &plan).await;
+}
+
 /// Debian only: a hundred provisions per engine are enough of a cost once.
 mod many {
     use super::check_hundred_reprovisions_leak_nothing;
@@ -995,6 +1082,9 @@ mod many {
 
 engine_tests!(
     images = [debian, busybox, sudo],
+    check_the_sidecar_agent_loads_no_provider,
+    check_the_sidecar_guard_refuses_management,
+    check_deprovision_removes_a_stopped_bottles_sidecar,
     check_abstract_name_taken_by_the_user_is_refused,
     check_sidecar_provision_with_the_users_ssh_dir,
     check_refused_provision_leaves_the_users_ssh_dir,

@@ -330,37 +330,29 @@ async fn check_user_reaches_every_alias(env: &TestEnv) {
     );
 }
 
-/// The user can lock the agent through the forwarder (denial of service to
-/// itself); the next provision replaces the locked agent and ssh works again.
-async fn check_locked_agent_is_replaced(env: &TestEnv) {
+/// The user asks the agent, through the guard, to lock and to remove every
+/// key: both refused (they never reach the agent), the keys stay, ssh
+/// works, and the next provision reuses the same agent.
+async fn check_lock_through_the_public_socket_is_refused(env: &TestEnv) {
     let keys = Keys::new();
     start_sshd(env, &keys).await;
     let plan = keys.plan();
     let first = provision(env, &plan).await;
-    let out = env
-        .exec_as(
-            USER,
-            &[
-                "sh",
-                "-c",
-                "printf 'pw\\npw\\n' | SSH_AUTH_SOCK=/run/claude-bottle-agent-public.sock ssh-add -x",
-            ],
-        )
-        .await;
-    assert_success(&out, "lock the agent");
-    assert!(agent_fingerprints(env).await.is_empty());
-    assert!(
-        !ssh_as_user(env, "a", &[]).await.success(),
-        "locked agent signed"
+    let public = "SSH_AUTH_SOCK=/run/claude-bottle-agent-public.sock";
+    for (what, command) in [
+        ("lock", format!("printf 'pw\\npw\\n' | {public} ssh-add -x")),
+        ("remove all", format!("{public} ssh-add -D")),
+    ] {
+        let out = env.exec_as(USER, &["sh", "-c", &command]).await;
+        assert!(!out.success(), "{what} went through the guard: {out:?}");
+        assert_eq!(agent_fingerprints(env).await.len(), 2, "after {what}");
+    }
+    assert_success(
+        &ssh_as_user(env, "a", &[]).await,
+        "ssh a after the refusals",
     );
     let again = provision(env, &plan).await;
-    assert!(again.agent.started && again.agent.pid != first.agent.pid);
-    assert!(again
-        .steps
-        .iter()
-        .any(|s| s.name == "load keys (new agent)"));
-    assert_eq!(live_processes(env, "ssh-agent").await, 1);
-    assert_success(&ssh_as_user(env, "a", &[]).await, "ssh a after relock");
+    assert!(!again.agent.started && again.agent.pid == first.agent.pid);
     verify_ok(env, &plan).await;
 }
 
@@ -407,7 +399,7 @@ async fn check_reprovision_is_idempotent(env: &TestEnv) {
         assert!(again.removed.is_empty(), "{:?}", again.removed);
     }
     assert_eq!(live_processes(env, "ssh-agent").await, 1);
-    assert_eq!(live_processes(env, "UNIX-LISTEN:").await, 1);
+    assert_eq!(live_processes(env, "serve --sha256").await, 1);
     assert_eq!(
         env.sh(
             "cat /home/node/.ssh/config /home/node/.ssh/known_hosts",
@@ -578,7 +570,7 @@ async fn check_deprovision_removes_everything(env: &TestEnv) {
     assert_eq!(d.stopped_agent, Some(p.agent.pid));
     assert_eq!(d.stopped_forwarder, Some(p.forwarder.pid));
     assert_eq!(live_processes(env, "ssh-agent").await, 0);
-    assert_eq!(live_processes(env, "UNIX-LISTEN:").await, 0);
+    assert_eq!(live_processes(env, "serve --sha256").await, 0);
     let left = env
         .sh(
             "for f in /run/claude-bottle-agent.sock /run/claude-bottle-agent-public.sock /run/claude-bottle /home/node/.ssh; do [ -e \"$f\" ] && echo \"$f\"; done; true",
@@ -694,7 +686,8 @@ async fn check_missing_tool_or_user_is_named(env: &TestEnv) {
 }
 
 /// The same number of runtime calls (2 execs, no copy) for 1 key and for 20
-/// keys; a bad plan makes no call at all.
+/// keys, once the guard is in the bottle (the first provision delivers it:
+/// two execs more); a bad plan makes no call at all.
 async fn check_runtime_calls_do_not_grow_with_keys(env: &TestEnv) {
     let keys = Keys::new();
     let counting = Recording::new(env.runtime());
@@ -703,10 +696,12 @@ async fn check_runtime_calls_do_not_grow_with_keys(env: &TestEnv) {
         gate: None,
         ssh: vec![keys.entry("k0", &keys.a, None)],
     };
-    bottle_ssh::provision(&counting, env.bottle(), &one, &Target::default())
-        .await
-        .unwrap();
-    assert_eq!(counting.take_counts(), (2, 0, 0));
+    for expected in [(4, 0, 0), (2, 0, 0)] {
+        bottle_ssh::provision(&counting, env.bottle(), &one, &Target::default())
+            .await
+            .unwrap();
+        assert_eq!(counting.take_counts(), expected);
+    }
     let twenty = Plan {
         signing: None,
         gate: None,
@@ -794,9 +789,17 @@ async fn check_key_bytes_only_travel_over_stdin(env: &TestEnv) {
         .into_iter()
         .map(|k| (k.who.clone(), k.bytes.to_vec()))
         .collect();
-    // Two execs get stdin: root's (the key record, then the keys) and the
-    // user's (config, known_hosts), which runs as the user.
-    assert_eq!(stdins.len(), 2);
+    // On a first provision four execs get stdin: root's (the key record,
+    // the guard policy, then the keys), once before and once after the
+    // guard's delivery (the executable, as root), and the user's (config,
+    // known_hosts), which runs as the user.
+    assert_eq!(stdins.len(), 4);
+    let delivery: Vec<&(String, Vec<u8>)> = stdins
+        .iter()
+        .filter(|(_, bytes)| bytes.as_slice() == bottle_ssh::guard::EXECUTABLE)
+        .collect();
+    assert_eq!(delivery.len(), 1);
+    assert_eq!(delivery[0].0, "0");
     let with_files: Vec<&str> = stdins
         .iter()
         .filter(|(_, bytes)| String::from_utf8_lossy(bytes).contains(bottle_ssh::FILE_MARK))
@@ -822,7 +825,7 @@ async fn check_key_bytes_only_travel_over_stdin(env: &TestEnv) {
             .filter(|(_, bytes)| has(bytes))
             .map(|(user, _)| user.as_str())
             .collect();
-        assert_eq!(with_key, ["0"], "the key goes to root's exec only");
+        assert_eq!(with_key, ["0", "0"], "the key goes to root's exec only");
         assert!(!has(&sent), "key bytes in argv or a copied file");
         let windows = key_text_windows(key);
         let sent_text = String::from_utf8_lossy(&sent);
@@ -859,7 +862,7 @@ async fn check_key_bytes_only_travel_over_stdin(env: &TestEnv) {
     let reports = futures_util::future::join_all((0..4).map(|_| provision(env, &plan))).await;
     assert!(reports.iter().all(|r| r.keys == report.keys));
     assert_eq!(live_processes(env, "ssh-agent").await, 1);
-    assert_eq!(live_processes(env, "UNIX-LISTEN:").await, 1);
+    assert_eq!(live_processes(env, "serve --sha256").await, 1);
     verify_ok(env, &plan).await;
 }
 
@@ -1090,7 +1093,7 @@ engine_tests!(
     images = [debian, busybox],
     check_every_key_type_signs,
     check_stop_mid_provision_then_recover,
-    check_locked_agent_is_replaced,
+    check_lock_through_the_public_socket_is_refused,
     check_symlinked_ssh_dir_is_replaced,
     check_user_racing_ssh_dir_cannot_redirect_writes,
     check_root_owned_ssh_dir_is_refused,

@@ -149,7 +149,8 @@ async fn check_key_signs_only_for_its_own_gate(env: &TestEnv) {
         Some(vec!["git@a.git.example".to_string()])
     );
 
-    // Restrict = false: the very same attempt now succeeds.
+    // Restrict = false: gate 2 is reached (the guard pins no host for an
+    // unrestricted key).
     let open = plan(&key, &public(&hk1), Some(false));
     let report = bottle_ssh::provision(env.rt(), env.bottle(), &open, &target)
         .await
@@ -163,7 +164,12 @@ async fn check_key_signs_only_for_its_own_gate(env: &TestEnv) {
     let out = reach_gate2(env).await;
     assert_success(&out, "gate 2 with an unrestricted key");
     assert_eq!(out.stdout_lossy(), "git\n");
-    assert_success(&sign_unbound(env).await, "unrestricted key signs unbound");
+    // The guard: a login key never signs SSHSIG, restricted or not.
+    assert_ne!(
+        sign_unbound(env).await.exit_code,
+        0,
+        "an unrestricted login key signed SSHSIG"
+    );
     // verify notices a record that does not match the plan.
     let v = bottle_ssh::verify(env.rt(), env.bottle(), &restricted, &target)
         .await

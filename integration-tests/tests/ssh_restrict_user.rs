@@ -96,14 +96,18 @@ async fn check_restricted_key_logs_in_only_as_its_entrys_user(env: &TestEnv) {
         .unwrap();
     assert!(v.ok(), "{:#?}", v.failures().collect::<Vec<_>>());
 
-    // Restrict = false: the same login as node now works.
+    // Restrict = false lifts the agent's restriction, not the guard's: the
+    // key still logs in only as its entry's user.
     let open = plan(&key, &public(&hk), Some(false));
     bottle_ssh::provision(env.rt(), env.bottle(), &open, &target)
         .await
         .unwrap_or_else(|e| panic!("provision: {e}"));
     let out = ssh_a(env, Some("node")).await;
-    assert_success(&out, "ssh -l node a with an unrestricted key");
-    assert_eq!(out.stdout_lossy(), "node\n");
+    assert_ne!(out.exit_code, 0, "an unrestricted key logged in as node");
+    assert_success(
+        &ssh_a(env, None).await,
+        "ssh a as git with an unrestricted key",
+    );
 }
 
 /// `bottlectl --runtime E --host H ARGS…` with a scratch HOME; killed after

@@ -1,7 +1,7 @@
 //! Commit signing (issue 18), on every engine: the `[signing]` key signs
 //! `git commit -S` and `git verify-commit` accepts it, as the user; a
-//! destination-restricted login key cannot sign (and can once unrestricted,
-//! so the refusal is the restriction); deprovision leaves the user's git
+//! login key cannot sign, restricted or not (the guard lets a login key
+//! sign logins only); deprovision leaves the user's git
 //! configuration byte for byte as it was.
 
 use bottle_integration_tests::ssh_fixtures::{keygen_with, public};
@@ -128,13 +128,14 @@ async fn check_git_signs_with_the_signing_key_only(env: &TestEnv) {
         "{}",
         out.stderr_lossy()
     );
-    // The same attempt with the login key unrestricted succeeds: the
-    // refusal above is the restriction.
+    // With the login key unrestricted the agent would sign; the guard
+    // still refuses: a login key signs logins only.
     let lax = plan(&login, &public(&hk), Some(false), &signing);
     bottle_ssh::provision(env.rt(), env.bottle(), &lax, &target)
         .await
         .unwrap();
-    assert_success(&git(env, &with_login).await, "unrestricted login key signs");
+    let out = git(env, &with_login).await;
+    assert!(!out.success(), "an unrestricted login key signed a commit");
     bottle_ssh::provision(env.rt(), env.bottle(), &p, &target)
         .await
         .unwrap();

@@ -39,8 +39,9 @@ impl RunSpec {
     /// Mount options of every [`tmpfs`](Self::tmpfs) path, the same on both
     /// engines (their own defaults differ). The tmpfs starts empty, with the
     /// mode of the image's directory there (runc keeps it: e.g. `/run` 755,
-    /// `/tmp` 1777).
-    pub const TMPFS_OPTIONS: &'static [&'static str] = &["rw", "nosuid", "nodev", "noexec"];
+    /// `/tmp` 1777). `exec` (both engines default to `noexec`): the
+    /// provisioner's guard runs from its state directory under `/run`.
+    pub const TMPFS_OPTIONS: &'static [&'static str] = &["rw", "nosuid", "nodev", "exec"];
 
     pub fn new<I, S>(image: impl Into<String>, cmd: I) -> Self
     where

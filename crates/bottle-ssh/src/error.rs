@@ -220,6 +220,16 @@ pub enum Error {
     #[error("target: {field}: {reason}")]
     Target { field: String, reason: String },
 
+    /// This build of bottle has no `bottle-guard` executable (it is built
+    /// for x86_64 Linux hosts only), so it cannot guard the agent.
+    #[error(
+        "no bottle-guard executable for this machine's architecture ({}) in this build, so \
+         the agent in container `{container}` cannot be guarded; build bottle on an x86_64 \
+         Linux machine",
+        std::env::consts::ARCH
+    )]
+    NoGuard { container: String },
+
     /// The container lacks a program, the user or its home. Checked before any
     /// key is sent.
     #[error("container `{container}` is missing {}{}", list(missing), hint.as_deref().map(|h| format!("; {h}")).unwrap_or_default())]

@@ -48,7 +48,7 @@
 //! | `~/.ssh/bottle-signing.gitconfig`, `~/.ssh/bottle-allowed-signers` | 600, user | with `[signing]`: git's signing settings and allowed signers |
 //! | `~/.ssh/bottle-ssh-keygen` | 700, user | with `[signing]`: `ssh-keygen` with `SSH_AUTH_SOCK` set to the public socket, for `gpg.ssh.program` |
 //! | `~/.config/git/config` | 600, user | with `[signing]`, only when absent or bottle's: an include of the gitconfig above |
-//! | `/run/claude-bottle-agent.sock` | 600, root | `ssh-agent -D -a …`, run as root |
+//! | `/run/claude-bottle-agent.sock` | 600, root | `ssh-agent -D -P '!*' -a …`, run as root (no PKCS#11/FIDO middleware) |
 //! | `/run/claude-bottle-agent-public.sock` | 666, root | `socat` forwarder to the agent |
 //! | `/run/claude-bottle/` ([`STATE_DIR`]) | 700, root | `agent.pid`, `forwarder.pid`, `keys` (per key: lifetime deadline, restriction hosts, certificate), `lock/` |
 //!
@@ -68,6 +68,7 @@ mod certificate;
 mod deprovision;
 mod ecdsa_fix;
 mod error;
+pub mod guard;
 mod keys;
 mod listing;
 mod plan;

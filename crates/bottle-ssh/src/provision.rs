@@ -62,10 +62,12 @@ fn load_keys_request(
     mode: &str,
     token: &str,
     record: &str,
+    policy: &str,
     message: &[u8],
 ) -> ExecRequest {
     let (lines, record) = framed(record);
-    let lines = lines.to_string();
+    let (policy_lines, policy) = framed(policy);
+    let (lines, policy_lines) = (lines.to_string(), policy_lines.to_string());
     let mut args = vec![
         target.user.as_str(),
         target.home.as_str(),
@@ -75,11 +77,16 @@ fn load_keys_request(
         mode,
         token,
         &lines,
+        crate::guard::sha256(),
+        &policy_lines,
     ];
     args.extend(root_tools());
     // Built in place so no copy of the key bytes is left unzeroized.
-    let mut stdin = zeroize::Zeroizing::new(Vec::with_capacity(record.len() + message.len()));
+    let mut stdin = zeroize::Zeroizing::new(Vec::with_capacity(
+        record.len() + policy.len() + message.len(),
+    ));
     stdin.extend_from_slice(record.as_bytes());
+    stdin.extend_from_slice(policy.as_bytes());
     stdin.extend_from_slice(message);
     ExecRequest::script(&scripts::provision(), args)
         .user("0")
@@ -131,6 +138,68 @@ pub(crate) fn user_files_request(
     ExecRequest::script(&scripts::user_files(), args)
         .user(target.user.as_str())
         .stdin(stdin.into_bytes())
+}
+
+/// Deliver the guard into `container`'s state directory as root (one exec,
+/// the executable on stdin; see [`scripts::deliver_guard`]). `shown` names
+/// the container in errors; `tools` are what root's scripts run there.
+pub(crate) async fn deliver_guard(
+    rt: &dyn ContainerRuntime,
+    container: &str,
+    shown: &str,
+    token: &str,
+    tools: &[&str],
+) -> Result<(), Error> {
+    const STEP: &str = "deliver the guard";
+    let mut args = vec![STATE_DIR, crate::guard::sha256(), token];
+    args.extend(tools);
+    let request = ExecRequest::script(&scripts::deliver_guard(), args)
+        .user("0")
+        .stdin(crate::guard::EXECUTABLE.to_vec());
+    let out = rt
+        .exec(container, request)
+        .await
+        .map_err(Error::runtime(STEP))?;
+    let trust = protocol::delivered(&out.stdout_lossy()).map_err(|e| unreadable(STEP, shown, e))?;
+    if let Some(e) = untrusted_error(shown, &trust) {
+        return Err(e);
+    }
+    if !out.success() {
+        return Err(script_error(STEP, shown, &out));
+    }
+    Ok(())
+}
+
+/// What the guard lets each key do (see `bottle_guard::policy`): one
+/// `login` line per entry (its key, its `User`, and its pinned host key
+/// where the key is destination-restricted: `Restrict = false` lets it go
+/// anywhere, as its user), one `sshsig` line for the `[signing]` key
+/// (namespace `git`).
+pub(crate) fn guard_policy(plan: &ValidatedPlan) -> String {
+    let mut out = String::new();
+    for e in &plan.entries {
+        out.push_str(&format!("login {} user={}", e.fingerprint, e.user));
+        let restricted = plan
+            .keys
+            .iter()
+            .any(|k| k.fingerprint == e.fingerprint && !k.destinations.is_empty());
+        let pinned = e
+            .known_host_key
+            .as_deref()
+            .filter(|_| restricted)
+            .and_then(|k| ssh_key::PublicKey::from_openssh(k).ok());
+        if let Some(host) = pinned {
+            out.push_str(&format!(
+                " host={}",
+                host.fingerprint(ssh_key::HashAlg::Sha256)
+            ));
+        }
+        out.push('\n');
+    }
+    if let Some(s) = &plan.signing {
+        out.push_str(&format!("sshsig {} namespace=git\n", s.fingerprint));
+    }
+    out
 }
 
 /// The key record provision writes (see [`crate::KEYS_FILE`]).
@@ -192,8 +261,14 @@ pub async fn provision_with(
     })?;
     steps.done("validate", t);
 
+    if crate::guard::EXECUTABLE.is_empty() {
+        return Err(Error::NoGuard {
+            container: container.to_string(),
+        });
+    }
     let token = lock_token();
     let record = key_state(&valid, unix_now());
+    let policy = guard_policy(&valid);
     let config = render_config(&valid, target);
     let known_hosts = render_known_hosts(&valid);
     let public_keys = render_public_keys(&valid);
@@ -230,7 +305,7 @@ pub async fn provision_with(
         let out = rt.exec(container, request).await;
         (out, t.elapsed())
     };
-    let root_request = load_keys_request(target, "reuse", &token, &record, &message);
+    let root_request = load_keys_request(target, "reuse", &token, &record, &policy, &message);
     let user_request = user_files_request(
         scripts::Write::Always,
         target,
@@ -303,6 +378,8 @@ pub async fn provision_with(
     // A live agent is reused. If it does not end up holding the plan's keys
     // (the user can LOCK it through the forwarder), one more exec replaces it.
     let mut attempt = 1;
+    let mut delivered = false;
+    let mut mode = "reuse";
     let mut out = root;
     let (report, agent, forwarder) = loop {
         let step = if attempt == 1 { root_step } else { retry_step };
@@ -313,6 +390,31 @@ pub async fn provision_with(
             .map_err(|e| unreadable(step, container, e))?;
         if !report.done {
             return Err(protocol_error(step, container, "the script did not finish"));
+        }
+        // The first provision of a bottle (or a new bottle-guard): deliver
+        // it, then load the keys again.
+        if report.guard_missing {
+            if delivered {
+                return Err(protocol_error(
+                    step,
+                    container,
+                    "the guard is still missing after delivery",
+                ));
+            }
+            delivered = true;
+            let t = Instant::now();
+            deliver_guard(rt, container, container, &token, &root_tools()).await?;
+            steps.done("deliver the guard", t);
+            let t = Instant::now();
+            out = rt
+                .exec(
+                    container,
+                    load_keys_request(target, mode, &token, &record, &policy, &message),
+                )
+                .await
+                .map_err(Error::runtime(root_step))?;
+            steps.done(root_step, t);
+            continue;
         }
         let agent = report
             .agent
@@ -341,11 +443,12 @@ pub async fn provision_with(
             "the agent does not hold the plan's keys (locked?); starting a new one"
         );
         attempt += 1;
+        mode = "fresh";
         let t = Instant::now();
         out = rt
             .exec(
                 container,
-                load_keys_request(target, "fresh", &token, &record, &message),
+                load_keys_request(target, mode, &token, &record, &policy, &message),
             )
             .await
             .map_err(Error::runtime(retry_step))?;

@@ -11,6 +11,25 @@ use crate::render::FILE_MARK;
 /// be stale, or reused after a restart by a process of the user's.
 /// `take_lock STATE TOKEN` / `release_lock STATE TOKEN`: the in-container lock.
 pub(crate) const HELPERS: &str = r#"
+# ssh-agent's PKCS#11/FIDO middleware allow-list: a pattern that matches no
+# path, so a client's smartcard or security-key request is refused before
+# any library is opened (the default, /usr/lib*/*,/usr/local/lib*/*, has
+# root load whatever the user can write there). `agent_is_ours` also
+# requires it: an agent started without it is neither reused nor reported
+# alive.
+agent_providers='!*'
+agent_is_ours() { # PID START SOCKET
+  is_ours "$1" "$2" ssh-agent "-P $agent_providers -a $3"
+}
+# The forwarder on PUBLIC: a guard from STATE (any version), or the socat
+# relay of a bottle provisioned before the guard.
+forwarder_is_ours() { # PID START STATE PUBLIC
+  is_ours "$1" "$2" "$3/guard-" "--listen $4" || is_ours "$1" "$2" socat "UNIX-LISTEN:$4"
+}
+stop_forwarder() { # PID START STATE PUBLIC
+  if is_ours "$1" "$2" "$3/guard-" "--listen $4"; then stop "$1" "$2" "$3/guard-" "--listen $4"
+  else stop "$1" "$2" socat "UNIX-LISTEN:$4"; fi
+}
 # The fields of /proc/PID/stat after the command name (which may hold
 # spaces and parentheses): $1 of them is field 3, the state.
 stat_tail() {
@@ -338,11 +357,14 @@ done
 /// The root exec of provision: `$1` user, `$2` home, `$3` state dir, `$4`
 /// agent socket, `$5` public socket, `$6` `reuse` (keep a live agent) or
 /// `fresh` (replace it, e.g. when the user locked it through the forwarder),
-/// `$7` lock token, `$8` lines of key record, `$9…` tools to look for.
-/// Stdin: the key record's lines, then agent protocol messages (key
-/// material), relayed to the agent only.
+/// `$7` lock token, `$8` lines of key record, `$9` the guard's SHA-256,
+/// `$10` lines of guard policy, `$11…` tools to look for.
+/// Stdin: the key record's lines, the policy's lines, then agent protocol
+/// messages (key material), relayed to the agent only.
 /// Prints `missing tool|user|home [NAME]` and `untrusted PATH WHY`, then
 /// `os ID ID_LIKE…` (and changes nothing: the key stream is never read), or
+/// `guard-missing` (no guard of that hash in the state directory: deliver
+/// it, then ask again; nothing else was done), or
 /// `agent-started|agent-reused PID`, `agent-unusable` (a reused agent
 /// would not take the keys: ask again with `fresh`),
 /// `forwarder-started|forwarder-reused PID`, `key SHA256:…` (what the agent
@@ -355,7 +377,7 @@ const PROVISION_HEAD: &str = r#"
 set -u
 # Keep the key stream on fd 3 only, so no other command can read it.
 exec 3<&0 0</dev/null
-user=$1 home=$2 state=$3 agent=$4 public=$5 mode=$6 token=$7 nrecord=$8; shift 8
+user=$1 home=$2 state=$3 agent=$4 public=$5 mode=$6 token=$7 nrecord=$8 guard=$9 npolicy=${10}; shift 10
 # Podman may drop the output of a process that leaves its stdin unread: an
 # early exit reads (and discards) the rest of the key stream first.
 keys_open=1
@@ -373,6 +395,10 @@ if [ "$bad" != 0 ]; then os_release; exit 0; fi
 id -u "$user" >/dev/null 2>&1 || { echo "missing user"; bad=1; }
 [ -d "$home" ] || { echo "missing home"; bad=1; }
 [ "$bad" = 0 ] || exit 0
+case $guard in ''|*[!0-9a-f]*) echo "bad guard hash" >&2; exit 1;; esac
+# The guard: only root writes the state directory (checked above).
+g=$state/guard-$guard
+if ! [ -f "$g" ] || [ -L "$g" ]; then echo "guard-missing"; echo "done"; exit 0; fi
 umask 077
 # Made private from the start; an existing one was checked above.
 [ -d "$state" ] || mkdir -m 700 "$state" || exit 1
@@ -386,15 +412,21 @@ while [ "$i" -lt "$nrecord" ]; do
   printf '%s\n' "$line"
   i=$((i+1))
 done > "$state/keys.new" && mv -f "$state/keys.new" "$state/keys" || exit 1
+i=0
+while [ "$i" -lt "$npolicy" ]; do
+  IFS= read -r line <&3 || { echo "the guard policy ended early" >&2; exit 1; }
+  printf '%s\n' "$line"
+  i=$((i+1))
+done > "$state/policy.new" && mv -f "$state/policy.new" "$state/policy" || exit 1
 
 agent_started="" forwarder_started=""
 read_record "$state/agent.pid"; apid=$rp astart=$rs
-if [ "$mode" != fresh ] && is_ours "$apid" "$astart" ssh-agent "$agent" && [ -S "$agent" ]; then
+if [ "$mode" != fresh ] && agent_is_ours "$apid" "$astart" "$agent" && [ -S "$agent" ]; then
   echo "agent-reused $apid"
 else
   stop "$apid" "$astart" ssh-agent "$agent"
   rm -f "$agent"
-  ssh-agent -D -a "$agent" </dev/null >/dev/null 2>&1 3<&- &
+  ssh-agent -D -P "$agent_providers" -a "$agent" </dev/null >/dev/null 2>&1 3<&- &
   apid=$!
   record "$state/agent.pid" "$apid"
   read_record "$state/agent.pid"; astart=$rs
@@ -402,12 +434,14 @@ else
 fi
 
 read_record "$state/forwarder.pid"; fpid=$rp fstart=$rs
-if is_ours "$fpid" "$fstart" socat "UNIX-LISTEN:$public" && [ -S "$public" ]; then
+# The forwarder is the guard: the only path from the public socket to the
+# agent. It reads the policy for each client, so a live one is reused.
+if is_ours "$fpid" "$fstart" "$g" "--listen $public" && [ -S "$public" ]; then
   echo "forwarder-reused $fpid"
 else
-  stop "$fpid" "$fstart" socat "UNIX-LISTEN:$public"
+  stop_forwarder "$fpid" "$fstart" "$state" "$public"
   rm -f "$public"
-  socat "UNIX-LISTEN:$public,fork,mode=666,unlink-early" "UNIX-CONNECT:$agent" </dev/null >/dev/null 2>&1 3<&- &
+  "$g" serve --sha256 "$guard" --listen "$public" --agent "$agent" --policy "$state/policy" </dev/null >/dev/null 2>&1 3<&- &
   fpid=$!
   record "$state/forwarder.pid" "$fpid"
   read_record "$state/forwarder.pid"; fstart=$rs
@@ -436,7 +470,7 @@ if ! socat -t 5 STDIO "UNIX-CONNECT:$agent" <&3 >/dev/null 2>&1; then
   # with the key stream sent again).
   echo "agent-unusable"
   if [ -n "$forwarder_started" ]; then
-    wait_socket "$fpid" "$fstart" "$public" socat socat "UNIX-LISTEN:$public"
+    wait_socket "$fpid" "$fstart" "$public" bottle-guard "$g" "--listen $public"
     echo "forwarder-started $fpid"
   fi
   echo "done"; exit 0
@@ -448,9 +482,49 @@ printf '%s\n' "$out" | while read -r _ fp _; do
   case $fp in SHA256:*) echo "key $fp";; esac
 done
 if [ -n "$forwarder_started" ]; then
-  wait_socket "$fpid" "$fstart" "$public" socat socat "UNIX-LISTEN:$public"
+  wait_socket "$fpid" "$fstart" "$public" bottle-guard "$g" "--listen $public"
   echo "forwarder-started $fpid"
 fi
+echo "done"
+"#;
+
+/// Root delivers the guard: `$1` state dir, `$2` its SHA-256, `$3` lock
+/// token, `$4…` tools. Stdin: the executable. Writes it as
+/// `STATE/guard-SHA256` (700, root), removing other versions, once it has
+/// checked its own hash; prints `untrusted PATH WHY` (changing nothing),
+/// then `done`.
+pub(crate) fn deliver_guard() -> String {
+    format!("{HELPERS}{TRUST}{DELIVER_GUARD_BODY}")
+}
+
+const DELIVER_GUARD_BODY: &str = r#"
+set -u
+# Podman may drop the output of a process that leaves its stdin unread.
+trap 'while IFS= read -r _; do :; done 2>/dev/null' EXIT
+unset LD_PRELOAD LD_LIBRARY_PATH LD_AUDIT ENV BASH_ENV
+state=$1 hash=$2 token=$3; shift 3
+case $hash in ''|*[!0-9a-f]*) echo "bad guard hash" >&2; exit 1;; esac
+bad=0
+trust_root "$state" "$state" "$state" "$@"
+[ "$bad" = 0 ] || { echo "done"; exit 0; }
+umask 077
+[ -d "$state" ] || mkdir -m 700 "$state" || exit 1
+chmod 700 "$state" || exit 1
+take_lock "$state" "$token"
+trap 'release_lock "$state" "$token"' EXIT
+cat > "$state/guard.new" || exit 1
+chmod 700 "$state/guard.new" || exit 1
+"$state/guard.new" check --sha256 "$hash"
+rc=$?
+if [ "$rc" != 0 ]; then
+  rm -f "$state/guard.new"
+  if [ "$rc" = 126 ]; then echo "the guard cannot run from $state: is /run mounted noexec? (the bottle layout needs /run to allow exec, e.g. --tmpfs /run:exec, or use agent = sidecar)" >&2; fi
+  exit 1
+fi
+for f in "$state"/guard-*; do
+  if [ "$f" != "$state/guard-$hash" ] && [ -f "$f" ]; then rm -f "$f"; fi
+done
+mv -f "$state/guard.new" "$state/guard-$hash" || exit 1
 echo "done"
 "#;
 
@@ -648,7 +722,8 @@ echo "done"
 "#;
 
 /// Root part of verify: `$1` state, `$2` agent, `$3` public, `$4` user,
-/// `$5` home, `$6…` tools root's scripts run. Stdin: key-scan patterns,
+/// `$5` home, `$6` the forwarder to expect (`guard` or `relay`), `$7…`
+/// tools root's scripts run. Stdin: key-scan patterns,
 /// one per line as `printf` octal escapes. Prints `untrusted PATH WHY`
 /// for root's environment, then the state it finds.
 pub(crate) fn verify_root() -> String {
@@ -660,7 +735,7 @@ set -u
 # Podman may drop the output of a process that leaves its stdin unread.
 trap 'while IFS= read -r _; do :; done 2>/dev/null' EXIT
 unset LD_PRELOAD LD_LIBRARY_PATH LD_AUDIT ENV BASH_ENV
-state=$1 agent=$2 public=$3 user=$4 home=$5; shift 5
+state=$1 agent=$2 public=$3 user=$4 home=$5 forwarder=$6; shift 6
 bad=0
 trust_root "$state" "$agent" "$public" "$@"
 if command -v timeout >/dev/null 2>&1; then check_tools timeout; fi
@@ -670,8 +745,10 @@ echo "uid $(id -u "$user" 2>/dev/null)"
 echo "gid $(id -g "$user" 2>/dev/null)"
 read_record "$state/agent.pid"; apid=$rp astart=$rs
 read_record "$state/forwarder.pid"; fpid=$rp fstart=$rs
-if is_ours "$apid" "$astart" ssh-agent "$agent"; then echo "agent $apid alive"; else echo "agent ${apid:-none} dead"; fi
-if is_ours "$fpid" "$fstart" socat "UNIX-LISTEN:$public"; then echo "forwarder $fpid alive"; else echo "forwarder ${fpid:-none} dead"; fi
+if agent_is_ours "$apid" "$astart" "$agent"; then echo "agent $apid alive"; else echo "agent ${apid:-none} dead"; fi
+# `guard` (the bottle layout) or `relay` (the sidecar layout's socat).
+if [ "$forwarder" = guard ]; then fw_prog=$state/guard- fw_arg="--listen $public"; else fw_prog=socat fw_arg="UNIX-LISTEN:$public"; fi
+if is_ours "$fpid" "$fstart" "$fw_prog" "$fw_arg"; then echo "forwarder $fpid alive"; else echo "forwarder ${fpid:-none} dead"; fi
 t=; if command -v timeout >/dev/null 2>&1; then t="timeout 30"; fi
 ssh=${home%/}/.ssh
 for f in "$agent" "$public" "$state" "$ssh" "$ssh/config" "$ssh/known_hosts" "$ssh"/bottle-*.pub \
@@ -764,7 +841,7 @@ trust_root "$state" "$agent" "$public" "$@"
 if [ -d "$state" ]; then take_lock "$state" "$token"; fi
 read_record "$state/agent.pid"; apid=$rp astart=$rs
 read_record "$state/forwarder.pid"; fpid=$rp fstart=$rs
-if is_ours "$fpid" "$fstart" socat "UNIX-LISTEN:$public"; then stop "$fpid" "$fstart" socat "UNIX-LISTEN:$public" && echo "stopped forwarder $fpid"; fi
+if forwarder_is_ours "$fpid" "$fstart" "$state" "$public"; then stop_forwarder "$fpid" "$fstart" "$state" "$public" && echo "stopped forwarder $fpid"; fi
 if is_ours "$apid" "$astart" ssh-agent "$agent"; then stop "$apid" "$astart" ssh-agent "$agent" && echo "stopped agent $apid"; fi
 for s in "$public" "$agent"; do
   if [ -S "$s" ] || [ -L "$s" ]; then rm -f "$s" && echo "removed $s"; fi
@@ -812,6 +889,7 @@ SSH_AUTH_SOCK=$1 exec ssh-add -l -E sha256
 pub(crate) fn all() -> Vec<(&'static str, String)> {
     vec![
         ("provision", provision()),
+        ("deliver_guard", deliver_guard()),
         ("user_files", user_files()),
         ("verify_root", verify_root()),
         ("preflight_root", preflight_root()),

@@ -6,7 +6,7 @@
 //!   [`AgentLayout::Sidecar`]'s image), with no mounts, no extra
 //!   capabilities and no network of its own
 //!   (`--network container:<bottle>`).
-//! - In the sidecar: `ssh-agent -D -a /run/claude-bottle-agent.sock` and a
+//! - In the sidecar: `ssh-agent -D -P '!*' -a /run/claude-bottle-agent.sock` and a
 //!   `socat` forwarder listening on the abstract Unix socket
 //!   `@claude-bottle-agent-<id12>`. The key stream goes only into that
 //!   container's exec stdin.
@@ -110,10 +110,12 @@ listened() {
 "#;
 
 /// Root in the sidecar: `$1` state, `$2` agent socket, `$3` abstract name,
-/// `$4` `reuse`|`fresh`, `$5` lock token, `$6…` tools. Stdin: agent
-/// protocol messages (key material), relayed to the agent only. Prints
-/// provision's words (trust, `agent-*`, `forwarder-*`, `key`, `done`) and
-/// `netns NS`.
+/// `$4` `reuse`|`fresh`, `$5` lock token, `$6` the guard's SHA-256, `$7`
+/// lines of guard policy, `$8…` tools. Stdin: the policy's lines, then
+/// agent protocol messages (key material), relayed to the agent only.
+/// Prints provision's words (trust, `guard-missing`, `agent-*`,
+/// `forwarder-*`, `key`, `done`) and `netns NS`. The forwarder is the
+/// guard, listening on `@NAME`.
 pub(crate) fn agent_script() -> String {
     format!(
         "{}{}{OWNS_ABSTRACT}{AGENT_BODY}",
@@ -125,7 +127,7 @@ pub(crate) fn agent_script() -> String {
 const AGENT_BODY: &str = r#"
 set -u
 exec 3<&0 0</dev/null
-state=$1 agent=$2 name=$3 mode=$4 token=$5; shift 5
+state=$1 agent=$2 name=$3 mode=$4 token=$5 guard=$6 npolicy=$7; shift 7
 keys_open=1
 finish() { if [ -n "$keys_open" ]; then while IFS= read -r _ <&3; do :; done 2>/dev/null; fi; }
 trap finish EXIT
@@ -134,21 +136,30 @@ unset LD_PRELOAD LD_LIBRARY_PATH LD_AUDIT ENV BASH_ENV
 bad=0
 trust_root "$state" "$agent" "$agent" "$@"
 if [ "$bad" != 0 ]; then os_release; exit 0; fi
+case $guard in ''|*[!0-9a-f]*) echo "bad guard hash" >&2; exit 1;; esac
+g=$state/guard-$guard
+if ! [ -f "$g" ] || [ -L "$g" ]; then echo "guard-missing"; echo "done"; exit 0; fi
 umask 077
 [ -d "$state" ] || mkdir -m 700 "$state" || exit 1
 chmod 700 "$state" || exit 1
 take_lock "$state" "$token"
 trap 'finish; release_lock "$state" "$token"' EXIT
 echo "netns $("$READLINK" /proc/self/ns/net)"
+i=0
+while [ "$i" -lt "$npolicy" ]; do
+  IFS= read -r line <&3 || { echo "the guard policy ended early" >&2; exit 1; }
+  printf '%s\n' "$line"
+  i=$((i+1))
+done > "$state/policy.new" && mv -f "$state/policy.new" "$state/policy" || exit 1
 
 agent_started="" forwarder_started=""
 read_record "$state/agent.pid"; apid=$rp astart=$rs
-if [ "$mode" != fresh ] && is_ours "$apid" "$astart" ssh-agent "$agent" && [ -S "$agent" ]; then
+if [ "$mode" != fresh ] && agent_is_ours "$apid" "$astart" "$agent" && [ -S "$agent" ]; then
   echo "agent-reused $apid"
 else
   stop "$apid" "$astart" ssh-agent "$agent"
   rm -f "$agent"
-  ssh-agent -D -a "$agent" </dev/null >/dev/null 2>&1 3<&- &
+  ssh-agent -D -P "$agent_providers" -a "$agent" </dev/null >/dev/null 2>&1 3<&- &
   apid=$!
   record "$state/agent.pid" "$apid"
   read_record "$state/agent.pid"; astart=$rs
@@ -156,16 +167,20 @@ else
 fi
 
 read_record "$state/forwarder.pid"; fpid=$rp fstart=$rs
-if is_ours "$fpid" "$fstart" socat "ABSTRACT-LISTEN:$name" && owns_abstract "$fpid" "$name"; then
+if is_ours "$fpid" "$fstart" "$g" "--listen-abstract $name" && owns_abstract "$fpid" "$name"; then
   echo "forwarder-reused $fpid"
 else
-  stop "$fpid" "$fstart" socat "ABSTRACT-LISTEN:$name"
+  if is_ours "$fpid" "$fstart" "$state/guard-" "--listen-abstract $name"; then
+    stop "$fpid" "$fstart" "$state/guard-" "--listen-abstract $name"
+  else
+    stop "$fpid" "$fstart" socat "ABSTRACT-LISTEN:$name"
+  fi
   # The bottle shares this namespace: a listener already there is not ours.
   if listened "$name"; then
     echo "untrusted @$name is listened on by a process that is not the agent's forwarder (the bottle shares this network namespace)"
     exit 0
   fi
-  socat "ABSTRACT-LISTEN:$name,fork" "UNIX-CONNECT:$agent" </dev/null >/dev/null 2>&1 3<&- &
+  "$g" serve --sha256 "$guard" --listen-abstract "$name" --agent "$agent" --policy "$state/policy" </dev/null >/dev/null 2>&1 3<&- &
   fpid=$!
   record "$state/forwarder.pid" "$fpid"
   read_record "$state/forwarder.pid"; fstart=$rs
@@ -196,10 +211,10 @@ if [ -n "$forwarder_started" ]; then
   i=0
   until owns_abstract "$fpid" "$name"; do
     i=$((i+1))
-    if [ "$i" -ge 1000 ] || ! is_alive "$fpid"; then echo "socat did not start on @$name" >&2; exit 1; fi
+    if [ "$i" -ge 1000 ] || ! is_alive "$fpid"; then echo "the guard did not start on @$name" >&2; exit 1; fi
     sleep 0.01
   done
-  is_ours "$fpid" "$fstart" socat "ABSTRACT-LISTEN:$name" || { echo "socat on @$name is not the process we started" >&2; exit 1; }
+  is_ours "$fpid" "$fstart" "$g" "--listen-abstract $name" || { echo "the guard on @$name is not the process we started" >&2; exit 1; }
   echo "forwarder-started $fpid"
 fi
 echo "done"
@@ -260,7 +275,7 @@ read_record "$state/forwarder.pid"; fpid=$rp fstart=$rs
 if is_ours "$fpid" "$fstart" socat "UNIX-LISTEN:$public" "ABSTRACT-CONNECT:$name" && [ -S "$public" ]; then
   echo "forwarder-reused $fpid"
 else
-  stop "$fpid" "$fstart" socat "UNIX-LISTEN:$public"
+  stop_forwarder "$fpid" "$fstart" "$state" "$public"
   rm -f "$public"
   socat "UNIX-LISTEN:$public,fork,mode=666,unlink-early" "ABSTRACT-CONNECT:$name" </dev/null >/dev/null 2>&1 &
   fpid=$!
@@ -293,8 +308,8 @@ trust_root "$state" "$agent" "$agent" "$@"
 echo "netns $("$READLINK" /proc/self/ns/net)"
 read_record "$state/agent.pid"; apid=$rp astart=$rs
 read_record "$state/forwarder.pid"; fpid=$rp fstart=$rs
-if is_ours "$apid" "$astart" ssh-agent "$agent" && [ -S "$agent" ]; then echo "agent $apid alive"; else echo "agent ${apid:-none} dead"; fi
-if is_ours "$fpid" "$fstart" socat "ABSTRACT-LISTEN:$name" && owns_abstract "$fpid" "$name"; then echo "forwarder $fpid alive"; else echo "forwarder ${fpid:-none} dead"; fi
+if agent_is_ours "$apid" "$astart" "$agent" && [ -S "$agent" ]; then echo "agent $apid alive"; else echo "agent ${apid:-none} dead"; fi
+if is_ours "$fpid" "$fstart" "$state/guard-" "--listen-abstract $name" && owns_abstract "$fpid" "$name"; then echo "forwarder $fpid alive"; else echo "forwarder ${fpid:-none} dead"; fi
 out=$(SSH_AUTH_SOCK=$agent ssh-add -l -E sha256 2>&1)
 printf '%s\n' "$out" | while read -r _ fp _; do
   case $fp in SHA256:*) echo "key $fp";; esac
@@ -457,18 +472,37 @@ fn framed_count(text: &str) -> (String, String) {
     (text.lines().count().to_string(), text)
 }
 
-fn agent_request(
-    target: &Target,
-    name: &str,
-    mode: &str,
-    token: &str,
-    message: &[u8],
-) -> ExecRequest {
-    let mut args = vec![STATE_DIR, target.agent_socket.as_str(), name, mode, token];
+/// What the sidecar's agent exec is given, whatever its mode.
+struct AgentLoad<'a> {
+    /// The abstract socket's name.
+    name: &'a str,
+    token: &'a str,
+    /// The guard's policy (see [`crate::provision::guard_policy`]).
+    policy: &'a str,
+    /// The agent protocol messages that load the keys.
+    message: &'a [u8],
+}
+
+fn agent_request(target: &Target, load: &AgentLoad<'_>, mode: &str) -> ExecRequest {
+    let (policy_lines, policy) = framed_count(load.policy);
+    let message = load.message;
+    let mut args = vec![
+        STATE_DIR,
+        target.agent_socket.as_str(),
+        load.name,
+        mode,
+        load.token,
+        crate::guard::sha256(),
+        &policy_lines,
+    ];
     args.extend(sidecar_tools());
+    // Built in place so no copy of the key bytes is left unzeroized.
+    let mut stdin = zeroize::Zeroizing::new(Vec::with_capacity(policy.len() + message.len()));
+    stdin.extend_from_slice(policy.as_bytes());
+    stdin.extend_from_slice(message);
     ExecRequest::script(&agent_script(), args)
         .user("0")
-        .stdin(message.to_vec())
+        .stdin(std::mem::take(&mut *stdin))
 }
 
 /// [`crate::provision_with`] in the `sidecar` layout: the agent in a
@@ -497,6 +531,11 @@ pub async fn provision(
     let t = Instant::now();
     validate_target(target)?;
     let mut valid = validate_with(plan, opts)?;
+    if crate::guard::EXECUTABLE.is_empty() {
+        return Err(Error::NoGuard {
+            container: bottle.to_string(),
+        });
+    }
     let details = bottle_details(admin, bottle).await?;
     crate::certificate::certify(&mut valid, admin.engine().name(), bottle, unix_now())?;
     let message = agent::load_keys_message(&valid.keys).map_err(|reason| Error::Plan {
@@ -518,11 +557,18 @@ pub async fn provision(
     let token = lock_token();
 
     let expected = valid.fingerprints();
+    let policy = crate::provision::guard_policy(&valid);
     let load = |side: String, side_name: String, created: bool| {
         let (name, token, message, expected) = (&name, &token, &message, &expected);
+        let policy = &policy;
         async move {
-            let result =
-                load_in_sidecar(admin, &side, &side_name, target, name, token, message).await;
+            let load = AgentLoad {
+                name,
+                token,
+                policy,
+                message,
+            };
+            let result = load_in_sidecar(admin, &side, &side_name, target, &load).await;
             let result = result.and_then(|(report, ns)| {
                 let mut actual = report.keys.clone();
                 actual.sort();
@@ -873,15 +919,14 @@ async fn load_in_sidecar(
     side: &str,
     side_name: &str,
     target: &Target,
-    name: &str,
-    token: &str,
-    message: &[u8],
+    load: &AgentLoad<'_>,
 ) -> Result<(ProvisionRoot, Option<String>), Error> {
     const STEP: &str = "load keys (sidecar)";
     let mut mode = "reuse";
+    let mut delivered = false;
     loop {
         let out = admin
-            .exec(side, agent_request(target, name, mode, token, message))
+            .exec(side, agent_request(target, load, mode))
             .await
             .map_err(Error::runtime(STEP))?;
         let read = protocol::sidecar_exec(&out.stdout_lossy());
@@ -905,6 +950,19 @@ async fn load_in_sidecar(
         let (r, ns) = read.map_err(|e| unreadable(STEP, side_name, e))?;
         if !r.done {
             return Err(protocol_error(STEP, side_name, "the script did not finish"));
+        }
+        if r.guard_missing && !delivered {
+            delivered = true;
+            crate::provision::deliver_guard(admin, side, side_name, load.token, &sidecar_tools())
+                .await?;
+            continue;
+        }
+        if r.guard_missing {
+            return Err(protocol_error(
+                STEP,
+                side_name,
+                "the guard is still missing after delivery",
+            ));
         }
         if r.agent_unusable && mode == "reuse" {
             mode = "fresh";
@@ -936,7 +994,8 @@ pub async fn verify(
 ) -> Result<VerifyReport, Error> {
     const STEP: &str = "verify (sidecar)";
     let mut report =
-        crate::verify::verify_checking(admin, bottle, plan, target, opts, &bottle_tools()).await?;
+        crate::verify::verify_checking(admin, bottle, plan, target, opts, &bottle_tools(), "relay")
+            .await?;
     let agent_file = format!("file {}", target.agent_socket);
     for c in &mut report.checks {
         if c.name == agent_file {
@@ -1052,24 +1111,28 @@ pub async fn deprovision(
     bottle: &str,
     target: &Target,
 ) -> Result<DeprovisionReport, Error> {
-    let mut report =
-        crate::deprovision::deprovision_checking(admin, bottle, target, &bottle_tools()).await?;
+    // The sidecar first, whatever the bottle's state: a stopped bottle's
+    // sidecar still holds the keys, reachable from the old namespace.
     let details = admin
         .details(bottle)
         .await
         .map_err(Error::runtime("inspect the bottle"))?;
     let name = sidecar_name(&details.info.name);
+    let mut removed = None;
     match admin.details(&name).await {
         Ok(d) if d.labels.get(LABEL_FOR) == Some(&details.info.id) => {
             admin
                 .remove(&d.info.id)
                 .await
                 .map_err(Error::runtime("remove the agent sidecar"))?;
-            report.removed.push(format!("container {name}"));
+            removed = Some(format!("container {name}"));
         }
         Ok(_) | Err(bottle_runtime::Error::ContainerNotFound { .. }) => {}
         Err(e) => return Err(Error::runtime("inspect the agent sidecar")(e)),
     }
+    let mut report =
+        crate::deprovision::deprovision_checking(admin, bottle, target, &bottle_tools()).await?;
+    report.removed.extend(removed);
     Ok(report)
 }
 
@@ -1171,7 +1234,13 @@ mod tests {
     #[test]
     fn the_key_stream_goes_only_to_the_sidecar_agent_exec() {
         let target = Target::default();
-        let r = agent_request(&target, "n", "reuse", "t", b"KEYS");
+        let load = AgentLoad {
+            name: "n",
+            token: "t",
+            policy: "",
+            message: b"KEYS",
+        };
+        let r = agent_request(&target, &load, "reuse");
         assert_eq!(r.user, "0");
         assert_eq!(r.stdin.as_deref().map(|s| s.as_slice()), Some(&b"KEYS"[..]));
         // The relay in the bottle only connects to the abstract socket,

@@ -77,7 +77,7 @@ pub async fn verify_with(
     target: &Target,
     opts: &Options<'_>,
 ) -> Result<VerifyReport, Error> {
-    verify_checking(rt, container, plan, target, opts, &root_tools()).await
+    verify_checking(rt, container, plan, target, opts, &root_tools(), "guard").await
 }
 
 /// [`verify_with`], with root's trust check over `tools` (the layout's).
@@ -88,6 +88,7 @@ pub(crate) async fn verify_checking(
     target: &Target,
     opts: &Options<'_>,
     tools: &[&str],
+    forwarder: &str,
 ) -> Result<VerifyReport, Error> {
     const STEP: &str = "verify";
     validate_target(target)?;
@@ -98,6 +99,7 @@ pub(crate) async fn verify_checking(
         &target.public_socket,
         &target.user,
         &target.home,
+        forwarder,
     ];
     args.extend(tools.iter().copied());
     args.extend(VERIFY_TOOLS);

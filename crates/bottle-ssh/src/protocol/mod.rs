@@ -27,6 +27,7 @@ pub(crate) mod word {
     pub const AGENT_STARTED: &str = "agent-started";
     pub const AGENT_REUSED: &str = "agent-reused";
     pub const AGENT_UNUSABLE: &str = "agent-unusable";
+    pub const GUARD_MISSING: &str = "guard-missing";
     pub const FORWARDER_STARTED: &str = "forwarder-started";
     pub const FORWARDER_REUSED: &str = "forwarder-reused";
     pub const ESCALATION: &str = "escalation";
@@ -68,6 +69,7 @@ pub(crate) mod word {
         AGENT_STARTED,
         AGENT_REUSED,
         AGENT_UNUSABLE,
+        GUARD_MISSING,
         FORWARDER_STARTED,
         FORWARDER_REUSED,
         ESCALATION,
@@ -297,6 +299,8 @@ pub(crate) struct ProvisionRoot {
     pub keys: Vec<String>,
     /// A reused agent did not accept the key stream.
     pub agent_unusable: bool,
+    /// The guard is not in the state directory yet: nothing was done.
+    pub guard_missing: bool,
     pub removed: Vec<String>,
     /// An `if-clean` run found an earlier provision's state: nothing changed.
     pub not_clean: bool,
@@ -323,6 +327,7 @@ pub(crate) fn provision_root(stdout: &str) -> Parsed<ProvisionRoot> {
             (word::FORWARDER_STARTED, pid) => r.forwarder = process("bad pid", line, pid, true)?,
             (word::FORWARDER_REUSED, pid) => r.forwarder = process("bad pid", line, pid, false)?,
             (word::AGENT_UNUSABLE, "") => r.agent_unusable = true,
+            (word::GUARD_MISSING, "") => r.guard_missing = true,
             (word::NOT_CLEAN, "") => r.not_clean = true,
             (word::KEY, fp) if fp.starts_with("SHA256:") && !fp.contains(' ') => {
                 push_bounded(&mut r.keys, fp.to_string(), MAX_ITEMS)
@@ -338,7 +343,35 @@ pub(crate) fn provision_root(stdout: &str) -> Parsed<ProvisionRoot> {
             "root reported both `not-clean` and `done`".into(),
         ));
     }
+    if r.guard_missing && (r.agent.is_some() || r.forwarder.is_some() || !r.keys.is_empty()) {
+        return Err(Unreadable(
+            "root reported `guard-missing` beside a running agent or forwarder".into(),
+        ));
+    }
     Ok(r)
+}
+
+/// The guard's delivery ([`crate::scripts::deliver_guard`]): what root
+/// would not trust (and so did not write), then `done`.
+pub(crate) fn delivered(stdout: &str) -> Parsed<Trust> {
+    let mut trust = Trust::default();
+    let mut done = false;
+    for line in lines(stdout) {
+        if trust.take(line)? {
+            continue;
+        }
+        match split(line) {
+            (word::DONE, "") => done = true,
+            _ => return Err(Unreadable::line("unexpected line from root", line)),
+        }
+    }
+    if !done {
+        return Err(Unreadable("the delivery did not finish".into()));
+    }
+    if !trust.missing.is_empty() {
+        return Err(Unreadable("the delivery found a tool missing".into()));
+    }
+    Ok(trust)
 }
 
 /// `netns net:[INODE]`: the network namespace a script ran in.

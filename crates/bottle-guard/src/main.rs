@@ -1,0 +1,246 @@
+//! `bottle-guard serve [--sha256 HEX] --listen PUBLIC|--listen-abstract NAME
+//! --agent AGENT --policy FILE`
+//!
+//! Listens on PUBLIC (mode 666), or on the abstract socket `@NAME` (the
+//! `sidecar` layout: reachable from the bottle's network namespace), and serves each client over its own
+//! connection to the agent at AGENT, letting through only what the policy
+//! allows (see the library). The policy is read for each new client, so a
+//! provision that changes it needs no restart; a policy that does not read
+//! closes the client (fail closed). With `--sha256`, the executable first
+//! checks that it is the one the provisioner delivered. Threads, not async: a handful of clients, and
+//! a static executable as small as it can be.
+
+use bottle_guard::policy::{Policy, MAX_POLICY};
+use bottle_guard::{Session, Verdict, FAILURE_FRAME, MAX_FRAME};
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Clients served at once; more are closed at once (the user can only
+/// deny itself).
+const MAX_CLIENTS: usize = 64;
+/// How long a frame may take to arrive once it has begun, and how long the
+/// agent may take to answer.
+const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+
+enum Listen {
+    Path(PathBuf),
+    Abstract(String),
+}
+
+struct Args {
+    sha256: Option<String>,
+    listen: Listen,
+    agent: PathBuf,
+    policy: PathBuf,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: bottle-guard serve [--sha256 HEX] --listen PUBLIC|--listen-abstract NAME \
+         --agent AGENT --policy FILE\n       \
+         bottle-guard check --sha256 HEX"
+    );
+    std::process::exit(2)
+}
+
+fn args() -> Args {
+    let mut it = std::env::args_os().skip(1);
+    match it.next() {
+        Some(a) if a == "serve" => {}
+        // `check --sha256 HEX`: exit 0 when this executable is that one.
+        Some(a) if a == "check" => {
+            let expected = match (it.next(), it.next(), it.next()) {
+                (Some(flag), Some(hex), None) if flag == "--sha256" => hex,
+                _ => usage(),
+            };
+            check_self(expected.to_str().unwrap_or_default());
+            std::process::exit(0)
+        }
+        Some(a) if a == "--version" => {
+            println!("bottle-guard {}", env!("CARGO_PKG_VERSION"));
+            std::process::exit(0)
+        }
+        _ => usage(),
+    }
+    let (mut listen, mut agent, mut policy, mut sha256) = (None, None, None, None);
+    while let Some(flag) = it.next() {
+        let value = it.next().map(PathBuf::from).unwrap_or_else(|| usage());
+        match flag.to_str() {
+            Some("--sha256") => sha256 = value.to_str().map(str::to_string),
+            Some("--listen") => listen = Some(Listen::Path(value)),
+            Some("--listen-abstract") => {
+                listen = value.to_str().map(|n| Listen::Abstract(n.to_string()))
+            }
+            Some("--agent") => agent = Some(value),
+            Some("--policy") => policy = Some(value),
+            _ => usage(),
+        }
+    }
+    match (listen, agent, policy) {
+        (Some(listen), Some(agent), Some(policy)) => Args {
+            sha256,
+            listen,
+            agent,
+            policy,
+        },
+        _ => usage(),
+    }
+}
+
+/// The policy file: a regular file, bounded.
+fn read_policy(path: &std::path::Path) -> Result<Policy, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() || meta.len() > MAX_POLICY as u64 {
+        return Err(format!(
+            "{}: not a regular file of at most 1 MiB",
+            path.display()
+        ));
+    }
+    let mut text = String::new();
+    file.take(MAX_POLICY as u64)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    Policy::parse(&text).map_err(|e| e.to_string())
+}
+
+/// One frame's body, or `None` at a clean end between frames. A length of
+/// 0 or over [`MAX_FRAME`], a short read or a stall mid-frame is an error.
+fn read_frame(stream: &mut UnixStream) -> std::io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    stream.set_read_timeout(None)?;
+    if stream.read(&mut len[..1])? == 0 {
+        return Ok(None);
+    }
+    stream.set_read_timeout(Some(FRAME_TIMEOUT))?;
+    stream.read_exact(&mut len[1..])?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len == 0 || len > MAX_FRAME {
+        return Err(std::io::Error::other("frame length out of bounds"));
+    }
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body)?;
+    Ok(Some(body))
+}
+
+fn write_frame(stream: &mut UnixStream, body: &[u8]) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(body.len() + 4);
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(body);
+    stream.write_all(&out)
+}
+
+fn serve(mut client: UnixStream, agent: &std::path::Path, policy: &Policy) -> std::io::Result<()> {
+    let mut upstream: Option<UnixStream> = None;
+    let mut session = Session::new();
+    while let Some(body) = read_frame(&mut client)? {
+        match session.decide(policy, &body) {
+            Verdict::Refuse(_) => client.write_all(&FAILURE_FRAME)?,
+            Verdict::Forward(_) => {
+                // One upstream connection per client, opened on its first
+                // allowed request: the agent's session binds are per
+                // connection too.
+                if upstream.is_none() {
+                    let s = UnixStream::connect(agent)?;
+                    s.set_read_timeout(Some(FRAME_TIMEOUT))?;
+                    upstream = Some(s);
+                }
+                let up = upstream.as_mut().expect("connected above");
+                write_frame(up, &body)?;
+                match read_frame(up)? {
+                    Some(reply) => write_frame(&mut client, &reply)?,
+                    None => return Ok(()),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The hex SHA-256 of the running executable.
+fn own_sha256() -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut file = std::fs::File::open("/proc/self/exe")?;
+    let mut hash = Sha256::new();
+    std::io::copy(&mut file, &mut hash)?;
+    Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Exit 2 unless the running executable's SHA-256 is `expected`.
+fn check_self(expected: &str) {
+    match own_sha256() {
+        Ok(actual) if actual == expected => {}
+        Ok(actual) => {
+            eprintln!("bottle-guard: this executable's SHA-256 is {actual}, not {expected}");
+            std::process::exit(2)
+        }
+        Err(e) => {
+            eprintln!("bottle-guard: cannot hash /proc/self/exe: {e}");
+            std::process::exit(2)
+        }
+    }
+}
+
+fn main() {
+    let args = args();
+    if let Some(expected) = &args.sha256 {
+        check_self(expected);
+    }
+    // Refuse to start on a policy that does not read.
+    if let Err(e) = read_policy(&args.policy) {
+        eprintln!("bottle-guard: {e}");
+        std::process::exit(2)
+    }
+    let listener = match &args.listen {
+        Listen::Path(path) => {
+            let listener = UnixListener::bind(path).unwrap_or_else(|e| {
+                eprintln!("bottle-guard: {}: {e}", path.display());
+                std::process::exit(1)
+            });
+            // The user connects; it can only ask what the policy allows.
+            let open = std::fs::Permissions::from_mode(0o666);
+            if let Err(e) = std::fs::set_permissions(path, open) {
+                eprintln!("bottle-guard: {}: {e}", path.display());
+                std::process::exit(1)
+            }
+            listener
+        }
+        Listen::Abstract(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+                .and_then(|a| UnixListener::bind_addr(&a));
+            addr.unwrap_or_else(|e| {
+                eprintln!("bottle-guard: @{name}: {e}");
+                std::process::exit(1)
+            })
+        }
+    };
+    let clients = Arc::new(AtomicUsize::new(0));
+    let agent = Arc::new(args.agent);
+    let policy_path = Arc::new(args.policy);
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        if clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+            clients.fetch_sub(1, Ordering::SeqCst);
+            continue;
+        }
+        let (count, agent, policy_path) = (clients.clone(), agent.clone(), policy_path.clone());
+        let spawned = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                if let Ok(policy) = read_policy(&policy_path) {
+                    let _ = serve(stream, &agent, &policy);
+                }
+                count.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            // The thread never ran, so its count is released here.
+            clients.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}

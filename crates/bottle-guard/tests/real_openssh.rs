@@ -1,0 +1,302 @@
+//! The guard in front of a real ssh-agent on this machine, asked by real
+//! OpenSSH clients (ssh-add, ssh-keygen -Y, git commit -S): what the keys
+//! are for goes through, everything else is refused and the agent keeps
+//! its keys. No engine.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A process this test started, stopped by its own handle when dropped.
+struct Started(Child);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for(path: &Path) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn keygen(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    path
+}
+
+fn fingerprint(key: &Path) -> String {
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(key)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    public: PathBuf,
+    login: PathBuf,
+    signing: PathBuf,
+    _agent: Started,
+    _guard: Started,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let agent_sock = dir.path().join("agent.sock");
+        let agent = Started(
+            Command::new("ssh-agent")
+                .args(["-D", "-P", "!*", "-a"])
+                .arg(&agent_sock)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_for(&agent_sock);
+        let login = keygen(dir.path(), "login");
+        let signing = keygen(dir.path(), "signing");
+        for key in [&login, &signing] {
+            let out = Command::new("ssh-add")
+                .arg(key)
+                .env("SSH_AUTH_SOCK", &agent_sock)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+        }
+        let policy = dir.path().join("policy");
+        std::fs::write(
+            &policy,
+            format!(
+                "login {} user=git\nsshsig {} namespace=git\n",
+                fingerprint(&login),
+                fingerprint(&signing)
+            ),
+        )
+        .unwrap();
+        let public = dir.path().join("public.sock");
+        let guard = Started(
+            Command::new(env!("CARGO_BIN_EXE_bottle-guard"))
+                .arg("serve")
+                .arg("--listen")
+                .arg(&public)
+                .arg("--agent")
+                .arg(&agent_sock)
+                .arg("--policy")
+                .arg(&policy)
+                .spawn()
+                .unwrap(),
+        );
+        wait_for(&public);
+        World {
+            dir,
+            public,
+            login,
+            signing,
+            _agent: agent,
+            _guard: guard,
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> Output {
+        Command::new(program)
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("SSH_AUTH_SOCK", &self.public)
+            .env("HOME", self.dir.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn listed(&self) -> usize {
+        let out = self.run("ssh-add", &["-l"]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    }
+
+    fn sign(&self, key: &Path, namespace: &str) -> Output {
+        let file = self.dir.path().join("message");
+        std::fs::write(&file, "signed text\n").unwrap();
+        let _ = std::fs::remove_file(self.dir.path().join("message.sig"));
+        let public = format!("{}.pub", key.display());
+        self.run(
+            "ssh-keygen",
+            &[
+                "-Y",
+                "sign",
+                "-n",
+                namespace,
+                "-f",
+                &public,
+                file.to_str().unwrap(),
+            ],
+        )
+    }
+}
+
+#[test]
+fn listing_works_and_management_is_refused() {
+    let w = World::new();
+    assert_eq!(w.listed(), 2);
+    let login_pub = format!("{}.pub", w.login.display());
+    for args in [
+        vec!["-D"],
+        vec!["-d", &login_pub],
+        vec!["-e", "/usr/lib/x.so"],
+    ] {
+        let out = w.run("ssh-add", &args);
+        assert!(
+            !out.status.success(),
+            "ssh-add {args:?} went through: {out:?}"
+        );
+    }
+    // Adding a key of the user's own.
+    let mine = keygen(w.dir.path(), "mine");
+    let out = w.run("ssh-add", &[mine.to_str().unwrap()]);
+    assert!(!out.status.success(), "{out:?}");
+    assert_eq!(w.listed(), 2, "the agent lost or gained keys");
+}
+
+#[test]
+fn the_signing_key_signs_sshsig_in_git_only_and_the_login_key_none() {
+    let w = World::new();
+    let out = w.sign(&w.signing, "git");
+    assert!(out.status.success(), "{out:?}");
+    assert!(w.dir.path().join("message.sig").exists());
+    let out = w.sign(&w.signing, "file");
+    assert!(!out.status.success(), "namespace file was signed: {out:?}");
+    let out = w.sign(&w.login, "git");
+    assert!(
+        !out.status.success(),
+        "the login key signed SSHSIG: {out:?}"
+    );
+}
+
+#[test]
+fn git_commit_signing_goes_through_the_guard() {
+    let w = World::new();
+    let signing_pub = format!("{}.pub", w.signing.display());
+    let allowed = w.dir.path().join("allowed_signers");
+    let key = std::fs::read_to_string(&signing_pub).unwrap();
+    std::fs::write(&allowed, format!("dev@example.invalid {key}")).unwrap();
+    let repo = w.dir.path().join("repo");
+    for args in [
+        vec!["init", "-q", repo.to_str().unwrap()],
+        vec!["-C", repo.to_str().unwrap(), "config", "user.name", "dev"],
+        vec![
+            "-C",
+            repo.to_str().unwrap(),
+            "config",
+            "user.email",
+            "dev@example.invalid",
+        ],
+        vec!["-C", repo.to_str().unwrap(), "config", "gpg.format", "ssh"],
+        vec![
+            "-C",
+            repo.to_str().unwrap(),
+            "config",
+            "user.signingkey",
+            &signing_pub,
+        ],
+        vec![
+            "-C",
+            repo.to_str().unwrap(),
+            "config",
+            "gpg.ssh.allowedSignersFile",
+            allowed.to_str().unwrap(),
+        ],
+        vec![
+            "-C",
+            repo.to_str().unwrap(),
+            "commit",
+            "-q",
+            "-S",
+            "--allow-empty",
+            "-m",
+            "signed",
+        ],
+        vec!["-C", repo.to_str().unwrap(), "verify-commit", "HEAD"],
+    ] {
+        let out = w.run("git", &args);
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    }
+    // The login key as the signing key: refused.
+    let login_pub = format!("{}.pub", w.login.display());
+    let repo_s = repo.to_str().unwrap();
+    w.run(
+        "git",
+        &["-C", repo_s, "config", "user.signingkey", &login_pub],
+    );
+    let out = w.run(
+        "git",
+        &[
+            "-C",
+            repo_s,
+            "commit",
+            "-q",
+            "-S",
+            "--allow-empty",
+            "-m",
+            "x",
+        ],
+    );
+    assert!(!out.status.success(), "{out:?}");
+}
+
+#[test]
+fn hostile_frames_do_not_stop_the_guard() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let w = World::new();
+    // Oversized length, zero length, half a frame then close, garbage.
+    for bytes in [
+        vec![0x00, 0x04, 0x00, 0x01, 11],
+        vec![0, 0, 0, 0],
+        vec![0, 0, 0, 9, 13, 0],
+        vec![0xff; 64],
+    ] {
+        let mut s = UnixStream::connect(&w.public).unwrap();
+        s.write_all(&bytes).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut reply = Vec::new();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let _ = s.read_to_end(&mut reply);
+        assert!(reply.is_empty(), "{bytes:?} got {reply:?}");
+    }
+    // A stalled half frame holds only its own connection.
+    let mut stalled = UnixStream::connect(&w.public).unwrap();
+    stalled.write_all(&[0, 0, 0, 20, 13]).unwrap();
+    // Many connections at once, then the guard still serves.
+    let many: Vec<_> = (0..200)
+        .filter_map(|_| UnixStream::connect(&w.public).ok())
+        .collect();
+    drop(many);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(w.listed(), 2);
+    drop(stalled);
+}

@@ -1,0 +1,290 @@
+//! The guard (issue 29) as the bottle's user (uid 1000) meets it, on every
+//! engine: the `[signing]` key never logs in and signs SSHSIG only in the
+//! `git` namespace; management requests never reach the agent; a forged or
+//! replayed session bind does not open a pinned key to another session or
+//! user. Real `ssh`, `ssh-keygen -Y` and `ssh-add` through the public
+//! socket, and hand-made frames where OpenSSH would not send them.
+
+use bottle_integration_tests::agent_attacks::{frame, send_as, FAILURE};
+use bottle_integration_tests::ssh_fixtures::{keygen_with, public, start_sshd};
+use bottle_integration_tests::{assert_success, engine_tests, TestEnv};
+use bottle_ssh::ssh_key::{PrivateKey, Signature};
+use bottle_ssh::{Gate, Plan, Signing, SshEntry, Target};
+use signature::Signer;
+use std::path::{Path, PathBuf};
+
+const USER: &str = "1000";
+const PORT: u16 = 2201;
+const PUBLIC: &str = "/run/claude-bottle-agent-public.sock";
+/// `SSH2_AGENT_SIGN_RESPONSE`.
+const SIGN_RESPONSE: u8 = 14;
+
+struct Keys {
+    _dir: tempfile::TempDir,
+    host: PathBuf,
+    login: PathBuf,
+    signing: PathBuf,
+}
+
+fn keys() -> Keys {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    Keys {
+        host: keygen_with(d, "host", "ed25519", &[], ""),
+        login: keygen_with(d, "login", "ed25519", &[], ""),
+        signing: keygen_with(d, "signing", "ed25519", &[], ""),
+        _dir: dir,
+    }
+}
+
+fn plan(k: &Keys) -> Plan {
+    Plan {
+        gate: Some(Gate {
+            host: "127.0.0.1".into(),
+            ports: [("a".to_string(), i64::from(PORT))].into(),
+        }),
+        ssh: vec![SshEntry {
+            host: "a".into(),
+            hostname: "a.git.example".into(),
+            user: "git".into(),
+            identity_file: k.login.clone(),
+            known_host_key: Some(public(&k.host)),
+            ..Default::default()
+        }],
+        signing: Some(Signing {
+            identity_file: k.signing.clone(),
+            ..Default::default()
+        }),
+    }
+}
+
+/// Provision, and an sshd on the gate port that trusts both keys for `git`.
+async fn setup(env: &TestEnv, k: &Keys) {
+    start_sshd(
+        env,
+        &[PORT],
+        &[&k.host],
+        &[public(&k.login), public(&k.signing)],
+    )
+    .await;
+    bottle_ssh::provision(env.rt(), env.bottle(), &plan(k), &Target::default())
+        .await
+        .unwrap_or_else(|e| panic!("provision: {e}"));
+}
+
+/// A shell script as the user with the public socket as its agent.
+async fn as_user(env: &TestEnv, script: &str) -> bottle_runtime::ExecOutput {
+    let script = format!("export HOME=/home/node SSH_AUTH_SOCK={PUBLIC}; cd /tmp && {script}");
+    env.exec_as(USER, &["sh", "-c", &script]).await
+}
+
+/// `ssh` as the user to the sshd with one agent key (its public half at
+/// `pub_path` in the bottle), bypassing the user's config.
+fn ssh_with(pub_path: &str, user: &str) -> String {
+    format!(
+        "ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityFile={pub_path} \
+         -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -p {PORT} {user}@127.0.0.1 true"
+    )
+}
+
+async fn put_public(env: &TestEnv, key: &Path, at: &str) {
+    let out = as_user(
+        env,
+        &format!("printf '%s\\n' '{}' > {at}", public(key).trim()),
+    )
+    .await;
+    assert_success(&out, "write a public key as the user");
+}
+
+async fn agent_keys(env: &TestEnv) -> usize {
+    let out = as_user(env, "ssh-add -l").await;
+    assert_success(&out, "ssh-add -l");
+    out.stdout_lossy().lines().count()
+}
+
+/// Attack 2: the `[signing]` key, loaded unrestricted, logged the user in
+/// to a server that trusts it. Through the guard it never signs a login;
+/// the login key, through its alias, still does.
+async fn check_the_signing_key_never_logs_in(env: &TestEnv) {
+    let k = keys();
+    setup(env, &k).await;
+    put_public(env, &k.signing, "/tmp/s.pub").await;
+    put_public(env, &k.login, "/tmp/l.pub").await;
+    let out = as_user(env, &ssh_with("/tmp/s.pub", "git")).await;
+    assert!(
+        !out.success(),
+        "the signing key logged in: {}",
+        out.stderr_lossy()
+    );
+    let out = as_user(env, "ssh -o BatchMode=yes a true").await;
+    assert_success(&out, "ssh a with the login key");
+    // The login key only as its entry's User.
+    let out = as_user(env, &ssh_with("/tmp/l.pub", "root")).await;
+    assert!(
+        !out.success(),
+        "the login key signed for root: {}",
+        out.stderr_lossy()
+    );
+}
+
+/// Attack 2, SSHSIG: the signing key signs in the `git` namespace only,
+/// and raw bytes of the user's choice not at all.
+async fn check_the_signing_key_signs_only_in_git(env: &TestEnv) {
+    let k = keys();
+    setup(env, &k).await;
+    put_public(env, &k.signing, "/tmp/s.pub").await;
+    let sign = |ns: &str| {
+        format!("echo hi > /tmp/m && rm -f /tmp/m.sig && ssh-keygen -Y sign -n {ns} -f /tmp/s.pub /tmp/m")
+    };
+    assert_success(&as_user(env, &sign("git")).await, "sign in namespace git");
+    let out = as_user(env, &sign("file")).await;
+    assert!(
+        !out.success(),
+        "signed in namespace file: {}",
+        out.stderr_lossy()
+    );
+    let blob = PrivateKey::read_openssh_file(&k.signing)
+        .unwrap()
+        .public_key()
+        .to_bytes()
+        .unwrap();
+    let mut raw = frame(13, &[&blob, b"raw bytes of the user's choice"]);
+    raw.extend_from_slice(&0u32.to_be_bytes());
+    let len = (raw.len() - 4) as u32;
+    raw[..4].copy_from_slice(&len.to_be_bytes());
+    let reply = send_as(env, USER, PUBLIC, raw).await;
+    assert_eq!(reply, [0, 0, 0, 1, FAILURE]);
+}
+
+/// Attack 3: add, remove, remove-all, lock, unlock and smartcard requests
+/// from the bottle never reach the agent: each fails, the agent keeps its
+/// keys, ssh still works.
+async fn check_management_requests_never_reach_the_agent(env: &TestEnv) {
+    let k = keys();
+    setup(env, &k).await;
+    put_public(env, &k.login, "/tmp/l.pub").await;
+    let before = agent_keys(env).await;
+    assert_eq!(before, 2);
+    for (what, script) in [
+        (
+            "add",
+            "ssh-keygen -q -t ed25519 -N '' -f /tmp/mine && ssh-add /tmp/mine".to_string(),
+        ),
+        ("remove", "ssh-add -d /tmp/l.pub".to_string()),
+        ("remove all", "ssh-add -D".to_string()),
+        ("lock", "printf 'pw\\npw\\n' | ssh-add -x".to_string()),
+        ("unlock", "printf 'pw\\n' | ssh-add -X".to_string()),
+        ("smartcard", "ssh-add -e /usr/lib/x.so".to_string()),
+    ] {
+        let out = as_user(env, &script).await;
+        assert!(
+            !out.success(),
+            "{what} went through: {}",
+            out.stderr_lossy()
+        );
+        assert_eq!(agent_keys(env).await, before, "after {what}");
+    }
+    assert_success(&as_user(env, "ssh -o BatchMode=yes a true").await, "ssh a");
+}
+
+/// `session-bind@openssh.com` naming `host` for `sid`, signed by `signer`.
+fn bind(host: &PrivateKey, signer: &PrivateKey, sid: &[u8]) -> Vec<u8> {
+    let sig: Signature = signer.try_sign(sid).unwrap();
+    let sig = Vec::<u8>::try_from(sig).unwrap();
+    let blob = host.public_key().to_bytes().unwrap();
+    let mut f = frame(27, &[b"session-bind@openssh.com", &blob, sid, &sig]);
+    f.push(0);
+    let len = (f.len() - 4) as u32;
+    f[..4].copy_from_slice(&len.to_be_bytes());
+    f
+}
+
+/// A userauth sign request of `key` for `user` in session `sid`.
+fn userauth(key: &PrivateKey, user: &str, sid: &[u8]) -> Vec<u8> {
+    let blob = key.public_key().to_bytes().unwrap();
+    let mut data = Vec::new();
+    for (i, field) in [sid, &[], user.as_bytes(), b"ssh-connection", b"publickey"]
+        .iter()
+        .enumerate()
+    {
+        if i == 1 {
+            data.push(50); // SSH_MSG_USERAUTH_REQUEST
+            continue;
+        }
+        data.extend_from_slice(&(field.len() as u32).to_be_bytes());
+        data.extend_from_slice(field);
+    }
+    data.push(1);
+    for field in [b"ssh-ed25519".as_slice(), &blob] {
+        data.extend_from_slice(&(field.len() as u32).to_be_bytes());
+        data.extend_from_slice(field);
+    }
+    let mut f = frame(13, &[&blob, &data]);
+    f.extend_from_slice(&0u32.to_be_bytes());
+    let len = (f.len() - 4) as u32;
+    f[..4].copy_from_slice(&len.to_be_bytes());
+    f
+}
+
+/// The message types of the replies in `bytes`.
+fn reply_types(mut bytes: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    while bytes.len() >= 5 {
+        let len = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
+        types.push(bytes[4]);
+        bytes = &bytes[(4 + len).min(bytes.len())..];
+    }
+    types
+}
+
+/// A pinned login key signs only for a session bound, with the host's own
+/// signature, to its pinned host key: a bind forged with another key, or a
+/// real one replayed for another session, opens nothing; the real one
+/// opens only its entry's user. (The agent's own destination restriction
+/// refuses the same three; the guard checks them itself, first.)
+async fn check_forged_or_replayed_binds_open_nothing(env: &TestEnv) {
+    let k = keys();
+    setup(env, &k).await;
+    let host = PrivateKey::read_openssh_file(&k.host).unwrap();
+    let login = PrivateKey::read_openssh_file(&k.login).unwrap();
+    let other = PrivateKey::read_openssh_file(&k.signing).unwrap();
+    let sid = [7u8; 32];
+    let cases: [(&str, Vec<u8>, Vec<u8>); 4] = [
+        (
+            "forged",
+            [bind(&host, &other, &sid), userauth(&login, "git", &sid)].concat(),
+            vec![FAILURE, FAILURE],
+        ),
+        (
+            "replayed",
+            [
+                bind(&host, &host, &[9u8; 32]),
+                userauth(&login, "git", &sid),
+            ]
+            .concat(),
+            vec![6, FAILURE],
+        ),
+        (
+            "another user",
+            [bind(&host, &host, &sid), userauth(&login, "root", &sid)].concat(),
+            vec![6, FAILURE],
+        ),
+        (
+            "real",
+            [bind(&host, &host, &sid), userauth(&login, "git", &sid)].concat(),
+            vec![6, SIGN_RESPONSE],
+        ),
+    ];
+    for (what, bytes, expected) in cases {
+        let reply = send_as(env, USER, PUBLIC, bytes).await;
+        assert_eq!(reply_types(&reply), expected, "{what}");
+    }
+}
+
+engine_tests!(
+    images = [debian, busybox],
+    check_the_signing_key_never_logs_in,
+    check_the_signing_key_signs_only_in_git,
+    check_management_requests_never_reach_the_agent,
+    check_forged_or_replayed_binds_open_nothing,
+);
