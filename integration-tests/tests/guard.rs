@@ -281,8 +281,39 @@ async fn check_forged_or_replayed_binds_open_nothing(env: &TestEnv) {
     }
 }
 
+/// Another bottle's version of the guard in the state directory (as after
+/// an upgrade of bottlectl): the next provision delivers this one into the
+/// existing state directory, removes the other, and the agent serves
+/// through the guard.
+async fn check_a_new_guard_replaces_another_version(env: &TestEnv) {
+    let k = keys();
+    setup(env, &k).await;
+    let other = "0".repeat(64);
+    env.sh(
+        "cd /run/claude-bottle && for f in guard-*; do mv \"$f\" \"guard-$1\"; done",
+        &[&other],
+    )
+    .await;
+    let report = bottle_ssh::provision(env.rt(), env.bottle(), &plan(&k), &Target::default())
+        .await
+        .unwrap_or_else(|e| panic!("provision with another guard version: {e}"));
+    assert!(
+        report.steps.iter().any(|s| s.name == "deliver the guard"),
+        "{:?}",
+        report.steps
+    );
+    let left = env.sh("ls /run/claude-bottle | grep '^guard-'", &[]).await;
+    assert_eq!(
+        left.trim(),
+        format!("guard-{}", bottle_ssh::guard::sha256()),
+        "{left}"
+    );
+    assert_success(&as_user(env, "ssh -o BatchMode=yes a true").await, "ssh a");
+}
+
 engine_tests!(
     images = [debian, busybox],
+    check_a_new_guard_replaces_another_version,
     check_the_signing_key_never_logs_in,
     check_the_signing_key_signs_only_in_git,
     check_management_requests_never_reach_the_agent,
