@@ -849,6 +849,10 @@ mod tests {
         assert!(parse_engines("docker,dokcer")
             .unwrap_err()
             .contains("dokcer"));
+        assert_eq!(
+            parse_engines("containerd,docker").unwrap(),
+            vec![Engine::Other("containerd"), Engine::Docker]
+        );
     }
 
     #[test]

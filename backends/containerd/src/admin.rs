@@ -392,15 +392,17 @@ impl ContainerdRuntime {
                 let (a, b) = u.split_once(':').unwrap_or((u, "0"));
                 match (a.parse(), b.parse()) {
                     (Ok(a), Ok(b)) => (a, b),
-                    _ => return Err(Error::InvalidRequest {
-                        engine: ENGINE,
-                        container: spec.name.clone().unwrap_or_default(),
-                        operation: "run",
-                        reason: format!(
+                    _ => {
+                        return Err(Error::InvalidRequest {
+                            engine: ENGINE,
+                            container: spec.name.clone().unwrap_or_default(),
+                            operation: "run",
+                            reason: format!(
                             "user `{}`: this backend runs containers as a numeric uid[:gid] only",
                             u.escape_debug()
                         ),
-                    }),
+                        })
+                    }
                 }
             }
         };
@@ -462,6 +464,48 @@ impl ContainerdRuntime {
             },
         });
         Ok(serde_json::to_vec(&value).expect("json"))
+    }
+
+    /// The container's snapshot and the container, under `lease`.
+    async fn create_leased(
+        &self,
+        ch: &Channel,
+        lease: &str,
+        container: Container,
+        chain: String,
+        what: &str,
+    ) -> Result<()> {
+        let id = container.id.clone();
+        SnapshotsClient::new(ch.clone())
+            .prepare(self.leased(
+                lease,
+                PrepareSnapshotRequest {
+                    snapshotter: SNAPSHOTTER.into(),
+                    key: id.clone(),
+                    parent: chain,
+                    labels: HashMap::new(),
+                },
+            ))
+            .await
+            .map_err(|e| self.api(e, what, "run"))?;
+        if let Err(e) = ContainersClient::new(ch.clone())
+            .create(self.leased(
+                lease,
+                CreateContainerRequest {
+                    container: Some(container),
+                },
+            ))
+            .await
+        {
+            let _ = SnapshotsClient::new(ch.clone())
+                .remove(self.request(RemoveSnapshotRequest {
+                    snapshotter: SNAPSHOTTER.into(),
+                    key: id,
+                }))
+                .await;
+            return Err(self.api(e, what, "run"));
+        }
+        Ok(())
     }
 
     /// Create and start the task of container `id` (its snapshot `id`).
@@ -684,11 +728,12 @@ impl ContainerAdmin for ContainerdRuntime {
                 spec.name.clone().unwrap_or_else(|| id.clone()),
             );
             labels.insert(NETWORK_LABEL.into(), network);
-            SnapshotsClient::new(ch.clone())
-                .prepare(self.request(PrepareSnapshotRequest {
-                    snapshotter: SNAPSHOTTER.into(),
-                    key: id.clone(),
-                    parent: chain,
+            // A lease keeps the new snapshot from containerd's garbage
+            // collector until the container refers to it.
+            let lease = format!("bottle-run-{}", random_hex(8)?);
+            LeasesClient::new(ch.clone())
+                .create(self.request(LeaseCreate {
+                    id: lease.clone(),
                     labels: HashMap::new(),
                 }))
                 .await
@@ -709,20 +754,16 @@ impl ContainerAdmin for ContainerdRuntime {
                 snapshot_key: id.clone(),
                 ..Default::default()
             };
-            if let Err(e) = ContainersClient::new(ch.clone())
-                .create(self.request(CreateContainerRequest {
-                    container: Some(container),
+            let created = self
+                .create_leased(&ch, &lease, container, chain, &what)
+                .await;
+            let _ = LeasesClient::new(ch.clone())
+                .delete(self.request(LeaseDelete {
+                    id: lease,
+                    sync: false,
                 }))
-                .await
-            {
-                let _ = SnapshotsClient::new(ch.clone())
-                    .remove(self.request(RemoveSnapshotRequest {
-                        snapshotter: SNAPSHOTTER.into(),
-                        key: id.clone(),
-                    }))
-                    .await;
-                return Err(self.api(e, &what, "run"));
-            }
+                .await;
+            created?;
             self.start_task(&ch, &id, &what).await?;
             self.inspect(&id).await.map(|mut i| {
                 if let Some(n) = &spec.name {

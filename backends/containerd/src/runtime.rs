@@ -35,6 +35,7 @@ impl ContainerRuntime for ContainerdRuntime {
     fn capabilities(&self) -> Capabilities {
         Capabilities::default()
             .with_list(true)
+            .with_events(true)
             .with_output_with_unread_stdin(true)
     }
 
@@ -146,10 +147,18 @@ impl ContainerRuntime for ContainerdRuntime {
         })
         .await
     }
+
+    async fn events(
+        &self,
+        filters: &[ContainerFilter],
+        since: Option<std::time::SystemTime>,
+    ) -> Result<bottle_runtime::EventStream> {
+        self.events_inner(filters, since).await
+    }
 }
 
 /// A string as containerd's filter syntax quotes it.
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
