@@ -26,6 +26,7 @@
 //!   tasks are listed.
 
 mod admin;
+mod copy;
 mod events;
 mod runtime;
 mod user;

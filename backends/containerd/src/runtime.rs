@@ -34,6 +34,7 @@ impl ContainerRuntime for ContainerdRuntime {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::default()
+            .with_copy(true)
             .with_list(true)
             .with_events(true)
             .with_output_with_unread_stdin(true)
@@ -144,6 +145,47 @@ impl ContainerRuntime for ContainerdRuntime {
                 .collect();
             out.sort_by(|a, b| a.name.cmp(&b.name));
             Ok(out)
+        })
+        .await
+    }
+
+    async fn copy(&self, container: &str, entries: &[bottle_runtime::CopyEntry]) -> Result<()> {
+        bottle_runtime::check_docker_style_ref(ENGINE, container)?;
+        let invalid = |reason: String| Error::InvalidRequest {
+            engine: ENGINE,
+            container: container.to_string(),
+            operation: "copy",
+            reason,
+        };
+        // The same checks as the other engines' archive: absolute paths, no
+        // `.`/`..`, none twice, permission modes only.
+        bottle_runtime::build_tar(entries).map_err(invalid)?;
+        self.timed(container, "copy", async {
+            let c = self.find(container).await?;
+            let (state, pid) = self.state_of(&c.id, container).await?;
+            if state != ContainerState::Running {
+                return Err(Error::ContainerNotRunning {
+                    engine: ENGINE,
+                    container: container.to_string(),
+                    state: state.to_string(),
+                });
+            }
+            let entries = entries.to_vec();
+            tokio::task::spawn_blocking(move || {
+                let root: std::os::fd::OwnedFd = std::fs::File::open(format!("/proc/{pid}/root"))
+                    .map_err(|e| format!("cannot open the container's root: {e}"))?
+                    .into();
+                crate::copy::copy_into(&root, &entries)
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r)
+            .map_err(|reason| Error::Api {
+                engine: ENGINE,
+                container: container.to_string(),
+                operation: "copy",
+                source: reason.into(),
+            })
         })
         .await
     }
