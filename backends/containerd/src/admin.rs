@@ -23,8 +23,8 @@ use containerd_client::services::v1::{
     container::Runtime, ApplyRequest, Container, CreateContainerRequest, CreateImageRequest,
     CreateRequest as LeaseCreate, CreateTaskRequest, DeleteContainerRequest,
     DeleteRequest as LeaseDelete, DeleteTaskRequest, GetImageRequest, Image, KillRequest,
-    PauseTaskRequest, ReadContentRequest, ResumeTaskRequest, StartRequest, WaitRequest,
-    WriteAction, WriteContentRequest,
+    ListImagesRequest, PauseTaskRequest, ReadContentRequest, ResumeTaskRequest, StartRequest,
+    WaitRequest, WriteAction, WriteContentRequest,
 };
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Code, Request};
@@ -42,6 +42,12 @@ const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 const MAX_BLOB: i64 = 1 << 20;
 /// Label holding the container's network mode, for `details`.
 const NETWORK_LABEL: &str = "io.bottle.network";
+
+/// `sha256:` and 64 hex digits.
+fn is_digest(s: &str) -> bool {
+    s.strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
 
 fn digest_of(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
@@ -173,17 +179,50 @@ impl ContainerdRuntime {
         Ok(out)
     }
 
-    /// The snapshot (chain id) an image's layers unpack to.
-    async fn image_chain(&self, ch: &Channel, reference: &str) -> Result<String> {
-        let image = ImagesClient::new(ch.clone())
+    /// The image named `reference`, or by id (what `details` reports) the
+    /// image whose manifest that is.
+    async fn find_image(&self, ch: &Channel, reference: &str) -> Result<Option<Image>> {
+        let mut images = ImagesClient::new(ch.clone());
+        match images
             .get(self.request(GetImageRequest {
                 name: reference.to_string(),
             }))
             .await
-            .map_err(|e| self.api(e, reference, "image lookup"))?
-            .into_inner()
-            .image
-            .and_then(|i| i.target)
+        {
+            Ok(r) => Ok(r.into_inner().image),
+            Err(e) if e.code() == Code::NotFound && is_digest(reference) => Ok(images
+                .list(self.request(ListImagesRequest {
+                    filters: vec![format!(
+                        "target.digest=={}",
+                        crate::runtime::quote(reference)
+                    )],
+                }))
+                .await
+                .map_err(|e| self.api(e, reference, "image lookup"))?
+                .into_inner()
+                .images
+                .into_iter()
+                .find(|i| i.target.as_ref().is_some_and(|t| t.digest == reference))),
+            Err(e) if e.code() == Code::NotFound => Ok(None),
+            Err(e) => Err(self.api(e, reference, "image lookup")),
+        }
+    }
+
+    /// The snapshot (chain id) an image's layers unpack to.
+    async fn image_chain(&self, ch: &Channel, reference: &str) -> Result<String> {
+        let found = self.find_image(ch, reference).await?;
+        let image = found
+            .ok_or_else(|| Error::InvalidRequest {
+                engine: ENGINE,
+                container: reference.to_string(),
+                operation: "image lookup",
+                reason: format!(
+                    "image `{}` does not exist in namespace `{}`",
+                    reference.escape_debug(),
+                    self.namespace()
+                ),
+            })?
+            .target
             .ok_or_else(|| Error::InvalidRequest {
                 engine: ENGINE,
                 container: reference.to_string(),
@@ -662,16 +701,7 @@ impl ContainerAdmin for ContainerdRuntime {
     async fn image_exists(&self, reference: &str) -> Result<bool> {
         self.timed(reference, "image inspect", async {
             let ch = self.channel().await?;
-            match ImagesClient::new(ch)
-                .get(self.request(GetImageRequest {
-                    name: reference.to_string(),
-                }))
-                .await
-            {
-                Ok(_) => Ok(true),
-                Err(e) if e.code() == Code::NotFound => Ok(false),
-                Err(e) => Err(self.api(e, reference, "image inspect")),
-            }
+            Ok(self.find_image(&ch, reference).await?.is_some())
         })
         .await
     }
