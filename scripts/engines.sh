@@ -2,7 +2,7 @@
 # Install (where missing) and start Docker and Podman on a Debian/Ubuntu machine,
 # as root. Idempotent: an engine that already answers is left alone.
 #
-#   scripts/engines.sh [docker] [podman]     (default: both)
+#   scripts/engines.sh [docker] [podman] [containerd]   (default: docker podman)
 #
 # Podman gets its own containers.conf (runc, short exit-command delay, ulimits
 # this kernel accepts) through CONTAINERS_CONF; the system's file is not edited.
@@ -27,6 +27,9 @@ for e in "${engines[@]}"; do
   case $e in
     docker) [ -x /usr/sbin/dockerd ] || [ -x /usr/bin/dockerd ] || need_pkgs+=(docker.io) ;;
     podman) command -v podman >/dev/null || need_pkgs+=(podman runc) ;;
+    # protoc builds the containerd-client crate's bindings.
+    containerd) command -v containerd >/dev/null || need_pkgs+=(containerd runc)
+                command -v protoc >/dev/null || need_pkgs+=(protobuf-compiler) ;;
     *) echo "engines.sh: unknown engine '$e'" >&2; exit 2 ;;
   esac
 done
@@ -116,6 +119,48 @@ EOF
     echo "engines.sh: podman service did not come up; log:" >&2; tail -20 "$state/podman.log" >&2; return 1
   fi
   echo "engines.sh: podman answers at unix://$sock" >&2
+}
+
+# containerd: one that answers at $CONTAINERD_ADDRESS or the default socket is
+# used; otherwise one of our own (own config, socket, root and state under
+# $state/containerd, so it never meets Docker's containerd). The address in
+# use is written to $state/containerd.address for scripts/test.sh.
+start_containerd() {
+  local dir="$state/containerd" sock
+  for sock in ${CONTAINERD_ADDRESS:+"${CONTAINERD_ADDRESS#unix://}"} /run/containerd/containerd.sock "$dir/containerd.sock"; do
+    if [ -S "$sock" ] && ctr --address "$sock" version >/dev/null 2>&1; then
+      echo "engines.sh: containerd already answers at unix://$sock" >&2
+      echo "$sock" >"$state/containerd.address"
+      return 0
+    fi
+  done
+  stop_ours containerd "containerd --config $dir/config.toml"
+  mkdir -p "$dir/root" "$dir/state"
+  chmod 700 "$dir"
+  sock="$dir/containerd.sock"
+  cat >"$dir/config.toml" <<CONF
+version = 2
+root = "$dir/root"
+state = "$dir/state"
+# No Kubernetes here: the CRI plugin would want CNI.
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$sock"
+[ttrpc]
+  address = "$sock.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+CONF
+  rm -f "$sock"
+  nohup containerd --config "$dir/config.toml" --root "$dir/root" --state "$dir/state" --address "$sock" >"$state/containerd.log" 2>&1 &
+  echo $! >"$state/containerd.pid"
+  if ! wait_for_socket "$sock" 60 ctr --address "$sock" version; then
+    echo "engines.sh: containerd did not come up; log:" >&2; tail -20 "$state/containerd.log" >&2; return 1
+  fi
+  echo "$sock" >"$state/containerd.address"
+  echo "engines.sh: containerd answers at unix://$sock" >&2
 }
 
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl >/dev/null; }

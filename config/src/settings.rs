@@ -19,6 +19,7 @@ pub const KEYS: &[&str] = &[
     "host",
     "context",
     "connection",
+    "namespace",
     "container_home",
     "user",
     "agent_socket",
@@ -46,6 +47,8 @@ pub enum RuntimeChoice {
     Auto,
     Docker,
     Podman,
+    /// containerd's gRPC API (never chosen by `auto`).
+    Containerd,
 }
 
 impl RuntimeChoice {
@@ -54,6 +57,7 @@ impl RuntimeChoice {
             RuntimeChoice::Auto => "auto",
             RuntimeChoice::Docker => "docker",
             RuntimeChoice::Podman => "podman",
+            RuntimeChoice::Containerd => "containerd",
         }
     }
 }
@@ -71,8 +75,9 @@ impl FromStr for RuntimeChoice {
             "auto" => Ok(RuntimeChoice::Auto),
             "docker" => Ok(RuntimeChoice::Docker),
             "podman" => Ok(RuntimeChoice::Podman),
+            "containerd" => Ok(RuntimeChoice::Containerd),
             other => Err(format!(
-                "`{other}` is not a runtime; expected auto, docker or podman"
+                "`{other}` is not a runtime; expected auto, docker, podman or containerd"
             )),
         }
     }
@@ -140,6 +145,10 @@ pub struct Settings {
     /// `CONTAINER_HOST` is set), then Podman's default connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<String>,
+    /// containerd namespace (`default`, `k8s.io` for a Kubernetes node's
+    /// pods). Unset in every layer: `CONTAINERD_NAMESPACE`, then `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// The unprivileged user's home in the container.
     pub container_home: String,
     /// The unprivileged user in the container.
@@ -171,6 +180,7 @@ impl Default for Settings {
             host: None,
             context: None,
             connection: None,
+            namespace: None,
             container_home: target.home,
             user: target.user,
             agent_socket: target.agent_socket,
@@ -202,6 +212,7 @@ impl Settings {
             "host" => self.host.as_deref().map(|h| redact_url(h).into_owned()),
             "context" => self.context.clone(),
             "connection" => self.connection.clone(),
+            "namespace" => self.namespace.clone(),
             "container_home" => Some(self.container_home.clone()),
             "user" => Some(self.user.clone()),
             "agent_socket" => Some(self.agent_socket.clone()),
@@ -326,6 +337,7 @@ pub struct Overrides {
     pub host: Option<String>,
     pub context: Option<String>,
     pub connection: Option<String>,
+    pub namespace: Option<String>,
     pub container_home: Option<String>,
     pub user: Option<String>,
     pub agent_socket: Option<String>,
@@ -416,6 +428,8 @@ pub struct Config {
     context_origin: Option<Origin>,
     /// Set when `connection` came from `CONTAINER_CONNECTION`.
     connection_origin: Option<Origin>,
+    /// Set when `namespace` came from `CONTAINERD_NAMESPACE`.
+    namespace_origin: Option<Origin>,
 }
 
 /// One effective setting, for `bottlectl config`.
@@ -435,6 +449,9 @@ impl Config {
             return origin.clone();
         }
         if let (Some(origin), "connection") = (&self.connection_origin, key) {
+            return origin.clone();
+        }
+        if let (Some(origin), "namespace") = (&self.namespace_origin, key) {
             return origin.clone();
         }
         match self.figment.find_metadata(key) {
@@ -598,6 +615,7 @@ fn flag_layer(o: &Overrides) -> Layer {
     put("host", o.host.clone());
     put("context", o.context.clone());
     put("connection", o.connection.clone());
+    put("namespace", o.namespace.clone());
     put("container_home", o.container_home.clone());
     put("user", o.user.clone());
     put("agent_socket", o.agent_socket.clone());
@@ -674,12 +692,34 @@ pub fn load(sources: &Sources, overrides: &Overrides) -> Result<Config, ConfigEr
         }
         _ => None,
     };
+    let namespace_origin = match (
+        &settings.namespace,
+        env_value(sources, "CONTAINERD_NAMESPACE"),
+    ) {
+        (None, Some(name)) => {
+            settings.namespace = Some(name);
+            Some(Origin::Env {
+                var: "CONTAINERD_NAMESPACE".into(),
+            })
+        }
+        _ => None,
+    };
     Ok(Config {
         settings,
         figment,
         context_origin,
         connection_origin,
+        namespace_origin,
     })
+}
+
+/// A non-blank variable of `sources`, trimmed.
+fn env_value(sources: &Sources, name: &str) -> Option<String> {
+    sources
+        .env
+        .iter()
+        .find(|(k, v)| k == name && !v.trim().is_empty())
+        .map(|(_, v)| v.trim().to_string())
 }
 
 /// `CONTAINER_CONNECTION`, when no layer names a connection; not when
@@ -783,6 +823,7 @@ mod tests {
                     "DOCKER_CONTEXT",
                     "CONTAINER_HOST",
                     "CONTAINER_CONNECTION",
+                    "CONTAINERD_NAMESPACE",
                 ]
                 .contains(&k.as_str())
             {
@@ -1059,6 +1100,45 @@ mod tests {
             jail.set_env("CLAUDE_BOTTLE_AGENT", "outside");
             let err = load(&jail_sources(jail), &Overrides::default()).unwrap_err();
             assert!(err.to_string().contains("agent"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn namespace_layers_then_containerd_namespace() {
+        Jail::expect_with(|jail| {
+            clear_env(jail);
+            let config =
+                load(&jail_sources(jail), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.settings.namespace, None);
+            assert_eq!(config.origin("namespace"), Origin::Default);
+            jail.set_env("CONTAINERD_NAMESPACE", "k8s.io");
+            let config =
+                load(&jail_sources(jail), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.settings.namespace.as_deref(), Some("k8s.io"));
+            assert_eq!(
+                config.origin("namespace").to_string(),
+                "environment variable CONTAINERD_NAMESPACE"
+            );
+            create(
+                jail,
+                "xdg/claude-bottle/config.toml",
+                "namespace = \"filed\"\nruntime = \"containerd\"\n",
+            );
+            let config =
+                load(&jail_sources(jail), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.settings.namespace.as_deref(), Some("filed"));
+            assert_eq!(config.settings.runtime, RuntimeChoice::Containerd);
+            let overrides = Overrides {
+                namespace: Some("flagged".into()),
+                ..Overrides::default()
+            };
+            let config = load(&jail_sources(jail), &overrides).map_err(|e| e.to_string())?;
+            assert_eq!(config.settings.namespace.as_deref(), Some("flagged"));
+            assert_eq!(
+                config.origin("namespace").to_string(),
+                "command-line flag --namespace"
+            );
             Ok(())
         });
     }

@@ -2,6 +2,7 @@
 //! start a throwaway bottle, run the check, remove every container it made.
 
 use crate::image::{ensure_image, ImageKind, ImageSpec, ImageUser};
+use bottle_containerd::ContainerdRuntime;
 use bottle_docker::DockerRuntime;
 use bottle_podman::PodmanRuntime;
 pub use bottle_runtime::Engine;
@@ -135,7 +136,12 @@ fn parse_engines(raw: &str) -> Result<Vec<Engine>, String> {
         let engine = match name.to_ascii_lowercase().as_str() {
             "docker" => Engine::Docker,
             "podman" => Engine::Podman,
-            _ => return Err(format!("unknown engine `{name}` (expected docker, podman)")),
+            "containerd" => bottle_containerd::ENGINE,
+            _ => {
+                return Err(format!(
+                    "unknown engine `{name}` (expected docker, podman, containerd)"
+                ))
+            }
         };
         if !engines.contains(&engine) {
             engines.push(engine);
@@ -185,6 +191,18 @@ pub fn connect_with_timeout(
                 admin: rt,
             }
         }
+        bottle_containerd::ENGINE => {
+            let namespace = containerd_namespace();
+            let rt = Arc::new(ContainerdRuntime::connect(
+                endpoint,
+                Some(&namespace),
+                timeout,
+            )?);
+            Connection {
+                runtime: rt.clone(),
+                admin: rt,
+            }
+        }
         // An out-of-tree backend runs the conformance library itself.
         Engine::Other(_) => {
             return Err(Error::NotSupported {
@@ -193,6 +211,29 @@ pub fn connect_with_timeout(
             })
         }
     })
+}
+
+/// The containerd namespace the tests use: `CONTAINERD_NAMESPACE`, else a
+/// scratch namespace of their own ([`CONTAINERD_TEST_NAMESPACE`]), so they
+/// never meet `default`'s or Kubernetes' containers.
+pub fn containerd_namespace() -> String {
+    match std::env::var("CONTAINERD_NAMESPACE") {
+        Ok(ns) if !ns.is_empty() => ns,
+        _ => CONTAINERD_TEST_NAMESPACE.to_string(),
+    }
+}
+
+/// See [`containerd_namespace`].
+pub const CONTAINERD_TEST_NAMESPACE: &str = "bottle-test";
+
+/// The engines by the names [`engine_tests!`](crate::engine_tests) gives
+/// their modules.
+#[allow(non_upper_case_globals)]
+pub mod engines {
+    use super::Engine;
+    pub const Docker: Engine = Engine::Docker;
+    pub const Podman: Engine = Engine::Podman;
+    pub const Containerd: Engine = bottle_containerd::ENGINE;
 }
 
 /// Whether `engine` is in [`RUNTIMES_ENV`]; prints the skip when not.
@@ -744,7 +785,7 @@ macro_rules! engine_tests {
                 #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $check() {
                     $crate::harness::run_check_on(
-                        $crate::harness::Engine::$engine,
+                        $crate::harness::engines::$engine,
                         $crate::harness::variants::$variant,
                         stringify!($check),
                         |env| async move { super::super::$check(&env).await },
@@ -766,6 +807,7 @@ macro_rules! engine_tests {
     (images = [$($variant:ident),+ $(,)?], $($check:ident),+ $(,)?) => {
         $crate::engine_tests!(@matrix docker, Docker, [$($variant),+], ($($check),+));
         $crate::engine_tests!(@matrix podman, Podman, [$($variant),+], ($($check),+));
+        $crate::engine_tests!(@matrix containerd, Containerd, [$($variant),+], ($($check),+));
     };
     (@engine $module:ident, $engine:ident, $($check:ident),+) => {
         mod $module {
@@ -773,7 +815,7 @@ macro_rules! engine_tests {
                 #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $check() {
                     $crate::harness::run_check(
-                        $crate::harness::Engine::$engine,
+                        $crate::harness::engines::$engine,
                         stringify!($check),
                         |env| async move { super::$check(&env).await },
                     )
@@ -785,6 +827,7 @@ macro_rules! engine_tests {
     ($($check:ident),+ $(,)?) => {
         $crate::engine_tests!(@engine docker, Docker, $($check),+);
         $crate::engine_tests!(@engine podman, Podman, $($check),+);
+        $crate::engine_tests!(@engine containerd, Containerd, $($check),+);
     };
 }
 
@@ -806,6 +849,10 @@ mod tests {
         assert!(parse_engines("docker,dokcer")
             .unwrap_err()
             .contains("dokcer"));
+        assert_eq!(
+            parse_engines("containerd,docker").unwrap(),
+            vec![Engine::Other("containerd"), Engine::Docker]
+        );
     }
 
     #[test]

@@ -72,7 +72,10 @@
 //!   show control characters escaped before they reach a terminal.
 //!
 //! How `auto` picks (first rule that applies):
-//! 1. `runtime = docker|podman` in settings: that engine;
+//! 1. `runtime = docker|podman|containerd` in settings: that engine
+//!    (containerd at the `host` setting, else `CONTAINERD_ADDRESS`, else
+//!    `/run/containerd/containerd.sock`, in the `namespace` setting; `auto`
+//!    never picks containerd);
 //! 2. `host` set: the engine answering there (Podman's API is tried first,
 //!    because Podman also serves Docker's);
 //! 3. a container was named: the engine that has it (both: an error asking
@@ -117,6 +120,9 @@ pub use zeroize::Zeroizing;
 
 use serde::Serialize;
 use std::sync::Arc;
+
+/// containerd's engine (`--runtime containerd`), also when built without it.
+pub const CONTAINERD: Engine = Engine::Other("containerd");
 use std::time::Duration;
 
 /// One engine endpoint tried during selection.
@@ -176,6 +182,8 @@ impl Probe {
             Engine::Docker => bottle_docker::start_hint(&self.endpoint_from, &self.endpoint),
             #[cfg(feature = "podman")]
             Engine::Podman => bottle_podman::start_hint(&self.endpoint_from, &self.endpoint),
+            #[cfg(feature = "containerd")]
+            CONTAINERD => bottle_containerd::start_hint(&self.endpoint_from, &self.endpoint),
             other => format!("start the {other} engine, or point bottlectl at it with --host"),
         })
     }
@@ -409,6 +417,14 @@ pub fn default_endpoint(engine: Engine) -> Option<(String, &'static str)> {
         Engine::Docker => Some(bottle_docker::DockerRuntime::default_endpoint()),
         #[cfg(feature = "podman")]
         Engine::Podman => Some(bottle_podman::PodmanRuntime::default_endpoint()),
+        #[cfg(feature = "containerd")]
+        CONTAINERD => {
+            let (address, from) = bottle_containerd::default_address();
+            Some((
+                format!("unix://{}", address.trim_start_matches("unix://")),
+                from,
+            ))
+        }
         #[allow(unreachable_patterns)]
         _ => None,
     }
@@ -425,6 +441,9 @@ struct Where {
     /// Podman's resolved endpoint with its ssh identity.
     #[cfg(feature = "podman")]
     podman: Option<bottle_podman::PodmanEndpoint>,
+    /// containerd's namespace setting.
+    #[cfg(feature = "containerd")]
+    namespace: Option<String>,
 }
 
 impl Where {
@@ -437,6 +456,8 @@ impl Where {
             docker: None,
             #[cfg(feature = "podman")]
             podman: None,
+            #[cfg(feature = "containerd")]
+            namespace: None,
         }
     }
 }
@@ -490,6 +511,8 @@ fn where_for(engine: Engine, settings: &Settings) -> Result<Where, SelectError> 
                 docker: Some(ep),
                 #[cfg(feature = "podman")]
                 podman: None,
+                #[cfg(feature = "containerd")]
+                namespace: None,
             })
         }
         #[cfg(feature = "podman")]
@@ -506,7 +529,22 @@ fn where_for(engine: Engine, settings: &Settings) -> Result<Where, SelectError> 
                 #[cfg(feature = "docker")]
                 docker: None,
                 podman: Some(ep),
+                #[cfg(feature = "containerd")]
+                namespace: None,
             })
+        }
+        #[cfg(feature = "containerd")]
+        CONTAINERD => {
+            let (address, from) = match &settings.host {
+                Some(h) => (h.clone(), "host setting"),
+                None => bottle_containerd::default_address(),
+            };
+            let mut at = Where::plain(
+                format!("unix://{}", address.trim_start_matches("unix://")),
+                from,
+            );
+            at.namespace = settings.namespace.clone();
+            Ok(at)
         }
         #[allow(unreachable_patterns)]
         _ => {
@@ -537,6 +575,16 @@ fn make(engine: Engine, at: &Where, timeout: Duration) -> Result<Handles, Select
                 None => bottle_podman::PodmanRuntime::connect(Some(endpoint), timeout),
             },
         ),
+        #[cfg(feature = "containerd")]
+        CONTAINERD => handles(
+            engine,
+            endpoint,
+            bottle_containerd::ContainerdRuntime::connect(
+                Some(endpoint),
+                at.namespace.as_deref(),
+                timeout,
+            ),
+        ),
         #[allow(unreachable_patterns)]
         _ => {
             let _ = (endpoint, timeout);
@@ -565,6 +613,7 @@ fn built_in(engine: Engine) -> bool {
     match engine {
         Engine::Docker => cfg!(feature = "docker"),
         Engine::Podman => cfg!(feature = "podman"),
+        CONTAINERD => cfg!(feature = "containerd"),
         Engine::Other(_) => false,
     }
 }
@@ -783,6 +832,18 @@ async fn probe_all_over(
                 .probe,
         );
     }
+    // containerd: never chosen by `auto`, so listed only when it answers
+    // or is the runtime asked for.
+    if built_in(CONTAINERD) {
+        if let Ok(at) = where_for(CONTAINERD, settings) {
+            let p = probe(CONTAINERD, &at, settings.timeout, container, connections)
+                .await
+                .probe;
+            if p.answered() || settings.runtime == RuntimeChoice::Containerd {
+                out.push(p);
+            }
+        }
+    }
     out
 }
 
@@ -828,6 +889,7 @@ async fn select_inner(
     let explicit = match settings.runtime {
         RuntimeChoice::Docker => Some(Engine::Docker),
         RuntimeChoice::Podman => Some(Engine::Podman),
+        RuntimeChoice::Containerd => Some(CONTAINERD),
         RuntimeChoice::Auto => None,
     };
     if let Some(engine) = explicit {

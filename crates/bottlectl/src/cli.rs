@@ -15,7 +15,7 @@ use std::path::PathBuf;
     after_help = "Exit codes: 0 success, 1 verify found violations, 2 usage/configuration/manifest error, 3 engine or container error, 130 demo interrupted (Ctrl-C). With several containers: the highest of theirs (0 when all succeeded)."
 )]
 pub struct Cli {
-    /// Container engine: auto, docker or podman [setting: runtime]
+    /// Container engine: auto, docker, podman or containerd (auto never picks containerd) [setting: runtime]
     #[arg(long, global = true, env = "CLAUDE_BOTTLE_RUNTIME", value_parser = parse_runtime)]
     pub runtime: Option<RuntimeChoice>,
 
@@ -40,6 +40,15 @@ pub struct Cli {
         value_name = "NAME"
     )]
     pub connection: Option<String>,
+
+    /// containerd namespace, e.g. k8s.io for a Kubernetes node's pods (default: CONTAINERD_NAMESPACE, then default) [setting: namespace]
+    #[arg(
+        long,
+        global = true,
+        env = "CLAUDE_BOTTLE_NAMESPACE",
+        value_name = "NAME"
+    )]
+    pub namespace: Option<String>,
 
     /// Where ssh-agent runs: bottle (as root in the bottle) or sidecar (in a companion container sharing the bottle's network namespace, out of reach of root in the bottle) [setting: agent]
     #[arg(long, global = true, env = "CLAUDE_BOTTLE_AGENT", value_name = "LAYOUT", value_parser = parse_agent)]

@@ -166,6 +166,10 @@ fn overrides(cli: &Cli, matches: &ArgMatches) -> Overrides {
             .connection
             .clone()
             .filter(|_| from_command_line(matches, "connection")),
+        namespace: cli
+            .namespace
+            .clone()
+            .filter(|_| from_command_line(matches, "namespace")),
         agent: cli.agent.filter(|_| from_command_line(matches, "agent")),
         agent_image: cli
             .agent_image
