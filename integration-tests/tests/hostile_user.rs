@@ -154,6 +154,14 @@ async fn check_writable_run_is_refused(env: &TestEnv) {
     );
 
     env.sh("rm -rf /run/claude-bottle", &[]).await;
+    // The look-alike's socket is left: not bottle's (no state directory),
+    // so it is refused in turn, never replaced.
+    let e = provision_err(env, &keys).await;
+    assert!(
+        untrusted_paths(&e).contains(&"/run/claude-bottle-agent.sock".to_string()),
+        "{e}"
+    );
+    env.sh("rm -f /run/claude-bottle-agent.sock", &[]).await;
     let report = provision_ok(env.rt(), env.bottle(), &keys.plan()).await;
     assert!(report.agent.started);
     verify_ok(env.rt(), env.bottle(), &keys.plan()).await;
@@ -383,8 +391,38 @@ async fn check_a_provider_the_user_wrote_is_never_loaded(env: &TestEnv) {
     verify_ok(env.rt(), env.bottle(), &keys.plan()).await;
 }
 
+/// A file the user names `~/.ssh/bottle-x<newline>y.pub` that starts with
+/// bottle's mark line: provision and deprovision leave it alone (it is not
+/// a name bottle writes) instead of failing on a split report line.
+async fn check_marked_file_names_with_newlines_are_left_alone(env: &TestEnv) {
+    let keys = Keys::new();
+    provision_ok(env.rt(), env.bottle(), &keys.plan()).await;
+    let plant = format!(
+        "cd ~/.ssh && printf '%s\\n' '{}' > \"$(printf 'bottle-x\\ny.pub')\"",
+        bottle_ssh::FILE_MARK
+    );
+    let out = env.exec_as(USER, &["sh", "-c", &plant]).await;
+    assert_success(&out, "plant a marked file name with a newline");
+    provision_ok(env.rt(), env.bottle(), &keys.plan()).await;
+    bottle_ssh::deprovision(env.rt(), env.bottle(), &Target::default())
+        .await
+        .unwrap_or_else(|e| panic!("deprovision: {e}"));
+    let out = env
+        .exec_as(
+            USER,
+            &[
+                "sh",
+                "-c",
+                "test -f ~/.ssh/\"$(printf 'bottle-x\\ny.pub')\"",
+            ],
+        )
+        .await;
+    assert!(out.success(), "the user's file was removed");
+}
+
 engine_tests!(
     images = [debian, busybox],
+    check_marked_file_names_with_newlines_are_left_alone,
     check_a_provider_the_user_wrote_is_never_loaded,
     check_file_names_cannot_forge_report_lines,
     check_captured_binary_key_stream_is_found,

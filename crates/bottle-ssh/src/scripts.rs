@@ -649,6 +649,9 @@ for n in $pubs; do put "$n" 2; done
 # Public key files of an earlier plan.
 for f in "$ssh"/bottle-*.pub; do
   case " $pubs " in *" ${f##*/} "*) continue;; esac
+  # Only names bottle writes (bottle-<hex>.pub): the user names files here,
+  # and a newline in one would split the report line.
+  case ${f#"$ssh"/bottle-} in *[!0-9a-f]*.pub) continue;; esac
   if is_mine "$f"; then rm -f "$f" && echo "removed $f"; fi
 done
 # [signing]: git's settings and allowed signers in ~/.ssh, included from
@@ -864,6 +867,8 @@ set -u
 ssh=${1%/}/.ssh
 for f in "$ssh/config" "$ssh/known_hosts" "$ssh"/bottle-*.pub "$ssh/bottle-signing.gitconfig" \
   "$ssh/bottle-allowed-signers" "$ssh/bottle-ssh-keygen" "${1%/}/.config/git/config"; do
+  # Only names bottle writes: a user's name with a newline would split the line.
+  case $f in "$ssh"/bottle-*.pub) case ${f#"$ssh"/bottle-} in *[!0-9a-f]*.pub) continue;; esac;; esac
   if is_mine "$f"; then rm -f "$f" && echo "removed $f"; fi
 done
 # rmdir (POSIX) removes only an empty directory.
