@@ -64,25 +64,27 @@ async fn check_container_text_is_escaped(env: &TestEnv) {
     .await;
     expect_code(&out, 0, "provision");
 
-    // As the user: a key with the hostile comment, added through the public
-    // socket (its file removed again, so verify only reports the planted one).
+    // A key with the hostile comment in the agent (its file removed again,
+    // so verify only reports the planted one).
     let add = env
         .exec_as(
-            USER,
+            // Root, at the agent's own socket: the guard refuses an add
+            // from the public one.
+            "0",
             &[
                 "sh",
                 "-c",
                 r#"set -e
                    d=$(mktemp -d)
                    ssh-keygen -q -t ed25519 -N '' -C "$1" -f "$d/k"
-                   SSH_AUTH_SOCK=/run/claude-bottle-agent-public.sock ssh-add "$d/k"
+                   SSH_AUTH_SOCK=/run/claude-bottle-agent.sock ssh-add "$d/k"
                    rm -rf "$d""#,
                 "sh",
                 COMMENT,
             ],
         )
         .await;
-    assert!(add.success(), "ssh-add as the user: {}", add.stderr_lossy());
+    assert!(add.success(), "ssh-add as root: {}", add.stderr_lossy());
 
     let out = output(bottlectl(env, home.path(), &["keys", b], &[])).await;
     expect_code(&out, 0, "keys");
@@ -113,21 +115,21 @@ async fn check_container_text_is_escaped(env: &TestEnv) {
     // cannot be read is quoted in an error (exit 3), which is escaped too.
     let add = env
         .exec_as(
-            USER,
+            "0",
             &[
                 "sh",
                 "-c",
                 r#"set -e
                    d=$(mktemp -d)
                    ssh-keygen -q -t ed25519 -N '' -C "$1" -f "$d/k"
-                   SSH_AUTH_SOCK=/run/claude-bottle-agent-public.sock ssh-add "$d/k"
+                   SSH_AUTH_SOCK=/run/claude-bottle-agent.sock ssh-add "$d/k"
                    rm -rf "$d""#,
                 "sh",
                 "\x1b[2J\x1b]52;c;eA==\x07two\nlines",
             ],
         )
         .await;
-    assert!(add.success(), "ssh-add as the user: {}", add.stderr_lossy());
+    assert!(add.success(), "ssh-add as root: {}", add.stderr_lossy());
     let out = output(bottlectl(env, home.path(), &["keys", b], &[])).await;
     let text = both(&out);
     assert!(

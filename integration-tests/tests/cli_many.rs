@@ -192,21 +192,23 @@ async fn check_container_text_is_escaped_in_the_table(env: &TestEnv) {
     let comment = "\x1b[2J\x1b]52;c;eA==\x07two\nlines";
     let add = env
         .exec_as(
-            fixtures::USER,
+            // Root, at the agent's own socket: the guard refuses an add
+            // from the public one.
+            "0",
             &[
                 "sh",
                 "-c",
                 r#"set -e
                    d=$(mktemp -d)
                    ssh-keygen -q -t ed25519 -N '' -C "$1" -f "$d/k"
-                   SSH_AUTH_SOCK=/run/claude-bottle-agent-public.sock ssh-add "$d/k"
+                   SSH_AUTH_SOCK=/run/claude-bottle-agent.sock ssh-add "$d/k"
                    rm -rf "$d""#,
                 "sh",
                 comment,
             ],
         )
         .await;
-    assert!(add.success(), "ssh-add as the user: {}", add.stderr_lossy());
+    assert!(add.success(), "ssh-add as root: {}", add.stderr_lossy());
 
     // A filter makes it the many-container command, even for one.
     let by_name = format!("name=^{b}$");
