@@ -20,6 +20,9 @@ command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-serve
 # The integration tests' busybox and sudo test images copy these from the host.
 [ -x /bin/busybox ] || need_pkgs+=(busybox-static)
 [ -x /usr/bin/sudo ] || need_pkgs+=(sudo)
+# protoc builds the containerd-client crate's bindings (every build of the
+# workspace, bottlectl included, whichever engines run).
+command -v protoc >/dev/null || need_pkgs+=(protobuf-compiler)
 command -v git >/dev/null || need_pkgs+=(git)  # the test image carries the host's git (signing tests)
 # The lint test checks every embedded script with shellcheck.
 command -v shellcheck >/dev/null || need_pkgs+=(shellcheck)
@@ -27,9 +30,7 @@ for e in "${engines[@]}"; do
   case $e in
     docker) [ -x /usr/sbin/dockerd ] || [ -x /usr/bin/dockerd ] || need_pkgs+=(docker.io) ;;
     podman) command -v podman >/dev/null || need_pkgs+=(podman runc) ;;
-    # protoc builds the containerd-client crate's bindings.
-    containerd) command -v containerd >/dev/null || need_pkgs+=(containerd runc)
-                command -v protoc >/dev/null || need_pkgs+=(protobuf-compiler) ;;
+    containerd) command -v containerd >/dev/null || need_pkgs+=(containerd runc) ;;
     *) echo "engines.sh: unknown engine '$e'" >&2; exit 2 ;;
   esac
 done
