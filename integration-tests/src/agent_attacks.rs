@@ -37,7 +37,7 @@ pub const PROVIDER_RAN: &str = "/tmp/provider-ran";
 /// as whoever loads it (`ssh-pkcs11-helper`, run by the agent as root):
 /// it appends that uid to [`PROVIDER_RAN`]. It exports
 /// `C_GetFunctionList`, which OpenSSH checks for before it loads a library.
-const PROVIDER_C: &str = r#"
+pub const PROVIDER_C: &str = r#"
 #include <fcntl.h>
 #include <stdio.h>
 #include <unistd.h>
