@@ -187,6 +187,10 @@ struct Entry {
     /// When the listing that found it running was asked for: its events
     /// from before then (replayed history) are already covered.
     listed_at: Option<SystemTime>,
+    /// The engine time of the last start event acted on: the same event
+    /// replayed by a new subscription (after the engine closed the last
+    /// one) is not a restart.
+    started_at: Option<SystemTime>,
     /// The last successful provision's renewal interval and the next
     /// failed renewal's retry delay (doubling).
     renew: Option<(Duration, Duration)>,
@@ -259,6 +263,7 @@ pub async fn watch(
                                 why: Why::Listed,
                             },
                             listed_at: Some(listed_at),
+                            started_at: None,
                             renew: None,
                         });
                     }
@@ -317,10 +322,17 @@ pub async fn watch(
                             },
                             state: State::Done,
                             listed_at: None,
+                            started_at: None,
                             renew: None,
                         });
                         if entry.stale(ev.time) {
                             continue;
+                        }
+                        if matches!((entry.started_at, ev.time), (Some(s), Some(t)) if t <= s) {
+                            continue;
+                        }
+                        if ev.time.is_some() {
+                            entry.started_at = ev.time;
                         }
                         entry.info.name = ev.name.clone();
                         match &mut entry.state {

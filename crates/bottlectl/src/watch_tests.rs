@@ -402,6 +402,45 @@ async fn replayed_history_of_a_listed_container_is_not_a_second_provision() {
     assert_eq!(log.count("forgot", Some("a")), 0);
 }
 
+/// Podman closes an event stream now and then; the new subscription
+/// replays what came since, so a start already acted on arrives again
+/// with the same engine time: not a second provision. A later start is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_start_event_is_not_a_second_provision() {
+    let fake = Arc::new(Fake::default());
+    let tx = fake.subscription();
+    let counter = Arc::new(Counter::default());
+    let release = Arc::new(Semaphore::new(1000));
+    let log = Log::default();
+    let steps = async {
+        // Started after the listing: only its events provision it.
+        until(|| log.count("connected", None) == 1).await;
+        let first = SystemTime::now();
+        let at = |t: SystemTime| ev("a", "start").map(|e| e.at_nanos(nanos(t)));
+        fake.run("a");
+        tx.send(at(first)).unwrap();
+        until(|| log.count("provisioned", Some("a")) == 1).await;
+        tx.send(at(first)).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            log.count("provisioned", Some("a")),
+            1,
+            "the replay provisioned"
+        );
+        tx.send(at(first + Duration::from_millis(1))).unwrap();
+        until(|| log.count("provisioned", Some("a")) == 2).await;
+    };
+    watch(
+        fake.clone(),
+        opts(2),
+        counting(counter.clone(), release),
+        &|a| log.push(a),
+        steps,
+    )
+    .await;
+    assert_eq!(log.count("provisioned", Some("a")), 2);
+}
+
 fn nanos(t: SystemTime) -> u64 {
     t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
 }
