@@ -537,6 +537,13 @@ async fn check_podman_connect_uses_container_sshkey(env: &TestEnv) {
     let info = with.expect("version over ssh with CONTAINER_SSHKEY");
     assert!(info.endpoint.starts_with("ssh://"), "{}", info.endpoint);
     assert_eq!(remote.logins() - before, 1, "logins");
+    // The runtime's tunnel is stopped on drop; its ssh (and those of the
+    // checks running beside this one, which share the remote) exit within
+    // moments, never later than 10 s.
+    let settled = std::time::Instant::now();
+    while remote.clients() > 0 && settled.elapsed() < std::time::Duration::from_secs(10) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert_eq!(remote.clients(), 0, "ssh left behind");
 }
 
