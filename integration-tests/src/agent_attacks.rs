@@ -15,11 +15,18 @@ pub const FAILURE: u8 = 5;
 /// One agent frame: a 4-byte big-endian length, the message type, then
 /// each field as an SSH string (length-prefixed bytes).
 pub fn frame(kind: u8, fields: &[&[u8]]) -> Vec<u8> {
+    frame_then(kind, fields, &[])
+}
+
+/// [`frame`] with `tail` (fixed-size fields: a flags word, a boolean)
+/// after the strings.
+pub fn frame_then(kind: u8, fields: &[&[u8]], tail: &[u8]) -> Vec<u8> {
     let mut body = vec![kind];
     for f in fields {
         body.extend_from_slice(&(f.len() as u32).to_be_bytes());
         body.extend_from_slice(f);
     }
+    body.extend_from_slice(tail);
     let mut out = (body.len() as u32).to_be_bytes().to_vec();
     out.extend(body);
     out

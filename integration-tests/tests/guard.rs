@@ -5,7 +5,7 @@
 //! user. Real `ssh`, `ssh-keygen -Y` and `ssh-add` through the public
 //! socket, and hand-made frames where OpenSSH would not send them.
 
-use bottle_integration_tests::agent_attacks::{frame, send_as, FAILURE};
+use bottle_integration_tests::agent_attacks::{frame_then, send_as, FAILURE};
 use bottle_integration_tests::ssh_fixtures::{keygen_with, public, start_sshd};
 use bottle_integration_tests::{assert_success, engine_tests, TestEnv};
 use bottle_ssh::ssh_key::{PrivateKey, Signature};
@@ -148,10 +148,7 @@ async fn check_the_signing_key_signs_only_in_git(env: &TestEnv) {
         .public_key()
         .to_bytes()
         .unwrap();
-    let mut raw = frame(13, &[&blob, b"raw bytes of the user's choice"]);
-    raw.extend_from_slice(&0u32.to_be_bytes());
-    let len = (raw.len() - 4) as u32;
-    raw[..4].copy_from_slice(&len.to_be_bytes());
+    let raw = frame_then(13, &[&blob, b"raw bytes of the user's choice"], &[0; 4]);
     let reply = send_as(env, USER, PUBLIC, raw).await;
     assert_eq!(reply, [0, 0, 0, 1, FAILURE]);
 }
@@ -192,11 +189,7 @@ fn bind(host: &PrivateKey, signer: &PrivateKey, sid: &[u8]) -> Vec<u8> {
     let sig: Signature = signer.try_sign(sid).unwrap();
     let sig = Vec::<u8>::try_from(sig).unwrap();
     let blob = host.public_key().to_bytes().unwrap();
-    let mut f = frame(27, &[b"session-bind@openssh.com", &blob, sid, &sig]);
-    f.push(0);
-    let len = (f.len() - 4) as u32;
-    f[..4].copy_from_slice(&len.to_be_bytes());
-    f
+    frame_then(27, &[b"session-bind@openssh.com", &blob, sid, &sig], &[0])
 }
 
 /// A userauth sign request of `key` for `user` in session `sid`.
@@ -219,11 +212,7 @@ fn userauth(key: &PrivateKey, user: &str, sid: &[u8]) -> Vec<u8> {
         data.extend_from_slice(&(field.len() as u32).to_be_bytes());
         data.extend_from_slice(field);
     }
-    let mut f = frame(13, &[&blob, &data]);
-    f.extend_from_slice(&0u32.to_be_bytes());
-    let len = (f.len() - 4) as u32;
-    f[..4].copy_from_slice(&len.to_be_bytes());
-    f
+    frame_then(13, &[&blob, &data], &[0; 4])
 }
 
 /// The message types of the replies in `bytes`.
