@@ -305,7 +305,9 @@ pub async fn provision_with(
         let out = rt.exec(container, request).await;
         (out, t.elapsed())
     };
-    let root_request = load_keys_request(target, "reuse", &token, &record, &policy, &message);
+    // The root exec, in a mode: `reuse` first, `fresh` to replace the agent.
+    let load_keys = |mode| load_keys_request(target, mode, &token, &record, &policy, &message);
+    let root_request = load_keys("reuse");
     let user_request = user_files_request(
         scripts::Write::Always,
         target,
@@ -407,10 +409,7 @@ pub async fn provision_with(
             steps.done("deliver the guard", t);
             let t = Instant::now();
             out = rt
-                .exec(
-                    container,
-                    load_keys_request(target, mode, &token, &record, &policy, &message),
-                )
+                .exec(container, load_keys(mode))
                 .await
                 .map_err(Error::runtime(root_step))?;
             steps.done(root_step, t);
@@ -446,10 +445,7 @@ pub async fn provision_with(
         mode = "fresh";
         let t = Instant::now();
         out = rt
-            .exec(
-                container,
-                load_keys_request(target, mode, &token, &record, &policy, &message),
-            )
+            .exec(container, load_keys(mode))
             .await
             .map_err(Error::runtime(retry_step))?;
         steps.done(retry_step, t);
