@@ -45,6 +45,6 @@ pub use manifest::{
     load_manifest, parse_manifest, Location, Manifest, ManifestError, MAX_MANIFEST,
 };
 pub use settings::{
-    load, parse_duration, AgentChoice, Config, ConfigError, ConfigFileVia, Origin, Overrides,
-    RuntimeChoice, SettingValue, Settings, Sources, ENV_PREFIX, KEYS,
+    load, parse_duration, AgentChoice, Config, ConfigError, ConfigFileVia, GuardChoice, Origin,
+    Overrides, RuntimeChoice, SettingValue, Settings, Sources, ENV_PREFIX, KEYS,
 };

@@ -26,6 +26,7 @@ pub const KEYS: &[&str] = &[
     "public_socket",
     "agent",
     "agent_image",
+    "guard",
     "timeout",
 ];
 
@@ -123,6 +124,46 @@ impl FromStr for AgentChoice {
     }
 }
 
+/// Whether bottle-guard stands between the bottle and the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuardChoice {
+    /// Every request is checked against what each key is for (the default).
+    #[default]
+    On,
+    /// A plain relay: every request reaches the agent. For a machine with no
+    /// guard for its architecture; `verify` reports the bottle unguarded.
+    Off,
+}
+
+impl GuardChoice {
+    pub fn name(self) -> &'static str {
+        match self {
+            GuardChoice::On => "on",
+            GuardChoice::Off => "off",
+        }
+    }
+}
+
+impl fmt::Display for GuardChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for GuardChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "on" => Ok(GuardChoice::On),
+            "off" => Ok(GuardChoice::Off),
+            other => Err(format!(
+                "`{other}` is not a guard setting; expected on or off"
+            )),
+        }
+    }
+}
+
 /// The effective settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -164,6 +205,9 @@ pub struct Settings {
     /// The sidecar's image; `None`: the bottle's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_image: Option<String>,
+    /// `on` (bottle-guard checks every request) or `off` (a plain relay).
+    #[serde(default)]
+    pub guard: GuardChoice,
     /// Timeout of one engine call.
     #[serde(
         serialize_with = "serialize_duration",
@@ -187,6 +231,7 @@ impl Default for Settings {
             public_socket: target.public_socket,
             agent: AgentChoice::Bottle,
             agent_image: None,
+            guard: GuardChoice::On,
             timeout: Duration::from_secs(30),
         }
     }
@@ -219,6 +264,7 @@ impl Settings {
             "public_socket" => Some(self.public_socket.clone()),
             "agent" => Some(self.agent.to_string()),
             "agent_image" => self.agent_image.clone(),
+            "guard" => Some(self.guard.to_string()),
             "timeout" => Some(format_duration(self.timeout)),
             _ => None,
         }
@@ -344,6 +390,7 @@ pub struct Overrides {
     pub public_socket: Option<String>,
     pub agent: Option<AgentChoice>,
     pub agent_image: Option<String>,
+    pub guard: Option<GuardChoice>,
     pub timeout: Option<Duration>,
 }
 
@@ -622,6 +669,7 @@ fn flag_layer(o: &Overrides) -> Layer {
     put("public_socket", o.public_socket.clone());
     put("agent", o.agent.map(|a| a.to_string()));
     put("agent_image", o.agent_image.clone());
+    put("guard", o.guard.map(|g| g.to_string()));
     put("timeout", o.timeout.map(format_duration));
     Layer {
         meta: Metadata::named(FLAG_LAYER),
@@ -1056,6 +1104,41 @@ mod tests {
             sources.config_file = Some((jail.directory().join("nope.toml"), ConfigFileVia::Flag));
             let err = load(&sources, &Overrides::default()).unwrap_err();
             assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn guard_from_each_layer_with_its_origin() {
+        Jail::expect_with(|jail| {
+            clear_env(jail);
+            let config =
+                load(&jail_sources(jail), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.settings.guard, GuardChoice::On);
+            assert_eq!(config.origin("guard"), Origin::Default);
+            create(jail, "xdg/claude-bottle/config.toml", "guard = \"off\"\n");
+            let config =
+                load(&jail_sources(jail), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.settings.guard, GuardChoice::Off);
+            assert_eq!(config.settings.value_of("guard").as_deref(), Some("off"));
+            jail.set_env("CLAUDE_BOTTLE_GUARD", "on");
+            let config =
+                load(&jail_sources(jail), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.settings.guard, GuardChoice::On);
+            let overrides = Overrides {
+                guard: Some(GuardChoice::Off),
+                ..Overrides::default()
+            };
+            let config = load(&jail_sources(jail), &overrides).map_err(|e| e.to_string())?;
+            assert_eq!(config.settings.guard, GuardChoice::Off);
+            assert_eq!(
+                config.origin("guard").to_string(),
+                "command-line flag --guard"
+            );
+            // Anything but on or off is refused, never read as off.
+            jail.set_env("CLAUDE_BOTTLE_GUARD", "no");
+            let err = load(&jail_sources(jail), &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("guard"), "{err}");
             Ok(())
         });
     }

@@ -300,8 +300,59 @@ async fn check_a_new_guard_replaces_another_version(env: &TestEnv) {
     assert_success(&as_user(env, "ssh -o BatchMode=yes a true").await, "ssh a");
 }
 
+/// `guard = "off"`: a plain relay, so the user's management requests reach
+/// the agent; `verify` passes but says UNGUARDED. Provisioning with the
+/// guard again delivers it and puts it back in front; verify expecting a
+/// relay then fails, so it never reports the wrong forwarder as running.
+async fn check_guard_off_is_a_relay_that_verify_reports(env: &TestEnv) {
+    let k = keys();
+    start_sshd(env, &[PORT], &[&k.host], &[public(&k.login)]).await;
+    let off = bottle_ssh::Options {
+        unguarded: true,
+        ..Default::default()
+    };
+    let target = Target::default();
+    bottle_ssh::provision_with(env.rt(), env.bottle(), &plan(&k), &target, &off)
+        .await
+        .unwrap_or_else(|e| panic!("provision with guard off: {e}"));
+    let report = bottle_ssh::verify_with(env.rt(), env.bottle(), &plan(&k), &target, &off)
+        .await
+        .unwrap_or_else(|e| panic!("verify with guard off: {e}"));
+    assert!(report.ok(), "{:?}", report.checks);
+    let guard = report.check("guard").expect("a guard check");
+    assert!(guard.detail.contains("UNGUARDED"), "{guard:?}");
+    assert_success(&as_user(env, "ssh -o BatchMode=yes a true").await, "ssh a");
+    let out = as_user(env, "ssh-add -D").await;
+    assert_success(&out, "remove all through the relay");
+    let out = as_user(env, "ssh-add -l").await;
+    assert!(out.stdout_lossy().contains("no identities"), "{out:?}");
+
+    let report = bottle_ssh::provision(env.rt(), env.bottle(), &plan(&k), &target)
+        .await
+        .unwrap_or_else(|e| panic!("provision with the guard: {e}"));
+    assert!(
+        report.steps.iter().any(|s| s.name == "deliver the guard"),
+        "{:?}",
+        report.steps
+    );
+    let report = bottle_ssh::verify(env.rt(), env.bottle(), &plan(&k), &target)
+        .await
+        .unwrap();
+    assert!(report.ok(), "{:?}", report.checks);
+    let guard = report.check("guard").expect("a guard check");
+    assert!(guard.detail.contains("bottle-guard"), "{guard:?}");
+    assert!(!as_user(env, "ssh-add -D").await.success());
+    assert_eq!(agent_keys(env).await, 2);
+    let report = bottle_ssh::verify_with(env.rt(), env.bottle(), &plan(&k), &target, &off)
+        .await
+        .unwrap();
+    let failed: Vec<&str> = report.failures().map(|c| c.name.as_str()).collect();
+    assert_eq!(failed, ["forwarder running"], "{:?}", report.checks);
+}
+
 engine_tests!(
     images = [debian, busybox],
+    check_guard_off_is_a_relay_that_verify_reports,
     check_a_new_guard_replaces_another_version,
     check_the_signing_key_never_logs_in,
     check_the_signing_key_signs_only_in_git,

@@ -247,6 +247,7 @@ async fn check_library_trace_holds_no_key(env: &TestEnv) {
     let opts = bottle_ssh::Options {
         passphrase: Some(&provider),
         strict: false,
+        ..Default::default()
     };
     bottle_ssh::provision_with(
         env.rt(),

@@ -1071,6 +1071,49 @@ async fn check_the_sidecar_guard_refuses_management(env: &TestEnv) {
     verify_then_deprovision(env, &plan).await;
 }
 
+/// `guard = "off"` in the sidecar layout: a socat relay on the abstract
+/// socket, so management requests reach the agent, and verify passes but
+/// says UNGUARDED; provisioning with the guard again puts it back.
+async fn check_sidecar_guard_off_is_a_relay_that_verify_reports(env: &TestEnv) {
+    let keys = keys();
+    let plan = plan(&keys);
+    start_sshd(env, &[PORT], &[&keys.host], &[public(&keys.user)]).await;
+    env.own(sidecar_name(env.bottle()));
+    let admin = env.admin();
+    let off = Options {
+        unguarded: true,
+        ..Default::default()
+    };
+    let target = Target::default();
+    sidecar::provision(admin.as_ref(), env.bottle(), &plan, &target, &off, None)
+        .await
+        .unwrap_or_else(|e| panic!("provision with guard off: {e}"));
+    let v = sidecar::verify(admin.as_ref(), env.bottle(), &plan, &target, &off)
+        .await
+        .unwrap();
+    assert!(v.ok(), "{:#?}", v.failures().collect::<Vec<_>>());
+    let guard = v.check("guard").expect("a guard check");
+    assert!(guard.detail.contains("UNGUARDED"), "{guard:?}");
+    assert_success(&ssh_a(env).await, "ssh a through the relay");
+    let sock = format!("SSH_AUTH_SOCK={}", target.public_socket);
+    let out = env
+        .exec_as(USER, &["sh", "-c", &format!("{sock} ssh-add -D")])
+        .await;
+    assert_success(&out, "remove all through the relay");
+
+    provision_sidecar(env, &plan).await.unwrap();
+    let out = env
+        .exec_as(USER, &["sh", "-c", &format!("{sock} ssh-add -D")])
+        .await;
+    assert!(!out.success(), "remove all went through the guard: {out:?}");
+    let v = sidecar::verify(admin.as_ref(), env.bottle(), &plan, &target, &off)
+        .await
+        .unwrap();
+    let failed: Vec<&str> = v.failures().map(|c| c.name.as_str()).collect();
+    assert_eq!(failed, ["forwarder running in the sidecar"], "{v:#?}");
+    verify_then_deprovision(env, &plan).await;
+}
+
 /// Debian only: a hundred provisions per engine are enough of a cost once.
 mod many {
     use super::check_hundred_reprovisions_leak_nothing;
@@ -1082,6 +1125,7 @@ mod many {
 
 engine_tests!(
     images = [debian, busybox, sudo],
+    check_sidecar_guard_off_is_a_relay_that_verify_reports,
     check_the_sidecar_agent_loads_no_provider,
     check_the_sidecar_guard_refuses_management,
     check_deprovision_removes_a_stopped_bottles_sidecar,

@@ -188,6 +188,7 @@ async fn check_strict_refuses_an_unpinned_entry(env: &TestEnv) {
     let strict = Options {
         passphrase: None,
         strict: true,
+        ..Default::default()
     };
     let err = bottle_ssh::provision_with(env.rt(), env.bottle(), &p, &Target::default(), &strict)
         .await

@@ -225,7 +225,7 @@ pub enum Error {
     #[error(
         "no bottle-guard executable for this machine's architecture ({}) in this build, so \
          the agent in container `{container}` cannot be guarded; build bottle on an x86_64 \
-         Linux machine",
+         Linux machine, or set guard = \"off\" to relay every request to the agent unguarded",
         std::env::consts::ARCH
     )]
     NoGuard { container: String },

@@ -93,6 +93,9 @@ pub struct Options<'a> {
     /// A key that cannot be destination-restricted (an entry without
     /// `KnownHostKey`) is an error instead of a warning.
     pub strict: bool,
+    /// No guard: the public socket is a plain relay to the agent, every
+    /// request reaches it (setting `guard = "off"`; `verify` says so).
+    pub unguarded: bool,
 }
 
 impl fmt::Debug for Options<'_> {
@@ -100,6 +103,7 @@ impl fmt::Debug for Options<'_> {
         f.debug_struct("Options")
             .field("passphrase", &self.passphrase.map(|_| "<provider>"))
             .field("strict", &self.strict)
+            .field("unguarded", &self.unguarded)
             .finish()
     }
 }

@@ -53,6 +53,7 @@ fn every_supported_format_loads_with_its_fingerprint() {
     let opts = Options {
         passphrase: Some(&provider),
         strict: false,
+        ..Default::default()
     };
     let cases = [
         keygen(d, "ed_enc", PASS, &["-t", "ed25519"]),
@@ -146,6 +147,7 @@ fn wrong_or_missing_passphrase_is_a_clear_error_without_secrets() {
     let with_wrong = Options {
         passphrase: Some(&wrong),
         strict: false,
+        ..Default::default()
     };
     for path in [
         keygen(d, "ed", PASS, &["-t", "ed25519"]),
@@ -175,6 +177,7 @@ fn wrong_or_missing_passphrase_is_a_clear_error_without_secrets() {
         &Options {
             passphrase: Some(&refuse),
             strict: false,
+            ..Default::default()
         },
         true,
     )
@@ -207,6 +210,7 @@ fn security_key_and_dsa_keys_are_refused_before_any_passphrase() {
     let opts = Options {
         passphrase: Some(&never),
         strict: false,
+        ..Default::default()
     };
     let e = load_private_key(&path, &opts, true).unwrap_err();
     assert!(
@@ -382,6 +386,7 @@ fn destinations_are_the_union_of_a_keys_entries() {
         &Options {
             passphrase: None,
             strict: true,
+            ..Default::default()
         },
     )
     .unwrap_err();
@@ -672,6 +677,7 @@ fn encrypted_p521_key_with_a_short_scalar_loads() {
     let opts = Options {
         passphrase: Some(&provider),
         strict: false,
+        ..Default::default()
     };
     // About half of P-521 keys have a short scalar, which ssh-key rejects.
     let path = (0..40)
@@ -709,6 +715,7 @@ fn encrypted_p521_key_with_a_short_scalar_loads() {
         &Options {
             passphrase: Some(&wrong),
             strict: false,
+            ..Default::default()
         },
         true,
     )

@@ -59,6 +59,7 @@ fn framed(text: &str) -> (usize, String) {
 /// keys); see [`scripts::provision`].
 fn load_keys_request(
     target: &Target,
+    guard: &str,
     mode: &str,
     token: &str,
     record: &str,
@@ -77,7 +78,7 @@ fn load_keys_request(
         mode,
         token,
         &lines,
-        crate::guard::sha256(),
+        guard,
         &policy_lines,
     ];
     args.extend(root_tools());
@@ -168,6 +169,20 @@ pub(crate) async fn deliver_guard(
         return Err(script_error(STEP, shown, &out));
     }
     Ok(())
+}
+
+/// The forwarder argument of root's scripts: the guard's SHA-256, or `off`
+/// when the operator chose [`Options::unguarded`].
+pub(crate) fn guard_arg(container: &str, opts: &Options<'_>) -> Result<&'static str, Error> {
+    if opts.unguarded {
+        return Ok("off");
+    }
+    if crate::guard::EXECUTABLE.is_empty() {
+        return Err(Error::NoGuard {
+            container: container.to_string(),
+        });
+    }
+    Ok(crate::guard::sha256())
 }
 
 /// What the guard lets each key do (see `bottle_guard::policy`): one
@@ -261,14 +276,14 @@ pub async fn provision_with(
     })?;
     steps.done("validate", t);
 
-    if crate::guard::EXECUTABLE.is_empty() {
-        return Err(Error::NoGuard {
-            container: container.to_string(),
-        });
-    }
+    let guard = guard_arg(container, opts)?;
     let token = lock_token();
     let record = key_state(&valid, unix_now());
-    let policy = guard_policy(&valid);
+    let policy = if opts.unguarded {
+        String::new()
+    } else {
+        guard_policy(&valid)
+    };
     let config = render_config(&valid, target);
     let known_hosts = render_known_hosts(&valid);
     let public_keys = render_public_keys(&valid);
@@ -306,7 +321,8 @@ pub async fn provision_with(
         (out, t.elapsed())
     };
     // The root exec, in a mode: `reuse` first, `fresh` to replace the agent.
-    let load_keys = |mode| load_keys_request(target, mode, &token, &record, &policy, &message);
+    let load_keys =
+        |mode| load_keys_request(target, guard, mode, &token, &record, &policy, &message);
     let root_request = load_keys("reuse");
     let user_request = user_files_request(
         scripts::Write::Always,

@@ -359,7 +359,8 @@ done
 /// The root exec of provision: `$1` user, `$2` home, `$3` state dir, `$4`
 /// agent socket, `$5` public socket, `$6` `reuse` (keep a live agent) or
 /// `fresh` (replace it, e.g. when the user locked it through the forwarder),
-/// `$7` lock token, `$8` lines of key record, `$9` the guard's SHA-256,
+/// `$7` lock token, `$8` lines of key record, `$9` the guard's SHA-256 (or
+/// `off`: a socat relay instead, the operator's explicit choice),
 /// `$10` lines of guard policy, `$11…` tools to look for.
 /// Stdin: the key record's lines, the policy's lines, then agent protocol
 /// messages (key material), relayed to the agent only.
@@ -397,10 +398,14 @@ if [ "$bad" != 0 ]; then os_release; exit 0; fi
 id -u "$user" >/dev/null 2>&1 || { echo "missing user"; bad=1; }
 [ -d "$home" ] || { echo "missing home"; bad=1; }
 [ "$bad" = 0 ] || exit 0
-case $guard in ''|*[!0-9a-f]*) echo "bad guard hash" >&2; exit 1;; esac
-# The guard: only root writes the state directory (checked above).
-g=$state/guard-$guard
-if ! [ -f "$g" ] || [ -L "$g" ]; then echo "guard-missing"; echo "done"; exit 0; fi
+# The forwarder: the guard (only root writes the state directory, checked
+# above), or with `off` (the operator's explicit choice) a plain relay.
+case $guard in
+  off) g='' fw_prog=socat fw_arg="UNIX-LISTEN:$public" fw_name=socat;;
+  ''|*[!0-9a-f]*) echo "bad guard hash" >&2; exit 1;;
+  *) g=$state/guard-$guard fw_prog=$g fw_arg="--listen $public" fw_name=bottle-guard
+     if ! [ -f "$g" ] || [ -L "$g" ]; then echo "guard-missing"; echo "done"; exit 0; fi;;
+esac
 umask 077
 # Made private from the start; an existing one was checked above.
 [ -d "$state" ] || mkdir -m 700 "$state" || exit 1
@@ -436,14 +441,18 @@ else
 fi
 
 read_record "$state/forwarder.pid"; fpid=$rp fstart=$rs
-# The forwarder is the guard: the only path from the public socket to the
-# agent. It reads the policy for each client, so a live one is reused.
-if is_ours "$fpid" "$fstart" "$g" "--listen $public" && [ -S "$public" ]; then
+# The forwarder is the only path from the public socket to the agent. The
+# guard reads the policy for each client, so a live one is reused.
+if is_ours "$fpid" "$fstart" "$fw_prog" "$fw_arg" && [ -S "$public" ]; then
   echo "forwarder-reused $fpid"
 else
   stop_forwarder "$fpid" "$fstart" "$state" "$public"
   rm -f "$public"
-  "$g" serve --sha256 "$guard" --listen "$public" --agent "$agent" --policy "$state/policy" </dev/null >/dev/null 2>&1 3<&- &
+  if [ -n "$g" ]; then
+    "$g" serve --sha256 "$guard" --listen "$public" --agent "$agent" --policy "$state/policy" </dev/null >/dev/null 2>&1 3<&- &
+  else
+    socat "UNIX-LISTEN:$public,fork,mode=666,unlink-early" "UNIX-CONNECT:$agent" </dev/null >/dev/null 2>&1 3<&- &
+  fi
   fpid=$!
   record "$state/forwarder.pid" "$fpid"
   read_record "$state/forwarder.pid"; fstart=$rs
@@ -472,7 +481,7 @@ if ! socat -t 5 STDIO "UNIX-CONNECT:$agent" <&3 >/dev/null 2>&1; then
   # with the key stream sent again).
   echo "agent-unusable"
   if [ -n "$forwarder_started" ]; then
-    wait_socket "$fpid" "$fstart" "$public" bottle-guard "$g" "--listen $public"
+    wait_socket "$fpid" "$fstart" "$public" "$fw_name" "$fw_prog" "$fw_arg"
     echo "forwarder-started $fpid"
   fi
   echo "done"; exit 0
@@ -484,7 +493,7 @@ printf '%s\n' "$out" | while read -r _ fp _; do
   case $fp in SHA256:*) echo "key $fp";; esac
 done
 if [ -n "$forwarder_started" ]; then
-  wait_socket "$fpid" "$fstart" "$public" bottle-guard "$g" "--listen $public"
+  wait_socket "$fpid" "$fstart" "$public" "$fw_name" "$fw_prog" "$fw_arg"
   echo "forwarder-started $fpid"
 fi
 echo "done"
@@ -727,7 +736,8 @@ echo "done"
 "#;
 
 /// Root part of verify: `$1` state, `$2` agent, `$3` public, `$4` user,
-/// `$5` home, `$6` the forwarder to expect (`guard` or `relay`), `$7…`
+/// `$5` home, `$6` the forwarder to expect (`guard`, or `relay`: the
+/// sidecar layout's socat, or a bottle with guard = "off"), `$7…`
 /// tools root's scripts run. Stdin: key-scan patterns,
 /// one per line as `printf` octal escapes. Prints `untrusted PATH WHY`
 /// for root's environment, then the state it finds.
@@ -751,7 +761,7 @@ echo "gid $(id -g "$user" 2>/dev/null)"
 read_record "$state/agent.pid"; apid=$rp astart=$rs
 read_record "$state/forwarder.pid"; fpid=$rp fstart=$rs
 if agent_is_ours "$apid" "$astart" "$agent"; then echo "agent $apid alive"; else echo "agent ${apid:-none} dead"; fi
-# `guard` (the bottle layout) or `relay` (the sidecar layout's socat).
+# `guard` (the bottle layout) or `relay` (a socat: the sidecar layout, guard off).
 if [ "$forwarder" = guard ]; then fw_prog=$state/guard- fw_arg="--listen $public"; else fw_prog=socat fw_arg="UNIX-LISTEN:$public"; fi
 if is_ours "$fpid" "$fstart" "$fw_prog" "$fw_arg"; then echo "forwarder $fpid alive"; else echo "forwarder ${fpid:-none} dead"; fi
 t=; if command -v timeout >/dev/null 2>&1; then t="timeout 30"; fi

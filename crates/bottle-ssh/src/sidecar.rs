@@ -110,7 +110,8 @@ listened() {
 "#;
 
 /// Root in the sidecar: `$1` state, `$2` agent socket, `$3` abstract name,
-/// `$4` `reuse`|`fresh`, `$5` lock token, `$6` the guard's SHA-256, `$7`
+/// `$4` `reuse`|`fresh`, `$5` lock token, `$6` the guard's SHA-256 (`off`:
+/// a socat relay instead), `$7`
 /// lines of guard policy, `$8…` tools. Stdin: the policy's lines, then
 /// agent protocol messages (key material), relayed to the agent only.
 /// Prints provision's words (trust, `guard-missing`, `agent-*`,
@@ -136,9 +137,13 @@ unset LD_PRELOAD LD_LIBRARY_PATH LD_AUDIT ENV BASH_ENV
 bad=0
 trust_root "$state" "$agent" "$agent" "$@"
 if [ "$bad" != 0 ]; then os_release; exit 0; fi
-case $guard in ''|*[!0-9a-f]*) echo "bad guard hash" >&2; exit 1;; esac
-g=$state/guard-$guard
-if ! [ -f "$g" ] || [ -L "$g" ]; then echo "guard-missing"; echo "done"; exit 0; fi
+# The guard, or with `off` (the operator's explicit choice) a plain relay.
+case $guard in
+  off) g='' fw_prog=socat fw_arg="ABSTRACT-LISTEN:$name" fw_name=socat;;
+  ''|*[!0-9a-f]*) echo "bad guard hash" >&2; exit 1;;
+  *) g=$state/guard-$guard fw_prog=$g fw_arg="--listen-abstract $name" fw_name="the guard"
+     if ! [ -f "$g" ] || [ -L "$g" ]; then echo "guard-missing"; echo "done"; exit 0; fi;;
+esac
 umask 077
 [ -d "$state" ] || mkdir -m 700 "$state" || exit 1
 chmod 700 "$state" || exit 1
@@ -167,7 +172,7 @@ else
 fi
 
 read_record "$state/forwarder.pid"; fpid=$rp fstart=$rs
-if is_ours "$fpid" "$fstart" "$g" "--listen-abstract $name" && owns_abstract "$fpid" "$name"; then
+if is_ours "$fpid" "$fstart" "$fw_prog" "$fw_arg" && owns_abstract "$fpid" "$name"; then
   echo "forwarder-reused $fpid"
 else
   if is_ours "$fpid" "$fstart" "$state/guard-" "--listen-abstract $name"; then
@@ -180,7 +185,11 @@ else
     echo "untrusted @$name is listened on by a process that is not the agent's forwarder (the bottle shares this network namespace)"
     exit 0
   fi
-  "$g" serve --sha256 "$guard" --listen-abstract "$name" --agent "$agent" --policy "$state/policy" </dev/null >/dev/null 2>&1 3<&- &
+  if [ -n "$g" ]; then
+    "$g" serve --sha256 "$guard" --listen-abstract "$name" --agent "$agent" --policy "$state/policy" </dev/null >/dev/null 2>&1 3<&- &
+  else
+    socat "ABSTRACT-LISTEN:$name,fork" "UNIX-CONNECT:$agent" </dev/null >/dev/null 2>&1 3<&- &
+  fi
   fpid=$!
   record "$state/forwarder.pid" "$fpid"
   read_record "$state/forwarder.pid"; fstart=$rs
@@ -211,10 +220,10 @@ if [ -n "$forwarder_started" ]; then
   i=0
   until owns_abstract "$fpid" "$name"; do
     i=$((i+1))
-    if [ "$i" -ge 1000 ] || ! is_alive "$fpid"; then echo "the guard did not start on @$name" >&2; exit 1; fi
+    if [ "$i" -ge 1000 ] || ! is_alive "$fpid"; then echo "$fw_name did not start on @$name" >&2; exit 1; fi
     sleep 0.01
   done
-  is_ours "$fpid" "$fstart" "$g" "--listen-abstract $name" || { echo "the guard on @$name is not the process we started" >&2; exit 1; }
+  is_ours "$fpid" "$fstart" "$fw_prog" "$fw_arg" || { echo "$fw_name on @$name is not the process we started" >&2; exit 1; }
   echo "forwarder-started $fpid"
 fi
 echo "done"
@@ -288,7 +297,7 @@ echo "done"
 "#;
 
 /// Root in the sidecar, for verify: `$1` state, `$2` agent socket, `$3`
-/// abstract name, `$4…` tools. Prints trust words, `netns NS`, `agent PID
+/// abstract name, `$4` `guard`|`off` (the forwarder to expect), `$5…` tools. Prints trust words, `netns NS`, `agent PID
 /// alive|dead`, `forwarder PID alive|dead`, `key SHA256:…`, `done`.
 pub(crate) fn verify_script() -> String {
     format!(
@@ -301,7 +310,7 @@ pub(crate) fn verify_script() -> String {
 const VERIFY_BODY: &str = r#"
 set -u
 unset LD_PRELOAD LD_LIBRARY_PATH LD_AUDIT ENV BASH_ENV
-state=$1 agent=$2 name=$3; shift 3
+state=$1 agent=$2 name=$3 guard=$4; shift 4
 bad=0
 trust_root "$state" "$agent" "$agent" "$@"
 [ "$bad" = 0 ] || { echo "done"; exit 0; }
@@ -309,7 +318,8 @@ echo "netns $("$READLINK" /proc/self/ns/net)"
 read_record "$state/agent.pid"; apid=$rp astart=$rs
 read_record "$state/forwarder.pid"; fpid=$rp fstart=$rs
 if agent_is_ours "$apid" "$astart" "$agent" && [ -S "$agent" ]; then echo "agent $apid alive"; else echo "agent ${apid:-none} dead"; fi
-if is_ours "$fpid" "$fstart" "$state/guard-" "--listen-abstract $name" && owns_abstract "$fpid" "$name"; then echo "forwarder $fpid alive"; else echo "forwarder ${fpid:-none} dead"; fi
+if [ "$guard" = off ]; then fw_prog=socat fw_arg="ABSTRACT-LISTEN:$name"; else fw_prog=$state/guard- fw_arg="--listen-abstract $name"; fi
+if is_ours "$fpid" "$fstart" "$fw_prog" "$fw_arg" && owns_abstract "$fpid" "$name"; then echo "forwarder $fpid alive"; else echo "forwarder ${fpid:-none} dead"; fi
 out=$(SSH_AUTH_SOCK=$agent ssh-add -l -E sha256 2>&1)
 printf '%s\n' "$out" | while read -r _ fp _; do
   case $fp in SHA256:*) echo "key $fp";; esac
@@ -477,6 +487,8 @@ struct AgentLoad<'a> {
     /// The abstract socket's name.
     name: &'a str,
     token: &'a str,
+    /// The guard's SHA-256, or `off` (see [`crate::provision::guard_arg`]).
+    guard: &'a str,
     /// The guard's policy (see [`crate::provision::guard_policy`]).
     policy: &'a str,
     /// The agent protocol messages that load the keys.
@@ -492,7 +504,7 @@ fn agent_request(target: &Target, load: &AgentLoad<'_>, mode: &str) -> ExecReque
         load.name,
         mode,
         load.token,
-        crate::guard::sha256(),
+        load.guard,
         &policy_lines,
     ];
     args.extend(sidecar_tools());
@@ -531,11 +543,7 @@ pub async fn provision(
     let t = Instant::now();
     validate_target(target)?;
     let mut valid = validate_with(plan, opts)?;
-    if crate::guard::EXECUTABLE.is_empty() {
-        return Err(Error::NoGuard {
-            container: bottle.to_string(),
-        });
-    }
+    let guard = crate::provision::guard_arg(bottle, opts)?;
     let details = bottle_details(admin, bottle).await?;
     crate::certificate::certify(&mut valid, admin.engine().name(), bottle, unix_now())?;
     let message = agent::load_keys_message(&valid.keys).map_err(|reason| Error::Plan {
@@ -557,7 +565,11 @@ pub async fn provision(
     let token = lock_token();
 
     let expected = valid.fingerprints();
-    let policy = crate::provision::guard_policy(&valid);
+    let policy = if opts.unguarded {
+        String::new()
+    } else {
+        crate::provision::guard_policy(&valid)
+    };
     let load = |side: String, side_name: String, created: bool| {
         let (name, token, message, expected) = (&name, &token, &message, &expected);
         let policy = &policy;
@@ -565,6 +577,7 @@ pub async fn provision(
             let load = AgentLoad {
                 name,
                 token,
+                guard,
                 policy,
                 message,
             };
@@ -1049,7 +1062,8 @@ pub async fn verify(
         ),
     ));
     let abs = abstract_name(&details.info.id);
-    let mut args = vec![STATE_DIR, target.agent_socket.as_str(), abs.as_str()];
+    let guard = if opts.unguarded { "off" } else { "guard" };
+    let mut args = vec![STATE_DIR, target.agent_socket.as_str(), abs.as_str(), guard];
     args.extend(sidecar_tools());
     let out = admin
         .exec(
@@ -1090,6 +1104,13 @@ pub async fn verify(
         report
             .checks
             .push(check(what, live.alive, format!("pid {}", live.pid)));
+    }
+    if !opts.unguarded {
+        report.checks.push(check(
+            "guard",
+            true,
+            format!("bottle-guard serves @{abs} in the sidecar"),
+        ));
     }
     let mut keys = state.keys.clone();
     keys.sort();
@@ -1237,6 +1258,7 @@ mod tests {
         let load = AgentLoad {
             name: "n",
             token: "t",
+            guard: "off",
             policy: "",
             message: b"KEYS",
         };

@@ -77,7 +77,8 @@ pub async fn verify_with(
     target: &Target,
     opts: &Options<'_>,
 ) -> Result<VerifyReport, Error> {
-    verify_checking(rt, container, plan, target, opts, &root_tools(), "guard").await
+    let forwarder = if opts.unguarded { "relay" } else { "guard" };
+    verify_checking(rt, container, plan, target, opts, &root_tools(), forwarder).await
 }
 
 /// [`verify_with`], with root's trust check over `tools` (the layout's).
@@ -179,6 +180,21 @@ pub(crate) async fn verify_checking(
         if live.alive {
             pids[i] = live.pid.clone();
         }
+    }
+    // Reported whenever it is off, so an unguarded bottle never passes
+    // unnoticed; the sidecar layout reports its own guard.
+    if opts.unguarded {
+        checks.push(check(
+            "guard",
+            true,
+            "off (guard = \"off\"): UNGUARDED, every request reaches the agent",
+        ));
+    } else if forwarder == "guard" {
+        checks.push(check(
+            "guard",
+            true,
+            "bottle-guard serves the public socket",
+        ));
     }
 
     let content_of = |path: &str| -> String {

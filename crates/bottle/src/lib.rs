@@ -47,7 +47,7 @@
 //!         .map(Zeroizing::new)
 //!         .map_err(|_| format!("no passphrase for {}", key.display()))
 //! };
-//! let opts = Options { passphrase: Some(&ask), strict: true };
+//! let opts = Options { passphrase: Some(&ask), strict: true, ..Default::default() };
 //! let target = Target::default();
 //! bottle::validate_with(plan, &opts)?; // reads keys, no engine call
 //! let report = bottle::provision_with(rt, "my-bottle", plan, &target, &opts).await?;
@@ -1090,6 +1090,7 @@ mod tests {
         let lax = Options {
             passphrase: Some(&ask),
             strict: false,
+            ..Default::default()
         };
         let v = validate_with(&plan, &lax).expect("decrypts with the provider");
         assert_eq!(v.keys.len(), 1);

@@ -63,6 +63,10 @@ pub struct Cli {
     )]
     pub agent_image: Option<String>,
 
+    /// bottle-guard between the bottle and the agent: on, or off (a plain relay: every request reaches the agent; verify reports the bottle unguarded) [setting: guard]
+    #[arg(long, global = true, env = "CLAUDE_BOTTLE_GUARD", value_name = "on|off", value_parser = parse_guard)]
+    pub guard: Option<bottle::config::GuardChoice>,
+
     /// Extra configuration file, above the system and user files
     #[arg(long, global = true, env = "CLAUDE_BOTTLE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -101,6 +105,10 @@ fn parse_runtime(s: &str) -> Result<RuntimeChoice, String> {
 }
 
 fn parse_agent(s: &str) -> Result<bottle::config::AgentChoice, String> {
+    s.parse()
+}
+
+fn parse_guard(s: &str) -> Result<bottle::config::GuardChoice, String> {
     s.parse()
 }
 

@@ -26,6 +26,7 @@ impl Prompt {
         Options {
             passphrase: Some(self),
             strict,
+            unguarded: false,
         }
     }
 }

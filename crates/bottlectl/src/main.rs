@@ -33,7 +33,9 @@ mod safe;
 mod ship;
 mod watch;
 
-use bottle::config::{load, load_manifest, AgentChoice, Config, Manifest, Overrides, Sources};
+use bottle::config::{
+    load, load_manifest, AgentChoice, Config, GuardChoice, Manifest, Overrides, Sources,
+};
 use bottle::Selection;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
@@ -171,6 +173,7 @@ fn overrides(cli: &Cli, matches: &ArgMatches) -> Overrides {
             .clone()
             .filter(|_| from_command_line(matches, "namespace")),
         agent: cli.agent.filter(|_| from_command_line(matches, "agent")),
+        guard: cli.guard.filter(|_| from_command_line(matches, "guard")),
         agent_image: cli
             .agent_image
             .clone()
@@ -214,7 +217,10 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
         Command::Provision(args) => {
             let config = load_config(cli, matches)?;
             let prompt = std::sync::Arc::new(keys::Prompt::default());
-            let opts = prompt.options(args.strict);
+            let opts = bottle::ssh::Options {
+                unguarded: config.settings.guard == GuardChoice::Off,
+                ..prompt.options(args.strict)
+            };
             let manifest = read_manifest(&args.manifest, &config, &opts, out)?;
             let Some(container) = args.targets.single() else {
                 let op = many::Op::Provision {
@@ -243,7 +249,10 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
         Command::Verify(args) => {
             let config = load_config(cli, matches)?;
             let prompt = std::sync::Arc::new(keys::Prompt::default());
-            let opts = prompt.options(args.strict);
+            let opts = bottle::ssh::Options {
+                unguarded: config.settings.guard == GuardChoice::Off,
+                ..prompt.options(args.strict)
+            };
             let manifest = read_manifest(&args.manifest, &config, &opts, out)?;
             let Some(container) = args.targets.single() else {
                 let op = many::Op::Verify {
@@ -314,10 +323,7 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
                 shown.join(" "),
                 manifest.path.display()
             ));
-            let placement = many::Placement {
-                target: config.settings.target(),
-                agent: agent_layout(&config.settings),
-            };
+            let placement = placement(&config.settings);
             let provision = watch::provisioner(
                 &sel,
                 placement,
@@ -363,11 +369,17 @@ async fn run_many(
     let first = targets.containers.first().map(String::as_str);
     let sel = select(&config.settings, first, out).await?;
     let containers = many::resolve(&sel, &targets.containers, &targets.filter, out).await?;
-    let placement = many::Placement {
-        target: config.settings.target(),
-        agent: agent_layout(&config.settings),
-    };
+    let placement = placement(&config.settings);
     Ok(many::run(out, sel, op, placement, prompt, containers, targets.jobs()).await)
+}
+
+/// Where and how provision puts things, from the settings.
+fn placement(settings: &bottle::config::Settings) -> many::Placement {
+    many::Placement {
+        target: settings.target(),
+        agent: agent_layout(settings),
+        unguarded: settings.guard == GuardChoice::Off,
+    }
 }
 
 /// The settings' `agent` and `agent_image` as bottle-ssh's layout.

@@ -57,6 +57,8 @@ struct Shared {
     op: Op,
     target: Target,
     agent: AgentLayout,
+    /// Setting `guard = "off"`.
+    unguarded: bool,
     prompt: Arc<crate::keys::Prompt>,
 }
 
@@ -65,6 +67,8 @@ struct Shared {
 pub struct Placement {
     pub target: Target,
     pub agent: AgentLayout,
+    /// Setting `guard = "off"`: a plain relay instead of bottle-guard.
+    pub unguarded: bool,
 }
 
 /// `provision` in the agent layout: the agent in the bottle, or in its
@@ -238,6 +242,7 @@ pub async fn run(
         op,
         target: placement.target,
         agent: placement.agent,
+        unguarded: placement.unguarded,
         prompt,
     });
     let slots = Arc::new(Semaphore::new(jobs.max(1)));
@@ -360,6 +365,7 @@ async fn work(shared: &Shared, member: &Member) -> Outcome {
     let opts = |strict: bool| Options {
         passphrase: Some(shared.prompt.as_ref()),
         strict,
+        unguarded: shared.unguarded,
     };
     match &shared.op {
         Op::Provision { manifest, strict } => {

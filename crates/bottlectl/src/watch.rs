@@ -719,6 +719,7 @@ pub fn provisioner(
     let sel = Arc::new(sel.clone());
     let target = Arc::new(placement.target);
     let agent = Arc::new(placement.agent);
+    let unguarded = placement.unguarded;
     let renew_in = renewal_after(&manifest.plan);
     Arc::new(move |c: ContainerInfo| {
         let (sel, agent, manifest, target, prompt) = (
@@ -732,6 +733,7 @@ pub fn provisioner(
             let opts = bottle::ssh::Options {
                 passphrase: Some(prompt.as_ref()),
                 strict,
+                unguarded,
             };
             if matches!(*agent, bottle::ssh::sidecar::AgentLayout::Sidecar { .. }) {
                 // A watched bottle removed meanwhile leaves its sidecar (Docker).
