@@ -494,8 +494,8 @@ async fn check_watch_refuses_an_encrypted_key_without_askpass(env: &TestEnv) {
 }
 
 /// `agent = sidecar`: the watch provisions each bottle with its own agent
-/// sidecar (no ssh-agent in the bottle), and after a restart (a new network
-/// namespace) with a new one.
+/// sidecar (no ssh-agent in the bottle), removes it when the bottle stops,
+/// and after the start (a new network namespace) makes a new one.
 async fn check_watch_uses_the_sidecar_layout(env: &TestEnv) {
     use bottle_ssh::sidecar::{sidecar_name, LABEL_FOR, LABEL_STARTED};
     ensure_bottlectl().await;
@@ -527,7 +527,18 @@ async fn check_watch_uses_the_sidecar_layout(env: &TestEnv) {
     );
     user_sees_two_keys(env, &bottle).await;
 
+    // A stopped bottle's sidecar (and the keys in it) goes at once.
     admin.stop(&bottle).await.unwrap();
+    w.until("retired", |w| w.count("retired", &bottle) == 1)
+        .await;
+    assert!(
+        matches!(
+            admin.details(&sidecar_name(&bottle)).await,
+            Err(bottle_runtime::Error::ContainerNotFound { .. })
+        ),
+        "the stopped bottle's sidecar is still there: {}",
+        w.dump()
+    );
     admin.start(&bottle).await.unwrap();
     w.until("provisioned again", |w| {
         w.count("provisioned", &bottle) >= 2

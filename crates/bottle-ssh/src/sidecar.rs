@@ -1157,6 +1157,32 @@ pub async fn deprovision(
     Ok(report)
 }
 
+/// When `bottle` stops or dies (`watch`): remove its sidecar, unless the
+/// bottle runs again and the sidecar belongs to this start of it. Only a
+/// container labelled for this bottle is touched; a bottle already gone is
+/// left to [`remove_orphans`]. Returns the removed sidecar's name.
+pub async fn retire(admin: &dyn ContainerAdmin, bottle: &str) -> Result<Option<String>, Error> {
+    use bottle_runtime::Error as E;
+    let details = match admin.details(bottle).await {
+        Ok(d) => d,
+        Err(E::ContainerNotFound { .. }) => return Ok(None),
+        Err(e) => return Err(Error::runtime("inspect the bottle")(e)),
+    };
+    let name = sidecar_name(&details.info.name);
+    let sidecar = match find_sidecar(admin, &details, &name).await {
+        Ok(Found::Absent) => return Ok(None),
+        Ok(Found::Current(_)) if details.info.is_running() => return Ok(None),
+        Ok(Found::Current(d) | Found::Stale(d)) => d,
+        // Not this bottle's (no label): never removed.
+        Err(Error::Sidecar { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match admin.remove(&sidecar.info.id).await {
+        Ok(()) | Err(E::ContainerNotFound { .. }) => Ok(Some(name)),
+        Err(e) => Err(Error::runtime("remove the agent sidecar")(e)),
+    }
+}
+
 /// [`crate::preflight`] for the bottle in the `sidecar` layout: the tools
 /// it needs here (no `ssh-agent`).
 pub async fn preflight(

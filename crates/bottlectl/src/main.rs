@@ -324,6 +324,7 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
                 manifest.path.display()
             ));
             let placement = placement(&config.settings);
+            let retire = watch::retirer(&sel, &placement.agent);
             let provision = watch::provisioner(
                 &sel,
                 placement,
@@ -335,6 +336,7 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
                 filters: args.filter.clone(),
                 jobs,
                 grace: std::time::Duration::from_secs(args.grace),
+                retire,
                 ..watch::WatchOptions::default()
             };
             let report = |a| watch::print(out, a);

@@ -11,7 +11,9 @@
 //! - never two provisions of one container at once: one that starts again
 //!   while being provisioned is provisioned once more afterwards;
 //! - at most `jobs` provisions at once;
-//! - die and destroy forget the container;
+//! - die and destroy forget the container, and retire it (the `sidecar`
+//!   layout removes its agent sidecar) before the next event is read, so
+//!   a start that follows provisions after the removal;
 //! - when the stream ends or fails, reconnect with backoff, replaying the
 //!   engine's events since the loss, and list again (provisioning what is
 //!   running and not known);
@@ -52,6 +54,23 @@ pub struct WatchOptions {
     pub backoff: (Duration, Duration),
     /// How long running provisions may finish after a shutdown signal.
     pub grace: Duration,
+    /// What to do when a known container stops or dies.
+    pub retire: Option<Retire>,
+}
+
+/// Called when a known container stops or dies: `Ok(Some(what))` names
+/// what was removed (its agent sidecar), `Ok(None)` nothing to do.
+#[derive(Clone)]
+pub struct Retire(
+    pub  Arc<
+        dyn Fn(ContainerInfo) -> BoxFuture<'static, Result<Option<String>, String>> + Send + Sync,
+    >,
+);
+
+impl std::fmt::Debug for Retire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Retire")
+    }
 }
 
 impl Default for WatchOptions {
@@ -62,6 +81,7 @@ impl Default for WatchOptions {
             settle: Duration::from_millis(25),
             backoff: (Duration::from_millis(500), Duration::from_secs(30)),
             grace: Duration::from_secs(30),
+            retire: None,
         }
     }
 }
@@ -132,6 +152,11 @@ pub enum Action {
     Forgot {
         c: ContainerInfo,
         action: EventAction,
+    },
+    /// A forgotten container's leftovers removed (its agent sidecar).
+    Retired {
+        c: ContainerInfo,
+        removed: String,
     },
     Stopping {
         running: usize,
@@ -302,7 +327,9 @@ pub async fn watch(
                     tracing::error!("a provision task failed");
                     continue;
                 };
-                finish(&mut known, &id, why, started, result, &opts, report);
+                if let Some(gone) = finish(&mut known, &id, why, started, result, &opts, report) {
+                    retire(&opts, gone, report).await;
+                }
             }
             item = next_event => match item {
                 Some(Ok(ev)) => {
@@ -362,7 +389,8 @@ pub async fn watch(
                                 *forget = true;
                             } else {
                                 let entry = known.remove(&ev.id).expect("present");
-                                report(Action::Forgot { c: entry.info, action: ev.action });
+                                report(Action::Forgot { c: entry.info.clone(), action: ev.action });
+                                retire(&opts, entry.info, report).await;
                             }
                         }
                     }
@@ -391,7 +419,7 @@ pub async fn watch(
             joined = tasks.join_next() => match joined {
                 None => break,
                 Some(Ok((id, why, started, result))) => {
-                    finish(&mut known, &id, why, started, result, &opts, report)
+                    finish(&mut known, &id, why, started, result, &opts, report);
                 }
                 Some(Err(_)) => {}
             },
@@ -407,6 +435,21 @@ pub async fn watch(
         }
     }
     0
+}
+
+/// Run the retire hook for a forgotten container. Awaited in the loop: a
+/// start of the same container is read only after its sidecar is gone.
+async fn retire(opts: &WatchOptions, c: ContainerInfo, report: &(dyn Fn(Action) + Sync)) {
+    let Some(Retire(hook)) = &opts.retire else {
+        return;
+    };
+    match hook(c.clone()).await {
+        Ok(Some(removed)) => report(Action::Retired { c, removed }),
+        Ok(None) => {}
+        Err(error) => {
+            tracing::warn!(container = %safe::field(&c.name), %error, "cannot retire a stopped container")
+        }
+    }
 }
 
 fn error_text(e: &dyn std::error::Error) -> String {
@@ -519,6 +562,8 @@ async fn dispatch(
     }
 }
 
+/// Record a provision's end; returns the container when it died meanwhile
+/// and is forgotten now (to retire).
 fn finish(
     known: &mut HashMap<String, Entry>,
     id: &str,
@@ -527,9 +572,9 @@ fn finish(
     result: Option<Result<Provided, Failure>>,
     opts: &WatchOptions,
     report: &(dyn Fn(Action) + Sync),
-) {
+) -> Option<ContainerInfo> {
     let Some(entry) = known.get_mut(id) else {
-        return;
+        return None;
     };
     let c = entry.info.clone();
     // The renewal to schedule (if nothing else comes first).
@@ -579,9 +624,10 @@ fn finish(
         State::InFlight { forget: true, .. } => {
             let entry = known.remove(id).expect("present");
             report(Action::Forgot {
-                c: entry.info,
+                c: entry.info.clone(),
                 action: EventAction::Die,
             });
+            return Some(entry.info);
         }
         _ => {
             if let Some(after) = next {
@@ -592,6 +638,7 @@ fn finish(
             }
         }
     }
+    None
 }
 
 /// One line per action: human on stdout (container text escaped), or a
@@ -685,6 +732,15 @@ fn render(action: Action) -> (serde_json::Value, String) {
             json!({"action": "forgot", "container": c.name, "id": c.id, "after": action.to_string()}),
             format!("forgot {} ({}) after {action}", name(&c), short(&c)),
         ),
+        Action::Retired { c, removed } => (
+            json!({"action": "retired", "container": c.name, "id": c.id, "removed": removed}),
+            format!(
+                "retired {} ({}): removed {}",
+                name(&c),
+                short(&c),
+                safe::field(&removed)
+            ),
+        ),
         Action::Stopping { running } => (
             json!({"action": "stopping", "running": running}),
             format!("stopping: {running} provision(s) running may finish"),
@@ -763,6 +819,28 @@ pub fn provisioner(
             }
         })
     })
+}
+
+/// The retire hook of the agent layout: in `sidecar`, a bottle that stops
+/// or dies loses its sidecar (and the keys in it) at once, instead of at
+/// its next start or `deprovision`.
+pub fn retirer(
+    sel: &bottle::Selection,
+    agent: &bottle::ssh::sidecar::AgentLayout,
+) -> Option<Retire> {
+    if !matches!(agent, bottle::ssh::sidecar::AgentLayout::Sidecar { .. }) {
+        return None;
+    }
+    let sel = Arc::new(sel.clone());
+    Some(Retire(Arc::new(move |c: ContainerInfo| {
+        let sel = sel.clone();
+        Box::pin(async move {
+            bottle::ssh::sidecar::retire(sel.admin.as_ref(), &c.id)
+                .await
+                .map(|removed| removed.map(|name| format!("its agent sidecar {name}")))
+                .map_err(|e| bottle::error_chain(&e).to_string())
+        })
+    })))
 }
 
 /// SIGINT or SIGTERM, registered now (the default action would kill the

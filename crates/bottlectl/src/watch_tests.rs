@@ -152,6 +152,7 @@ impl Log {
             Action::Failed { c, .. } => ("failed", c.id),
             Action::Skipped { c } => ("skipped", c.id),
             Action::Forgot { c, .. } => ("forgot", c.id),
+            Action::Retired { c, .. } => ("retired", c.id),
             Action::Stopping { .. } => ("stopping", String::new()),
             Action::Abandoned { c } => ("abandoned", c.id),
         };
@@ -259,6 +260,68 @@ async fn a_start_during_a_provision_is_one_more_afterwards_never_two_at_once() {
     .await;
     assert_eq!(counter.overlaps.load(Ordering::SeqCst), 0);
     assert_eq!(counter.started.lock().unwrap().len(), 2);
+}
+
+/// A die retires the container (the sidecar layout removes its sidecar),
+/// also when it died during its provision; a start read after the die is
+/// provisioned only once the retirement is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_container_is_retired_before_its_next_start() {
+    let fake = Arc::new(Fake::default());
+    let tx = fake.subscription();
+    fake.run("a");
+    let counter = Arc::new(Counter::default());
+    let release = Arc::new(Semaphore::new(0));
+    // Each retirement: the container, and how many provisions had started
+    // when it ended.
+    let retired = Arc::new(Mutex::new(Vec::<(String, usize)>::new()));
+    let log = Log::default();
+    let hook = {
+        let (counter, retired) = (counter.clone(), retired.clone());
+        Retire(Arc::new(move |c: ContainerInfo| {
+            let (counter, retired) = (counter.clone(), retired.clone());
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(40)).await;
+                let started = counter.started.lock().unwrap().len();
+                retired.lock().unwrap().push((c.id.clone(), started));
+                Ok(Some(format!("sidecar of {}", c.id)))
+            })
+        }))
+    };
+    let steps = async {
+        // Dies while being provisioned: retired once the provision ends.
+        until(|| counter.started.lock().unwrap().len() == 1).await;
+        tx.send(ev("a", "die")).unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(log.count("retired", Some("a")), 0, "not while provisioning");
+        release.add_permits(1);
+        until(|| log.count("retired", Some("a")) == 1).await;
+        assert_eq!(log.count("forgot", Some("a")), 1);
+        // Provisioned again, then a die and a start at once: the start is
+        // provisioned after the retirement.
+        tx.send(ev("a", "start")).unwrap();
+        release.add_permits(1);
+        until(|| log.count("provisioned", Some("a")) == 2).await;
+        tx.send(ev("a", "die")).unwrap();
+        tx.send(ev("a", "start")).unwrap();
+        release.add_permits(1);
+        until(|| log.count("provisioned", Some("a")) == 3).await;
+        assert_eq!(log.count("retired", Some("a")), 2);
+    };
+    let with_retire = WatchOptions {
+        retire: Some(hook),
+        ..opts(4)
+    };
+    watch(
+        fake.clone(),
+        with_retire,
+        counting(counter.clone(), release.clone()),
+        &|a| log.push(a),
+        steps,
+    )
+    .await;
+    let retired = retired.lock().unwrap().clone();
+    assert_eq!(retired, [("a".to_string(), 1), ("a".to_string(), 2)]);
 }
 
 /// A name filter applies to listings only: the engine's start events of
