@@ -58,14 +58,14 @@ pub struct WatchOptions {
     pub retire: Option<Retire>,
 }
 
+/// The function inside [`Retire`].
+pub type RetireFn =
+    Arc<dyn Fn(ContainerInfo) -> BoxFuture<'static, Result<Option<String>, String>> + Send + Sync>;
+
 /// Called when a known container stops or dies: `Ok(Some(what))` names
 /// what was removed (its agent sidecar), `Ok(None)` nothing to do.
 #[derive(Clone)]
-pub struct Retire(
-    pub  Arc<
-        dyn Fn(ContainerInfo) -> BoxFuture<'static, Result<Option<String>, String>> + Send + Sync,
-    >,
-);
+pub struct Retire(pub RetireFn);
 
 impl std::fmt::Debug for Retire {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -573,9 +573,7 @@ fn finish(
     opts: &WatchOptions,
     report: &(dyn Fn(Action) + Sync),
 ) -> Option<ContainerInfo> {
-    let Some(entry) = known.get_mut(id) else {
-        return None;
-    };
+    let entry = known.get_mut(id)?;
     let c = entry.info.clone();
     // The renewal to schedule (if nothing else comes first).
     let mut next = None;
