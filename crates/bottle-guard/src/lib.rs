@@ -16,6 +16,7 @@
 //!   namespaces, never a login;
 //! - data that parses as neither is refused.
 
+pub mod audit;
 pub mod policy;
 pub mod wire;
 
@@ -47,6 +48,9 @@ pub const FAILURE_FRAME: [u8; 5] = [0, 0, 0, 1, msg::FAILURE];
 /// The name of a request as the records show it.
 pub fn request_name(kind: u8) -> &'static str {
     match kind {
+        // Protocol 1's, which ssh-add -D still sends.
+        1 => "list-v1",
+        9 => "remove-all-v1",
         11 => "list",
         13 => "sign",
         17 => "add",

@@ -1,5 +1,5 @@
 //! `bottle-guard serve [--sha256 HEX] --listen PUBLIC|--listen-abstract NAME
-//! --agent AGENT --policy FILE`
+//! --agent AGENT --policy FILE [--audit DIR]`
 //!
 //! Listens on PUBLIC (mode 666), or on the abstract socket `@NAME` (the
 //! `sidecar` layout: reachable from the bottle's network namespace), and serves each client over its own
@@ -7,16 +7,19 @@
 //! allows (see the library). The policy is read for each new client, so a
 //! provision that changes it needs no restart; a policy that does not read
 //! closes the client (fail closed). With `--sha256`, the executable first
-//! checks that it is the one the provisioner delivered. Threads, not async: a handful of clients, and
+//! checks that it is the one the provisioner delivered. With `--audit`,
+//! every request is recorded in `DIR/audit.jsonl` (see the library's
+//! `audit`). Threads, not async: a handful of clients, and
 //! a static executable as small as it can be.
 
+use bottle_guard::audit::{self, Log};
 use bottle_guard::policy::{Policy, MAX_POLICY};
 use bottle_guard::{Session, Verdict, FAILURE_FRAME, MAX_FRAME};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,12 +40,13 @@ struct Args {
     listen: Listen,
     agent: PathBuf,
     policy: PathBuf,
+    audit: Option<PathBuf>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: bottle-guard serve [--sha256 HEX] --listen PUBLIC|--listen-abstract NAME \
-         --agent AGENT --policy FILE\n       \
+         --agent AGENT --policy FILE [--audit DIR]\n       \
          bottle-guard check --sha256 HEX"
     );
     std::process::exit(2)
@@ -68,6 +72,7 @@ fn args() -> Args {
         _ => usage(),
     }
     let (mut listen, mut agent, mut policy, mut sha256) = (None, None, None, None);
+    let mut audit = None;
     while let Some(flag) = it.next() {
         let value = it.next().map(PathBuf::from).unwrap_or_else(|| usage());
         match flag.to_str() {
@@ -78,6 +83,7 @@ fn args() -> Args {
             }
             Some("--agent") => agent = Some(value),
             Some("--policy") => policy = Some(value),
+            Some("--audit") => audit = Some(value),
             _ => usage(),
         }
     }
@@ -87,6 +93,7 @@ fn args() -> Args {
             listen,
             agent,
             policy,
+            audit,
         },
         _ => usage(),
     }
@@ -135,11 +142,26 @@ fn write_frame(stream: &mut UnixStream, body: &[u8]) -> std::io::Result<()> {
     stream.write_all(&out)
 }
 
-fn serve(mut client: UnixStream, agent: &std::path::Path, policy: &Policy) -> std::io::Result<()> {
+/// One client: its connection number (for the records) and where to.
+struct Client<'a> {
+    connection: u64,
+    agent: &'a std::path::Path,
+    policy: &'a Policy,
+    log: Option<&'a Log>,
+}
+
+fn serve(mut client: UnixStream, to: &Client<'_>) -> std::io::Result<()> {
+    let (agent, policy) = (to.agent, to.policy);
     let mut upstream: Option<UnixStream> = None;
     let mut session = Session::new();
     while let Some(body) = read_frame(&mut client)? {
-        match session.decide(policy, &body) {
+        let verdict = session.decide(policy, &body);
+        if let Some(log) = to.log {
+            let mut record = audit::describe(&body, &verdict, &policy.aliases);
+            record.connection = to.connection;
+            log.write(record);
+        }
+        match verdict {
             Verdict::Refuse(_) => client.write_all(&FAILURE_FRAME)?,
             Verdict::Forward(_) => {
                 // One upstream connection per client, opened on its first
@@ -221,20 +243,30 @@ fn main() {
         }
     };
     let clients = Arc::new(AtomicUsize::new(0));
+    let connections = AtomicU64::new(0);
     let agent = Arc::new(args.agent);
     let policy_path = Arc::new(args.policy);
+    let log = Arc::new(args.audit.as_deref().map(Log::new));
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
+        let connection = connections.fetch_add(1, Ordering::SeqCst) + 1;
         if clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
             clients.fetch_sub(1, Ordering::SeqCst);
             continue;
         }
         let (count, agent, policy_path) = (clients.clone(), agent.clone(), policy_path.clone());
+        let log = log.clone();
         let spawned = std::thread::Builder::new()
             .stack_size(256 * 1024)
             .spawn(move || {
                 if let Ok(policy) = read_policy(&policy_path) {
-                    let _ = serve(stream, &agent, &policy);
+                    let client = Client {
+                        connection,
+                        agent: &agent,
+                        policy: &policy,
+                        log: (*log).as_ref(),
+                    };
+                    let _ = serve(stream, &client);
                 }
                 count.fetch_sub(1, Ordering::SeqCst);
             });

@@ -9,6 +9,8 @@
 //! login SHA256:<key> user=git
 //! # the [signing] key: SSHSIG in these namespaces, never a login
 //! sshsig SHA256:<key> namespace=git
+//! # for the records: the aliases a host key identifies
+//! host SHA256:<host key> alias=a alias=b
 //! ```
 
 use std::collections::BTreeMap;
@@ -31,10 +33,12 @@ pub struct KeyRules {
     pub namespaces: Vec<String>,
 }
 
-/// Every key's rules, by `SHA256:` fingerprint.
+/// Every key's rules, by `SHA256:` fingerprint, and the entries' aliases
+/// by host key fingerprint (what the records name).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
     pub keys: BTreeMap<String, KeyRules>,
+    pub aliases: BTreeMap<String, Vec<String>>,
 }
 
 /// Why a policy file was refused, with its line number.
@@ -61,10 +65,11 @@ pub fn is_fingerprint(s: &str) -> bool {
     })
 }
 
-/// A login name or SSHSIG namespace: what the manifest's allow-lists admit.
+/// A login name, alias or SSHSIG namespace: what the manifest's allow-lists
+/// admit (bottle-ssh's `MAX_VALUE_LEN`, 255 bytes).
 fn is_name(s: &str) -> bool {
     !s.is_empty()
-        && s.len() <= 64
+        && s.len() <= 255
         && s.bytes()
             .all(|c| c.is_ascii_alphanumeric() || b"._-@".contains(&c))
 }
@@ -85,6 +90,7 @@ impl Policy {
                 return Err(err("the key is not a SHA256: fingerprint"));
             }
             let (mut users, mut hosts, mut namespaces) = (Vec::new(), Vec::new(), Vec::new());
+            let mut aliases = Vec::new();
             for word in words {
                 let (name, value) = word
                     .split_once('=')
@@ -93,8 +99,20 @@ impl Policy {
                     ("login", "user") if is_name(value) => users.push(value.to_string()),
                     ("login", "host") if is_fingerprint(value) => hosts.push(value.to_string()),
                     ("sshsig", "namespace") if is_name(value) => namespaces.push(value.to_string()),
+                    ("host", "alias") if is_name(value) => aliases.push(value.to_string()),
                     _ => return Err(err("unknown or malformed setting")),
                 }
+            }
+            if kind == "host" {
+                if aliases.is_empty() {
+                    return Err(err("a host names no alias"));
+                }
+                policy
+                    .aliases
+                    .entry(key.to_string())
+                    .or_default()
+                    .extend(aliases);
+                continue;
             }
             let rules = policy.keys.entry(key.to_string()).or_default();
             match kind {
@@ -130,6 +148,13 @@ impl Policy {
                 out.push('\n');
             }
         }
+        for (host, aliases) in &self.aliases {
+            out.push_str(&format!("host {host}"));
+            for a in aliases {
+                out.push_str(&format!(" alias={a}"));
+            }
+            out.push('\n');
+        }
         out
     }
 }
@@ -144,7 +169,7 @@ mod tests {
     #[test]
     fn rules_read_back_as_written() {
         let text = format!(
-            "# c\nlogin {K} user=git host={H}\nlogin {K} user=deploy\nsshsig {K} namespace=git\n"
+            "# c\nlogin {K} user=git host={H}\nlogin {K} user=deploy\nsshsig {K} namespace=git\nhost {H} alias=a alias=b.c\n"
         );
         let p = Policy::parse(&text).unwrap();
         let r = &p.keys[K];
@@ -152,6 +177,7 @@ mod tests {
         assert_eq!(r.logins[0].hosts, [H]);
         assert!(r.logins[1].hosts.is_empty());
         assert_eq!(r.namespaces, ["git"]);
+        assert_eq!(p.aliases[H], ["a", "b.c"]);
         assert_eq!(Policy::parse(&p.render()).unwrap(), p);
     }
 
@@ -167,6 +193,9 @@ mod tests {
             format!("sign {K} user=git"),
             "login SHA256:short user=git".to_string(),
             format!("login {K} user"),
+            format!("host {K}"),
+            format!("host {K} alias=a*"),
+            format!("host {K} user=git"),
         ] {
             let e = Policy::parse(&format!("login {K} user=ok\n{bad}\n")).unwrap_err();
             assert_eq!(e.line, 2, "{bad}: {e}");

@@ -60,7 +60,7 @@ struct World {
     login: PathBuf,
     signing: PathBuf,
     _agent: Started,
-    _guard: Started,
+    guard: Started,
 }
 
 impl World {
@@ -107,6 +107,8 @@ impl World {
                 .arg(&agent_sock)
                 .arg("--policy")
                 .arg(&policy)
+                .arg("--audit")
+                .arg(dir.path())
                 .spawn()
                 .unwrap(),
         );
@@ -117,7 +119,7 @@ impl World {
             login,
             signing,
             _agent: agent,
-            _guard: guard,
+            guard,
         }
     }
 
@@ -299,4 +301,100 @@ fn hostile_frames_do_not_stop_the_guard() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(w.listed(), 2);
     drop(stalled);
+}
+
+impl World {
+    /// The records so far, parsed.
+    fn records(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.dir.path().join("audit.jsonl")).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+#[test]
+fn every_request_is_recorded_with_what_it_was_for() {
+    let w = World::new();
+    assert_eq!(w.listed(), 2);
+    assert!(w.sign(&w.signing, "git").status.success());
+    assert!(!w.sign(&w.signing, "file").status.success());
+    assert!(!w.run("ssh-add", &["-D"]).status.success());
+    let records = w.records();
+    let signed: Vec<_> = records
+        .iter()
+        .filter(|r| r["request"] == "sign" && r["decision"] == "allow")
+        .collect();
+    assert_eq!(signed.len(), 1, "{records:#?}");
+    let r = signed[0];
+    assert_eq!(r["purpose"], "sshsig");
+    assert_eq!(r["namespace"], "git");
+    assert_eq!(r["key"], fingerprint(&w.signing));
+    // ssh-keygen hashes the message with SHA-512.
+    let digest = {
+        use sha2::Digest;
+        let h = sha2::Sha512::digest(b"signed text\n");
+        h.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    assert_eq!(r["hash"], format!("sha512:{digest}"));
+    let denied: Vec<_> = records.iter().filter(|r| r["decision"] == "deny").collect();
+    let requests: Vec<_> = denied
+        .iter()
+        .map(|r| r["request"].as_str().unwrap())
+        .collect();
+    // ssh-add -D sends protocol 1's remove-all too.
+    assert_eq!(
+        requests,
+        ["sign", "remove-all", "remove-all-v1"],
+        "{records:#?}"
+    );
+    assert!(denied[0]["reason"].as_str().unwrap().contains("\"file\""));
+    assert!(records.iter().any(|r| r["request"] == "list"));
+    // Unique ids, times in UTC, a connection number each.
+    let ids: std::collections::HashSet<_> = records.iter().map(|r| r["id"].clone()).collect();
+    assert_eq!(ids.len(), records.len());
+    for r in &records {
+        assert!(r["time"].as_str().unwrap().ends_with('Z'), "{r}");
+        assert!(r["connection"].as_u64().unwrap() >= 1, "{r}");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(w.dir.path().join("audit.jsonl"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+/// 100 000 listings on one connection: every one answered, the records
+/// stay within two files of 1 MiB and the guard's memory stays small.
+#[test]
+fn a_flood_keeps_the_record_bounded() {
+    use std::io::{Read, Write};
+    let w = World::new();
+    let mut s = std::os::unix::net::UnixStream::connect(&w.public).unwrap();
+    let mut reply = [0u8; 4];
+    for _ in 0..100_000 {
+        s.write_all(&[0, 0, 0, 1, 11]).unwrap();
+        s.read_exact(&mut reply).unwrap();
+        let len = u32::from_be_bytes(reply) as usize;
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).unwrap();
+        assert_eq!(body[0], 12, "an identities answer");
+    }
+    let size = |n: &str| {
+        std::fs::metadata(w.dir.path().join(n))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    assert!(size("audit.jsonl") <= 1 << 20 && size("audit.jsonl.1") <= 1 << 20);
+    assert!(size("audit.jsonl.1") > 0, "rotated");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", w.guard.0.id())).unwrap();
+    let rss_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(rss_kb < 16 * 1024, "guard RSS {rss_kb} kB");
+    assert_eq!(w.listed(), 2);
 }

@@ -189,7 +189,8 @@ pub(crate) fn guard_arg(container: &str, opts: &Options<'_>) -> Result<&'static 
 /// `login` line per entry (its key, its `User`, and its pinned host key
 /// where the key is destination-restricted: `Restrict = false` lets it go
 /// anywhere, as its user), one `sshsig` line for the `[signing]` key
-/// (namespace `git`).
+/// (namespace `git`), and one `host` line per pinned host key naming its
+/// entries' aliases (what the records show).
 pub(crate) fn guard_policy(plan: &ValidatedPlan) -> String {
     let mut out = String::new();
     for e in &plan.entries {
@@ -213,6 +214,25 @@ pub(crate) fn guard_policy(plan: &ValidatedPlan) -> String {
     }
     if let Some(s) = &plan.signing {
         out.push_str(&format!("sshsig {} namespace=git\n", s.fingerprint));
+    }
+    // For the records: the alias(es) each pinned host key identifies.
+    let mut aliases: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
+    for e in &plan.entries {
+        let host = e
+            .known_host_key
+            .as_deref()
+            .and_then(|k| ssh_key::PublicKey::from_openssh(k).ok());
+        if let Some(host) = host {
+            let fp = host.fingerprint(ssh_key::HashAlg::Sha256).to_string();
+            aliases.entry(fp).or_default().push(&e.alias);
+        }
+    }
+    for (host, names) in aliases {
+        out.push_str(&format!("host {host}"));
+        for n in names {
+            out.push_str(&format!(" alias={n}"));
+        }
+        out.push('\n');
     }
     out
 }

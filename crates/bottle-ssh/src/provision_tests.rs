@@ -395,3 +395,48 @@ fn deprovision_runs_both_parts_at_once_and_merges_them() {
     });
     assert!(block(deprovision(&rt, BOTTLE, &Target::default())).is_err());
 }
+
+/// The policy provision renders is one the guard reads, with names as long
+/// as the manifest allows, each alias under its pinned host key, and the
+/// signing key's namespace.
+#[test]
+fn the_rendered_policy_reads_in_the_guard() {
+    use ssh_key::{rand_core::OsRng, Algorithm, PrivateKey};
+    let dir = tempfile::tempdir().unwrap();
+    let host = PrivateKey::random(&mut OsRng, Algorithm::Ed25519).unwrap();
+    let host_line = host.public_key().to_openssh().unwrap();
+    let long = "u".repeat(crate::validate::MAX_VALUE_LEN);
+    let entry = |alias: &str, user: &str, key: PathBuf| SshEntry {
+        host: alias.into(),
+        hostname: "h.example".into(),
+        user: user.into(),
+        identity_file: key,
+        known_host_key: Some(host_line.clone()),
+        ..Default::default()
+    };
+    let plan = Plan {
+        signing: Some(Signing {
+            identity_file: key_file(dir.path(), "s"),
+            ..Default::default()
+        }),
+        gate: None,
+        ssh: vec![
+            entry("a", "git", key_file(dir.path(), "a")),
+            entry(&long, &long, key_file(dir.path(), "b")),
+        ],
+    };
+    let valid = validate(&plan).unwrap();
+    let text = crate::provision::guard_policy(&valid);
+    let policy =
+        bottle_guard::policy::Policy::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let host_fp = host
+        .public_key()
+        .fingerprint(ssh_key::HashAlg::Sha256)
+        .to_string();
+    assert_eq!(policy.aliases[&host_fp], ["a", long.as_str()]);
+    let signing = valid.signing.as_ref().unwrap();
+    assert_eq!(policy.keys[&signing.fingerprint].namespaces, ["git"]);
+    let b = &valid.entries[1].fingerprint;
+    assert_eq!(policy.keys[b].logins[0].users, [long.clone()]);
+    assert_eq!(policy.keys[b].logins[0].hosts, [host_fp]);
+}

@@ -449,7 +449,7 @@ else
   stop_forwarder "$fpid" "$fstart" "$state" "$public"
   rm -f "$public"
   if [ -n "$g" ]; then
-    "$g" serve --sha256 "$guard" --listen "$public" --agent "$agent" --policy "$state/policy" </dev/null >/dev/null 2>&1 3<&- &
+    "$g" serve --sha256 "$guard" --listen "$public" --agent "$agent" --policy "$state/policy" --audit "$state" </dev/null >/dev/null 2>&1 3<&- &
   else
     socat "UNIX-LISTEN:$public,fork,mode=666,unlink-early" "UNIX-CONNECT:$agent" </dev/null >/dev/null 2>&1 3<&- &
   fi

@@ -186,7 +186,7 @@ else
     exit 0
   fi
   if [ -n "$g" ]; then
-    "$g" serve --sha256 "$guard" --listen-abstract "$name" --agent "$agent" --policy "$state/policy" </dev/null >/dev/null 2>&1 3<&- &
+    "$g" serve --sha256 "$guard" --listen-abstract "$name" --agent "$agent" --policy "$state/policy" --audit "$state" </dev/null >/dev/null 2>&1 3<&- &
   else
     socat "ABSTRACT-LISTEN:$name,fork" "UNIX-CONNECT:$agent" </dev/null >/dev/null 2>&1 3<&- &
   fi
