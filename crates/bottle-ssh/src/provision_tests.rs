@@ -437,6 +437,6 @@ fn the_rendered_policy_reads_in_the_guard() {
     let signing = valid.signing.as_ref().unwrap();
     assert_eq!(policy.keys[&signing.fingerprint].namespaces, ["git"]);
     let b = &valid.entries[1].fingerprint;
-    assert_eq!(policy.keys[b].logins[0].users, [long.clone()]);
+    assert_eq!(policy.keys[b].logins[0].users, std::slice::from_ref(&long));
     assert_eq!(policy.keys[b].logins[0].hosts, [host_fp]);
 }
