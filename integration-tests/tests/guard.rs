@@ -5,6 +5,8 @@
 //! user. Real `ssh`, `ssh-keygen -Y` and `ssh-add` through the public
 //! socket, and hand-made frames where OpenSSH would not send them.
 
+mod fixtures;
+
 use bottle_integration_tests::agent_attacks::{frame_then, send_as, FAILURE};
 use bottle_integration_tests::ssh_fixtures::{keygen_with, public, start_sshd};
 use bottle_integration_tests::{assert_success, engine_tests, TestEnv};
@@ -350,8 +352,151 @@ async fn check_guard_off_is_a_relay_that_verify_reports(env: &TestEnv) {
     assert_eq!(failed, ["forwarder running"], "{:?}", report.checks);
 }
 
+fn fp_of(public_line: &str) -> String {
+    bottle_ssh::ssh_key::PublicKey::from_openssh(public_line.trim())
+        .unwrap()
+        .fingerprint(bottle_ssh::ssh_key::HashAlg::Sha256)
+        .to_string()
+}
+
+/// `bottlectl audit` with `args` as JSON lines.
+async fn audit_json(env: &TestEnv, home: &Path, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec!["--json", "audit"];
+    all.extend(args);
+    let out = fixtures::output(fixtures::bottlectl(env, home, &all, &[])).await;
+    fixtures::expect_code(&out, 0, "bottlectl audit");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Issue 30: a real login and real SSHSIG signatures are recorded with
+/// their key, user, host key, alias, namespace and hash, a refused one with
+/// its reason; the user can neither read nor change the records;
+/// `audit --follow` shows a new one within a second or so; `deprovision`
+/// keeps them on the operator's machine and says where.
+async fn check_the_records_say_what_each_key_did(env: &TestEnv) {
+    let k = keys();
+    setup(env, &k).await;
+    fixtures::ensure_bottlectl().await;
+    let home = tempfile::tempdir().unwrap();
+    put_public(env, &k.signing, "/tmp/s.pub").await;
+    assert_success(&as_user(env, "ssh -o BatchMode=yes a true").await, "ssh a");
+    let sign = |ns: &str| {
+        format!("echo hi > /tmp/m && rm -f /tmp/m.sig && ssh-keygen -Y sign -n {ns} -f /tmp/s.pub /tmp/m")
+    };
+    assert_success(&as_user(env, &sign("git")).await, "sign in git");
+    assert!(!as_user(env, &sign("file")).await.success());
+    for attempt in [
+        "cat /run/claude-bottle/audit.jsonl",
+        "ls /run/claude-bottle",
+        "echo '{}' >> /run/claude-bottle/audit.jsonl",
+        "rm -f /run/claude-bottle/audit.jsonl",
+    ] {
+        let out = as_user(env, attempt).await;
+        assert!(!out.success(), "the user could: {attempt}: {out:?}");
+    }
+
+    let records = audit_json(env, home.path(), &[env.bottle()]).await;
+    let id = env.rt().inspect(env.bottle()).await.unwrap().id;
+    assert!(
+        records.iter().all(|r| r["container"] == id.as_str()),
+        "{records:#?}"
+    );
+    let login = records
+        .iter()
+        .find(|r| r["purpose"] == "login")
+        .unwrap_or_else(|| panic!("no login record: {records:#?}"));
+    assert_eq!(login["decision"], "allow");
+    assert_eq!(login["key"], fp_of(&public(&k.login)));
+    assert_eq!(login["user"], "git");
+    assert_eq!(login["host_key"], fp_of(&public(&k.host)));
+    assert_eq!(login["alias"], "a");
+    let sshsig = records
+        .iter()
+        .find(|r| r["purpose"] == "sshsig")
+        .unwrap_or_else(|| panic!("no sshsig record: {records:#?}"));
+    assert_eq!(sshsig["namespace"], "git");
+    assert_eq!(sshsig["key"], fp_of(&public(&k.signing)));
+    assert!(sshsig["hash"].as_str().unwrap().starts_with("sha512:"));
+    let denied = records
+        .iter()
+        .find(|r| r["decision"] == "deny" && r["request"] == "sign")
+        .unwrap_or_else(|| panic!("no refused signature: {records:#?}"));
+    assert!(
+        denied["reason"].as_str().unwrap().contains("\"file\""),
+        "{denied}"
+    );
+    // --since: the records are minutes old at most.
+    assert_eq!(
+        audit_json(env, home.path(), &["--since", "10m", env.bottle()])
+            .await
+            .len(),
+        records.len()
+    );
+
+    // --follow: a listing shows up while it runs.
+    let mut follow = fixtures::bottlectl(
+        env,
+        home.path(),
+        &["--json", "audit", "--follow", env.bottle()],
+        &[],
+    );
+    follow
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = follow.spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let before = records.len();
+    for _ in 0..before {
+        rx.recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the records so far");
+    }
+    assert_success(&as_user(env, "ssh-add -l >/dev/null").await, "ssh-add -l");
+    let listed = std::time::Instant::now();
+    let next = rx
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .expect("a new record while following");
+    let took = listed.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(next["request"], "list", "{next}");
+    assert!(took < std::time::Duration::from_millis(1500), "{took:?}");
+
+    // deprovision keeps them, and says where.
+    let out = fixtures::output(fixtures::bottlectl(
+        env,
+        home.path(),
+        &["deprovision", env.bottle()],
+        &[],
+    ))
+    .await;
+    fixtures::expect_code(&out, 0, "deprovision");
+    let path = home
+        .path()
+        .join(format!(".local/state/claude-bottle/audit/{id}.jsonl"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    let kept = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(kept.lines().count(), before + 1, "{kept}");
+}
+
 engine_tests!(
     images = [debian, busybox],
+    check_the_records_say_what_each_key_did,
     check_guard_off_is_a_relay_that_verify_reports,
     check_a_new_guard_replaces_another_version,
     check_the_signing_key_never_logs_in,

@@ -1114,6 +1114,48 @@ async fn check_sidecar_guard_off_is_a_relay_that_verify_reports(env: &TestEnv) {
     verify_then_deprovision(env, &plan).await;
 }
 
+/// Issue 30, sidecar layout: the records live in the sidecar, so root in
+/// the bottle has none to read or change; a login through the relay is
+/// recorded there with its alias, and deprovision hands them back before
+/// the sidecar goes.
+async fn check_the_sidecar_keeps_the_records_out_of_the_bottle(env: &TestEnv) {
+    let keys = keys();
+    let plan = plan(&keys);
+    start_sshd(env, &[PORT], &[&keys.host], &[public(&keys.user)]).await;
+    provision_sidecar(env, &plan).await.unwrap();
+    assert_success(&ssh_a(env).await, "ssh a through the sidecar's guard");
+    let found = env
+        .sh(
+            "find / -xdev -name 'audit.jsonl*' 2>/dev/null; ls -a /run/claude-bottle 2>/dev/null; true",
+            &[],
+        )
+        .await;
+    assert!(
+        !found.contains("audit.jsonl"),
+        "records in the bottle: {found}"
+    );
+    let admin = env.admin();
+    let layout = sidecar::AgentLayout::Sidecar { image: None };
+    let (id, holder) = bottle_ssh::audit::locate(admin.as_ref(), &layout, env.bottle())
+        .await
+        .unwrap();
+    assert_ne!(id, holder, "read from the sidecar");
+    let records = bottle_ssh::audit::read(admin.as_ref(), &holder, None)
+        .await
+        .unwrap();
+    let login = records
+        .iter()
+        .find(|r| r.purpose.as_deref() == Some("login"))
+        .unwrap_or_else(|| panic!("no login record: {records:#?}"));
+    assert_eq!(login.alias.as_deref(), Some("a"));
+    assert_eq!(login.decision, "allow");
+    let report = sidecar::deprovision(admin.as_ref(), env.bottle(), &Target::default())
+        .await
+        .unwrap();
+    assert_eq!(report.audit_unread, None);
+    assert!(report.audit.len() >= records.len(), "{report:?}");
+}
+
 /// Debian only: a hundred provisions per engine are enough of a cost once.
 mod many {
     use super::check_hundred_reprovisions_leak_nothing;
@@ -1125,6 +1167,7 @@ mod many {
 
 engine_tests!(
     images = [debian, busybox, sudo],
+    check_the_sidecar_keeps_the_records_out_of_the_bottle,
     check_sidecar_guard_off_is_a_relay_that_verify_reports,
     check_the_sidecar_agent_loads_no_provider,
     check_the_sidecar_guard_refuses_management,

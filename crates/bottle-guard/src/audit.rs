@@ -4,7 +4,7 @@
 //! so a flood keeps at most twice that on disk.
 
 use crate::{msg, request_name, Allowed, Verdict};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -25,7 +25,8 @@ const MAX_FIELD: usize = 256;
 
 /// One request as recorded. `id` comes first: readers find a record by the
 /// line's start.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Record {
     pub id: String,
     pub time: String,

@@ -17,7 +17,29 @@ pub async fn deprovision(
     container: &str,
     target: &Target,
 ) -> Result<DeprovisionReport, Error> {
-    deprovision_checking(rt, container, target, &root_tools()).await
+    // The guard's records first: the state directory goes with them.
+    let audit = crate::audit::read(rt, container, None).await;
+    let mut report = deprovision_checking(rt, container, target, &root_tools()).await?;
+    report.keep_audit(audit);
+    Ok(report)
+}
+
+impl DeprovisionReport {
+    /// The records read before the removal, or why they could not be.
+    pub(crate) fn keep_audit(&mut self, read: Result<Vec<crate::audit::Record>, Error>) {
+        match read {
+            Ok(records) => self.audit = records,
+            Err(e) => {
+                let mut why = e.to_string();
+                let mut cause = std::error::Error::source(&e);
+                while let Some(c) = cause {
+                    why.push_str(&format!(": {c}"));
+                    cause = c.source();
+                }
+                self.audit_unread = Some(why);
+            }
+        }
+    }
 }
 
 /// [`deprovision`], with root's trust check over `tools` (the layout's).

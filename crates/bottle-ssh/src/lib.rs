@@ -64,6 +64,7 @@
 //! ```
 
 mod agent;
+pub mod audit;
 mod certificate;
 mod deprovision;
 mod ecdsa_fix;

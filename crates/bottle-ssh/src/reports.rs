@@ -96,4 +96,11 @@ pub struct DeprovisionReport {
     pub stopped_agent: Option<u32>,
     pub stopped_forwarder: Option<u32>,
     pub removed: Vec<String>,
+    /// The guard's records, read before they were removed (the caller
+    /// keeps them: see `bottlectl deprovision`).
+    #[serde(skip)]
+    pub audit: Vec<crate::audit::Record>,
+    /// Why the records could not be read (they are gone with the state).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_unread: Option<String>,
 }

@@ -1140,8 +1140,13 @@ pub async fn deprovision(
         .map_err(Error::runtime("inspect the bottle"))?;
     let name = sidecar_name(&details.info.name);
     let mut removed = None;
+    let mut audit = Ok(Vec::new());
     match admin.details(&name).await {
         Ok(d) if d.labels.get(LABEL_FOR) == Some(&details.info.id) => {
+            // The guard's records first: they go with the sidecar.
+            if d.info.is_running() {
+                audit = crate::audit::read(admin, &d.info.id, None).await;
+            }
             admin
                 .remove(&d.info.id)
                 .await
@@ -1154,7 +1159,48 @@ pub async fn deprovision(
     let mut report =
         crate::deprovision::deprovision_checking(admin, bottle, target, &bottle_tools()).await?;
     report.removed.extend(removed);
+    report.keep_audit(audit);
     Ok(report)
+}
+
+/// Where `bottle`'s guard records are in this layout: its sidecar (the
+/// id), which must carry this bottle's label and be running; the bottle
+/// itself may be stopped.
+pub async fn record_holder(admin: &dyn ContainerAdmin, bottle: &str) -> Result<String, Error> {
+    let details = admin
+        .details(bottle)
+        .await
+        .map_err(Error::runtime("inspect the bottle"))?;
+    let name = sidecar_name(&details.info.name);
+    let sidecar = match admin.details(&name).await {
+        Ok(d) => d,
+        Err(bottle_runtime::Error::ContainerNotFound { .. }) => {
+            return Err(sidecar_error(
+                bottle,
+                &name,
+                "no agent sidecar: nothing was recorded, or it was removed",
+            ))
+        }
+        Err(e) => return Err(Error::runtime("inspect the agent sidecar")(e)),
+    };
+    if sidecar.labels.get(LABEL_FOR) != Some(&details.info.id) {
+        return Err(sidecar_error(
+            bottle,
+            &name,
+            format!(
+                "not this bottle's agent (no label {LABEL_FOR}={})",
+                details.info.id
+            ),
+        ));
+    }
+    if !sidecar.info.is_running() {
+        return Err(sidecar_error(
+            bottle,
+            &name,
+            "the agent sidecar is not running",
+        ));
+    }
+    Ok(sidecar.info.id)
 }
 
 /// When `bottle` stops or dies (`watch`): remove its sidecar, unless the

@@ -122,6 +122,8 @@ pub enum Command {
     Deprovision(ContainerArg),
     /// What the agent holds, as the user sees it: type, bits, fingerprint, comment, lifetime left, restriction
     Keys(ContainerArg),
+    /// The guard's record of every request to the agent: what was signed, for which host or namespace, what was refused and why
+    Audit(crate::audit::AuditArgs),
     /// Keep matching containers provisioned: those running now and each that starts, restarts or is unpaused
     Watch(WatchArgs),
     /// Which engines answer, which one auto picks and why; with CONTAINER, whether it is ready

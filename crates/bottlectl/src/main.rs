@@ -21,6 +21,7 @@
 //! With several containers: the highest of their codes.
 //! See `docs/cli.md`.
 
+mod audit;
 mod cli;
 mod demo;
 mod doctor;
@@ -282,10 +283,10 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
             let sel = select(&config.settings, Some(container), out).await?;
             let agent = agent_layout(&config.settings);
             many::remove_orphaned_sidecars(out, &sel, &agent).await;
-            let report = many::deprovision_in(&sel, &agent, container, &target)
+            let (report, kept) = many::deprovision_in(&sel, &agent, container, &target)
                 .await
                 .map_err(|e| ssh_failure(e, None, "cannot deprovision", container))?;
-            output::deprovision(out, &sel, &report);
+            output::deprovision(out, &sel, &report, &kept);
             Ok(0)
         }
         Command::Keys(args) => {
@@ -299,6 +300,15 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
             };
             let sel = select(&config.settings, Some(container), out).await?;
             keys::run(out, &sel, container, &target).await
+        }
+        Command::Audit(args) => {
+            let signals =
+                watch::signals().map_err(|e| Failure::new(3, "cannot handle signals", &e))?;
+            let config = load_config(cli, matches)?;
+            let first = args.targets.containers.first().map(String::as_str);
+            let sel = select(&config.settings, first, out).await?;
+            let agent = agent_layout(&config.settings);
+            audit::run(out, &sel, &agent, args, signals).await
         }
         Command::Watch(args) => {
             // Before anything else: a signal during start-up ends it cleanly too.

@@ -139,18 +139,26 @@ pub async fn verify_in(
 
 /// `deprovision` in the agent layout (the sidecar too, when it is this
 /// bottle's).
+/// `deprovision` in the agent layout; the guard's records it read first
+/// are kept on this machine ([`crate::audit::keep`]).
 pub async fn deprovision_in(
     sel: &Selection,
     agent: &AgentLayout,
     container: &str,
     target: &Target,
-) -> Result<bottle::ssh::DeprovisionReport, bottle::ssh::Error> {
-    match agent {
+) -> Result<(bottle::ssh::DeprovisionReport, crate::audit::Kept), bottle::ssh::Error> {
+    let id = match sel.runtime.inspect(container).await {
+        Ok(info) => info.id,
+        Err(_) => String::new(),
+    };
+    let report = match agent {
         AgentLayout::Sidecar { .. } => {
             bottle::ssh::sidecar::deprovision(sel.admin.as_ref(), container, target).await
         }
         _ => bottle::deprovision(sel.runtime.as_ref(), container, target).await,
-    }
+    }?;
+    let kept = crate::audit::keep(&report, &id, container);
+    Ok((report, kept))
 }
 
 /// A container to work on: shown by `name`, reached by `id` when a filter
@@ -435,7 +443,7 @@ async fn work(shared: &Shared, member: &Member) -> Outcome {
             }
         }
         Op::Deprovision => match deprovision_in(sel, &shared.agent, container, target).await {
-            Ok(r) => {
+            Ok((r, kept)) => {
                 let pid = |p: Option<u32>| p.map_or_else(|| "none".into(), |p| format!("pid {p}"));
                 Outcome {
                     container: container.to_string(),
@@ -446,8 +454,8 @@ async fn work(shared: &Shared, member: &Member) -> Outcome {
                         pid(r.stopped_forwarder),
                         r.removed.len()
                     ),
-                    json: deprovision_json(sel, &r),
-                    warnings: Vec::new(),
+                    json: deprovision_json(sel, &r, &kept),
+                    warnings: vec![kept.line(&member.name)],
                 }
             }
             Err(e) => failed(

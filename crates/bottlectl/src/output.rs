@@ -273,7 +273,11 @@ pub fn verify(out: &Out, sel: &Selection, container: &str, report: &VerifyReport
 }
 
 /// `deprovision --json`'s object (one per container with several).
-pub fn deprovision_json(sel: &Selection, report: &DeprovisionReport) -> serde_json::Value {
+pub fn deprovision_json(
+    sel: &Selection,
+    report: &DeprovisionReport,
+    kept: &crate::audit::Kept,
+) -> serde_json::Value {
     json!({
         "ok": true,
         "engine": engine_json(sel),
@@ -281,14 +285,21 @@ pub fn deprovision_json(sel: &Selection, report: &DeprovisionReport) -> serde_js
         "stopped_agent": report.stopped_agent,
         "stopped_forwarder": report.stopped_forwarder,
         "removed": report.removed,
+        "audit": kept.json(),
     })
 }
 
-pub fn deprovision(out: &Out, sel: &Selection, report: &DeprovisionReport) {
+pub fn deprovision(
+    out: &Out,
+    sel: &Selection,
+    report: &DeprovisionReport,
+    kept: &crate::audit::Kept,
+) {
     if out.json {
-        out.json_value(&deprovision_json(sel, report));
+        out.json_value(&deprovision_json(sel, report, kept));
         return;
     }
+    out.step(&kept.line(&report.container));
     let pid = |p: Option<u32>| {
         p.map(|p| format!("pid {p}"))
             .unwrap_or_else(|| "none running".into())

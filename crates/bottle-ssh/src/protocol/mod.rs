@@ -112,7 +112,7 @@ const MAX_UNTRUSTED: usize = 20;
 pub(crate) struct Unreadable(pub String);
 
 impl Unreadable {
-    fn line(what: &str, line: &str) -> Unreadable {
+    pub(crate) fn line(what: &str, line: &str) -> Unreadable {
         let shown: String = line.chars().take(200).collect();
         let cut = if shown.len() < line.len() { "…" } else { "" };
         Unreadable(format!("{what}: `{shown}`{cut}"))

@@ -1,0 +1,187 @@
+//! The guard's records, read out of the container that holds them: the
+//! bottle (layout `bottle`) or its sidecar ([`crate::sidecar::record_holder`]).
+//! One root exec of shell builtins only (no program of the image runs), the
+//! script, its reader and its tests here.
+
+use crate::{protocol, script_error, Error, STATE_DIR};
+use bottle_runtime::{ContainerRuntime, ExecRequest};
+
+pub use bottle_guard::audit::{rfc3339, Record};
+
+/// The longest record line read back (the guard writes well under 2 KiB).
+pub const MAX_LINE: usize = 8 * 1024;
+/// At most this many records per read: two files of 1 MiB hold fewer.
+pub const MAX_RECORDS: usize = 50_000;
+
+/// `$1` state directory, `$2` the id of the last record already read
+/// (empty: all). Prints `r JSON` for each record after that one (all of
+/// them when it is no longer there), then `done`.
+const READ: &str = r#"
+set -u
+state=$1 after=$2
+if ! [ -d "$state" ] || [ -L "$state" ]; then echo "done"; exit 0; fi
+# print_after ID: the lines after the one whose id is ID (all for "").
+print_after() {
+  found=; [ -n "$1" ] || found=1
+  for f in "$state/audit.jsonl.1" "$state/audit.jsonl"; do
+    if ! [ -f "$f" ] || [ -L "$f" ]; then continue; fi
+    while IFS= read -r l; do
+      if [ -n "$found" ]; then printf 'r %s\n' "$l"
+      else case $l in "{\"id\":\"$1\","*) found=1;; esac; fi
+    done < "$f"
+  done
+  [ -n "$found" ]
+}
+print_after "$after" || print_after ""
+echo "done"
+"#;
+
+/// An id as the guard writes it (`<base36>-<n>`): anything else is never
+/// put into the script's pattern.
+fn is_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 40
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// `container`'s id, and where its records are in `layout`: the bottle
+/// itself, or its sidecar.
+pub async fn locate(
+    admin: &dyn bottle_runtime::ContainerAdmin,
+    layout: &crate::sidecar::AgentLayout,
+    container: &str,
+) -> Result<(String, String), Error> {
+    let info = admin
+        .inspect(container)
+        .await
+        .map_err(Error::runtime("inspect the bottle"))?;
+    let holder = match layout {
+        crate::sidecar::AgentLayout::Sidecar { .. } => {
+            crate::sidecar::record_holder(admin, &info.id).await?
+        }
+        _ => info.id.clone(),
+    };
+    Ok((info.id, holder))
+}
+
+/// The records in `holder` after the one with id `after` (all: `None`).
+/// `holder` is the bottle, or in the `sidecar` layout the sidecar.
+pub async fn read(
+    rt: &dyn ContainerRuntime,
+    holder: &str,
+    after: Option<&str>,
+) -> Result<Vec<Record>, Error> {
+    const STEP: &str = "read the audit records";
+    let after = after.unwrap_or("");
+    if !after.is_empty() && !is_id(after) {
+        return Err(protocol(
+            STEP,
+            holder,
+            format!("{after:?} is not a record id"),
+        ));
+    }
+    let request = ExecRequest::script(READ, [STATE_DIR, after])
+        .user("0")
+        .max_output(2 * (MAX_RECORDS * 64).max(4 << 20));
+    let out = rt
+        .exec(holder, request)
+        .await
+        .map_err(Error::runtime(STEP))?;
+    if !out.success() {
+        return Err(script_error(STEP, holder, &out));
+    }
+    parse(&out.stdout_lossy()).map_err(|e| crate::unreadable(STEP, holder, e))
+}
+
+/// The script's output: `r JSON` lines, each a whole record, then `done`.
+fn parse(text: &str) -> Result<Vec<Record>, protocol::Unreadable> {
+    use protocol::Unreadable;
+    let mut records = Vec::new();
+    let mut done = false;
+    for line in text.lines() {
+        if done {
+            return Err(Unreadable::line("a line after done", line));
+        }
+        if line == "done" {
+            done = true;
+            continue;
+        }
+        let Some(json) = line.strip_prefix("r ") else {
+            return Err(Unreadable::line("unexpected line", line));
+        };
+        if json.len() > MAX_LINE {
+            return Err(Unreadable::line("a record longer than 8 KiB", line));
+        }
+        if records.len() >= MAX_RECORDS {
+            return Err(Unreadable::line("more records than two files hold", line));
+        }
+        let record: Record = serde_json::from_str(json)
+            .map_err(|_| Unreadable::line("a record that is not the guard's JSON", line))?;
+        records.push(record);
+    }
+    if !done {
+        return Err(Unreadable("the script did not finish".into()));
+    }
+    Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = r#"{"id":"abc-1","time":"2026-12-07T01:00:00.000Z","connection":1,"request":"list","decision":"allow"}"#;
+    const B: &str = r#"{"id":"abc-2","time":"2026-12-07T01:00:01.000Z","connection":2,"request":"sign","decision":"deny","reason":"x"}"#;
+
+    #[test]
+    fn records_read_back_and_anything_else_is_refused() {
+        let r = parse(&format!("r {A}\nr {B}\ndone\n")).unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[1].reason.as_deref(), Some("x"));
+        for bad in [
+            format!("r {A}\n"),
+            format!("r {A}\ndone\nr {B}\n"),
+            format!("{A}\ndone\n"),
+            "r {\"id\":\"x\"}\ndone\n".to_string(),
+            format!(
+                "r {}\ndone\n",
+                A.replace("\"list\"", "\"list\",\"extra\":1")
+            ),
+            format!("r {}\ndone\n", A.replace("abc-1", &"a".repeat(MAX_LINE))),
+        ] {
+            assert!(parse(&bad).is_err(), "{bad}");
+        }
+    }
+
+    /// The script itself, under dash and busybox sh, on a state directory
+    /// with a rotated file: everything, then what follows an id, then all
+    /// again when that id is gone.
+    #[test]
+    fn the_script_prints_what_follows_an_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path();
+        std::fs::write(state.join("audit.jsonl.1"), format!("{A}\n")).unwrap();
+        std::fs::write(state.join("audit.jsonl"), format!("{B}\n")).unwrap();
+        for shell in ["dash", "busybox"] {
+            let run = |after: &str| {
+                let mut cmd = std::process::Command::new(shell);
+                if shell == "busybox" {
+                    cmd.arg("sh");
+                }
+                let out = cmd
+                    .args(["-c", READ, "sh"])
+                    .arg(state)
+                    .arg(after)
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{out:?}");
+                parse(&String::from_utf8(out.stdout).unwrap()).unwrap()
+            };
+            let ids = |r: Vec<Record>| r.into_iter().map(|r| r.id).collect::<Vec<_>>();
+            assert_eq!(ids(run("")), ["abc-1", "abc-2"], "{shell}");
+            assert_eq!(ids(run("abc-1")), ["abc-2"], "{shell}");
+            assert!(ids(run("abc-2")).is_empty(), "{shell}");
+            assert_eq!(ids(run("gone-9")), ["abc-1", "abc-2"], "{shell}");
+        }
+    }
+}
