@@ -494,8 +494,140 @@ async fn check_the_records_say_what_each_key_did(env: &TestEnv) {
     assert_eq!(kept.lines().count(), before + 1, "{kept}");
 }
 
+/// `bottlectl approve|deny CONTAINER ID [--for D]` with its exit code.
+async fn answer(env: &TestEnv, home: &Path, args: &[&str]) -> i32 {
+    let out = fixtures::output(fixtures::bottlectl(env, home, args, &[])).await;
+    out.status.code().unwrap_or(-1)
+}
+
+/// Wait for a pending record not in `seen`; returns its id.
+async fn next_pending(env: &TestEnv, home: &Path, seen: &mut Vec<String>) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let records = audit_json(env, home, &[env.bottle()]).await;
+        if let Some(r) = records.iter().find(|r| {
+            r["decision"] == "pending" && !seen.contains(&r["id"].as_str().unwrap().to_string())
+        }) {
+            let id = r["id"].as_str().unwrap().to_string();
+            seen.push(id.clone());
+            return id;
+        }
+        assert!(
+            start.elapsed().as_secs() < 20,
+            "no pending record: {records:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Issue 30, approvals and limits: with `Approve = "each"` ssh waits until
+/// `bottlectl approve` lets it through; `deny` and the timeout refuse it;
+/// a `--for` grant lets the next login through unasked; an unknown or
+/// answered id is exit 2; `MaxSignatures = "2/1m"` refuses the third
+/// signature. Each decision is recorded.
+async fn check_approvals_and_limits_hold_signatures(env: &TestEnv) {
+    let k = keys();
+    let mut plan = plan(&k);
+    plan.ssh[0].approve = Some("each".into());
+    plan.ssh[0].approval_timeout = Some(bottle_ssh::Lifetime::Text("4s".into()));
+    plan.signing.as_mut().unwrap().max_signatures = Some("2/1m".into());
+    start_sshd(env, &[PORT], &[&k.host], &[public(&k.login)]).await;
+    bottle_ssh::provision(env.rt(), env.bottle(), &plan, &Target::default())
+        .await
+        .unwrap_or_else(|e| panic!("provision: {e}"));
+    fixtures::ensure_bottlectl().await;
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let ssh = "ssh -o BatchMode=yes a true";
+    let mut seen = Vec::new();
+    let b = env.bottle();
+
+    // Approved: ssh waits, then logs in.
+    let (out, id) = futures_util::join!(as_user(env, ssh), async {
+        let id = next_pending(env, home, &mut seen).await;
+        assert_eq!(answer(env, home, &["approve", b, &id]).await, 0);
+        id
+    });
+    assert_success(&out, "ssh a after approve");
+    // The same id again, and one that never existed: exit 2.
+    assert_eq!(answer(env, home, &["approve", b, &id]).await, 2);
+    assert_eq!(answer(env, home, &["deny", b, "zzz-1"]).await, 2);
+    // Denied.
+    let (out, _) = futures_util::join!(as_user(env, ssh), async {
+        let id = next_pending(env, home, &mut seen).await;
+        assert_eq!(answer(env, home, &["deny", b, &id]).await, 0);
+    });
+    assert!(!out.success(), "ssh a went through a denial: {out:?}");
+    // Nobody answers: refused when the timeout passes.
+    let started = std::time::Instant::now();
+    let out = as_user(env, ssh).await;
+    assert!(!out.success(), "ssh a went through unanswered: {out:?}");
+    assert!(started.elapsed().as_secs() >= 3, "{:?}", started.elapsed());
+    for r in audit_json(env, home, &[b]).await {
+        let id = r["id"].as_str().unwrap().to_string();
+        if r["decision"] == "pending" && !seen.contains(&id) {
+            seen.push(id);
+        }
+    }
+    // A grant: this one approved with --for, the next one unasked.
+    let (out, _) = futures_util::join!(as_user(env, ssh), async {
+        let id = next_pending(env, home, &mut seen).await;
+        assert_eq!(
+            answer(env, home, &["approve", "--for", "1m", b, &id]).await,
+            0
+        );
+    });
+    assert_success(&out, "ssh a with a grant");
+    assert_success(&as_user(env, ssh).await, "ssh a within the grant");
+
+    let records = audit_json(env, home, &[b]).await;
+    let logins: Vec<(&str, Option<&str>)> = records
+        .iter()
+        .filter(|r| r["purpose"] == "login")
+        .map(|r| (r["decision"].as_str().unwrap(), r["approval"].as_str()))
+        .collect();
+    let decisions: Vec<&str> = logins.iter().map(|(d, _)| *d).collect();
+    assert_eq!(
+        decisions,
+        [
+            "pending", "allow", "pending", "deny", "pending", "timeout", "pending", "allow",
+            "allow"
+        ],
+        "{records:#?}"
+    );
+    assert_eq!(
+        logins[1].1,
+        Some(seen[0].as_str()),
+        "the decision names its pending record"
+    );
+    assert_eq!(logins[8].1, None, "the granted one was never held");
+
+    // MaxSignatures: two signatures in a minute, the third refused.
+    put_public(env, &k.signing, "/tmp/s.pub").await;
+    let sign =
+        "echo hi > /tmp/m && rm -f /tmp/m.sig && ssh-keygen -Y sign -n git -f /tmp/s.pub /tmp/m";
+    assert_success(&as_user(env, sign).await, "first signature");
+    assert_success(&as_user(env, sign).await, "second signature");
+    assert!(
+        !as_user(env, sign).await.success(),
+        "a third signature in a minute"
+    );
+    let records = audit_json(env, home, &[b]).await;
+    let last = records
+        .iter()
+        .rev()
+        .find(|r| r["request"] == "sign")
+        .unwrap();
+    assert_eq!(last["decision"], "deny", "{last}");
+    assert!(
+        last["reason"].as_str().unwrap().contains("MaxSignatures"),
+        "{last}"
+    );
+}
+
 engine_tests!(
     images = [debian, busybox],
+    check_approvals_and_limits_hold_signatures,
     check_the_records_say_what_each_key_did,
     check_guard_off_is_a_relay_that_verify_reports,
     check_a_new_guard_replaces_another_version,

@@ -49,6 +49,9 @@ pub struct Record {
     pub namespace: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hash: Option<String>,
+    /// On the decision of a held request: the id of its `pending` record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
 }
 
 fn cut(s: &str) -> String {
@@ -88,6 +91,7 @@ pub fn describe(
                     key,
                     user,
                     host_key,
+                    ..
                 } => {
                     r.key = Some(key.clone());
                     r.purpose = Some("login".into());
@@ -102,6 +106,7 @@ pub fn describe(
                     key,
                     namespace,
                     hash,
+                    ..
                 } => {
                     r.key = Some(key.clone());
                     r.purpose = Some("sshsig".into());
@@ -169,9 +174,10 @@ impl Log {
         }
     }
 
-    /// Write `record` (given its id and time now); returns the id. A record
-    /// that cannot be written is lost, never a reason to stop serving.
-    pub fn write(&self, mut record: Record) -> String {
+    /// Write `record` (given its id and time now); returns it as written.
+    /// A record that cannot be written is lost, never a reason to stop
+    /// serving.
+    pub fn write(&self, mut record: Record) -> Record {
         record.id = format!(
             "{}-{}",
             self.start,
@@ -196,7 +202,7 @@ impl Log {
                 *size += line.len() as u64;
             }
         }
-        record.id
+        record
     }
 }
 
@@ -248,7 +254,7 @@ mod tests {
         };
         let mut ids = std::collections::HashSet::new();
         for _ in 0..40_000 {
-            assert!(ids.insert(log.write(record.clone())));
+            assert!(ids.insert(log.write(record.clone()).id));
         }
         let size = |n| std::fs::metadata(dir.path().join(n)).unwrap().len();
         assert!(size(LOG) <= MAX_LOG && size(LOG_OLD) <= MAX_LOG);

@@ -17,10 +17,11 @@
 //! - data that parses as neither is refused.
 
 pub mod audit;
+pub mod hold;
 pub mod policy;
 pub mod wire;
 
-use policy::{KeyRules, Policy};
+use policy::{Hold, KeyRules, Policy};
 use ssh_key::public::KeyData;
 use ssh_key::{Certificate, HashAlg, Signature};
 use wire::{Malformed, Reader};
@@ -89,12 +90,41 @@ pub enum Allowed {
         user: String,
         /// The bound host key, where one was bound.
         host_key: Option<String>,
+        /// The matching rule's approval and limit.
+        hold: Hold,
     },
     Sshsig {
         key: String,
         namespace: String,
         hash: String,
+        hold: Hold,
     },
+}
+
+impl Allowed {
+    /// A signature's key, destination (host key and user, or namespace)
+    /// and hold; `None` for a listing or a bind.
+    pub fn signature(&self) -> Option<(&str, String, Hold)> {
+        match self {
+            Allowed::Login {
+                key,
+                user,
+                host_key,
+                hold,
+            } => Some((
+                key,
+                format!("{} {user}", host_key.as_deref().unwrap_or("any-host")),
+                *hold,
+            )),
+            Allowed::Sshsig {
+                key,
+                namespace,
+                hold,
+                ..
+            } => Some((key, format!("namespace {namespace}"), *hold)),
+            _ => None,
+        }
+    }
 }
 
 /// One client connection's state: the sessions it bound.
@@ -214,6 +244,7 @@ impl Session {
                 key,
                 namespace,
                 hash,
+                hold: rules.sshsig_hold,
             });
         }
         let auth = userauth(data, blob).map_err(|e| e.to_string())?;
@@ -244,6 +275,7 @@ impl Session {
                     key,
                     user: auth.user,
                     host_key: bound,
+                    hold: login.hold,
                 });
             }
             if let Some(host) = &bound {
@@ -252,6 +284,7 @@ impl Session {
                         key,
                         user: auth.user,
                         host_key: bound.clone(),
+                        hold: login.hold,
                     });
                 }
             }

@@ -12,7 +12,8 @@
 //! `audit`). Threads, not async: a handful of clients, and
 //! a static executable as small as it can be.
 
-use bottle_guard::audit::{self, Log};
+use bottle_guard::audit::{self, Log, Record};
+use bottle_guard::hold::{Answer, Holds};
 use bottle_guard::policy::{Policy, MAX_POLICY};
 use bottle_guard::{Session, Verdict, FAILURE_FRAME, MAX_FRAME};
 use std::io::{Read, Write};
@@ -148,6 +149,63 @@ struct Client<'a> {
     agent: &'a std::path::Path,
     policy: &'a Policy,
     log: Option<&'a Log>,
+    holds: &'a Holds,
+}
+
+/// Apply a signature's hold (limit, approval) to an allowed request and
+/// record the decision; returns whether it goes to the agent.
+fn decide_held(to: &Client<'_>, body: &[u8], verdict: Verdict) -> Verdict {
+    let record = |v: &Verdict, edit: &dyn Fn(&mut Record)| -> Option<Record> {
+        let log = to.log?;
+        let mut r = audit::describe(body, v, &to.policy.aliases);
+        r.connection = to.connection;
+        edit(&mut r);
+        Some(log.write(r))
+    };
+    let Verdict::Forward(allowed) = &verdict else {
+        record(&verdict, &|_| {});
+        return verdict;
+    };
+    let Some((key, destination, hold)) = allowed.signature() else {
+        record(&verdict, &|_| {});
+        return verdict;
+    };
+    // A held or limited signature's refusal keeps what it was for.
+    let refuse = |decision: &str, why: String, approval: Option<String>| {
+        record(&verdict, &|r| {
+            r.decision = decision.into();
+            r.reason = Some(why.clone());
+            r.approval = approval.clone();
+        });
+        Verdict::Refuse(why)
+    };
+    if let Some(why) = to.holds.over_limit(key, &hold) {
+        return refuse("deny", why, None);
+    }
+    if to.holds.needs_approval(key, &destination, &hold) {
+        let Some(pending) = record(&verdict, &|r| r.decision = "pending".into()) else {
+            // Nowhere to ask: refused, never let through unasked.
+            return Verdict::Refuse("approval needs the records (--audit)".into());
+        };
+        let shown = serde_json::to_vec(&pending).unwrap_or_default();
+        let answer = to.holds.wait(&pending.id, &shown, key, &destination, &hold);
+        let approval = Some(pending.id.clone());
+        return match answer {
+            Answer::Allow(_) => {
+                record(&verdict, &|r| r.approval = approval.clone());
+                to.holds.forwarded(key, &hold);
+                verdict
+            }
+            Answer::Deny => refuse("deny", "denied by the operator".into(), approval),
+            Answer::Timeout => {
+                let why = format!("no answer within {} s", hold.timeout);
+                refuse("timeout", why, approval)
+            }
+        };
+    }
+    record(&verdict, &|_| {});
+    to.holds.forwarded(key, &hold);
+    verdict
 }
 
 fn serve(mut client: UnixStream, to: &Client<'_>) -> std::io::Result<()> {
@@ -155,12 +213,7 @@ fn serve(mut client: UnixStream, to: &Client<'_>) -> std::io::Result<()> {
     let mut upstream: Option<UnixStream> = None;
     let mut session = Session::new();
     while let Some(body) = read_frame(&mut client)? {
-        let verdict = session.decide(policy, &body);
-        if let Some(log) = to.log {
-            let mut record = audit::describe(&body, &verdict, &policy.aliases);
-            record.connection = to.connection;
-            log.write(record);
-        }
+        let verdict = decide_held(to, &body, session.decide(policy, &body));
         match verdict {
             Verdict::Refuse(_) => client.write_all(&FAILURE_FRAME)?,
             Verdict::Forward(_) => {
@@ -247,6 +300,7 @@ fn main() {
     let agent = Arc::new(args.agent);
     let policy_path = Arc::new(args.policy);
     let log = Arc::new(args.audit.as_deref().map(Log::new));
+    let holds = Arc::new(Holds::new(args.audit.as_deref()));
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
         let connection = connections.fetch_add(1, Ordering::SeqCst) + 1;
@@ -255,7 +309,7 @@ fn main() {
             continue;
         }
         let (count, agent, policy_path) = (clients.clone(), agent.clone(), policy_path.clone());
-        let log = log.clone();
+        let (log, holds) = (log.clone(), holds.clone());
         let spawned = std::thread::Builder::new()
             .stack_size(256 * 1024)
             .spawn(move || {
@@ -265,6 +319,7 @@ fn main() {
                         agent: &agent,
                         policy: &policy,
                         log: (*log).as_ref(),
+                        holds: &holds,
                     };
                     let _ = serve(stream, &client);
                 }

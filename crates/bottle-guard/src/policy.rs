@@ -11,6 +11,9 @@
 //! sshsig SHA256:<key> namespace=git
 //! # for the records: the aliases a host key identifies
 //! host SHA256:<host key> alias=a alias=b
+//! # holds (on a login or sshsig line): an operator approves each signature
+//! # or the first per destination, within timeout seconds; at most max per window
+//! login SHA256:<key> user=git approve=each timeout=60 max=30/60
 //! ```
 
 use std::collections::BTreeMap;
@@ -24,6 +27,79 @@ pub const MAX_POLICY: usize = 1 << 20;
 pub struct Login {
     pub users: Vec<String>,
     pub hosts: Vec<String>,
+    pub hold: Hold,
+}
+
+/// Which signatures wait for an operator's approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approve {
+    Each,
+    /// The first for each (host key, user) or namespace.
+    PerDestination,
+}
+
+/// What holds a rule's signatures: approval and a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    pub approve: Option<Approve>,
+    /// Seconds an approval is waited for.
+    pub timeout: u32,
+    /// At most this many signatures in this many seconds.
+    pub max: Option<(u32, u32)>,
+}
+
+impl Default for Hold {
+    fn default() -> Self {
+        Hold {
+            approve: None,
+            timeout: 60,
+            max: None,
+        }
+    }
+}
+
+impl Hold {
+    /// Parse one `approve=`, `timeout=` or `max=` setting into `self`.
+    fn set(&mut self, name: &str, value: &str) -> bool {
+        let secs = |v: &str| v.parse::<u32>().ok().filter(|n| (1..=86_400).contains(n));
+        match name {
+            "approve" => {
+                self.approve = match value {
+                    "each" => Some(Approve::Each),
+                    "per-destination" => Some(Approve::PerDestination),
+                    _ => return false,
+                }
+            }
+            "timeout" => match secs(value) {
+                Some(n) => self.timeout = n,
+                None => return false,
+            },
+            "max" => match value.split_once('/') {
+                Some((n, w)) => match (n.parse::<u32>().ok().filter(|n| *n >= 1), secs(w)) {
+                    (Some(n), Some(w)) => self.max = Some((n, w)),
+                    _ => return false,
+                },
+                None => return false,
+            },
+            _ => return false,
+        }
+        true
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::new();
+        if let Some(a) = self.approve {
+            let a = match a {
+                Approve::Each => "each",
+                Approve::PerDestination => "per-destination",
+            };
+            out.push_str(&format!(" approve={a} timeout={}", self.timeout));
+        }
+        if let Some((n, w)) = self.max {
+            out.push_str(&format!(" max={n}/{w}"));
+        }
+        out
+    }
 }
 
 /// Everything one key may do.
@@ -31,6 +107,8 @@ pub struct Login {
 pub struct KeyRules {
     pub logins: Vec<Login>,
     pub namespaces: Vec<String>,
+    /// The hold of its SSHSIG signatures.
+    pub sshsig_hold: Hold,
 }
 
 /// Every key's rules, by `SHA256:` fingerprint, and the entries' aliases
@@ -91,6 +169,7 @@ impl Policy {
             }
             let (mut users, mut hosts, mut namespaces) = (Vec::new(), Vec::new(), Vec::new());
             let mut aliases = Vec::new();
+            let mut hold = Hold::default();
             for word in words {
                 let (name, value) = word
                     .split_once('=')
@@ -100,6 +179,8 @@ impl Policy {
                     ("login", "host") if is_fingerprint(value) => hosts.push(value.to_string()),
                     ("sshsig", "namespace") if is_name(value) => namespaces.push(value.to_string()),
                     ("host", "alias") if is_name(value) => aliases.push(value.to_string()),
+                    ("login" | "sshsig", "approve" | "timeout" | "max")
+                        if hold.set(name, value) => {}
                     _ => return Err(err("unknown or malformed setting")),
                 }
             }
@@ -116,8 +197,11 @@ impl Policy {
             }
             let rules = policy.keys.entry(key.to_string()).or_default();
             match kind {
-                "login" if !users.is_empty() => rules.logins.push(Login { users, hosts }),
-                "sshsig" if !namespaces.is_empty() => rules.namespaces.extend(namespaces),
+                "login" if !users.is_empty() => rules.logins.push(Login { users, hosts, hold }),
+                "sshsig" if !namespaces.is_empty() => {
+                    rules.namespaces.extend(namespaces);
+                    rules.sshsig_hold = hold;
+                }
                 "login" => return Err(err("a login names no user")),
                 "sshsig" => return Err(err("an sshsig rule names no namespace")),
                 _ => return Err(err("unknown rule")),
@@ -138,6 +222,7 @@ impl Policy {
                 for h in &login.hosts {
                     out.push_str(&format!(" host={h}"));
                 }
+                out.push_str(&login.hold.render());
                 out.push('\n');
             }
             if !rules.namespaces.is_empty() {
@@ -145,6 +230,7 @@ impl Policy {
                 for n in &rules.namespaces {
                     out.push_str(&format!(" namespace={n}"));
                 }
+                out.push_str(&rules.sshsig_hold.render());
                 out.push('\n');
             }
         }
@@ -169,7 +255,7 @@ mod tests {
     #[test]
     fn rules_read_back_as_written() {
         let text = format!(
-            "# c\nlogin {K} user=git host={H}\nlogin {K} user=deploy\nsshsig {K} namespace=git\nhost {H} alias=a alias=b.c\n"
+            "# c\nlogin {K} user=git host={H} approve=each timeout=5 max=3/60\nlogin {K} user=deploy\nsshsig {K} namespace=git approve=per-destination\nhost {H} alias=a alias=b.c\n"
         );
         let p = Policy::parse(&text).unwrap();
         let r = &p.keys[K];
@@ -177,6 +263,16 @@ mod tests {
         assert_eq!(r.logins[0].hosts, [H]);
         assert!(r.logins[1].hosts.is_empty());
         assert_eq!(r.namespaces, ["git"]);
+        assert_eq!(
+            r.logins[0].hold,
+            Hold {
+                approve: Some(Approve::Each),
+                timeout: 5,
+                max: Some((3, 60))
+            }
+        );
+        assert_eq!(r.logins[1].hold, Hold::default());
+        assert_eq!(r.sshsig_hold.approve, Some(Approve::PerDestination));
         assert_eq!(p.aliases[H], ["a", "b.c"]);
         assert_eq!(Policy::parse(&p.render()).unwrap(), p);
     }
@@ -196,6 +292,11 @@ mod tests {
             format!("host {K}"),
             format!("host {K} alias=a*"),
             format!("host {K} user=git"),
+            format!("login {K} user=git approve=sometimes"),
+            format!("login {K} user=git max=0/60"),
+            format!("login {K} user=git max=3"),
+            format!("login {K} user=git timeout=0"),
+            format!("host {K} alias=a approve=each"),
         ] {
             let e = Policy::parse(&format!("login {K} user=ok\n{bad}\n")).unwrap_err();
             assert_eq!(e.line, 2, "{bad}: {e}");

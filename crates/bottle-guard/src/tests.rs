@@ -93,8 +93,9 @@ fn world() -> World {
             logins: vec![Login {
                 users: vec!["git".into()],
                 hosts: vec![fp(&host)],
+                hold: Default::default(),
             }],
-            namespaces: vec![],
+            ..Default::default()
         },
     );
     policy.keys.insert(
@@ -103,8 +104,9 @@ fn world() -> World {
             logins: vec![Login {
                 users: vec!["deploy".into()],
                 hosts: vec![],
+                hold: Default::default(),
             }],
-            namespaces: vec![],
+            ..Default::default()
         },
     );
     policy.keys.insert(
@@ -112,6 +114,7 @@ fn world() -> World {
         KeyRules {
             logins: vec![],
             namespaces: vec!["git".into()],
+            ..Default::default()
         },
     );
     World {

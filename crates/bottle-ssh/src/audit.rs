@@ -36,6 +36,76 @@ print_after "$after" || print_after ""
 echo "done"
 "#;
 
+/// `$1` state directory, `$2` a held request's id, `$3` the answer
+/// (`allow`, `allow SECONDS`, `deny`). Prints `unknown` when no request of
+/// that id waits, else writes the answer (one line, one write: the guard
+/// takes only a whole line) and prints `done`. Builtins only.
+const ANSWER: &str = r#"
+set -u
+state=$1 id=$2 answer=$3
+case $id in ''|*[!0-9a-z-]*) echo "bad id" >&2; exit 1;; esac
+p=$state/pending a=$state/approvals
+if ! [ -d "$p" ] || [ -L "$p" ] || ! [ -d "$a" ] || [ -L "$a" ] || ! [ -f "$p/$id" ] || [ -e "$a/$id" ]; then
+  echo "unknown"; exit 0
+fi
+printf '%s
+' "$answer" > "$a/$id" || exit 1
+echo "done"
+"#;
+
+/// An operator's answer to a held signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Let it through; with a grant, later requests of the same key and
+    /// destination too, for this many seconds.
+    Allow {
+        grant: Option<u32>,
+    },
+    Deny,
+}
+
+/// Answer the held request `id` in `holder` (see [`locate`]). `Ok(false)`:
+/// no request of that id is waiting (unknown, answered or timed out).
+pub async fn answer(
+    rt: &dyn ContainerRuntime,
+    holder: &str,
+    id: &str,
+    decision: Decision,
+) -> Result<bool, Error> {
+    const STEP: &str = "answer a held request";
+    if !is_id(id) {
+        return Err(crate::protocol(
+            STEP,
+            holder,
+            format!("{id:?} is not a record id"),
+        ));
+    }
+    let text = match decision {
+        Decision::Allow { grant: None } => "allow".to_string(),
+        Decision::Allow { grant: Some(s) } => format!("allow {s}"),
+        Decision::Deny => "deny".to_string(),
+    };
+    let out = rt
+        .exec(
+            holder,
+            ExecRequest::script(ANSWER, [STATE_DIR, id, &text]).user("0"),
+        )
+        .await
+        .map_err(Error::runtime(STEP))?;
+    if !out.success() {
+        return Err(script_error(STEP, holder, &out));
+    }
+    match out.stdout_lossy().trim() {
+        "done" => Ok(true),
+        "unknown" => Ok(false),
+        other => Err(crate::protocol(
+            STEP,
+            holder,
+            format!("unexpected output {other:?}"),
+        )),
+    }
+}
+
 /// An id as the guard writes it (`<base36>-<n>`): anything else is never
 /// put into the script's pattern.
 fn is_id(s: &str) -> bool {
@@ -150,6 +220,47 @@ mod tests {
             format!("r {}\ndone\n", A.replace("abc-1", &"a".repeat(MAX_LINE))),
         ] {
             assert!(parse(&bad).is_err(), "{bad}");
+        }
+    }
+
+    /// The answer script under dash and busybox sh: only a waiting id is
+    /// answered, once; a bad id never reaches a path.
+    #[test]
+    fn an_answer_goes_only_to_a_waiting_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path();
+        std::fs::create_dir(state.join("pending")).unwrap();
+        std::fs::create_dir(state.join("approvals")).unwrap();
+        std::fs::write(state.join("pending/abc-7"), "{}").unwrap();
+        for shell in ["dash", "busybox"] {
+            let run = |id: &str| {
+                let mut cmd = std::process::Command::new(shell);
+                if shell == "busybox" {
+                    cmd.arg("sh");
+                }
+                cmd.args(["-c", ANSWER, "sh"])
+                    .arg(state)
+                    .args([id, "allow 60"])
+                    .output()
+                    .unwrap()
+            };
+            let _ = std::fs::remove_file(state.join("approvals/abc-7"));
+            assert_eq!(
+                String::from_utf8_lossy(&run("abc-7").stdout),
+                "done\n",
+                "{shell}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(state.join("approvals/abc-7")).unwrap(),
+                "allow 60\n"
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&run("abc-7").stdout),
+                "unknown\n",
+                "answered"
+            );
+            assert_eq!(String::from_utf8_lossy(&run("abc-8").stdout), "unknown\n");
+            assert!(!run("../pending/abc-7").status.success(), "{shell}");
         }
     }
 

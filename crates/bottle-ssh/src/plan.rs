@@ -114,6 +114,26 @@ pub struct SshEntry {
     /// 7 days).
     #[serde(rename = "Validity", default, skip_serializing_if = "Option::is_none")]
     pub validity: Option<Lifetime>,
+    /// Hold its signatures for an operator's approval (`bottlectl
+    /// approve`): `each`, or `per-destination` (the first per host key and
+    /// user, or SSHSIG namespace).
+    #[serde(rename = "Approve", default, skip_serializing_if = "Option::is_none")]
+    pub approve: Option<String>,
+    /// How long a held signature waits for an answer (default `60s`, at
+    /// most a day); unanswered, it is refused.
+    #[serde(
+        rename = "ApprovalTimeout",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub approval_timeout: Option<Lifetime>,
+    /// At most N signatures per DURATION, as `"30/1m"`; beyond, refused.
+    #[serde(
+        rename = "MaxSignatures",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_signatures: Option<String>,
 }
 
 fn path_is_empty(p: &Path) -> bool {
@@ -138,6 +158,26 @@ pub struct Signing {
     /// Sign every annotated tag (`tag.gpgsign`, default `false`).
     #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<bool>,
+    /// Hold its signatures for an operator's approval (`bottlectl
+    /// approve`): `each`, or `per-destination` (the first per host key and
+    /// user, or SSHSIG namespace).
+    #[serde(rename = "Approve", default, skip_serializing_if = "Option::is_none")]
+    pub approve: Option<String>,
+    /// How long a held signature waits for an answer (default `60s`, at
+    /// most a day); unanswered, it is refused.
+    #[serde(
+        rename = "ApprovalTimeout",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub approval_timeout: Option<Lifetime>,
+    /// At most N signatures per DURATION, as `"30/1m"`; beyond, refused.
+    #[serde(
+        rename = "MaxSignatures",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_signatures: Option<String>,
 }
 
 /// An agent key lifetime as written in the manifest: `3600` or `"1h"`.
@@ -146,6 +186,56 @@ pub struct Signing {
 pub enum Lifetime {
     Seconds(i64),
     Text(String),
+}
+
+/// The guard's hold of a key's signatures, as its policy words (see
+/// `bottle_guard::policy`): ` approve=… timeout=… max=N/SECONDS`, or "".
+pub(crate) fn hold_words(
+    approve: Option<&str>,
+    timeout: Option<&Lifetime>,
+    max: Option<&str>,
+) -> Result<String, (&'static str, String)> {
+    const DAY: u32 = 86_400;
+    let mut out = String::new();
+    if let Some(a) = approve {
+        if a != "each" && a != "per-destination" {
+            return Err((
+                "Approve",
+                format!("{a:?} is not `each` or `per-destination`"),
+            ));
+        }
+        let secs = match timeout {
+            Some(t) => t.seconds().map_err(|r| ("ApprovalTimeout", r))?,
+            None => 60,
+        };
+        if secs > DAY {
+            return Err(("ApprovalTimeout", format!("{secs} s is longer than a day")));
+        }
+        out.push_str(&format!(" approve={a} timeout={secs}"));
+    } else if timeout.is_some() {
+        return Err(("ApprovalTimeout", "has no effect without `Approve`".into()));
+    }
+    if let Some(m) = max {
+        let bad = || {
+            (
+                "MaxSignatures",
+                format!("{m:?} is not N/DURATION, e.g. \"30/1m\""),
+            )
+        };
+        let (n, window) = m.split_once('/').ok_or_else(bad)?;
+        let n: u32 = n.trim().parse().ok().filter(|n| *n >= 1).ok_or_else(bad)?;
+        let window = Lifetime::Text(window.trim().to_string())
+            .seconds()
+            .map_err(|_| bad())?;
+        if window > DAY {
+            return Err((
+                "MaxSignatures",
+                format!("a window of {window} s is longer than a day"),
+            ));
+        }
+        out.push_str(&format!(" max={n}/{window}"));
+    }
+    Ok(out)
 }
 
 impl Lifetime {

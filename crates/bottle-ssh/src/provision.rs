@@ -185,6 +185,21 @@ pub(crate) fn guard_arg(container: &str, opts: &Options<'_>) -> Result<&'static 
     Ok(crate::guard::sha256())
 }
 
+/// Approvals and limits are the guard's: a plan that has them cannot be
+/// provisioned unguarded.
+pub(crate) fn holds_need_the_guard(plan: &ValidatedPlan, opts: &Options<'_>) -> Result<(), Error> {
+    let held = plan.entries.iter().any(|e| !e.hold.is_empty())
+        || plan.signing.as_ref().is_some_and(|s| !s.hold.is_empty());
+    if held && opts.unguarded {
+        return Err(Error::Plan {
+            entry: "ssh".into(),
+            field: "Approve".into(),
+            reason: "Approve and MaxSignatures need the guard, and guard = \"off\"".into(),
+        });
+    }
+    Ok(())
+}
+
 /// What the guard lets each key do (see `bottle_guard::policy`): one
 /// `login` line per entry (its key, its `User`, and its pinned host key
 /// where the key is destination-restricted: `Restrict = false` lets it go
@@ -210,10 +225,14 @@ pub(crate) fn guard_policy(plan: &ValidatedPlan) -> String {
                 host.fingerprint(ssh_key::HashAlg::Sha256)
             ));
         }
+        out.push_str(&e.hold);
         out.push('\n');
     }
     if let Some(s) = &plan.signing {
-        out.push_str(&format!("sshsig {} namespace=git\n", s.fingerprint));
+        out.push_str(&format!(
+            "sshsig {} namespace=git{}\n",
+            s.fingerprint, s.hold
+        ));
     }
     // For the records: the alias(es) each pinned host key identifies.
     let mut aliases: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
@@ -296,6 +315,7 @@ pub async fn provision_with(
     })?;
     steps.done("validate", t);
 
+    holds_need_the_guard(&valid, opts)?;
     let guard = guard_arg(container, opts)?;
     let token = lock_token();
     let record = key_state(&valid, unix_now());

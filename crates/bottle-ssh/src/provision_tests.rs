@@ -440,3 +440,44 @@ fn the_rendered_policy_reads_in_the_guard() {
     assert_eq!(policy.keys[b].logins[0].users, std::slice::from_ref(&long));
     assert_eq!(policy.keys[b].logins[0].hosts, [host_fp]);
 }
+
+/// `Approve`, `ApprovalTimeout` and `MaxSignatures` become the guard's
+/// policy words; bad values are plan errors naming the field; a plan with
+/// them is refused unguarded.
+#[test]
+fn holds_are_checked_and_reach_the_policy() {
+    use crate::plan::hold_words;
+    let t = |s: &str| Lifetime::Text(s.into());
+    assert_eq!(
+        hold_words(Some("each"), None, Some("30/1m")).unwrap(),
+        " approve=each timeout=60 max=30/60"
+    );
+    assert_eq!(
+        hold_words(Some("per-destination"), Some(&t("5s")), None).unwrap(),
+        " approve=per-destination timeout=5"
+    );
+    assert_eq!(hold_words(None, None, None).unwrap(), "");
+    for (approve, timeout, max, field) in [
+        (Some("sometimes"), None, None, "Approve"),
+        (Some("each"), Some(t("2d")), None, "ApprovalTimeout"),
+        (None, Some(t("5s")), None, "ApprovalTimeout"),
+        (None, None, Some("30"), "MaxSignatures"),
+        (None, None, Some("0/1m"), "MaxSignatures"),
+        (None, None, Some("3/2d"), "MaxSignatures"),
+        (None, None, Some("x/1m"), "MaxSignatures"),
+    ] {
+        let (f, _) = hold_words(approve, timeout.as_ref(), max).unwrap_err();
+        assert_eq!(f, field, "{approve:?} {max:?}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (mut plan, _) = plan(dir.path());
+    plan.ssh[0].approve = Some("each".into());
+    let valid = validate(&plan).unwrap();
+    assert!(crate::provision::guard_policy(&valid).contains(" approve=each timeout=60"));
+    let off = Options {
+        unguarded: true,
+        ..Default::default()
+    };
+    let e = crate::provision::holds_need_the_guard(&valid, &off).unwrap_err();
+    assert!(e.to_string().contains("guard"), "{e}");
+}

@@ -543,6 +543,7 @@ pub async fn provision(
     let t = Instant::now();
     validate_target(target)?;
     let mut valid = validate_with(plan, opts)?;
+    crate::provision::holds_need_the_guard(&valid, opts)?;
     let guard = crate::provision::guard_arg(bottle, opts)?;
     let details = bottle_details(admin, bottle).await?;
     crate::certificate::certify(&mut valid, admin.engine().name(), bottle, unix_now())?;

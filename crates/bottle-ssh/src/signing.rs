@@ -33,6 +33,8 @@ pub const SIGNING_ALIAS: &str = "[signing]";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SigningPlan {
     pub fingerprint: String,
+    /// The guard's hold of its signatures, as policy words.
+    pub hold: String,
     /// `algorithm base64` of the key (what `user.signingkey` names with `key::`).
     pub public: String,
     pub commits: bool,
@@ -80,6 +82,12 @@ pub(crate) fn load(
         ));
     }
     let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+    let hold = crate::plan::hold_words(
+        s.approve.as_deref(),
+        s.approval_timeout.as_ref(),
+        s.max_signatures.as_deref(),
+    )
+    .map_err(|(field, r)| signing_err(field, r))?;
     if let Some(k) = keys.iter().find(|k| k.fingerprint == fingerprint) {
         return Err(signing_err(
             "IdentityFile",
@@ -113,6 +121,7 @@ pub(crate) fn load(
     });
     Ok(SigningPlan {
         fingerprint,
+        hold,
         public,
         commits: s.commits.unwrap_or(true),
         tags: s.tags.unwrap_or(false),
@@ -188,6 +197,7 @@ mod tests {
     fn git_files_are_exactly_as_documented() {
         let p = SigningPlan {
             fingerprint: "SHA256:x".into(),
+            hold: String::new(),
             public: "ssh-ed25519 AAAAC3Nz".into(),
             commits: true,
             tags: false,

@@ -67,6 +67,8 @@ pub struct ValidEntry {
     pub identity_file: PathBuf,
     /// SHA256 fingerprint of this entry's key.
     pub fingerprint: String,
+    /// The guard's hold of its signatures, as policy words.
+    pub hold: String,
 }
 
 /// A private key read from an `IdentityFile`. `Debug` never shows key bytes.
@@ -376,6 +378,12 @@ pub(crate) fn validate_inner(
             Some(k) => Some(normalise_host_key(k).map_err(|r| plan_err(&name, "KnownHostKey", r))?),
             None => None,
         };
+        let hold = crate::plan::hold_words(
+            e.approve.as_deref(),
+            e.approval_timeout.as_ref(),
+            e.max_signatures.as_deref(),
+        )
+        .map_err(|(field, r)| plan_err(&name, field, r))?;
         if e.confirm == Some(true) {
             return Err(plan_err(
                 &name,
@@ -422,6 +430,7 @@ pub(crate) fn validate_inner(
                 known_host_key,
                 identity_file: PathBuf::new(),
                 fingerprint,
+                hold,
             });
             continue;
         }
@@ -500,6 +509,7 @@ pub(crate) fn validate_inner(
             known_host_key,
             identity_file: e.identity_file.clone(),
             fingerprint,
+            hold,
         });
     }
 

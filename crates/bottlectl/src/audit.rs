@@ -25,7 +25,7 @@ pub struct AuditArgs {
     pub follow: bool,
 }
 
-fn parse_since(s: &str) -> Result<Duration, String> {
+pub fn parse_since(s: &str) -> Result<Duration, String> {
     if let Some(h) = s.strip_suffix('h') {
         let h: u64 = h.parse().map_err(|_| format!("`{s}` is not a duration"))?;
         return Ok(Duration::from_secs(h * 3600));

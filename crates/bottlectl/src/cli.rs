@@ -124,6 +124,10 @@ pub enum Command {
     Keys(ContainerArg),
     /// The guard's record of every request to the agent: what was signed, for which host or namespace, what was refused and why
     Audit(crate::audit::AuditArgs),
+    /// Let a signature the guard holds for approval through (its id from `audit`)
+    Approve(crate::approve::ApproveArgs),
+    /// Refuse a signature the guard holds for approval
+    Deny(crate::approve::DenyArgs),
     /// Keep matching containers provisioned: those running now and each that starts, restarts or is unpaused
     Watch(WatchArgs),
     /// Which engines answer, which one auto picks and why; with CONTAINER, whether it is ready

@@ -21,6 +21,7 @@
 //! With several containers: the highest of their codes.
 //! See `docs/cli.md`.
 
+mod approve;
 mod audit;
 mod cli;
 mod demo;
@@ -309,6 +310,21 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
             let sel = select(&config.settings, first, out).await?;
             let agent = agent_layout(&config.settings);
             audit::run(out, &sel, &agent, args, signals).await
+        }
+        Command::Approve(args) => {
+            let grant = approve::grant_seconds(args.grant)?;
+            let config = load_config(cli, matches)?;
+            let sel = select(&config.settings, Some(&args.container), out).await?;
+            let agent = agent_layout(&config.settings);
+            let decision = bottle::ssh::audit::Decision::Allow { grant };
+            approve::run(out, &sel, &agent, &args.container, &args.id, decision).await
+        }
+        Command::Deny(args) => {
+            let config = load_config(cli, matches)?;
+            let sel = select(&config.settings, Some(&args.container), out).await?;
+            let agent = agent_layout(&config.settings);
+            let decision = bottle::ssh::audit::Decision::Deny;
+            approve::run(out, &sel, &agent, &args.container, &args.id, decision).await
         }
         Command::Watch(args) => {
             // Before anything else: a signal during start-up ends it cleanly too.
