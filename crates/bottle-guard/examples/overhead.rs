@@ -6,10 +6,12 @@
 //! ```
 //!
 //! Starts a real `ssh-agent` with one ed25519 key, the static
-//! `bottle-guard` that provision delivers and a `socat` relay in front of it, then times RUNS
+//! `bottle-guard` that provision delivers (once without records, once with
+//! `--audit` as provision starts it) and a `socat` relay in front of it, then times RUNS
 //! (default 200) SSHSIG sign requests over a fresh connection each (as
-//! `ssh-keygen -Y sign` makes one), alternating the three paths, and prints
-//! each path's median and the guard's extra cost over the relay.
+//! `ssh-keygen -Y sign` makes one), alternating the four paths, and prints
+//! each path's median, the guard's extra cost over the relay and what
+//! recording adds.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -138,6 +140,23 @@ fn main() {
             .spawn()
             .unwrap(),
     );
+    let audit_dir = d.join("audit");
+    std::fs::create_dir(&audit_dir).unwrap();
+    let recorded_sock = d.join("recorded.sock");
+    let _recorded = Started(
+        Command::new(&guard)
+            .arg("serve")
+            .arg("--listen")
+            .arg(&recorded_sock)
+            .arg("--agent")
+            .arg(&agent_sock)
+            .arg("--policy")
+            .arg(&policy)
+            .arg("--audit")
+            .arg(&audit_dir)
+            .spawn()
+            .unwrap(),
+    );
     let relay_sock = d.join("relay.sock");
     let _relay = Started(
         Command::new("socat")
@@ -148,11 +167,13 @@ fn main() {
     );
     wait_for(&guard_sock);
     wait_for(&relay_sock);
+    wait_for(&recorded_sock);
     let request = sign_request(&public.to_bytes().unwrap());
     let paths = [
         ("agent", &agent_sock),
         ("relay", &relay_sock),
         ("guard", &guard_sock),
+        ("guard+records", &recorded_sock),
     ];
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); paths.len()];
     for _ in 0..runs {
@@ -162,11 +183,16 @@ fn main() {
     }
     let medians: Vec<Duration> = times.into_iter().map(median).collect();
     for ((name, _), m) in paths.iter().zip(&medians) {
-        println!("{name:6} median of {runs}: {:.3} ms", m.as_secs_f64() * 1e3);
+        println!("{name:13} median of {runs}: {:.3} ms", m.as_secs_f64() * 1e3);
     }
     let extra = medians[2].as_secs_f64() - medians[1].as_secs_f64();
     println!(
         "guard - relay: {:+.3} ms (target: at most +1 ms)",
         extra * 1e3
+    );
+    let recording = medians[3].as_secs_f64() - medians[2].as_secs_f64();
+    println!(
+        "records - none: {:+.3} ms (target: at most +1 ms)",
+        recording * 1e3
     );
 }
