@@ -86,6 +86,20 @@ impl Watch {
             .count()
     }
 
+    /// `audit` lines of `container` whose record is a `request`.
+    fn audited(&self, container: &str, request: &str) -> usize {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| {
+                v["action"] == "audit"
+                    && v["container"] == container
+                    && v["record"]["request"] == request
+            })
+            .count()
+    }
+
     fn actions(&self, action: &str) -> usize {
         let lines = self.lines.lock().unwrap();
         lines.iter().filter(|v| v["action"] == action).count()
@@ -510,7 +524,13 @@ async fn check_watch_uses_the_sidecar_layout(env: &TestEnv) {
         env,
         home.path(),
         None,
-        &["--filter", &filter, "-m", manifest.to_str().unwrap()],
+        &[
+            "--audit",
+            "--filter",
+            &filter,
+            "-m",
+            manifest.to_str().unwrap(),
+        ],
         &[("CLAUDE_BOTTLE_AGENT", "sidecar")],
     );
     w.until("provisioned", |w| w.count("provisioned", &bottle) == 1)
@@ -526,6 +546,9 @@ async fn check_watch_uses_the_sidecar_layout(env: &TestEnv) {
         "an agent runs in the bottle"
     );
     user_sees_two_keys(env, &bottle).await;
+    // --audit: the listing, recorded by the sidecar's guard.
+    w.until("an audit line", |w| w.audited(&bottle, "list") >= 1)
+        .await;
 
     // A stopped bottle's sidecar (and the keys in it) goes at once.
     admin.stop(&bottle).await.unwrap();
@@ -555,7 +578,39 @@ async fn check_watch_uses_the_sidecar_layout(env: &TestEnv) {
     assert_eq!(code, Some(0), "{dump}");
 }
 
+/// `watch --audit` in the bottle layout: a provisioned bottle's guard
+/// records come out as `audit` lines (the user's listing, a refused lock).
+async fn check_watch_audit_streams_the_records(env: &TestEnv) {
+    ensure_bottlectl().await;
+    let keys = Keys::new();
+    let manifest = keys.manifest();
+    let home = tempfile::tempdir().unwrap();
+    let key = env.unique_name("watchaudit");
+    let filter = format!("label={key}");
+    let bottle = labelled(env, "au", &key).await;
+    let mut w = Watch::start(
+        env,
+        home.path(),
+        None,
+        &[
+            "--audit",
+            "--filter",
+            &filter,
+            "-m",
+            manifest.to_str().unwrap(),
+        ],
+    );
+    w.until("provisioned", |w| w.count("provisioned", &bottle) == 1)
+        .await;
+    user_sees_two_keys(env, &bottle).await;
+    w.until("the listing", |w| w.audited(&bottle, "list") >= 1)
+        .await;
+    let (code, dump) = w.terminate().await;
+    assert_eq!(code, Some(0), "{dump}");
+}
+
 engine_tests!(
+    check_watch_audit_streams_the_records,
     check_watch_uses_the_sidecar_layout,
     check_watch_keeps_labelled_bottles_provisioned,
     check_watch_reconnects_and_provisions_what_started_meanwhile,

@@ -183,7 +183,10 @@ fn main() {
     }
     let medians: Vec<Duration> = times.into_iter().map(median).collect();
     for ((name, _), m) in paths.iter().zip(&medians) {
-        println!("{name:13} median of {runs}: {:.3} ms", m.as_secs_f64() * 1e3);
+        println!(
+            "{name:13} median of {runs}: {:.3} ms",
+            m.as_secs_f64() * 1e3
+        );
     }
     let extra = medians[2].as_secs_f64() - medians[1].as_secs_f64();
     println!(

@@ -201,6 +201,9 @@ pub struct WatchArgs {
     /// After SIGINT/SIGTERM, how long running provisions may finish
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub grace: u64,
+    /// Also print every provisioned bottle's guard records (action `audit`), as they come
+    #[arg(long)]
+    pub audit: bool,
 }
 
 #[derive(Debug, Args)]

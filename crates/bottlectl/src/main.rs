@@ -351,6 +351,7 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
             ));
             let placement = placement(&config.settings);
             let retire = watch::retirer(&sel, &placement.agent);
+            let follow = args.audit.then(|| watch::follower(&sel, &placement.agent));
             let provision = watch::provisioner(
                 &sel,
                 placement,
@@ -363,6 +364,7 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
                 jobs,
                 grace: std::time::Duration::from_secs(args.grace),
                 retire,
+                follow,
                 ..watch::WatchOptions::default()
             };
             let report = |a| watch::print(out, a);

@@ -56,6 +56,30 @@ pub struct WatchOptions {
     pub grace: Duration,
     /// What to do when a known container stops or dies.
     pub retire: Option<Retire>,
+    /// Stream each provisioned container's guard records (`--audit`).
+    pub follow: Option<Follow>,
+}
+
+/// A record streamed by [`Follow`]: its container and the record as JSON.
+pub type Streamed = (ContainerInfo, serde_json::Value);
+
+/// The function inside [`Follow`]: sends the container's records as they
+/// come, until the container is gone (or the task is aborted).
+pub type FollowFn = Arc<
+    dyn Fn(ContainerInfo, tokio::sync::mpsc::UnboundedSender<Streamed>) -> BoxFuture<'static, ()>
+        + Send
+        + Sync,
+>;
+
+/// Started once per container after its first successful provision;
+/// aborted when the container is forgotten.
+#[derive(Clone)]
+pub struct Follow(pub FollowFn);
+
+impl std::fmt::Debug for Follow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Follow")
+    }
 }
 
 /// The function inside [`Retire`].
@@ -82,6 +106,7 @@ impl Default for WatchOptions {
             backoff: (Duration::from_millis(500), Duration::from_secs(30)),
             grace: Duration::from_secs(30),
             retire: None,
+            follow: None,
         }
     }
 }
@@ -152,6 +177,11 @@ pub enum Action {
     Forgot {
         c: ContainerInfo,
         action: EventAction,
+    },
+    /// One of a provisioned container's guard records (`--audit`).
+    Audit {
+        c: ContainerInfo,
+        record: serde_json::Value,
     },
     /// A forgotten container's leftovers removed (its agent sidecar).
     Retired {
@@ -255,6 +285,9 @@ pub async fn watch(
     let mut since: Option<SystemTime> = None;
     let mut backoff = opts.backoff.0;
     let mut reconnect_at = Instant::now();
+    // --audit: one follower per provisioned container, sending here.
+    let (records_tx, mut records) = tokio::sync::mpsc::unbounded_channel::<Streamed>();
+    let mut following: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
 
     loop {
         if events.is_none() && Instant::now() >= reconnect_at {
@@ -327,8 +360,17 @@ pub async fn watch(
                     tracing::error!("a provision task failed");
                     continue;
                 };
+                let provided = matches!(result, Some(Ok(_)));
                 if let Some(gone) = finish(&mut known, &id, why, started, result, &opts, report) {
+                    if let Some(f) = following.remove(&gone.id) {
+                        f.abort();
+                    }
                     retire(&opts, gone, report).await;
+                } else if let (true, Some(Follow(follow)), Some(e)) = (provided, &opts.follow, known.get(&id)) {
+                    if !following.contains_key(&id) {
+                        let task = tokio::spawn(follow(e.info.clone(), records_tx.clone()));
+                        following.insert(id.clone(), task);
+                    }
                 }
             }
             item = next_event => match item {
@@ -389,6 +431,9 @@ pub async fn watch(
                                 *forget = true;
                             } else {
                                 let entry = known.remove(&ev.id).expect("present");
+                                if let Some(f) = following.remove(&ev.id) {
+                                    f.abort();
+                                }
                                 report(Action::Forgot { c: entry.info.clone(), action: ev.action });
                                 retire(&opts, entry.info, report).await;
                             }
@@ -402,7 +447,11 @@ pub async fn watch(
                 dispatch(&rt, &opts, &mut known, &mut matched, &mut tasks, &slots, &provision, report).await;
             }
             () = sleep_until(Some(reconnect_at)), if waiting => {}
+            Some((c, record)) = records.recv() => report(Action::Audit { c, record }),
         }
+    }
+    for (_, f) in following.drain() {
+        f.abort();
     }
 
     // Shutdown: nothing new starts; what runs may finish within the grace.
@@ -730,6 +779,26 @@ fn render(action: Action) -> (serde_json::Value, String) {
             json!({"action": "forgot", "container": c.name, "id": c.id, "after": action.to_string()}),
             format!("forgot {} ({}) after {action}", name(&c), short(&c)),
         ),
+        Action::Audit { c, record } => {
+            let field = |k: &str| record[k].as_str().unwrap_or("").to_string();
+            let mut what = vec![field("request"), field("decision")];
+            for k in ["key", "purpose", "user", "alias", "namespace", "reason"] {
+                if let Some(v) = record[k].as_str() {
+                    what.push(format!("{k}={v}"));
+                }
+            }
+            let line = format!(
+                "audit {} ({}): {} {}",
+                name(&c),
+                short(&c),
+                safe::field(&field("time")),
+                safe::field(&what.join(" "))
+            );
+            (
+                json!({"action": "audit", "container": c.name, "id": c.id, "record": record}),
+                line,
+            )
+        }
         Action::Retired { c, removed } => (
             json!({"action": "retired", "container": c.name, "id": c.id, "removed": removed}),
             format!(
@@ -839,6 +908,48 @@ pub fn retirer(
                 .map_err(|e| bottle::error_chain(&e).to_string())
         })
     })))
+}
+
+/// `--audit`: poll a provisioned container's records every second (where
+/// the agent layout keeps them) and send each once, until the container
+/// is gone; read errors (a restart, a replaced sidecar) look again.
+pub fn follower(sel: &bottle::Selection, agent: &bottle::ssh::sidecar::AgentLayout) -> Follow {
+    let sel = Arc::new(sel.clone());
+    let agent = Arc::new(agent.clone());
+    Follow(Arc::new(move |c: ContainerInfo, tx| {
+        let (sel, agent) = (sel.clone(), agent.clone());
+        Box::pin(async move {
+            let mut holder: Option<String> = None;
+            let mut last: Option<String> = None;
+            loop {
+                if holder.is_none() {
+                    match bottle::ssh::audit::locate(sel.admin.as_ref(), &agent, &c.id).await {
+                        Ok((_, h)) => holder = Some(h),
+                        Err(bottle::ssh::Error::Runtime {
+                            source: bottle::runtime::Error::ContainerNotFound { .. },
+                            ..
+                        }) => return,
+                        Err(_) => {}
+                    }
+                }
+                if let Some(h) = &holder {
+                    match bottle::ssh::audit::read(sel.runtime.as_ref(), h, last.as_deref()).await {
+                        Ok(records) => {
+                            for r in records {
+                                last = Some(r.id.clone());
+                                let value = serde_json::to_value(&r).unwrap_or_default();
+                                if tx.send((c.clone(), value)).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(_) => holder = None,
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    }))
 }
 
 /// SIGINT or SIGTERM, registered now (the default action would kill the

@@ -153,6 +153,7 @@ impl Log {
             Action::Skipped { c } => ("skipped", c.id),
             Action::Forgot { c, .. } => ("forgot", c.id),
             Action::Retired { c, .. } => ("retired", c.id),
+            Action::Audit { c, .. } => ("audit", c.id),
             Action::Stopping { .. } => ("stopping", String::new()),
             Action::Abandoned { c } => ("abandoned", c.id),
         };
