@@ -1156,6 +1156,56 @@ async fn check_the_sidecar_keeps_the_records_out_of_the_bottle(env: &TestEnv) {
     assert!(report.audit.len() >= records.len(), "{report:?}");
 }
 
+/// Both layouts report the same files, each as it is in the bottle (mode
+/// and owner), `[signing]`'s included: the sidecar's report left
+/// `~/.ssh/bottle-ssh-keygen` out (issue 32).
+async fn check_both_layouts_report_every_file_they_wrote(env: &TestEnv) {
+    let keys = keys();
+    let mut plan = plan(&keys);
+    let dir = tempfile::tempdir().unwrap();
+    plan.signing = Some(bottle_ssh::Signing {
+        identity_file: keygen_with(dir.path(), "signing", "ed25519", &[], ""),
+        ..Default::default()
+    });
+    let bottle_report = bottle_ssh::provision(env.rt(), env.bottle(), &plan, &Target::default())
+        .await
+        .unwrap_or_else(|e| panic!("provision (bottle): {e}"));
+    bottle_ssh::deprovision(env.rt(), env.bottle(), &Target::default())
+        .await
+        .unwrap();
+    let sidecar_report = provision_sidecar(env, &plan)
+        .await
+        .unwrap_or_else(|e| panic!("provision (sidecar): {e}"));
+    let listed = |r: &bottle_ssh::ProvisionReport| {
+        let mut v: Vec<String> = r
+            .files
+            .iter()
+            .map(|f| format!("{} {} {}:{}", f.path, f.mode, f.uid, f.gid))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(listed(&sidecar_report), listed(&bottle_report));
+    for f in &sidecar_report.files {
+        let out = env.sh("stat -c '%a %u:%g' \"$1\"", &[&f.path]).await;
+        assert_eq!(
+            out.trim(),
+            format!("{} {}:{}", f.mode, f.uid, f.gid),
+            "{}",
+            f.path
+        );
+    }
+    assert!(
+        sidecar_report
+            .files
+            .iter()
+            .any(|f| f.path.ends_with("/bottle-ssh-keygen")),
+        "{:?}",
+        sidecar_report.files
+    );
+    verify_then_deprovision(env, &plan).await;
+}
+
 /// Debian only: a hundred provisions per engine are enough of a cost once.
 mod many {
     use super::check_hundred_reprovisions_leak_nothing;
@@ -1167,6 +1217,7 @@ mod many {
 
 engine_tests!(
     images = [debian, busybox, sudo],
+    check_both_layouts_report_every_file_they_wrote,
     check_the_sidecar_keeps_the_records_out_of_the_bottle,
     check_sidecar_guard_off_is_a_relay_that_verify_reports,
     check_the_sidecar_agent_loads_no_provider,

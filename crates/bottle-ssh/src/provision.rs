@@ -141,6 +141,51 @@ pub(crate) fn user_files_request(
         .stdin(stdin.into_bytes())
 }
 
+/// What the user's exec of provision wrote, for the report (both layouts
+/// write the same files).
+pub(crate) fn files_written(
+    target: &Target,
+    ids: crate::protocol::Ids,
+    known_hosts: bool,
+    public_keys: &[(String, String)],
+    signing: bool,
+    git_config_theirs: bool,
+) -> Vec<FileReport> {
+    let dir = ssh_dir(target);
+    let file = |path: String, mode: &str| FileReport {
+        path,
+        mode: mode.to_string(),
+        uid: ids.uid,
+        gid: ids.gid,
+    };
+    let mut files = vec![
+        file(dir.clone(), "700"),
+        file(format!("{dir}/config"), "600"),
+    ];
+    if known_hosts {
+        files.push(file(format!("{dir}/known_hosts"), "600"));
+    }
+    for (name, _) in public_keys {
+        files.push(file(format!("{dir}/{name}"), "600"));
+    }
+    if signing {
+        for name in [
+            crate::signing::GITCONFIG_FILE,
+            crate::signing::ALLOWED_SIGNERS_FILE,
+        ] {
+            files.push(file(format!("{dir}/{name}"), "600"));
+        }
+        files.push(file(
+            format!("{dir}/{}", crate::signing::KEYGEN_WRAPPER),
+            "700",
+        ));
+        if !git_config_theirs {
+            files.push(file(crate::signing::xdg_config(target), "600"));
+        }
+    }
+    files
+}
+
 /// Deliver the guard into `container`'s state directory as root (one exec,
 /// the executable on stdin; see [`scripts::deliver_guard`]). `shown` names
 /// the container in errors; `tools` are what root's scripts run there.
@@ -508,38 +553,14 @@ pub async fn provision_with(
     };
     drop(message);
 
-    let dir = ssh_dir(target);
-    let file = |path: String, mode: &str| FileReport {
-        path,
-        mode: mode.to_string(),
-        uid: ids.uid,
-        gid: ids.gid,
-    };
-    let mut files = vec![
-        file(dir.clone(), "700"),
-        file(format!("{dir}/config"), "600"),
-    ];
-    if known_hosts.is_some() {
-        files.push(file(format!("{dir}/known_hosts"), "600"));
-    }
-    for (name, _) in &public_keys {
-        files.push(file(format!("{dir}/{name}"), "600"));
-    }
-    if valid.signing.is_some() {
-        for name in [
-            crate::signing::GITCONFIG_FILE,
-            crate::signing::ALLOWED_SIGNERS_FILE,
-        ] {
-            files.push(file(format!("{dir}/{name}"), "600"));
-        }
-        files.push(file(
-            format!("{dir}/{}", crate::signing::KEYGEN_WRAPPER),
-            "700",
-        ));
-        if !user_report.git_config_theirs {
-            files.push(file(crate::signing::xdg_config(target), "600"));
-        }
-    }
+    let files = files_written(
+        target,
+        ids,
+        known_hosts.is_some(),
+        &public_keys,
+        valid.signing.is_some(),
+        user_report.git_config_theirs,
+    );
     let removed = user_report
         .removed
         .iter()

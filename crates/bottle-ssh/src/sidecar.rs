@@ -25,9 +25,9 @@ use crate::provision::{key_state, lock_token, user_files_request};
 use crate::scripts::Write;
 use crate::{
     agent, error, missing_of, protocol as protocol_error, render_config, render_known_hosts,
-    render_public_keys, script_error, scripts, ssh_dir, unix_now, unreadable, untrusted_error,
-    validate_target, validate_with, Check, DeprovisionReport, Error, FileReport, KeyReport,
-    Options, Plan, ProvisionReport, StepReport, Target, VerifyReport, STATE_DIR,
+    render_public_keys, script_error, scripts, unix_now, unreadable, untrusted_error,
+    validate_target, validate_with, Check, DeprovisionReport, Error, KeyReport, Options, Plan,
+    ProvisionReport, StepReport, Target, VerifyReport, STATE_DIR,
 };
 use bottle_runtime::{
     ContainerAdmin, ContainerDetails, ContainerFilter, ContainerInfo, ExecRequest, NetworkMode,
@@ -776,35 +776,14 @@ pub async fn provision(
         .clone()
         .ok_or_else(|| protocol_error("load keys (sidecar)", &side_name, "no agent pid"))?;
 
-    let dir = ssh_dir(target);
-    let file = |path: String| FileReport {
-        path,
-        mode: "600".into(),
-        uid: ids.uid,
-        gid: ids.gid,
-    };
-    let mut files = vec![FileReport {
-        mode: "700".into(),
-        ..file(dir.clone())
-    }];
-    files.push(file(format!("{dir}/config")));
-    if known_hosts.is_some() {
-        files.push(file(format!("{dir}/known_hosts")));
-    }
-    for (n, _) in &public_keys {
-        files.push(file(format!("{dir}/{n}")));
-    }
-    if valid.signing.is_some() {
-        for n in [
-            crate::signing::GITCONFIG_FILE,
-            crate::signing::ALLOWED_SIGNERS_FILE,
-        ] {
-            files.push(file(format!("{dir}/{n}")));
-        }
-        if !user_report.git_config_theirs {
-            files.push(file(crate::signing::xdg_config(target)));
-        }
-    }
+    let files = crate::provision::files_written(
+        target,
+        ids,
+        known_hosts.is_some(),
+        &public_keys,
+        valid.signing.is_some(),
+        user_report.git_config_theirs,
+    );
     let mut warnings = valid.warnings.clone();
     if details.privileged {
         warnings.push(format!(
