@@ -14,7 +14,10 @@
 //!   engine call; [`list_keys`]: what a container's agent holds
 //!   ([`AgentKey`]); errors are [`SshError`];
 //! - [`Settings`] and the manifest loader (from `bottle-config`);
-//! - [`connect`] / [`select`]: pick and reach an engine from settings.
+//! - [`connect`] / [`select`]: pick and reach an engine from settings;
+//! - [`Session`]: an engine selected from settings with their agent layout
+//!   (`agent = "sidecar"` gives each bottle a sidecar), target and guard,
+//!   and provision, verify and deprovision as `bottlectl` runs them.
 //!
 //! Cargo features `docker` and `podman` (both default) compile each backend;
 //! asking for a backend that was left out is [`SelectError::NotBuiltIn`]
@@ -100,6 +103,9 @@
 //! assert_eq!(e.to_string(), "bottle was built without podman support");
 //! assert!(e.is_usage_error());
 //! ```
+
+pub mod session;
+pub use session::Session;
 
 pub use bottle_config as config;
 pub use bottle_runtime as runtime;

@@ -35,9 +35,7 @@ mod safe;
 mod ship;
 mod watch;
 
-use bottle::config::{
-    load, load_manifest, AgentChoice, Config, GuardChoice, Manifest, Overrides, Sources,
-};
+use bottle::config::{load, load_manifest, Config, GuardChoice, Manifest, Overrides, Sources};
 use bottle::Selection;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
@@ -414,12 +412,7 @@ fn placement(settings: &bottle::config::Settings) -> many::Placement {
 
 /// The settings' `agent` and `agent_image` as bottle-ssh's layout.
 fn agent_layout(settings: &bottle::config::Settings) -> bottle::ssh::sidecar::AgentLayout {
-    match settings.agent {
-        AgentChoice::Bottle => bottle::ssh::sidecar::AgentLayout::Bottle,
-        AgentChoice::Sidecar => bottle::ssh::sidecar::AgentLayout::Sidecar {
-            image: settings.agent_image.clone(),
-        },
-    }
+    bottle::session::agent_layout(settings)
 }
 
 /// Parse the manifest and check the plan and target before any engine call,

@@ -71,8 +71,7 @@ pub struct Placement {
     pub unguarded: bool,
 }
 
-/// `provision` in the agent layout: the agent in the bottle, or in its
-/// sidecar (made or replaced through the engine's admin side).
+/// `provision` in the agent layout (see [`bottle::session`]).
 pub async fn provision_in(
     sel: &Selection,
     agent: &AgentLayout,
@@ -81,20 +80,7 @@ pub async fn provision_in(
     target: &Target,
     opts: &Options<'_>,
 ) -> Result<bottle::ssh::ProvisionReport, bottle::ssh::Error> {
-    match agent {
-        AgentLayout::Sidecar { image } => {
-            bottle::ssh::sidecar::provision(
-                sel.admin.as_ref(),
-                container,
-                plan,
-                target,
-                opts,
-                image.as_deref(),
-            )
-            .await
-        }
-        _ => bottle::ssh::provision_with(sel.runtime.as_ref(), container, plan, target, opts).await,
-    }
+    bottle::session::provision_in(sel, agent, container, plan, target, opts).await
 }
 
 /// In the `sidecar` layout, before a provision or deprovision: remove the
@@ -129,17 +115,11 @@ pub async fn verify_in(
     target: &Target,
     opts: &Options<'_>,
 ) -> Result<bottle::ssh::VerifyReport, bottle::ssh::Error> {
-    match agent {
-        AgentLayout::Sidecar { .. } => {
-            bottle::ssh::sidecar::verify(sel.admin.as_ref(), container, plan, target, opts).await
-        }
-        _ => bottle::ssh::verify_with(sel.runtime.as_ref(), container, plan, target, opts).await,
-    }
+    bottle::session::verify_in(sel, agent, container, plan, target, opts).await
 }
 
 /// `deprovision` in the agent layout (the sidecar too, when it is this
-/// bottle's).
-/// `deprovision` in the agent layout; the guard's records it read first
+/// bottle's); the guard's records it read first
 /// are kept on this machine ([`crate::audit::keep`]).
 pub async fn deprovision_in(
     sel: &Selection,
@@ -151,12 +131,7 @@ pub async fn deprovision_in(
         Ok(info) => info.id,
         Err(_) => String::new(),
     };
-    let report = match agent {
-        AgentLayout::Sidecar { .. } => {
-            bottle::ssh::sidecar::deprovision(sel.admin.as_ref(), container, target).await
-        }
-        _ => bottle::deprovision(sel.runtime.as_ref(), container, target).await,
-    }?;
+    let report = bottle::session::deprovision_in(sel, agent, container, target).await?;
     let kept = crate::audit::keep(&report, &id, container);
     Ok((report, kept))
 }
