@@ -13,8 +13,11 @@
 //! - at most `jobs` provisions at once;
 //! - die and destroy forget the container;
 //! - when the stream ends or fails, reconnect with backoff, replaying the
-//!   engine's events since the loss, and list again (provisioning what is
-//!   running and not known);
+//!   engine's events since the last one seen, and list again (provisioning
+//!   what is running and not known);
+//! - event times are the engine's: they are compared with each other, and
+//!   with our clock only through the offset the events themselves show
+//!   ([`Clock`]), so an engine whose clock is behind ours loses no restart;
 //! - on shutdown, queued provisions are dropped and running ones may finish
 //!   within `grace` (the in-container lock is released by its own exec),
 //!   then are abandoned;
@@ -184,8 +187,9 @@ enum State {
 struct Entry {
     info: ContainerInfo,
     state: State,
-    /// When the listing that found it running was asked for: its events
-    /// from before then (replayed history) are already covered.
+    /// When the listing that found it running was asked for, by our clock:
+    /// its events from before then (replayed history) are already covered.
+    /// Cleared by its first event that is not.
     listed_at: Option<SystemTime>,
     /// The engine time of the last start event acted on: the same event
     /// replayed by a new subscription (after the engine closed the last
@@ -197,11 +201,68 @@ struct Entry {
 }
 
 impl Entry {
-    /// An event this entry's listing already saw the outcome of. Engine
-    /// time against ours: the subscription's `since` assumes the clocks
-    /// agree too.
-    fn stale(&self, time: Option<SystemTime>) -> bool {
-        matches!((self.listed_at, time), (Some(l), Some(t)) if t <= l)
+    /// An event this entry's listing already saw the outcome of: one
+    /// before the listing by the engine's clock (as far as [`Clock`] can
+    /// tell). The first one that is not ends the check: later events are
+    /// later still.
+    fn stale(&mut self, time: Option<SystemTime>, clock: &Clock) -> bool {
+        let Some(listed) = self.listed_at else {
+            return false;
+        };
+        match (time, clock.engine_time(listed)) {
+            (Some(t), Some(l)) if t <= l => true,
+            _ => {
+                self.listed_at = None;
+                false
+            }
+        }
+    }
+}
+
+/// The engine's clock as its events show it. An event is reported after it
+/// happened, so its time less our clock when it arrives is at most the
+/// engine's lead over us (negative when it is behind): the largest such
+/// difference seen is a lower bound of the lead. Turning our time into the
+/// engine's with it errs early, never late: a replayed event may be taken
+/// for a new one (a second provision), a restart is never taken for
+/// history.
+#[derive(Debug, Default)]
+struct Clock {
+    /// The largest (event time - our time at arrival), in nanoseconds.
+    lead: Option<i128>,
+    /// The newest event time seen: where a new subscription replays from.
+    last: Option<SystemTime>,
+}
+
+impl Clock {
+    fn saw(&mut self, time: Option<SystemTime>, now: SystemTime) {
+        let Some(t) = time else { return };
+        let d = signed_nanos(t) - signed_nanos(now);
+        self.lead = Some(self.lead.map_or(d, |l| l.max(d)));
+        self.last = Some(self.last.map_or(t, |l| l.max(t)));
+    }
+
+    /// `ours` by the engine's clock (an underestimate); `None` before an
+    /// event has shown how the clocks differ.
+    fn engine_time(&self, ours: SystemTime) -> Option<SystemTime> {
+        let t = signed_nanos(ours) + self.lead?;
+        let t = u64::try_from(t).ok()?;
+        Some(std::time::UNIX_EPOCH + Duration::from_nanos(t))
+    }
+
+    /// Where a new subscription replays from: the last event seen (the
+    /// trait's rule), else a second before now by the engine's clock as
+    /// far as known.
+    fn since(&self, now: SystemTime) -> SystemTime {
+        self.last
+            .unwrap_or_else(|| self.engine_time(now).unwrap_or(now) - Duration::from_secs(1))
+    }
+}
+
+fn signed_nanos(t: SystemTime) -> i128 {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
     }
 }
 
@@ -228,6 +289,7 @@ pub async fn watch(
     let mut tasks: JoinSet<Done> = JoinSet::new();
     let mut events: Option<bottle::runtime::EventStream> = None;
     let mut since: Option<SystemTime> = None;
+    let mut clock = Clock::default();
     let mut backoff = opts.backoff.0;
     let mut reconnect_at = Instant::now();
 
@@ -307,6 +369,7 @@ pub async fn watch(
             item = next_event => match item {
                 Some(Ok(ev)) => {
                     let now = Instant::now();
+                    clock.saw(ev.time, SystemTime::now());
                     if ev.action.is_start() {
                         // The engine filters events by label, not by name:
                         // without a name filter, an event is a match.
@@ -325,7 +388,7 @@ pub async fn watch(
                             started_at: None,
                             renew: None,
                         });
-                        if entry.stale(ev.time) {
+                        if entry.stale(ev.time, &clock) {
                             continue;
                         }
                         if matches!((entry.started_at, ev.time), (Some(s), Some(t)) if t <= s) {
@@ -356,7 +419,8 @@ pub async fn watch(
                             }
                         }
                     } else if ev.action.is_end() {
-                        if let Some(entry) = known.get_mut(&ev.id).filter(|e| !e.stale(ev.time)) {
+                        let entry = known.get_mut(&ev.id);
+                        if let Some(entry) = entry.and_then(|e| (!e.stale(ev.time, &clock)).then_some(e)) {
                             if let State::InFlight { again, forget } = &mut entry.state {
                                 *again = None;
                                 *forget = true;
@@ -367,8 +431,8 @@ pub async fn watch(
                         }
                     }
                 }
-                Some(Err(e)) => lost(&mut events, &mut since, &mut reconnect_at, &mut backoff, &opts, report, error_text(&e)),
-                None => lost(&mut events, &mut since, &mut reconnect_at, &mut backoff, &opts, report, "the engine closed the event stream".into()),
+                Some(Err(e)) => lost(&mut events, &mut since, &clock, &mut reconnect_at, &mut backoff, &opts, report, error_text(&e)),
+                None => lost(&mut events, &mut since, &clock, &mut reconnect_at, &mut backoff, &opts, report, "the engine closed the event stream".into()),
             },
             () = sleep_until(next_due), if next_due.is_some() => {
                 dispatch(&rt, &opts, &mut known, &mut matched, &mut tasks, &slots, &provision, report).await;
@@ -430,9 +494,12 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+// The watch loop's state, passed apart, as for `dispatch`.
+#[allow(clippy::too_many_arguments)]
 fn lost(
     events: &mut Option<bottle::runtime::EventStream>,
     since: &mut Option<SystemTime>,
+    clock: &Clock,
     reconnect_at: &mut Instant,
     backoff: &mut Duration,
     opts: &WatchOptions,
@@ -440,8 +507,10 @@ fn lost(
     error: String,
 ) {
     *events = None;
-    // Replay from a little before the loss: a duplicate start is coalesced.
-    *since = Some(SystemTime::now() - Duration::from_secs(1));
+    // Replay by the engine's clock: ours may be ahead of it (then the
+    // engine, Podman at least, would hold back every event until its clock
+    // caught up). A start seen again is not acted on twice (`started_at`).
+    *since = Some(clock.since(SystemTime::now()));
     report(Action::Lost {
         error,
         retry_in: *backoff,

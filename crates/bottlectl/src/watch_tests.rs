@@ -368,19 +368,34 @@ async fn shutdown_drops_queued_provisions_and_abandons_running_ones_after_the_gr
     assert_eq!(log.count("provisioned", None), 0);
 }
 
+/// A reconnect lists what started meanwhile and replays the events since
+/// the last one seen: the history of a container that listing found
+/// running (its die and start before the listing) is not a second
+/// provision, nor a `forgot`. The engine's clock is known by then (the
+/// first stream's events showed it); on the very first stream, history
+/// that comes before any event of now may be provisioned twice (see
+/// `Clock`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_history_of_a_listed_container_is_not_a_second_provision() {
     let fake = Arc::new(Fake::default());
+    let first = fake.subscription();
     let tx = fake.subscription();
-    fake.run("a");
+    fake.run("b");
     let counter = Arc::new(Counter::default());
     let release = Arc::new(Semaphore::new(1000));
     let log = Log::default();
-    let before = SystemTime::now() - Duration::from_millis(500);
     let steps = async {
+        until(|| log.count("connected", None) == 1).await;
+        first
+            .send(ev("b", "restart").map(|e| e.at_nanos(nanos(SystemTime::now()))))
+            .unwrap();
+        until(|| log.count("provisioned", Some("b")) == 2).await;
+        let before = SystemTime::now();
+        fake.run("a");
+        drop(first);
         until(|| log.count("provisioned", Some("a")) == 1).await;
-        // The second of history the subscription asks for: its start (and
-        // a die before it) happened before the listing saw it running.
+        // The replay: a's start (and a die before it) happened before the
+        // listing saw it running.
         let old = |action: &str| ev("a", action).map(|e| e.at_nanos(nanos(before)));
         tx.send(old("die")).unwrap();
         tx.send(old("start")).unwrap();
@@ -682,4 +697,63 @@ async fn without_certificate_entries_nothing_is_renewed() {
     watch(fake, opts(2), issuer.provision(), &|a| log.push(a), steps).await;
     assert_eq!(issuer.of("a"), ["issued"]);
     assert_eq!(log.count("renewed", None), 0);
+}
+
+/// A remote engine whose clock is five minutes behind ours: its events
+/// look five minutes old. A restart of a container listed at connect is
+/// still a provision (it was taken for history from before the listing),
+/// and a new subscription replays from the last event by the engine's
+/// clock, not ours (Podman holds back every event before `since`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_clock_behind_ours_loses_no_restart() {
+    let fake = Arc::new(Fake::default());
+    let first = fake.subscription();
+    let second = fake.subscription();
+    fake.run("a");
+    let counter = Arc::new(Counter::default());
+    let release = Arc::new(Semaphore::new(1000));
+    let log = Log::default();
+    let skew = Duration::from_secs(300);
+    let engine_now = || SystemTime::now() - skew;
+    let at = |action: &str, t: SystemTime| ev("a", action).map(|e| e.at_nanos(nanos(t)));
+    let last = Mutex::new(None);
+    let steps = async {
+        until(|| log.count("provisioned", Some("a")) == 1).await;
+        let t = engine_now();
+        first.send(at("die", t)).unwrap();
+        first
+            .send(at("start", t + Duration::from_millis(1)))
+            .unwrap();
+        until(|| log.count("provisioned", Some("a")) == 2).await;
+        let t = engine_now();
+        first.send(at("restart", t)).unwrap();
+        *last.lock().unwrap() = Some(t);
+        until(|| log.count("provisioned", Some("a")) == 3).await;
+        // The engine closes the stream; a restart on the next one.
+        drop(first);
+        until(|| log.count("connected", None) == 2).await;
+        second.send(at("restart", engine_now())).unwrap();
+        until(|| log.count("provisioned", Some("a")) == 4).await;
+    };
+    // Before: the restarts were taken for history and the steps waited
+    // forever.
+    let report = |a| log.push(a);
+    let run = watch(
+        fake.clone(),
+        opts(2),
+        counting(counter.clone(), release),
+        &report,
+        steps,
+    );
+    let waited = tokio::time::timeout(Duration::from_secs(10), run).await;
+    assert!(
+        waited.is_ok(),
+        "restarts not provisioned: {:?}",
+        log.0.lock().unwrap()
+    );
+    assert_eq!(log.count("provisioned", Some("a")), 4);
+    let since = fake.since.lock().unwrap().clone();
+    let last = last.lock().unwrap().expect("sent");
+    assert_eq!(since.len(), 2);
+    assert_eq!(since[1], Some(last), "replays from the engine's last event");
 }
