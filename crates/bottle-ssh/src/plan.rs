@@ -114,6 +114,14 @@ pub struct SshEntry {
     /// 7 days).
     #[serde(rename = "Validity", default, skip_serializing_if = "Option::is_none")]
     pub validity: Option<Lifetime>,
+    /// The certificate's extensions, OpenSSH's names (default: only
+    /// `permit-pty`); an unknown name is refused.
+    #[serde(
+        rename = "Extensions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub extensions: Option<Vec<String>>,
 }
 
 fn path_is_empty(p: &Path) -> bool {
