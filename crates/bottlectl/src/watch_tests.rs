@@ -385,12 +385,15 @@ async fn replayed_history_of_a_listed_container_is_not_a_second_provision() {
     let release = Arc::new(Semaphore::new(1000));
     let log = Log::default();
     let steps = async {
-        until(|| log.count("connected", None) == 1).await;
+        // Listed, provisioned, then restarted: a current event.
+        until(|| log.count("provisioned", Some("b")) == 1).await;
+        let restarted = SystemTime::now();
         first
-            .send(ev("b", "restart").map(|e| e.at_nanos(nanos(SystemTime::now()))))
+            .send(ev("b", "restart").map(|e| e.at_nanos(nanos(restarted))))
             .unwrap();
         until(|| log.count("provisioned", Some("b")) == 2).await;
-        let before = SystemTime::now();
+        // a starts after that, before the stream is lost.
+        let before = restarted + Duration::from_micros(1);
         fake.run("a");
         drop(first);
         until(|| log.count("provisioned", Some("a")) == 1).await;
