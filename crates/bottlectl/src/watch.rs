@@ -16,8 +16,9 @@
 //!   engine's events since the last one seen, and list again (provisioning
 //!   what is running and not known);
 //! - event times are the engine's: they are compared with each other, and
-//!   with our clock only through the offset the events themselves show
-//!   ([`Clock`]), so an engine whose clock is behind ours loses no restart;
+//!   with our clock through the offset the events themselves show
+//!   ([`Clock`]), so an engine whose clock is behind ours loses no restart
+//!   (but in the first seconds of a first connection, see [`Entry::stale`]);
 //! - on shutdown, queued provisions are dropped and running ones may finish
 //!   within `grace` (the in-container lock is released by its own exec),
 //!   then are abandoned;
@@ -55,6 +56,10 @@ pub struct WatchOptions {
     pub backoff: (Duration, Duration),
     /// How long running provisions may finish after a shutdown signal.
     pub grace: Duration,
+    /// Before any event has shown the engine's clock, how long after a
+    /// listing its containers' events are judged by our clock (the
+    /// replayed history arrives at once): see [`Entry::stale`].
+    pub replay_window: Duration,
 }
 
 impl Default for WatchOptions {
@@ -65,6 +70,7 @@ impl Default for WatchOptions {
             settle: Duration::from_millis(25),
             backoff: (Duration::from_millis(500), Duration::from_secs(30)),
             grace: Duration::from_secs(30),
+            replay_window: Duration::from_secs(3),
         }
     }
 }
@@ -187,10 +193,12 @@ enum State {
 struct Entry {
     info: ContainerInfo,
     state: State,
-    /// When the listing that found it running was asked for, by our clock:
-    /// its events from before then (replayed history) are already covered.
-    /// Cleared by its first event that is not.
-    listed_at: Option<SystemTime>,
+    /// The listing that found it running: when it was asked for (our
+    /// clock), when it came (tokio's) and whether an event had shown the
+    /// engine's clock by then. Its events from before it (replayed
+    /// history) are already covered. Cleared by its first event that is
+    /// not.
+    listed_at: Option<Listed>,
     /// The engine time of the last start event acted on: the same event
     /// replayed by a new subscription (after the engine closed the last
     /// one) is not a restart.
@@ -200,16 +208,36 @@ struct Entry {
     renew: Option<(Duration, Duration)>,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Listed {
+    at: SystemTime,
+    came: Instant,
+    clock_known: bool,
+}
+
 impl Entry {
     /// An event this entry's listing already saw the outcome of: one
-    /// before the listing by the engine's clock (as far as [`Clock`] can
-    /// tell). The first one that is not ends the check: later events are
-    /// later still.
-    fn stale(&mut self, time: Option<SystemTime>, clock: &Clock) -> bool {
+    /// before the listing by the engine's clock. Once an event has shown
+    /// how the clocks differ ([`Clock`]), that is exact or errs early (a
+    /// replay taken for news: a second provision, never a lost restart).
+    /// Before, on a first connection, the replayed history would be taken
+    /// for news (every bottle started in the second before the watch
+    /// provisioned twice): then our clock decides, for `window` after the
+    /// listing only, so an engine whose clock is behind can cost a restart
+    /// in those first seconds, not for the whole skew. The first event
+    /// that is not stale ends the check: later events are later still.
+    fn stale(&mut self, time: Option<SystemTime>, clock: &Clock, window: Duration) -> bool {
         let Some(listed) = self.listed_at else {
             return false;
         };
-        match (time, clock.engine_time(listed)) {
+        let mark = if listed.clock_known {
+            clock.engine_time(listed.at)
+        } else if listed.came.elapsed() <= window {
+            Some(listed.at)
+        } else {
+            None
+        };
+        match (time, mark) {
             (Some(t), Some(l)) if t <= l => true,
             _ => {
                 self.listed_at = None;
@@ -299,6 +327,11 @@ pub async fn watch(
                 let stream = rt.events(&opts.filters, since).await?;
                 let listed_at = SystemTime::now();
                 let running = rt.list(&opts.filters).await?;
+                let listed_at = Listed {
+                    at: listed_at,
+                    came: Instant::now(),
+                    clock_known: clock.lead.is_some(),
+                };
                 Ok::<_, bottle::runtime::Error>((stream, running, listed_at))
             };
             let connected = tokio::select! {
@@ -388,7 +421,7 @@ pub async fn watch(
                             started_at: None,
                             renew: None,
                         });
-                        if entry.stale(ev.time, &clock) {
+                        if entry.stale(ev.time, &clock, opts.replay_window) {
                             continue;
                         }
                         if matches!((entry.started_at, ev.time), (Some(s), Some(t)) if t <= s) {
@@ -420,7 +453,7 @@ pub async fn watch(
                         }
                     } else if ev.action.is_end() {
                         let entry = known.get_mut(&ev.id);
-                        if let Some(entry) = entry.and_then(|e| (!e.stale(ev.time, &clock)).then_some(e)) {
+                        if let Some(entry) = entry.and_then(|e| (!e.stale(ev.time, &clock, opts.replay_window)).then_some(e)) {
                             if let State::InFlight { again, forget } = &mut entry.state {
                                 *again = None;
                                 *forget = true;
