@@ -107,6 +107,8 @@ struct EntrySpans {
     principals: Option<Spanned<toml::Value>>,
     #[serde(rename = "Validity", default)]
     validity: Option<Spanned<toml::Value>>,
+    #[serde(rename = "Extensions", default)]
+    extensions: Option<Spanned<toml::Value>>,
 }
 
 /// Read and parse a manifest file. `~` in `IdentityFile` (of `[[ssh]]` and
@@ -289,6 +291,7 @@ impl Manifest {
                     Some("CertificateAuthority") => e.certificate_authority.as_ref(),
                     Some("Principals") => e.principals.as_ref(),
                     Some("Validity") => e.validity.as_ref(),
+                    Some("Extensions") => e.extensions.as_ref(),
                     _ => None,
                 };
                 Some(f.map(|f| f.span()).unwrap_or_else(|| entry.span()))
@@ -433,7 +436,7 @@ Port = 2222
     fn certificate_and_signing_paths_resolve_and_errors_point_at_them() {
         let text = "[signing]\nIdentityFile = '~/sign'\nTags = true\n\n[[ssh]]\nHost='a'\n\
                     Hostname='b'\nUser='u'\nCertificateAuthority='ca/key'\nPrincipals=['u','v']\n\
-                    Validity='30m'\n";
+                    Validity='30m'\nExtensions=['permit-pty','permit-agent-forwarding']\n";
         let m =
             parse_manifest(Path::new("/srv/m.toml"), text.into(), Some(Path::new("/h"))).unwrap();
         let e = &m.plan.ssh[0];
@@ -453,6 +456,12 @@ Port = 2222
         assert!(err.to_string().starts_with("/srv/m.toml:11:10: "), "{err}");
         let err = m.error_at(Location::Ssh(0, Some("CertificateAuthority")), "bad");
         assert!(err.to_string().starts_with("/srv/m.toml:9:22: "), "{err}");
+        assert_eq!(
+            e.extensions.as_deref(),
+            Some(&["permit-pty".to_string(), "permit-agent-forwarding".into()][..])
+        );
+        let err = m.error_at(Location::Ssh(0, Some("Extensions")), "bad");
+        assert!(err.to_string().starts_with("/srv/m.toml:12:12: "), "{err}");
         let text = "[signing]\nIdentityFile = '~bob/sign'\n";
         let e =
             parse_manifest(Path::new("m.toml"), text.into(), Some(Path::new("/h"))).unwrap_err();

@@ -410,8 +410,10 @@ async fn check_missing_agent_image_is_refused(env: &TestEnv) {
 }
 
 /// The user binds the agent's abstract name first (abstract sockets belong
-/// to the network namespace the bottle shares): provision refuses, and
-/// what the bottle's part wrote meanwhile (relay, the user's files) is undone.
+/// to the network namespace the bottle shares): provision refuses with the
+/// fix for a taken name (not the owners-and-modes fix of a writable path),
+/// and what the bottle's part wrote meanwhile (relay, the user's files) is
+/// undone.
 async fn check_abstract_name_taken_by_the_user_is_refused(env: &TestEnv) {
     let keys = keys();
     let has_ssh_dir = "[ -e \"$1/.ssh\" ] && echo there; true";
@@ -420,6 +422,15 @@ async fn check_abstract_name_taken_by_the_user_is_refused(env: &TestEnv) {
     let err = provision_sidecar(env, &plan(&keys)).await.unwrap_err();
     assert!(matches!(err, Error::UntrustedInContainer { .. }), "{err:?}");
     assert!(err.to_string().contains(&format!("@{name}")), "{err}");
+    assert!(
+        err.to_string().ends_with(
+            "a process there could pose as the agent's forwarder (stop the process listening \
+             on that name (in the bottle, or in a container sharing its network namespace), \
+             then provision again)"
+        ),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("root-owned"), "{err}");
     // The sidecar made for this provision is gone again.
     let admin = env.admin();
     assert_eq!(sidecars(admin.as_ref(), &env.bottle_info().id).await, 0);

@@ -27,7 +27,43 @@ pub const BACKDATE: u64 = 60;
 /// The least a login needs (no critical options): a terminal. Not
 /// `ssh-keygen -s`'s default set: port, agent and X11 forwarding and
 /// `~/.ssh/rc` give whoever holds the key more than git over ssh needs.
-const EXTENSIONS: [&str; 1] = ["permit-pty"];
+pub const DEFAULT_EXTENSIONS: [&str; 1] = ["permit-pty"];
+
+/// The extensions `Extensions` may name: OpenSSH's for a user certificate
+/// (`no-touch-required` is left out: it only means something for a
+/// security-key key, and the fresh key is ed25519).
+pub const KNOWN_EXTENSIONS: [&str; 5] = [
+    "permit-X11-forwarding",
+    "permit-agent-forwarding",
+    "permit-port-forwarding",
+    "permit-pty",
+    "permit-user-rc",
+];
+
+/// A manifest's `Extensions`, checked: each a known name, none twice
+/// (an empty list is allowed: a certificate for commands only, no
+/// terminal). Anything else is refused, never dropped: sshd ignores
+/// extensions it does not know, so a misspelt one would quietly grant
+/// less, and a name of another implementation's could grant more there.
+pub fn extensions(given: &[String]) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for x in given {
+        if !KNOWN_EXTENSIONS.contains(&x.as_str()) {
+            // Quoted with escapes, and cut: the manifest's text.
+            let shown: String = x.chars().take(64).collect();
+            let cut = if shown.len() < x.len() { "…" } else { "" };
+            return Err(format!(
+                "unknown extension {shown:?}{cut} (known: {})",
+                KNOWN_EXTENSIONS.join(", ")
+            ));
+        }
+        if out.contains(x) {
+            return Err(format!("{x} is listed twice"));
+        }
+        out.push(x.clone());
+    }
+    Ok(out)
+}
 
 /// What an entry's certificate is made from, after validation. `Debug`
 /// shows no key bytes.
@@ -39,6 +75,9 @@ pub struct CertSpec {
     pub principals: Vec<String>,
     /// Seconds; also the fresh key's agent lifetime.
     pub validity: u32,
+    /// The certificate's extensions (checked names, by default
+    /// [`DEFAULT_EXTENSIONS`]).
+    pub extensions: Vec<String>,
     /// The certificate issued at provision (or, in verify, the one
     /// provision recorded).
     pub issued: Option<Certificate>,
@@ -53,6 +92,7 @@ impl std::fmt::Debug for CertSpec {
             .field("authority_fingerprint", &self.authority_fingerprint)
             .field("principals", &self.principals)
             .field("validity", &self.validity)
+            .field("extensions", &self.extensions)
             .field("issued", &self.issued.as_ref().map(CertInfo::of))
             .finish_non_exhaustive()
     }
@@ -175,7 +215,8 @@ pub fn key_id_alias(key_id: &str) -> Option<&str> {
 
 /// Sign a user certificate for `subject` with the spec's CA: random nonce
 /// and serial, valid from [`BACKDATE`] seconds before `now` to `now` +
-/// validity, only `permit-pty`, no critical options.
+/// validity, the spec's extensions (by default only `permit-pty`), no
+/// critical options.
 pub(crate) fn issue(
     spec: &CertSpec,
     subject: &PublicKey,
@@ -199,8 +240,8 @@ pub(crate) fn issue(
     for p in &spec.principals {
         b.valid_principal(p.clone()).map_err(err)?;
     }
-    for ext in EXTENSIONS {
-        b.extension(ext, "").map_err(err)?;
+    for ext in &spec.extensions {
+        b.extension(ext.as_str(), "").map_err(err)?;
     }
     b.sign(&spec.authority)
         .map_err(|e| format!("the CA key cannot sign the certificate: {e}"))
@@ -371,6 +412,7 @@ mod tests {
             authority_fingerprint: ca.fingerprint(HashAlg::Sha256).to_string(),
             principals: vec!["git".into(), "deploy".into()],
             validity,
+            extensions: DEFAULT_EXTENSIONS.map(String::from).to_vec(),
             issued: None,
             authority: ca,
         }
@@ -648,6 +690,82 @@ mod tests {
             assert!(detail.contains("bottle:docker:b1:gh") && detail.contains("principals git"));
             let (_, ok, detail) = &super::super::checks(&later, now + 600)[0];
             assert!(!ok && detail.contains("expired 0 s ago"), "{detail}");
+        }
+
+        /// `Extensions` lands in the issued certificate as `ssh-keygen -L`
+        /// reads it (the default: `permit-pty` alone); an unknown or
+        /// repeated name is refused naming the field, as is `Extensions`
+        /// without a CA.
+        #[test]
+        fn configured_extensions_land_in_the_certificate_and_unknown_ones_are_refused() {
+            let dir = tempfile::tempdir().unwrap();
+            let ca = keygen(dir.path(), "ca", "");
+            let listed = |exts: Option<&[&str]>| {
+                let mut e = cert_entry(&ca);
+                e.extensions = exts.map(|x| x.iter().map(|s| s.to_string()).collect());
+                let mut v = validate(&plan(vec![e], None)).unwrap();
+                super::super::certify(&mut v, "docker", "b1", super::super::tests::now()).unwrap();
+                let cert = dir.path().join("cert.pub");
+                let line = super::super::openssh_line(v.keys[0].issued().unwrap());
+                std::fs::write(&cert, format!("{line}\n")).unwrap();
+                let out = std::process::Command::new("ssh-keygen")
+                    .arg("-L")
+                    .arg("-f")
+                    .arg(&cert)
+                    .output()
+                    .expect("ssh-keygen");
+                assert!(out.status.success());
+                let text = String::from_utf8(out.stdout).unwrap();
+                // The indented lines under "Extensions:", up to the next field.
+                let after = text.split("Extensions:").nth(1).unwrap_or_default();
+                after
+                    .lines()
+                    .skip(1)
+                    .map(str::trim)
+                    .take_while(|l| l.starts_with("permit-") || l.starts_with("no-"))
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(listed(None), ["permit-pty"]);
+            assert_eq!(
+                listed(Some(&["permit-agent-forwarding", "permit-pty"])),
+                ["permit-agent-forwarding", "permit-pty"]
+            );
+            assert_eq!(
+                listed(Some(&["permit-port-forwarding"])),
+                ["permit-port-forwarding"]
+            );
+            let with = |x: &[&str]| {
+                let mut e = cert_entry(&ca);
+                e.extensions = Some(x.iter().map(|s| s.to_string()).collect());
+                plan(vec![e], None)
+            };
+            refused(
+                &with(&["permit-everything"]),
+                "Extensions",
+                "unknown extension \"permit-everything\"",
+            );
+            refused(
+                &with(&["no-touch-required"]),
+                "Extensions",
+                "unknown extension",
+            );
+            refused(&with(&["permit-pty\u{1b}[2J"]), "Extensions", "\\u{1b}");
+            refused(
+                &with(&["PERMIT-PTY"]),
+                "Extensions",
+                "known: permit-X11-forwarding",
+            );
+            refused(
+                &with(&["permit-pty", "permit-pty"]),
+                "Extensions",
+                "listed twice",
+            );
+            let mut plain = cert_entry(&ca);
+            plain.certificate_authority = None;
+            plain.identity_file = keygen(dir.path(), "login", "");
+            plain.extensions = Some(vec!["permit-pty".into()]);
+            refused(&plan(vec![plain], None), "Extensions", "only applies");
         }
 
         /// OpenSSH's own agent takes key and certificate in one constrained

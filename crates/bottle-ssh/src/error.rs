@@ -26,7 +26,9 @@ impl std::fmt::Display for Missing {
 
 /// A path root's scripts will not trust: it, or a directory above it, is
 /// not owned by root, is writable by group or others, or is a symlink where
-/// none may be. Found before any key is sent.
+/// none may be; a socket path holding something bottle did not make; or
+/// (`@name`, the `sidecar` layout) the agent's abstract socket name held by
+/// another process. Found before any key is sent.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Untrusted {
     pub path: String,
@@ -38,6 +40,72 @@ impl std::fmt::Display for Untrusted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.path, self.reason)
     }
+}
+
+/// What an [`Untrusted`] is: the risk and the fix differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UntrustedKind {
+    Path,
+    Socket,
+    AbstractName,
+}
+
+impl Untrusted {
+    fn kind(&self) -> UntrustedKind {
+        if self.path.starts_with('@') {
+            UntrustedKind::AbstractName
+        } else if self.reason.starts_with("exists and is not a socket")
+            || self.reason.starts_with("is a socket bottle did not make")
+        {
+            UntrustedKind::Socket
+        } else {
+            UntrustedKind::Path
+        }
+    }
+
+    /// What the operator can do about it, by kind: a taken abstract name is
+    /// not a file to chown, a socket bottle did not make not one to chmod.
+    pub fn fix(&self) -> &'static str {
+        match self.kind() {
+            UntrustedKind::AbstractName => {
+                "stop the process listening on that name (in the bottle, or in a container \
+                 sharing its network namespace), then provision again"
+            }
+            UntrustedKind::Socket => {
+                "remove it if it is a leftover, or set agent_socket/public_socket to a path \
+                 bottle can own"
+            }
+            UntrustedKind::Path => "make them root-owned and not group/other-writable",
+        }
+    }
+
+    /// Whether it is about owners and modes (a path the user could change).
+    pub fn is_permission(&self) -> bool {
+        self.kind() == UntrustedKind::Path
+    }
+
+    fn risk(&self) -> &'static str {
+        match self.kind() {
+            UntrustedKind::AbstractName => "a process there could pose as the agent's forwarder",
+            UntrustedKind::Socket => "bottle replaces nothing it did not make",
+            UntrustedKind::Path => "the bottle's user could replace what is there",
+        }
+    }
+}
+
+/// Each kind's risk and fix among `untrusted`, once, in order.
+fn risks_and_fixes(untrusted: &[Untrusted]) -> String {
+    let mut kinds: Vec<&Untrusted> = Vec::new();
+    for u in untrusted {
+        if !kinds.iter().any(|k| k.kind() == u.kind()) {
+            kinds.push(u);
+        }
+    }
+    kinds
+        .iter()
+        .map(|u| format!("{} ({})", u.risk(), u.fix()))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The install command for the missing programs on a distribution named by
@@ -245,9 +313,9 @@ pub enum Error {
     /// bottle's user could have changed (a writable `PATH` entry, `/run`,
     /// the state directory). Checked before any key is sent; nothing changed.
     #[error(
-        "container `{container}`: root will not use {}: the bottle's user could replace what is there \
-         (make them root-owned and not group/other-writable)",
-        untrusted.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        "container `{container}`: root will not use {}: {}",
+        untrusted.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+        risks_and_fixes(untrusted)
     )]
     UntrustedInContainer {
         container: String,

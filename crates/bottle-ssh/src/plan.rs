@@ -114,6 +114,14 @@ pub struct SshEntry {
     /// 7 days).
     #[serde(rename = "Validity", default, skip_serializing_if = "Option::is_none")]
     pub validity: Option<Lifetime>,
+    /// The certificate's extensions, OpenSSH's names (default: only
+    /// `permit-pty`); an unknown name is refused.
+    #[serde(
+        rename = "Extensions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub extensions: Option<Vec<String>>,
     /// Hold its signatures for an operator's approval (`bottlectl
     /// approve`): `each`, or `per-destination` (the first per host key and
     /// user, or SSHSIG namespace).

@@ -690,3 +690,64 @@ fn missing_programs_name_the_install_command_for_the_distribution() {
         ["rhel", "fedora"]
     );
 }
+
+/// Each kind of untrusted finding ends with its own fix: a taken abstract
+/// name is not a file to chown (the sidecar refusal said "make them
+/// root-owned and not group/other-writable"), nor is a socket path bottle
+/// did not make; paths keep the owners-and-modes fix.
+#[test]
+fn untrusted_findings_end_with_the_fix_for_their_kind() {
+    let u = |path: &str, reason: &str| Untrusted {
+        path: path.into(),
+        reason: reason.into(),
+    };
+    let err = |untrusted: Vec<Untrusted>| {
+        Error::UntrustedInContainer {
+            container: "b".into(),
+            untrusted,
+        }
+        .to_string()
+    };
+    let name = err(vec![u(
+        "@claude-bottle-agent-0123456789ab",
+        "is listened on by a process that is not the agent's forwarder",
+    )]);
+    assert!(
+        name.contains("stop the process listening on that name"),
+        "{name}"
+    );
+    assert!(!name.contains("root-owned"), "{name}");
+    let socket = err(vec![u("/etc/important", "exists and is not a socket")]);
+    assert!(
+        socket.contains("set agent_socket/public_socket"),
+        "{socket}"
+    );
+    assert!(!socket.contains("root-owned"), "{socket}");
+    let path = err(vec![
+        u(
+            "/usr/local/bin",
+            "writable by group or others (mode 777) (for socat)",
+        ),
+        u("/run", "not owned by root"),
+    ]);
+    assert!(
+        path.ends_with(
+            "the bottle's user could replace what is there (make them root-owned and not \
+             group/other-writable)"
+        ),
+        "{path}"
+    );
+    // Mixed: each fix once, in order.
+    let both = err(vec![
+        u("/run", "not owned by root"),
+        u(
+            "@x",
+            "is listened on by a process that is not the agent's forwarder",
+        ),
+        u("/tmp", "writable by group or others (mode 777)"),
+    ]);
+    assert_eq!(both.matches("root-owned").count(), 1, "{both}");
+    assert!(both.contains("stop the process listening"), "{both}");
+    assert!(Untrusted::is_permission(&u("/run", "not owned by root")));
+    assert!(!u("@x", "taken").is_permission());
+}

@@ -437,6 +437,7 @@ pub(crate) fn validate_inner(
         for (field, given) in [
             ("Principals", e.principals.is_some()),
             ("Validity", e.validity.is_some()),
+            ("Extensions", e.extensions.is_some()),
         ] {
             if given {
                 return Err(plan_err(
@@ -547,7 +548,8 @@ pub(crate) fn validate_inner(
     })
 }
 
-/// An entry's `CertificateAuthority`, `Principals` and `Validity`, checked,
+/// An entry's `CertificateAuthority`, `Principals`, `Validity` and
+/// `Extensions`, checked,
 /// and the CA key file's metadata (for the exposure warning).
 fn cert_spec(
     name: &Entry,
@@ -598,6 +600,15 @@ fn cert_spec(
             return Err(plan_err(name, "Principals", why));
         }
     }
+    let extensions = match &e.extensions {
+        Some(given) => {
+            certificate::extensions(given).map_err(|why| plan_err(name, "Extensions", why))?
+        }
+        None => certificate::DEFAULT_EXTENSIONS
+            .iter()
+            .map(|x| x.to_string())
+            .collect(),
+    };
     let (authority, meta) = crate::keys::load_key_file(ca, opts, need_private)
         .map_err(|reason| plan_err(name, "CertificateAuthority", format!("{ca:?} {reason}")))?;
     let authority_fingerprint = authority.fingerprint(HashAlg::Sha256).to_string();
@@ -607,6 +618,7 @@ fn cert_spec(
             authority_fingerprint,
             principals,
             validity,
+            extensions,
             issued: None,
             authority,
         },

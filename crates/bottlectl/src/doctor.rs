@@ -87,11 +87,19 @@ async fn container_checks(
         checks.push(Check {
             name: "trusted path".into(),
             ok: false,
-            detail: format!("{}: {}: the user could replace what root runs or writes", u.path, u.reason),
-            fix: Some(format!(
-                "make it root-owned and not group/other-writable in the image (chown root:root, chmod go-w {}), or keep the user out of it",
-                u.path
-            )),
+            detail: if u.is_permission() {
+                format!("{}: {}: the user could replace what root runs or writes", u.path, u.reason)
+            } else {
+                u.to_string()
+            },
+            fix: Some(if u.is_permission() {
+                format!(
+                    "make it root-owned and not group/other-writable in the image (chown root:root, chmod go-w {}), or keep the user out of it",
+                    u.path
+                )
+            } else {
+                u.fix().to_string()
+            }),
         });
     }
     if report.untrusted.is_empty() {

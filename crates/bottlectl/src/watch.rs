@@ -15,8 +15,12 @@
 //!   layout removes its agent sidecar) before the next event is read, so
 //!   a start that follows provisions after the removal;
 //! - when the stream ends or fails, reconnect with backoff, replaying the
-//!   engine's events since the loss, and list again (provisioning what is
-//!   running and not known);
+//!   engine's events since the last one seen, and list again (provisioning
+//!   what is running and not known);
+//! - event times are the engine's: they are compared with each other, and
+//!   with our clock through the offset the events themselves show
+//!   ([`Clock`]), so an engine whose clock is behind ours loses no restart
+//!   (but in the first seconds of a first connection, see [`Entry::stale`]);
 //! - on shutdown, queued provisions are dropped and running ones may finish
 //!   within `grace` (the in-container lock is released by its own exec),
 //!   then are abandoned;
@@ -58,6 +62,10 @@ pub struct WatchOptions {
     pub retire: Option<Retire>,
     /// Stream each provisioned container's guard records (`--audit`).
     pub follow: Option<Follow>,
+    /// Before any event has shown the engine's clock, how long after a
+    /// listing its containers' events are judged by our clock (the
+    /// replayed history arrives at once): see [`Entry::stale`].
+    pub replay_window: Duration,
 }
 
 /// A record streamed by [`Follow`]: its container and the record as JSON.
@@ -107,6 +115,7 @@ impl Default for WatchOptions {
             grace: Duration::from_secs(30),
             retire: None,
             follow: None,
+            replay_window: Duration::from_secs(3),
         }
     }
 }
@@ -239,9 +248,12 @@ enum State {
 struct Entry {
     info: ContainerInfo,
     state: State,
-    /// When the listing that found it running was asked for: its events
-    /// from before then (replayed history) are already covered.
-    listed_at: Option<SystemTime>,
+    /// The listing that found it running: when it was asked for (our
+    /// clock), when it came (tokio's) and whether an event had shown the
+    /// engine's clock by then. Its events from before it (replayed
+    /// history) are already covered. Cleared by its first event that is
+    /// not.
+    listed_at: Option<Listed>,
     /// The engine time of the last start event acted on: the same event
     /// replayed by a new subscription (after the engine closed the last
     /// one) is not a restart.
@@ -251,12 +263,89 @@ struct Entry {
     renew: Option<(Duration, Duration)>,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Listed {
+    at: SystemTime,
+    came: Instant,
+    clock_known: bool,
+}
+
 impl Entry {
-    /// An event this entry's listing already saw the outcome of. Engine
-    /// time against ours: the subscription's `since` assumes the clocks
-    /// agree too.
-    fn stale(&self, time: Option<SystemTime>) -> bool {
-        matches!((self.listed_at, time), (Some(l), Some(t)) if t <= l)
+    /// An event this entry's listing already saw the outcome of: one
+    /// before the listing by the engine's clock. Once an event has shown
+    /// how the clocks differ ([`Clock`]), that is exact or errs early (a
+    /// replay taken for news: a second provision, never a lost restart).
+    /// Before, on a first connection, the replayed history would be taken
+    /// for news (every bottle started in the second before the watch
+    /// provisioned twice): then our clock decides, for `window` after the
+    /// listing only, so an engine whose clock is behind can cost a restart
+    /// in those first seconds, not for the whole skew. The first event
+    /// that is not stale ends the check: later events are later still.
+    fn stale(&mut self, time: Option<SystemTime>, clock: &Clock, window: Duration) -> bool {
+        let Some(listed) = self.listed_at else {
+            return false;
+        };
+        let mark = if listed.clock_known {
+            clock.engine_time(listed.at)
+        } else if listed.came.elapsed() <= window {
+            Some(listed.at)
+        } else {
+            None
+        };
+        match (time, mark) {
+            (Some(t), Some(l)) if t <= l => true,
+            _ => {
+                self.listed_at = None;
+                false
+            }
+        }
+    }
+}
+
+/// The engine's clock as its events show it. An event is reported after it
+/// happened, so its time less our clock when it arrives is at most the
+/// engine's lead over us (negative when it is behind): the largest such
+/// difference seen is a lower bound of the lead. Turning our time into the
+/// engine's with it errs early, never late: a replayed event may be taken
+/// for a new one (a second provision), a restart is never taken for
+/// history.
+#[derive(Debug, Default)]
+struct Clock {
+    /// The largest (event time - our time at arrival), in nanoseconds.
+    lead: Option<i128>,
+    /// The newest event time seen: where a new subscription replays from.
+    last: Option<SystemTime>,
+}
+
+impl Clock {
+    fn saw(&mut self, time: Option<SystemTime>, now: SystemTime) {
+        let Some(t) = time else { return };
+        let d = signed_nanos(t) - signed_nanos(now);
+        self.lead = Some(self.lead.map_or(d, |l| l.max(d)));
+        self.last = Some(self.last.map_or(t, |l| l.max(t)));
+    }
+
+    /// `ours` by the engine's clock (an underestimate); `None` before an
+    /// event has shown how the clocks differ.
+    fn engine_time(&self, ours: SystemTime) -> Option<SystemTime> {
+        let t = signed_nanos(ours) + self.lead?;
+        let t = u64::try_from(t).ok()?;
+        Some(std::time::UNIX_EPOCH + Duration::from_nanos(t))
+    }
+
+    /// Where a new subscription replays from: the last event seen (the
+    /// trait's rule), else a second before now by the engine's clock as
+    /// far as known.
+    fn since(&self, now: SystemTime) -> SystemTime {
+        self.last
+            .unwrap_or_else(|| self.engine_time(now).unwrap_or(now) - Duration::from_secs(1))
+    }
+}
+
+fn signed_nanos(t: SystemTime) -> i128 {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
     }
 }
 
@@ -283,6 +372,7 @@ pub async fn watch(
     let mut tasks: JoinSet<Done> = JoinSet::new();
     let mut events: Option<bottle::runtime::EventStream> = None;
     let mut since: Option<SystemTime> = None;
+    let mut clock = Clock::default();
     let mut backoff = opts.backoff.0;
     let mut reconnect_at = Instant::now();
     // --audit: one follower per provisioned container, sending here.
@@ -295,6 +385,11 @@ pub async fn watch(
                 let stream = rt.events(&opts.filters, since).await?;
                 let listed_at = SystemTime::now();
                 let running = rt.list(&opts.filters).await?;
+                let listed_at = Listed {
+                    at: listed_at,
+                    came: Instant::now(),
+                    clock_known: clock.lead.is_some(),
+                };
                 Ok::<_, bottle::runtime::Error>((stream, running, listed_at))
             };
             let connected = tokio::select! {
@@ -376,6 +471,7 @@ pub async fn watch(
             item = next_event => match item {
                 Some(Ok(ev)) => {
                     let now = Instant::now();
+                    clock.saw(ev.time, SystemTime::now());
                     if ev.action.is_start() {
                         // The engine filters events by label, not by name:
                         // without a name filter, an event is a match.
@@ -394,7 +490,7 @@ pub async fn watch(
                             started_at: None,
                             renew: None,
                         });
-                        if entry.stale(ev.time) {
+                        if entry.stale(ev.time, &clock, opts.replay_window) {
                             continue;
                         }
                         if matches!((entry.started_at, ev.time), (Some(s), Some(t)) if t <= s) {
@@ -425,7 +521,8 @@ pub async fn watch(
                             }
                         }
                     } else if ev.action.is_end() {
-                        if let Some(entry) = known.get_mut(&ev.id).filter(|e| !e.stale(ev.time)) {
+                        let entry = known.get_mut(&ev.id);
+                        if let Some(entry) = entry.and_then(|e| (!e.stale(ev.time, &clock, opts.replay_window)).then_some(e)) {
                             if let State::InFlight { again, forget } = &mut entry.state {
                                 *again = None;
                                 *forget = true;
@@ -440,8 +537,8 @@ pub async fn watch(
                         }
                     }
                 }
-                Some(Err(e)) => lost(&mut events, &mut since, &mut reconnect_at, &mut backoff, &opts, report, error_text(&e)),
-                None => lost(&mut events, &mut since, &mut reconnect_at, &mut backoff, &opts, report, "the engine closed the event stream".into()),
+                Some(Err(e)) => lost(&mut events, &mut since, &clock, &mut reconnect_at, &mut backoff, &opts, report, error_text(&e)),
+                None => lost(&mut events, &mut since, &clock, &mut reconnect_at, &mut backoff, &opts, report, "the engine closed the event stream".into()),
             },
             () = sleep_until(next_due), if next_due.is_some() => {
                 dispatch(&rt, &opts, &mut known, &mut matched, &mut tasks, &slots, &provision, report).await;
@@ -522,9 +619,12 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+// The watch loop's state, passed apart, as for `dispatch`.
+#[allow(clippy::too_many_arguments)]
 fn lost(
     events: &mut Option<bottle::runtime::EventStream>,
     since: &mut Option<SystemTime>,
+    clock: &Clock,
     reconnect_at: &mut Instant,
     backoff: &mut Duration,
     opts: &WatchOptions,
@@ -532,8 +632,10 @@ fn lost(
     error: String,
 ) {
     *events = None;
-    // Replay from a little before the loss: a duplicate start is coalesced.
-    *since = Some(SystemTime::now() - Duration::from_secs(1));
+    // Replay by the engine's clock: ours may be ahead of it (then the
+    // engine, Podman at least, would hold back every event until its clock
+    // caught up). A start seen again is not acted on twice (`started_at`).
+    *since = Some(clock.since(SystemTime::now()));
     report(Action::Lost {
         error,
         retry_in: *backoff,

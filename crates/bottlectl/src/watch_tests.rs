@@ -181,6 +181,7 @@ fn opts(jobs: usize) -> WatchOptions {
         settle: Duration::from_millis(5),
         backoff: (Duration::from_millis(1), Duration::from_millis(4)),
         grace: Duration::from_secs(30),
+        replay_window: Duration::from_millis(300),
         ..WatchOptions::default()
     }
 }
@@ -432,6 +433,9 @@ async fn shutdown_drops_queued_provisions_and_abandons_running_ones_after_the_gr
     assert_eq!(log.count("provisioned", None), 0);
 }
 
+/// On a first connection no event has shown the engine's clock yet: the
+/// second of history the subscription asks for arrives at once and is
+/// judged by our clock (within `replay_window` of the listing).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_history_of_a_listed_container_is_not_a_second_provision() {
     let fake = Arc::new(Fake::default());
@@ -445,6 +449,56 @@ async fn replayed_history_of_a_listed_container_is_not_a_second_provision() {
         until(|| log.count("provisioned", Some("a")) == 1).await;
         // The second of history the subscription asks for: its start (and
         // a die before it) happened before the listing saw it running.
+        let old = |action: &str| ev("a", action).map(|e| e.at_nanos(nanos(before)));
+        tx.send(old("die")).unwrap();
+        tx.send(old("start")).unwrap();
+        // A real restart afterwards is one.
+        tx.send(ev("a", "restart").map(|e| e.at_nanos(nanos(SystemTime::now()))))
+            .unwrap();
+        until(|| log.count("provisioned", Some("a")) == 2).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    watch(
+        fake.clone(),
+        opts(2),
+        counting(counter.clone(), release),
+        &|a| log.push(a),
+        steps,
+    )
+    .await;
+    assert_eq!(log.count("provisioned", Some("a")), 2);
+    assert_eq!(log.count("forgot", Some("a")), 0);
+}
+
+/// A reconnect lists what started meanwhile and replays the events since
+/// the last one seen: the history of a container that listing found
+/// running (its die and start before the listing) is not a second
+/// provision, nor a `forgot`. The engine's clock is known by then (the
+/// first stream's events showed it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_history_after_a_reconnect_is_not_a_second_provision() {
+    let fake = Arc::new(Fake::default());
+    let first = fake.subscription();
+    let tx = fake.subscription();
+    fake.run("b");
+    let counter = Arc::new(Counter::default());
+    let release = Arc::new(Semaphore::new(1000));
+    let log = Log::default();
+    let steps = async {
+        // Listed, provisioned, then restarted: a current event.
+        until(|| log.count("provisioned", Some("b")) == 1).await;
+        let restarted = SystemTime::now();
+        first
+            .send(ev("b", "restart").map(|e| e.at_nanos(nanos(restarted))))
+            .unwrap();
+        until(|| log.count("provisioned", Some("b")) == 2).await;
+        // a starts after that, before the stream is lost.
+        let before = restarted + Duration::from_micros(1);
+        fake.run("a");
+        drop(first);
+        until(|| log.count("provisioned", Some("a")) == 1).await;
+        // The replay: a's start (and a die before it) happened before the
+        // listing saw it running.
         let old = |action: &str| ev("a", action).map(|e| e.at_nanos(nanos(before)));
         tx.send(old("die")).unwrap();
         tx.send(old("start")).unwrap();
@@ -746,4 +800,76 @@ async fn without_certificate_entries_nothing_is_renewed() {
     watch(fake, opts(2), issuer.provision(), &|a| log.push(a), steps).await;
     assert_eq!(issuer.of("a"), ["issued"]);
     assert_eq!(log.count("renewed", None), 0);
+}
+
+/// A remote engine whose clock is five minutes behind ours: its events
+/// look five minutes old. A restart of a container listed at connect is
+/// still a provision (it was taken for history from before the listing
+/// for as long as the skew), so is the restart of one listed at a
+/// reconnect right after the listing, and a new subscription replays from
+/// the last event by the engine's clock, not ours (Podman drops every
+/// event before `since`, live ones too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_clock_behind_ours_loses_no_restart() {
+    let fake = Arc::new(Fake::default());
+    let first = fake.subscription();
+    let second = fake.subscription();
+    fake.run("a");
+    let counter = Arc::new(Counter::default());
+    let release = Arc::new(Semaphore::new(1000));
+    let log = Log::default();
+    let skew = Duration::from_secs(300);
+    let engine_now = || SystemTime::now() - skew;
+    let at = |action: &str, t: SystemTime| ev("a", action).map(|e| e.at_nanos(nanos(t)));
+    let last = Mutex::new(None);
+    let steps = async {
+        until(|| log.count("provisioned", Some("a")) == 1).await;
+        // Past the first connection's replay window (no event had shown
+        // the engine's clock when a was listed).
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let t = engine_now();
+        first.send(at("die", t)).unwrap();
+        first
+            .send(at("start", t + Duration::from_millis(1)))
+            .unwrap();
+        until(|| log.count("provisioned", Some("a")) == 2).await;
+        let t = engine_now();
+        first.send(at("restart", t)).unwrap();
+        *last.lock().unwrap() = Some(t);
+        until(|| log.count("provisioned", Some("a")) == 3).await;
+        // The engine closes the stream; c starts meanwhile, so the next
+        // listing finds it, the clock known by then: c's restart right
+        // after is one, and so is a's.
+        fake.run("c");
+        drop(first);
+        until(|| log.count("provisioned", Some("c")) == 1).await;
+        let c_at = |action: &str| ev("c", action).map(|e| e.at_nanos(nanos(engine_now())));
+        second.send(c_at("die")).unwrap();
+        second.send(c_at("start")).unwrap();
+        second.send(at("restart", engine_now())).unwrap();
+        until(|| log.count("provisioned", Some("a")) == 4).await;
+        until(|| log.count("provisioned", Some("c")) == 2).await;
+    };
+    // Before: the restarts were taken for history and the steps waited
+    // forever.
+    let report = |a| log.push(a);
+    let run = watch(
+        fake.clone(),
+        opts(2),
+        counting(counter.clone(), release),
+        &report,
+        steps,
+    );
+    let waited = tokio::time::timeout(Duration::from_secs(10), run).await;
+    assert!(
+        waited.is_ok(),
+        "restarts not provisioned: {:?}",
+        log.0.lock().unwrap()
+    );
+    assert_eq!(log.count("provisioned", Some("a")), 4);
+    assert_eq!(log.count("provisioned", Some("c")), 2);
+    let since = fake.since.lock().unwrap().clone();
+    let last = last.lock().unwrap().expect("sent");
+    assert_eq!(since.len(), 2);
+    assert_eq!(since[1], Some(last), "replays from the engine's last event");
 }
