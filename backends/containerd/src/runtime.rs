@@ -32,11 +32,14 @@ impl ContainerRuntime for ContainerdRuntime {
         &self.endpoint
     }
 
+    /// No `event_history`: containerd keeps no log of past events, so a
+    /// `since` subscription replays only the running tasks started since.
     fn capabilities(&self) -> Capabilities {
         Capabilities::default()
             .with_copy(true)
             .with_list(true)
             .with_events(true)
+            .with_event_history(false)
             .with_output_with_unread_stdin(true)
     }
 
