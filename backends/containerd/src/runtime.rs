@@ -693,7 +693,9 @@ mod tests {
                 std::fs::read(&path).unwrap()
             })
         };
-        let mut tx = open_stdin(&path).await.expect("opened once the reader came");
+        let mut tx = open_stdin(&path)
+            .await
+            .expect("opened once the reader came");
         tx.write_all(b"in-10;").await.unwrap();
         drop(tx);
         assert_eq!(reader.join().unwrap(), b"in-10;");
