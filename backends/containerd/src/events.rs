@@ -152,10 +152,19 @@ impl ContainerdRuntime {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<ContainerEvent>>(QUEUE);
         let task = tokio::spawn(async move {
             let _sub_guard = sub_guard;
-            let gone = |e| Error::Unreachable {
+            // containerd ends a subscription only when it goes away: a
+            // clean end is reported like a broken one, naming the namespace.
+            let gone = |why: String| Error::Unreachable {
                 engine: ENGINE,
                 endpoint: endpoint.clone(),
-                source: Box::new(e),
+                source: format!(
+                    "the event stream of containerd namespace `{}` {why}",
+                    me.namespace
+                )
+                .into(),
+            };
+            let broke = |e: containerd_client::tonic::Status| {
+                gone(format!("broke: {}", e.message().escape_debug()))
             };
             let mut cache = cache;
             for e in replay {
@@ -166,7 +175,7 @@ impl ContainerdRuntime {
             let mut stream = match subscribed.await {
                 Ok(Ok(s)) => s.into_inner(),
                 Ok(Err(e)) => {
-                    let _ = tx.send(Err(gone(e))).await;
+                    let _ = tx.send(Err(broke(e))).await;
                     return;
                 }
                 Err(_) => return,
@@ -174,9 +183,12 @@ impl ContainerdRuntime {
             loop {
                 let envelope = match stream.message().await {
                     Ok(Some(e)) => e,
-                    Ok(None) => return,
+                    Ok(None) => {
+                        let _ = tx.send(Err(gone("ended".into()))).await;
+                        return;
+                    }
                     Err(e) => {
-                        let _ = tx.send(Err(gone(e))).await;
+                        let _ = tx.send(Err(broke(e))).await;
                         return;
                     }
                 };
