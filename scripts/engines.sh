@@ -125,7 +125,9 @@ EOF
 # containerd: one that answers at $CONTAINERD_ADDRESS or the default socket is
 # used; otherwise one of our own (own config, socket, root and state under
 # $state/containerd, so it never meets Docker's containerd). The address in
-# use is written to $state/containerd.address for scripts/test.sh.
+# use is written to $state/containerd.address for scripts/test.sh, and the
+# pid of one this run started to $state/containerd.started, so the caller
+# can stop it by that pid (scripts/test.sh does when it ends).
 start_containerd() {
   local dir="$state/containerd" sock
   for sock in ${CONTAINERD_ADDRESS:+"${CONTAINERD_ADDRESS#unix://}"} /run/containerd/containerd.sock "$dir/containerd.sock"; do
@@ -161,6 +163,7 @@ CONF
     echo "engines.sh: containerd did not come up; log:" >&2; tail -20 "$state/containerd.log" >&2; return 1
   fi
   echo "$sock" >"$state/containerd.address"
+  cp "$state/containerd.pid" "$state/containerd.started"
   echo "engines.sh: containerd answers at unix://$sock" >&2
 }
 

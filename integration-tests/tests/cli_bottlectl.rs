@@ -90,7 +90,8 @@ fn expect_code(out: &Output, want: i32, what: &str) {
     );
 }
 
-/// `bottlectl --runtime ENGINE --host ENDPOINT ARGS…` off the async workers.
+/// `bottlectl --runtime ENGINE --host ENDPOINT [--namespace NS] ARGS…` off
+/// the async workers.
 async fn ctl(env: &TestEnv, scratch: &Scratch, args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut full = vec![
         "--runtime".to_string(),
@@ -98,6 +99,11 @@ async fn ctl(env: &TestEnv, scratch: &Scratch, args: &[&str], envs: &[(&str, &st
         "--host".to_string(),
         env.endpoint().to_string(),
     ];
+    if env.engine() == bottle_integration_tests::harness::engines::Containerd {
+        // The harness's containers live in its own namespace.
+        full.push("--namespace".into());
+        full.push(bottle_integration_tests::harness::containerd_namespace());
+    }
     full.extend(args.iter().map(|s| s.to_string()));
     let envs: Vec<(String, String)> = envs
         .iter()
@@ -888,4 +894,126 @@ fn help_and_version_exit_0() {
         assert!(help.contains(cmd), "{cmd} missing from help: {help}");
     }
     expect_code(&s.run(&["--version"], &[]), 0, "--version");
+}
+
+/// containerd's bad input, through the CLI: each error names the engine,
+/// the namespace and the container (or the endpoint, when containerd does
+/// not answer), with the exit code of its kind. A container in another
+/// namespace is "not found", so the namespace is the clue the user needs.
+async fn check_containerd_errors_name_engine_namespace_and_container(env: &TestEnv) {
+    let s = Scratch::new();
+    let m = manifest(&s);
+    let m = m.to_str().unwrap();
+    let bottle = env.bottle();
+    let ns = bottle_integration_tests::harness::containerd_namespace();
+    let run = |namespace: &str, host: &str, args: &[&str], envs: &[(&str, &str)]| {
+        let mut full = vec![
+            "--runtime",
+            "containerd",
+            "--host",
+            host,
+            "--namespace",
+            namespace,
+        ];
+        full.extend_from_slice(args);
+        s.run(&full, envs)
+    };
+
+    // containerd not running: engine, endpoint and namespace, exit 3.
+    let out = run(
+        &ns,
+        "unix:///nonexistent/containerd.sock",
+        &["deprovision", bottle],
+        &[],
+    );
+    expect_code(&out, 3, "containerd not running");
+    let err = stderr(&out);
+    for want in [
+        "cannot use containerd",
+        "containerd is unreachable at unix:///nonexistent/containerd.sock",
+        &format!("namespace `{ns}`"),
+    ] {
+        assert!(err.contains(want), "{want:?} in {err}");
+    }
+
+    // A namespace containerd would refuse: refused before any call, exit 2,
+    // without a "does not answer" fix (the engine is not the problem).
+    let out = run("bad/ns", env.endpoint(), &["verify", bottle, "-m", m], &[]);
+    expect_code(&out, 2, "refused namespace");
+    let err = stderr(&out);
+    assert!(
+        err.contains("containerd: invalid connect request: `bad/ns` is not a containerd namespace"),
+        "{err}"
+    );
+    assert!(!err.contains("fix:") && !err.contains("``"), "{err}");
+
+    // A namespace without the container: the container and the namespace
+    // it was looked for in, exit 3.
+    let elsewhere = format!("bottle-none-{}", std::process::id());
+    let out = run(
+        &elsewhere,
+        env.endpoint(),
+        &["verify", bottle, "-m", m],
+        &[],
+    );
+    expect_code(&out, 3, "another namespace");
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "error: cannot verify container `{bottle}` in containerd namespace `{elsewhere}`"
+        )) && err.contains(&format!("containerd: no container named `{bottle}`")),
+        "{err}"
+    );
+
+    // A container without a running task (stopped: its task deleted).
+    let stopped = env.start_bottle().await.expect("second bottle");
+    env.admin().stop(&stopped.name).await.expect("stop");
+    let out = ctl(env, &s, &["provision", &stopped.name, "-m", m], &[]).await;
+    expect_code(&out, 3, "no running task");
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "error: cannot provision container `{}` in containerd namespace `{ns}`",
+            stopped.name
+        )) && err.contains(&format!(
+            "containerd: container `{}` is not running",
+            stopped.name
+        )),
+        "{err}"
+    );
+
+    // A user the container does not have.
+    let out = ctl(
+        env,
+        &s,
+        &["provision", bottle, "-m", m],
+        &[("CLAUDE_BOTTLE_USER", "nosuchuser")],
+    )
+    .await;
+    expect_code(&out, 3, "unknown user");
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "error: cannot provision container `{bottle}` in containerd namespace `{ns}`"
+        )) && err.contains(&format!(
+            "container `{bottle}` is missing user `nosuchuser`"
+        )),
+        "{err}"
+    );
+}
+
+/// containerd only (skipped, like every engine test, when
+/// `BOTTLE_TEST_RUNTIMES` leaves it out).
+mod containerd_only {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn containerd_check_errors_name_engine_namespace_and_container() {
+        bottle_integration_tests::harness::run_check(
+            bottle_integration_tests::harness::engines::Containerd,
+            "check_containerd_errors_name_engine_namespace_and_container",
+            |env| async move {
+                super::check_containerd_errors_name_engine_namespace_and_container(&env).await
+            },
+        )
+        .await
+    }
 }

@@ -315,3 +315,139 @@ engine_tests!(
     check_restart_leaves_stale_sockets_replaced,
     check_two_cli_provisions_at_once,
 );
+
+/// containerd's own faults, at the runtime: its task ends under an exec,
+/// its event stream ends. Each is an error naming the engine and the
+/// container, or the endpoint and the namespace.
+mod containerd_only {
+    use super::*;
+    use bottle_runtime::{ContainerRuntime, Error, ExecRequest};
+    use futures_util::StreamExt;
+
+    /// The container's task is stopped while an exec runs in it: the exec
+    /// ends (soon, not at its own end) in `ContainerNotRunning` naming the
+    /// container, or in the exit status of the killed process; never a
+    /// hang or a success.
+    async fn check_task_exits_mid_exec(env: &TestEnv) {
+        let rt = env.runtime();
+        let name = env.bottle().to_string();
+        let exec = {
+            let rt = rt.clone();
+            let name = name.clone();
+            tokio::spawn(async move {
+                rt.exec(&name, ExecRequest::new(["sleep", "60"]).user("0"))
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let started = Instant::now();
+        env.admin().stop(&name).await.expect("stop");
+        let result = tokio::time::timeout(Duration::from_secs(20), exec)
+            .await
+            .expect("the exec outlived its task by 20 s")
+            .expect("join");
+        assert!(started.elapsed() < Duration::from_secs(20));
+        match result {
+            Err(Error::ContainerNotRunning {
+                engine, container, ..
+            }) => {
+                assert_eq!(
+                    engine,
+                    bottle_integration_tests::harness::engines::Containerd
+                );
+                assert_eq!(container, name);
+            }
+            Ok(out) => assert!(
+                out.exit_code == 137 || out.exit_code == 143,
+                "the killed exec reported {out:?}"
+            ),
+            Err(e) => panic!("expected ContainerNotRunning, got {e} ({e:?})"),
+        }
+        // The next exec is refused the same way, naming the container.
+        match rt.exec(&name, ExecRequest::new(["true"])).await {
+            Err(Error::ContainerNotRunning { container, .. }) => assert_eq!(container, name),
+            other => panic!("exec in a stopped container: {other:?}"),
+        }
+    }
+
+    /// The event stream ends when containerd goes away (a socket proxy in
+    /// front of it, taken down): an `Unreachable` error naming containerd,
+    /// the endpoint and, in its cause, the namespace; never a silent end or
+    /// a hang.
+    async fn check_event_stream_end_is_named(env: &TestEnv) {
+        let dir = tempfile::tempdir().unwrap();
+        let proxy_path = dir.path().join("containerd.sock");
+        let target = env
+            .endpoint()
+            .strip_prefix("unix://")
+            .expect("a unix endpoint")
+            .to_string();
+        let listener = tokio::net::UnixListener::bind(&proxy_path).expect("bind proxy");
+        let proxy = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                let target = target.clone();
+                conns.spawn(async move {
+                    if let Ok(mut engine) = tokio::net::UnixStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
+                    }
+                });
+            }
+        });
+        let endpoint = format!("unix://{}", proxy_path.display());
+        let conn = connect_with_timeout(env.engine(), Some(&endpoint), Duration::from_secs(10))
+            .expect("connect through the proxy");
+        let filters = vec!["label=bottle-never-set".parse().unwrap()];
+        let mut events = conn
+            .runtime
+            .events(&filters, None)
+            .await
+            .expect("subscribe");
+        // Subscribed (containerd answers a subscription with its first
+        // event only): a moment, then containerd goes away.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        proxy.abort();
+        let _ = proxy.await;
+        let ns = bottle_integration_tests::harness::containerd_namespace();
+        match tokio::time::timeout(Duration::from_secs(20), events.next())
+            .await
+            .expect("the stream neither ended nor failed within 20 s")
+        {
+            None => panic!("the stream ended without saying why"),
+            Some(Err(e)) => {
+                let text = format!("{e}{}", bottle_integration_tests::harness::source_chain(&e));
+                assert!(
+                    matches!(e, Error::Unreachable { .. }),
+                    "expected Unreachable, got {text}"
+                );
+                assert!(text.contains("containerd is unreachable at"), "{text}");
+                assert!(text.contains(&endpoint), "{text}");
+                assert!(text.contains(&format!("namespace `{ns}`")), "{text}");
+            }
+            Some(Ok(event)) => panic!("an event nobody asked for: {event:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn containerd_check_task_exits_mid_exec() {
+        bottle_integration_tests::harness::run_check(
+            bottle_integration_tests::harness::engines::Containerd,
+            "check_task_exits_mid_exec",
+            |env| async move { check_task_exits_mid_exec(&env).await },
+        )
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn containerd_check_event_stream_end_is_named() {
+        bottle_integration_tests::harness::run_check(
+            bottle_integration_tests::harness::engines::Containerd,
+            "check_event_stream_end_is_named",
+            |env| async move { check_event_stream_end_is_named(&env).await },
+        )
+        .await
+    }
+}

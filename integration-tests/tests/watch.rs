@@ -161,8 +161,9 @@ impl Drop for Watch {
     }
 }
 
-/// `bottlectl --runtime ENGINE --host HOST` with a cleared environment
-/// (plus `envs`), like the fixtures' `bottlectl` with a host of choice.
+/// `bottlectl --runtime ENGINE --host HOST [--namespace NS]` with a
+/// cleared environment (plus `envs`), like the fixtures' `bottlectl` with a
+/// host of choice.
 fn ctl(env: &TestEnv, home: &Path, host: &str, envs: &[(&str, &str)]) -> std::process::Command {
     let mut cmd = std::process::Command::new(fixtures::bottlectl_path());
     bottle_integration_tests::hermetic(&mut cmd, home).args([
@@ -171,6 +172,13 @@ fn ctl(env: &TestEnv, home: &Path, host: &str, envs: &[(&str, &str)]) -> std::pr
         "--host",
         host,
     ]);
+    if env.engine() == bottle_integration_tests::harness::engines::Containerd {
+        // The harness's containers live in its own namespace.
+        cmd.args([
+            "--namespace",
+            &bottle_integration_tests::harness::containerd_namespace(),
+        ]);
+    }
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -616,3 +624,92 @@ engine_tests!(
     check_watch_reconnects_and_provisions_what_started_meanwhile,
     check_watch_refuses_an_encrypted_key_without_askpass,
 );
+
+/// A container as the CRI plugin labels a pod's: `pod_ns` is its pod's
+/// Kubernetes namespace.
+async fn cri_container(env: &TestEnv, what: &str, pod_ns: &str) -> String {
+    let mut spec = env
+        .variant()
+        .run_spec(env.image().to_string(), ["/bin/sleep", "infinity"]);
+    let name = env.unique_name(what);
+    spec.name = Some(name.clone());
+    spec.labels = vec![
+        ("io.kubernetes.pod.name".into(), format!("{name}-pod")),
+        ("io.kubernetes.pod.namespace".into(), pod_ns.into()),
+        ("io.kubernetes.container.name".into(), "agent".into()),
+    ];
+    env.run_container(spec)
+        .await
+        .unwrap_or_else(|e| panic!("start {what}: {e}"))
+        .name
+}
+
+/// The node-agent design (docs/kubernetes.md) without a kubelet: `watch
+/// --filter label=io.kubernetes.pod.namespace=agents` in the harness's
+/// scratch containerd namespace provisions the containers labelled as the
+/// CRI plugin labels the pods of `agents` (running before the watch, and
+/// started after it), provisions one again after a restart (a new task),
+/// and leaves alone those of other pod namespaces, `agents-x` included.
+async fn check_watch_keeps_agents_pods_provisioned(env: &TestEnv) {
+    ensure_bottlectl().await;
+    let keys = Keys::new();
+    let manifest = keys.manifest();
+    let home = tempfile::tempdir().unwrap();
+    let early = cri_container(env, "k8s-early", "agents").await;
+    let other = cri_container(env, "k8s-other", "default").await;
+    let mut w = Watch::start(
+        env,
+        home.path(),
+        None,
+        &[
+            "--filter",
+            "label=io.kubernetes.pod.namespace=agents",
+            "-m",
+            manifest.to_str().unwrap(),
+        ],
+    );
+    w.until("connected", |w| w.actions("connected") == 1).await;
+    let near = cri_container(env, "k8s-near", "agents-x").await;
+    let late = cri_container(env, "k8s-late", "agents").await;
+    w.until("both agents pods provisioned", |w| {
+        w.count("provisioned", &early) == 1 && w.count("provisioned", &late) == 1
+    })
+    .await;
+    for c in [&early, &late] {
+        verify_ok(env.rt(), c, &keys.plan()).await;
+        user_sees_two_keys(env, c).await;
+    }
+    // What a kubelet restart leaves on a node without the CRI plugin's new
+    // container: the same container, a new task.
+    let admin = env.admin();
+    admin.stop(&early).await.expect("stop");
+    admin.start(&early).await.expect("start");
+    w.until("the restarted one again", |w| {
+        w.count("provisioned", &early) == 2
+    })
+    .await;
+    user_sees_two_keys(env, &early).await;
+    let (code, dump) = w.terminate().await;
+    assert_eq!(code, Some(0), "{dump}");
+    for c in [&other, &near, &env.bottle().to_string()] {
+        assert!(
+            !provisioned_at_all(env, c).await,
+            "{c} is not in pod namespace agents\n{dump}"
+        );
+        assert!(!dump.contains(&format!("\"{c}\"")), "{c} acted on\n{dump}");
+    }
+}
+
+/// Kubernetes nodes are containerd's: this runs on containerd only (skipped,
+/// like every engine test, when `BOTTLE_TEST_RUNTIMES` leaves it out).
+mod kubernetes {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn containerd_check_watch_keeps_agents_pods_provisioned() {
+        bottle_integration_tests::harness::run_check(
+            bottle_integration_tests::harness::engines::Containerd,
+            "check_watch_keeps_agents_pods_provisioned",
+            |env| async move { super::check_watch_keeps_agents_pods_provisioned(&env).await },
+        )
+        .await
+    }
+}

@@ -152,10 +152,19 @@ impl ContainerdRuntime {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<ContainerEvent>>(QUEUE);
         let task = tokio::spawn(async move {
             let _sub_guard = sub_guard;
-            let gone = |e| Error::Unreachable {
+            // containerd ends a subscription only when it goes away: a
+            // clean end is reported like a broken one, naming the namespace.
+            let gone = |why: String| Error::Unreachable {
                 engine: ENGINE,
                 endpoint: endpoint.clone(),
-                source: Box::new(e),
+                source: format!(
+                    "the event stream of containerd namespace `{}` {why}",
+                    me.namespace
+                )
+                .into(),
+            };
+            let broke = |e: containerd_client::tonic::Status| {
+                gone(format!("broke: {}", e.message().escape_debug()))
             };
             let mut cache = cache;
             for e in replay {
@@ -166,7 +175,7 @@ impl ContainerdRuntime {
             let mut stream = match subscribed.await {
                 Ok(Ok(s)) => s.into_inner(),
                 Ok(Err(e)) => {
-                    let _ = tx.send(Err(gone(e))).await;
+                    let _ = tx.send(Err(broke(e))).await;
                     return;
                 }
                 Err(_) => return,
@@ -174,9 +183,12 @@ impl ContainerdRuntime {
             loop {
                 let envelope = match stream.message().await {
                     Ok(Some(e)) => e,
-                    Ok(None) => return,
+                    Ok(None) => {
+                        let _ = tx.send(Err(gone("ended".into()))).await;
+                        return;
+                    }
                     Err(e) => {
-                        let _ = tx.send(Err(gone(e))).await;
+                        let _ = tx.send(Err(broke(e))).await;
                         return;
                     }
                 };
@@ -225,15 +237,33 @@ impl ContainerdRuntime {
     }
 }
 
-/// When the process `pid` started: its /proc entry's time.
+/// When the process `pid` started: its start in clock ticks since boot
+/// (`/proc/PID/stat`, field 22) against the time since boot now
+/// (`/proc/uptime`), to 10 ms. Not the `/proc/PID` entry's mtime: that is
+/// when the kernel first made the entry, on its first lookup, which can be
+/// long after the start.
 pub(crate) fn task_started(pid: u32) -> Option<SystemTime> {
     if pid == 0 {
         return None;
     }
-    std::fs::metadata(format!("/proc/{pid}"))
-        .ok()?
-        .modified()
-        .ok()
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let uptime = std::fs::read_to_string("/proc/uptime").ok()?;
+    let now = SystemTime::now();
+    started_at(&stat, &uptime, rustix::param::clock_ticks_per_second(), now)
+}
+
+/// [`task_started`] from the two files' text, parsed strictly.
+fn started_at(stat: &str, uptime: &str, hz: u64, now: SystemTime) -> Option<SystemTime> {
+    // The command name (field 2) may hold spaces and parentheses: the
+    // fields after it start after its last `)`, with field 3 (state).
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let ticks: u64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    let up: f64 = uptime.split_whitespace().next()?.parse().ok()?;
+    if hz == 0 || !up.is_finite() || up < 0.0 {
+        return None;
+    }
+    let since_start = up - ticks as f64 / hz as f64;
+    now.checked_sub(std::time::Duration::try_from_secs_f64(since_start.max(0.0)).ok()?)
 }
 
 fn nanos(t: Option<SystemTime>) -> u64 {
@@ -245,6 +275,43 @@ fn nanos(t: Option<SystemTime>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A process's start, not the time its /proc entry was first looked
+    /// up (the old reading: about when it was first asked).
+    #[test]
+    fn a_task_started_when_its_process_did() {
+        let before = SystemTime::now();
+        let mut child = std::process::Command::new("sleep")
+            .arg("10")
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let started = task_started(child.id());
+        let _ = child.kill();
+        let _ = child.wait();
+        let started = started.expect("a start time");
+        let off = match started.duration_since(before) {
+            Ok(d) => d.as_secs_f64(),
+            Err(e) => -e.duration().as_secs_f64(),
+        };
+        assert!(
+            (-0.1..0.5).contains(&off),
+            "started {off:.3} s after the spawn"
+        );
+    }
+
+    #[test]
+    fn stat_is_parsed_strictly() {
+        let now = UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        // A command name with spaces and a `)`; starttime 1000 ticks.
+        let stat = "42 (a) b) S 1 42 42 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 1000 1000 100";
+        let t = started_at(stat, "110.00 200.00\n", 100, now).unwrap();
+        assert_eq!(now.duration_since(t).unwrap().as_secs(), 100);
+        assert_eq!(started_at("42 (x", "1.0 1.0", 100, now), None);
+        assert_eq!(started_at(stat, "nan 1", 100, now), None);
+        assert_eq!(started_at(stat, "110 1", 0, now), None);
+        assert_eq!(started_at("42 (x) S 1 2 3", "110 1", 100, now), None);
+    }
 
     #[test]
     fn only_the_init_process_exit_is_a_die() {

@@ -32,11 +32,14 @@ impl ContainerRuntime for ContainerdRuntime {
         &self.endpoint
     }
 
+    /// No `event_history`: containerd keeps no log of past events, so a
+    /// `since` subscription replays only the running tasks started since.
     fn capabilities(&self) -> Capabilities {
         Capabilities::default()
             .with_copy(true)
             .with_list(true)
             .with_events(true)
+            .with_event_history(false)
             .with_output_with_unread_stdin(true)
     }
 
@@ -534,9 +537,7 @@ impl ContainerdRuntime {
                     stdin: true,
                 });
                 Some(tokio::spawn(async move {
-                    if let Ok(mut tx) =
-                        tokio::net::unix::pipe::OpenOptions::new().open_sender(&path)
-                    {
+                    if let Some(mut tx) = open_stdin(&path).await {
                         // A process that exits without reading it all
                         // closes the pipe: its business, not an error.
                         let _ = tx.write_all(&bytes).await;
@@ -635,6 +636,26 @@ impl ContainerdRuntime {
     }
 }
 
+/// The writing end of an exec's stdin FIFO, once the shim has its reading
+/// end open. The shim opens that end on a goroutine of its own after the
+/// start returns (containerd/fifo, `O_NONBLOCK`), and a non-blocking open
+/// for writing fails with `ENXIO` until then: under load that lost the
+/// whole stdin (the process read EOF at once). So `ENXIO` is waited out;
+/// the exec's end aborts the wait. `None` on any other error.
+async fn open_stdin(path: &std::path::Path) -> Option<tokio::net::unix::pipe::Sender> {
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        match tokio::net::unix::pipe::OpenOptions::new().open_sender(path) {
+            Ok(tx) => return Some(tx),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(20));
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
 /// What an exec whose program could not start returns: runc's message on
 /// stderr, exit 127 when the program was not found, 126 otherwise.
 fn start_failure(message: &str) -> ExecOutput {
@@ -651,6 +672,34 @@ fn start_failure(message: &str) -> ExecOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shim opens its end of the stdin FIFO late: the bytes wait for
+    /// it instead of being dropped (the old single open lost them).
+    #[tokio::test]
+    async fn stdin_waits_for_a_late_reader() {
+        use tokio::io::AsyncWriteExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stdin");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &path,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        let reader = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                std::fs::read(&path).unwrap()
+            })
+        };
+        let mut tx = open_stdin(&path)
+            .await
+            .expect("opened once the reader came");
+        tx.write_all(b"in-10;").await.unwrap();
+        drop(tx);
+        assert_eq!(reader.join().unwrap(), b"in-10;");
+    }
 
     #[test]
     fn filter_strings_are_quoted() {

@@ -32,6 +32,7 @@ impl ContainerRuntime for DockerRuntime {
             .with_copy(true)
             .with_list(true)
             .with_events(true)
+            .with_event_history(true)
             .with_output_with_unread_stdin(true)
     }
 

@@ -548,6 +548,7 @@ impl ContainerRuntime for PodmanRuntime {
             .with_copy(true)
             .with_list(true)
             .with_events(true)
+            .with_event_history(true)
     }
 
     async fn version(&self) -> Result<EngineInfo> {

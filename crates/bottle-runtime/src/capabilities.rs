@@ -23,6 +23,12 @@ pub struct Capabilities {
     pub list: bool,
     /// `events` streams container lifecycle events.
     pub events: bool,
+    /// `events` with a `since` in the past replays the engine's own log of
+    /// what happened then, containers since removed included (Docker,
+    /// Podman). Without it (containerd keeps no event log), `since` yields
+    /// only what can still be seen: each running container whose task
+    /// started since then, as a `start`.
+    pub event_history: bool,
     /// The output of a process that exits leaving stdin unread is kept
     /// (Podman 4.3 may drop it; callers then read stdin to the end).
     pub output_with_unread_stdin: bool,
@@ -37,6 +43,7 @@ impl Default for Capabilities {
             copy: false,
             list: false,
             events: false,
+            event_history: false,
             output_with_unread_stdin: false,
         }
     }
@@ -57,6 +64,10 @@ impl Capabilities {
     }
     pub fn with_events(mut self, yes: bool) -> Self {
         self.events = yes;
+        self
+    }
+    pub fn with_event_history(mut self, yes: bool) -> Self {
+        self.event_history = yes;
         self
     }
     pub fn with_output_with_unread_stdin(mut self, yes: bool) -> Self {

@@ -72,7 +72,10 @@ pub enum Error {
     },
 
     /// The request itself is invalid (e.g. a relative path in `copy`).
-    #[error("{engine}: invalid {operation} request for container `{container}`: {reason}")]
+    #[error(
+        "{engine}: invalid {operation} request{}: {reason}",
+        for_container(container)
+    )]
     InvalidRequest {
         engine: Engine,
         container: String,
@@ -101,6 +104,16 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+}
+
+/// ` for container `NAME``, or nothing for a request about no container
+/// (a connection's settings).
+fn for_container(container: &str) -> String {
+    if container.is_empty() {
+        String::new()
+    } else {
+        format!(" for container `{container}`")
+    }
 }
 
 impl Error {

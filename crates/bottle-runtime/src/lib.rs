@@ -134,8 +134,10 @@ pub trait ContainerRuntime: Send + Sync + Debug + 'static {
     /// The lifecycle events of containers (start, restart, pause,
     /// unpause, die, destroy) from about a second before the call (the
     /// subscription reaches the engine a moment after it returns), or
-    /// replayed from `since` when given (both engines keep a recent
-    /// history). Label filters are applied by the
+    /// replayed from `since` when given: from the engine's recent history
+    /// where it keeps one ([`Capabilities::event_history`]), otherwise as a
+    /// `start` of each running container whose task started since then.
+    /// Label filters are applied by the
     /// engine's event API; name filters are not (neither engine matches
     /// event names by pattern): a caller confirms a container with
     /// [`list`](ContainerRuntime::list). The stream ends or yields

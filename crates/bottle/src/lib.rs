@@ -560,6 +560,39 @@ fn where_for(engine: Engine, settings: &Settings) -> Result<Where, SelectError> 
     }
 }
 
+/// `, namespace `NS`` for containerd (every call is in one namespace, and
+/// a container in another is not found): the setting, else the backend's
+/// default. Nothing for the other engines.
+fn namespace_of(engine: Engine, at: &Where) -> String {
+    #[cfg(feature = "containerd")]
+    if engine == CONTAINERD {
+        let ns = match &at.namespace {
+            Some(ns) => ns.clone(),
+            None => bottle_containerd::default_namespace().0,
+        };
+        return format!(", namespace `{}`", ns.escape_debug());
+    }
+    let _ = (engine, at);
+    String::new()
+}
+
+/// The containerd namespace `settings` select: the `namespace` setting,
+/// else `CONTAINERD_NAMESPACE`, else `default` (`None` when built without
+/// containerd). Errors name it: a container in another namespace is not
+/// found.
+pub fn containerd_namespace(settings: &Settings) -> Option<String> {
+    #[cfg(feature = "containerd")]
+    return Some(match &settings.namespace {
+        Some(ns) => ns.clone(),
+        None => bottle_containerd::default_namespace().0,
+    });
+    #[cfg(not(feature = "containerd"))]
+    {
+        let _ = settings;
+        None
+    }
+}
+
 fn make(engine: Engine, at: &Where, timeout: Duration) -> Result<Handles, SelectError> {
     let endpoint = at.endpoint.as_str();
     match engine {
@@ -906,9 +939,10 @@ async fn select_inner(
         let c = probe(engine, &at, timeout, None, connections).await;
         let tried = vec![c.probe.clone()];
         let why = format!(
-            "runtime = {} in settings (endpoint from {})",
+            "runtime = {} in settings (endpoint from {}{})",
             engine.name(),
-            at.from
+            at.from,
+            namespace_of(engine, &at)
         );
         if c.ok() {
             return Ok(chosen(c, why, tried));

@@ -106,6 +106,10 @@ impl Failure {
     pub fn select(e: SelectError) -> Failure {
         let code = crate::exit::for_select(&e);
         let mut f = Failure::direct(code, &e);
+        if e.is_usage_error() {
+            // A refused setting: starting an engine would not fix it.
+            return f;
+        }
         let fixes: Vec<String> = e
             .tried()
             .iter()

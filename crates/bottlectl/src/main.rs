@@ -448,6 +448,11 @@ pub async fn select(
     let sel = bottle::select(settings, container)
         .await
         .map_err(Failure::select)?;
+    if sel.engine() == bottle::CONTAINERD {
+        if let Some(ns) = bottle::containerd_namespace(settings) {
+            let _ = SCOPE.set(format!(" in containerd namespace `{}`", ns.escape_debug()));
+        }
+    }
     out.step(&format!(
         "engine: {} {} at {} ({})",
         sel.engine(),
@@ -490,10 +495,16 @@ pub fn ssh_failure(
     let what = if container.is_empty() {
         doing.to_string()
     } else {
-        format!("{doing} container `{container}`")
+        let scope = SCOPE.get().map(String::as_str).unwrap_or("");
+        format!("{doing} container `{container}`{scope}")
     };
     Failure::new(code, &what, &e)
 }
+
+/// Where the selected engine looks for containers, when an engine has
+/// more than one place (containerd's namespaces): ` in containerd
+/// namespace `NS``, set by [`select`], named by every container's error.
+static SCOPE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 #[cfg(test)]
 mod tests {
