@@ -374,8 +374,9 @@ async fn audit_json(env: &TestEnv, home: &Path, args: &[&str]) -> Vec<serde_json
 /// Issue 30: a real login and real SSHSIG signatures are recorded with
 /// their key, user, host key, alias, namespace and hash, a refused one with
 /// its reason; the user can neither read nor change the records;
-/// `audit --follow` shows a new one within a second or so; `deprovision`
-/// keeps them on the operator's machine and says where.
+/// `audit --follow` shows a new one within a second or so; a new
+/// provision keeps them; `deprovision` keeps them on the operator's machine
+/// and says where.
 async fn check_the_records_say_what_each_key_did(env: &TestEnv) {
     let k = keys();
     setup(env, &k).await;
@@ -476,6 +477,13 @@ async fn check_the_records_say_what_each_key_did(env: &TestEnv) {
     assert_eq!(next["request"], "list", "{next}");
     assert!(took < std::time::Duration::from_millis(1500), "{took:?}");
 
+    // A new provision keeps them (the guard appends).
+    bottle_ssh::provision(env.rt(), env.bottle(), &plan(&k), &Target::default())
+        .await
+        .unwrap_or_else(|e| panic!("provision again: {e}"));
+    let again = audit_json(env, home.path(), &[env.bottle()]).await;
+    assert_eq!(again.len(), before + 1, "{again:#?}");
+
     // deprovision keeps them, and says where.
     let out = fixtures::output(fixtures::bottlectl(
         env,
@@ -523,7 +531,8 @@ async fn next_pending(env: &TestEnv, home: &Path, seen: &mut Vec<String>) -> Str
 /// Issue 30, approvals and limits: with `Approve = "each"` ssh waits until
 /// `bottlectl approve` lets it through; `deny` and the timeout refuse it;
 /// a `--for` grant lets the next login through unasked; an unknown or
-/// answered id is exit 2; `MaxSignatures = "2/1m"` refuses the third
+/// answered id, or one of another bottle, is exit 2; `MaxSignatures =
+/// "2/1m"` refuses the third
 /// signature. Each decision is recorded.
 async fn check_approvals_and_limits_hold_signatures(env: &TestEnv) {
     let k = keys();
@@ -542,9 +551,17 @@ async fn check_approvals_and_limits_hold_signatures(env: &TestEnv) {
     let mut seen = Vec::new();
     let b = env.bottle();
 
-    // Approved: ssh waits, then logs in.
+    // Another bottle with the same plan: its own guard, its own ids.
+    let other = env.start_bottle().await.unwrap().name;
+    bottle_ssh::provision(env.rt(), &other, &plan, &Target::default())
+        .await
+        .unwrap_or_else(|e| panic!("provision the other bottle: {e}"));
+
+    // Approved: ssh waits, then logs in. The other bottle cannot release
+    // it (exit 2), and the request still waits for this one's answer.
     let (out, id) = futures_util::join!(as_user(env, ssh), async {
         let id = next_pending(env, home, &mut seen).await;
+        assert_eq!(answer(env, home, &["approve", &other, &id]).await, 2);
         assert_eq!(answer(env, home, &["approve", b, &id]).await, 0);
         id
     });

@@ -154,9 +154,14 @@ async fn checks(docker: &Connection, podman: &Connection, names: [String; 3]) {
     };
     assert_eq!(sel.engine(), expect, "{}", sel.why);
 
-    // doctor's view: both engines, with versions.
+    // doctor's view: both engines, with versions, and containerd only
+    // where it answers (CI starts one for its containerd suites).
     let probes = bottle::probe_all(&auto, None).await;
-    assert_eq!(probes.len(), 2);
+    let engines: Vec<&str> = probes.iter().map(|p| p.engine.name()).collect();
+    assert!(
+        engines == ["docker", "podman"] || engines == ["docker", "podman", "containerd"],
+        "{probes:?}"
+    );
     assert!(probes.iter().all(|p| p.answered()), "{probes:?}");
 }
 
