@@ -1217,6 +1217,66 @@ async fn check_both_layouts_report_every_file_they_wrote(env: &TestEnv) {
     verify_then_deprovision(env, &plan).await;
 }
 
+/// Issue 30, sidecar layout: `Approve = "per-destination"` holds the
+/// first login to a (host key, user) in the sidecar's guard until it is
+/// answered there; the next login to the same destination goes through
+/// unasked.
+async fn check_the_sidecar_guard_holds_for_approval(env: &TestEnv) {
+    let keys = keys();
+    let mut plan = plan(&keys);
+    plan.ssh[0].approve = Some("per-destination".into());
+    plan.ssh[0].approval_timeout = Some(bottle_ssh::Lifetime::Text("20s".into()));
+    start_sshd(env, &[PORT], &[&keys.host], &[public(&keys.user)]).await;
+    provision_sidecar(env, &plan).await.unwrap();
+    let admin = env.admin();
+    let layout = sidecar::AgentLayout::Sidecar { image: None };
+    let (_, holder) = bottle_ssh::audit::locate(admin.as_ref(), &layout, env.bottle())
+        .await
+        .unwrap();
+    let approver = async {
+        let start = std::time::Instant::now();
+        loop {
+            let records = bottle_ssh::audit::read(admin.as_ref(), &holder, None)
+                .await
+                .unwrap();
+            if let Some(r) = records.iter().find(|r| r.decision == "pending") {
+                let allow = bottle_ssh::audit::Decision::Allow { grant: None };
+                let answered = bottle_ssh::audit::answer(admin.as_ref(), &holder, &r.id, allow)
+                    .await
+                    .unwrap();
+                assert!(answered, "{r:?}");
+                return r.id.clone();
+            }
+            assert!(
+                start.elapsed().as_secs() < 15,
+                "no pending record: {records:#?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    let (out, pending) = futures_util::join!(ssh_a(env), approver);
+    assert_success(&out, "ssh a once approved (sidecar)");
+    assert_success(&ssh_a(env).await, "ssh a again, the destination approved");
+    let records = bottle_ssh::audit::read(admin.as_ref(), &holder, None)
+        .await
+        .unwrap();
+    let logins: Vec<(&str, Option<&str>)> = records
+        .iter()
+        .filter(|r| r.purpose.as_deref() == Some("login"))
+        .map(|r| (r.decision.as_str(), r.approval.as_deref()))
+        .collect();
+    assert_eq!(
+        logins,
+        [
+            ("pending", None),
+            ("allow", Some(pending.as_str())),
+            ("allow", None)
+        ],
+        "{records:#?}"
+    );
+    verify_then_deprovision(env, &plan).await;
+}
+
 /// Debian only: a hundred provisions per engine are enough of a cost once.
 mod many {
     use super::check_hundred_reprovisions_leak_nothing;
@@ -1228,6 +1288,7 @@ mod many {
 
 engine_tests!(
     images = [debian, busybox, sudo],
+    check_the_sidecar_guard_holds_for_approval,
     check_both_layouts_report_every_file_they_wrote,
     check_the_sidecar_keeps_the_records_out_of_the_bottle,
     check_sidecar_guard_off_is_a_relay_that_verify_reports,
