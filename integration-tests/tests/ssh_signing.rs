@@ -111,6 +111,21 @@ async fn check_git_signs_with_the_signing_key_only(env: &TestEnv) {
         "{shown} / {}",
         out.stderr_lossy()
     );
+    // The guard recorded both commits' signatures: the signing key, SSHSIG
+    // in namespace git (issue 30).
+    let records = bottle_ssh::audit::read(env.rt(), env.bottle(), None)
+        .await
+        .unwrap();
+    let commits = records
+        .iter()
+        .filter(|r| {
+            r.decision == "allow"
+                && r.purpose.as_deref() == Some("sshsig")
+                && r.namespace.as_deref() == Some("git")
+                && r.key.as_deref() == Some(signer.fingerprint.as_str())
+        })
+        .count();
+    assert_eq!(commits, 2, "{records:#?}");
 
     // A destination-restricted login key cannot sign.
     let with_login = format!(
