@@ -236,12 +236,18 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
                 manifest.path.display()
             ));
             let target = config.settings.target();
-            let agent = agent_layout(&config.settings);
+            let agent = bottle::session::agent_layout(&config.settings);
             many::remove_orphaned_sidecars(out, &sel, &agent).await;
-            let report =
-                many::provision_in(&sel, &agent, container, &manifest.plan, &target, &opts)
-                    .await
-                    .map_err(|e| ssh_failure(e, Some(&manifest), "cannot provision", container))?;
+            let report = bottle::session::provision_in(
+                &sel,
+                &agent,
+                container,
+                &manifest.plan,
+                &target,
+                &opts,
+            )
+            .await
+            .map_err(|e| ssh_failure(e, Some(&manifest), "cannot provision", container))?;
             keys::warnings(out, &report);
             output::provision(out, &sel, &manifest, &report);
             Ok(0)
@@ -263,10 +269,11 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
             };
             let sel = select(&config.settings, Some(container), out).await?;
             let target = config.settings.target();
-            let agent = agent_layout(&config.settings);
-            let report = many::verify_in(&sel, &agent, container, &manifest.plan, &target, &opts)
-                .await
-                .map_err(|e| ssh_failure(e, Some(&manifest), "cannot verify", container))?;
+            let agent = bottle::session::agent_layout(&config.settings);
+            let report =
+                bottle::session::verify_in(&sel, &agent, container, &manifest.plan, &target, &opts)
+                    .await
+                    .map_err(|e| ssh_failure(e, Some(&manifest), "cannot verify", container))?;
             output::verify(out, &sel, container, &report);
             Ok(if report.ok() { 0 } else { 1 })
         }
@@ -280,7 +287,7 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
                 return run_many(out, &config, &args.targets, many::Op::Deprovision, prompt).await;
             };
             let sel = select(&config.settings, Some(container), out).await?;
-            let agent = agent_layout(&config.settings);
+            let agent = bottle::session::agent_layout(&config.settings);
             many::remove_orphaned_sidecars(out, &sel, &agent).await;
             let (report, kept) = many::deprovision_in(&sel, &agent, container, &target)
                 .await
@@ -306,21 +313,21 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
             let config = load_config(cli, matches)?;
             let first = args.targets.containers.first().map(String::as_str);
             let sel = select(&config.settings, first, out).await?;
-            let agent = agent_layout(&config.settings);
+            let agent = bottle::session::agent_layout(&config.settings);
             audit::run(out, &sel, &agent, args, signals).await
         }
         Command::Approve(args) => {
             let grant = approve::grant_seconds(args.grant)?;
             let config = load_config(cli, matches)?;
             let sel = select(&config.settings, Some(&args.container), out).await?;
-            let agent = agent_layout(&config.settings);
+            let agent = bottle::session::agent_layout(&config.settings);
             let decision = bottle::ssh::audit::Decision::Allow { grant };
             approve::run(out, &sel, &agent, &args.container, &args.id, decision).await
         }
         Command::Deny(args) => {
             let config = load_config(cli, matches)?;
             let sel = select(&config.settings, Some(&args.container), out).await?;
-            let agent = agent_layout(&config.settings);
+            let agent = bottle::session::agent_layout(&config.settings);
             let decision = bottle::ssh::audit::Decision::Deny;
             approve::run(out, &sel, &agent, &args.container, &args.id, decision).await
         }
@@ -405,14 +412,9 @@ async fn run_many(
 fn placement(settings: &bottle::config::Settings) -> many::Placement {
     many::Placement {
         target: settings.target(),
-        agent: agent_layout(settings),
+        agent: bottle::session::agent_layout(settings),
         unguarded: settings.guard == GuardChoice::Off,
     }
-}
-
-/// The settings' `agent` and `agent_image` as bottle-ssh's layout.
-fn agent_layout(settings: &bottle::config::Settings) -> bottle::ssh::sidecar::AgentLayout {
-    bottle::session::agent_layout(settings)
 }
 
 /// Parse the manifest and check the plan and target before any engine call,

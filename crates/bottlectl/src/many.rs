@@ -71,18 +71,6 @@ pub struct Placement {
     pub unguarded: bool,
 }
 
-/// `provision` in the agent layout (see [`bottle::session`]).
-pub async fn provision_in(
-    sel: &Selection,
-    agent: &AgentLayout,
-    container: &str,
-    plan: &bottle::ssh::Plan,
-    target: &Target,
-    opts: &Options<'_>,
-) -> Result<bottle::ssh::ProvisionReport, bottle::ssh::Error> {
-    bottle::session::provision_in(sel, agent, container, plan, target, opts).await
-}
-
 /// In the `sidecar` layout, before a provision or deprovision: remove the
 /// sidecars of bottles removed without `deprovision` (Docker lets a bottle
 /// go while its sidecar runs; Podman refuses). Logged; a failure here never
@@ -104,18 +92,6 @@ pub async fn remove_orphaned_sidecars(out: &Out, sel: &Selection, agent: &AgentL
             tracing::warn!(error = %bottle::error_chain(&e), "cannot look for orphaned agent sidecars")
         }
     }
-}
-
-/// `verify` in the agent layout.
-pub async fn verify_in(
-    sel: &Selection,
-    agent: &AgentLayout,
-    container: &str,
-    plan: &bottle::ssh::Plan,
-    target: &Target,
-    opts: &Options<'_>,
-) -> Result<bottle::ssh::VerifyReport, bottle::ssh::Error> {
-    bottle::session::verify_in(sel, agent, container, plan, target, opts).await
 }
 
 /// `deprovision` in the agent layout (the sidecar too, when it is this
@@ -352,7 +328,7 @@ async fn work(shared: &Shared, member: &Member) -> Outcome {
     };
     match &shared.op {
         Op::Provision { manifest, strict } => {
-            let result = provision_in(
+            let result = bottle::session::provision_in(
                 sel,
                 &shared.agent,
                 container,
@@ -381,7 +357,7 @@ async fn work(shared: &Shared, member: &Member) -> Outcome {
             }
         }
         Op::Verify { manifest, strict } => {
-            let result = verify_in(
+            let result = bottle::session::verify_in(
                 sel,
                 &shared.agent,
                 container,

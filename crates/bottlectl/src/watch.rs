@@ -967,7 +967,7 @@ pub fn provisioner(
                 }
             }
             let result =
-                crate::many::provision_in(&sel, &agent, &c.id, &manifest.plan, &target, &opts)
+                bottle::session::provision_in(&sel, &agent, &c.id, &manifest.plan, &target, &opts)
                     .await;
             match result {
                 Ok(r) => {
