@@ -164,6 +164,32 @@ pub async fn read(
     parse(&out.stdout_lossy()).map_err(|e| crate::unreadable(STEP, holder, e))
 }
 
+/// A reader of one holder's records that remembers the last one read, so
+/// each record comes once (`audit --follow`, `watch --audit`). Moved to a
+/// new holder (a restarted bottle, a replaced sidecar) it keeps its place:
+/// what follows that id there, or everything when the id is gone.
+#[derive(Debug, Clone, Default)]
+pub struct Tail {
+    /// Where the records are (see [`locate`]); empty: not located yet.
+    pub holder: String,
+    last: Option<String>,
+}
+
+impl Tail {
+    pub fn new(holder: String) -> Tail {
+        Tail { holder, last: None }
+    }
+
+    /// The records written since the last call.
+    pub async fn next(&mut self, rt: &dyn ContainerRuntime) -> Result<Vec<Record>, Error> {
+        let records = read(rt, &self.holder, self.last.as_deref()).await?;
+        if let Some(r) = records.last() {
+            self.last = Some(r.id.clone());
+        }
+        Ok(records)
+    }
+}
+
 /// The script's output: `r JSON` lines, each a whole record, then `done`.
 fn parse(text: &str) -> Result<Vec<Record>, protocol::Unreadable> {
     use protocol::Unreadable;

@@ -40,8 +40,7 @@ const POLL: Duration = Duration::from_millis(500);
 struct Source {
     name: String,
     id: String,
-    holder: String,
-    last: Option<String>,
+    tail: bottle::ssh::audit::Tail,
     /// The last error shown (shown again only when it changes).
     failing: Option<String>,
 }
@@ -66,8 +65,7 @@ pub async fn run(
             Ok((id, holder)) => sources.push(Source {
                 name: m.name,
                 id,
-                holder,
-                last: None,
+                tail: bottle::ssh::audit::Tail::new(holder),
                 failing: None,
             }),
             Err(e) => {
@@ -120,12 +118,10 @@ async fn poll(
     s: &mut Source,
     since: Option<&str>,
 ) -> Result<(), Failure> {
-    let records = bottle::ssh::audit::read(sel.runtime.as_ref(), &s.holder, s.last.as_deref())
-        .await
-        .map_err(|e| crate::ssh_failure(e, None, "cannot read the audit records of", &s.name))?;
-    if let Some(r) = records.last() {
-        s.last = Some(r.id.clone());
-    }
+    let records =
+        s.tail.next(sel.runtime.as_ref()).await.map_err(|e| {
+            crate::ssh_failure(e, None, "cannot read the audit records of", &s.name)
+        })?;
     for r in records {
         // RFC 3339 in UTC with fixed digits: the text orders as the time.
         if since.is_some_and(|t| r.time.as_str() < t) {
@@ -136,12 +132,18 @@ async fn poll(
     Ok(())
 }
 
+/// A record as `audit --json` prints it: its fields, the container's id
+/// and its name.
+fn record_json(r: &Record, id: &str, name: &str) -> serde_json::Value {
+    let mut value = serde_json::to_value(r).unwrap_or_default();
+    value["container"] = json!(id);
+    value["name"] = json!(name);
+    value
+}
+
 fn print(out: &Out, name: &str, id: &str, r: &Record) {
     if out.json {
-        let mut value = serde_json::to_value(r).unwrap_or_default();
-        value["container"] = json!(id);
-        value["name"] = json!(name);
-        out.json_value(&value);
+        out.json_value(&record_json(r, id, name));
         return;
     }
     let mut detail = Vec::new();
@@ -249,10 +251,7 @@ pub fn keep(report: &bottle::ssh::DeprovisionReport, id: &str, name: &str) -> Ke
     let path = dir.join(format!("{id}.jsonl"));
     let mut text = String::new();
     for r in &report.audit {
-        let mut value = serde_json::to_value(r).unwrap_or_default();
-        value["container"] = json!(id);
-        value["name"] = json!(name);
-        text.push_str(&format!("{value}\n"));
+        text.push_str(&format!("{}\n", record_json(r, id, name)));
     }
     let written = std::fs::DirBuilder::new()
         .recursive(true)

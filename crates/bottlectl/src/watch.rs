@@ -1021,12 +1021,11 @@ pub fn follower(sel: &bottle::Selection, agent: &bottle::ssh::sidecar::AgentLayo
     Follow(Arc::new(move |c: ContainerInfo, tx| {
         let (sel, agent) = (sel.clone(), agent.clone());
         Box::pin(async move {
-            let mut holder: Option<String> = None;
-            let mut last: Option<String> = None;
+            let mut tail = bottle::ssh::audit::Tail::default();
             loop {
-                if holder.is_none() {
+                if tail.holder.is_empty() {
                     match bottle::ssh::audit::locate(sel.admin.as_ref(), &agent, &c.id).await {
-                        Ok((_, h)) => holder = Some(h),
+                        Ok((_, h)) => tail.holder = h,
                         Err(bottle::ssh::Error::Runtime {
                             source: bottle::runtime::Error::ContainerNotFound { .. },
                             ..
@@ -1034,18 +1033,17 @@ pub fn follower(sel: &bottle::Selection, agent: &bottle::ssh::sidecar::AgentLayo
                         Err(_) => {}
                     }
                 }
-                if let Some(h) = &holder {
-                    match bottle::ssh::audit::read(sel.runtime.as_ref(), h, last.as_deref()).await {
+                if !tail.holder.is_empty() {
+                    match tail.next(sel.runtime.as_ref()).await {
                         Ok(records) => {
                             for r in records {
-                                last = Some(r.id.clone());
                                 let value = serde_json::to_value(&r).unwrap_or_default();
                                 if tx.send((c.clone(), value)).is_err() {
                                     return;
                                 }
                             }
                         }
-                        Err(_) => holder = None,
+                        Err(_) => tail.holder.clear(),
                     }
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
