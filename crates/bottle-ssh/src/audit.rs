@@ -12,6 +12,9 @@ pub use bottle_guard::audit::{rfc3339, Record};
 pub const MAX_LINE: usize = 8 * 1024;
 /// At most this many records per read: two files of 1 MiB hold fewer.
 pub const MAX_RECORDS: usize = 50_000;
+/// The read's output bound: two files of 1 MiB and a `r ` per record fit
+/// well within it.
+const MAX_OUTPUT: usize = 8 << 20;
 
 /// `$1` state directory, `$2` the id of the last record already read
 /// (empty: all). Prints `r JSON` for each record after that one (all of
@@ -153,7 +156,7 @@ pub async fn read(
     }
     let request = ExecRequest::script(READ, [STATE_DIR, after])
         .user("0")
-        .max_output(2 * (MAX_RECORDS * 64).max(4 << 20));
+        .max_output(MAX_OUTPUT);
     let out = rt
         .exec(holder, request)
         .await

@@ -253,22 +253,24 @@ pub(crate) fn holds_need_the_guard(plan: &ValidatedPlan, opts: &Options<'_>) -> 
 /// entries' aliases (what the records show).
 pub(crate) fn guard_policy(plan: &ValidatedPlan) -> String {
     let mut out = String::new();
+    // For the records: the alias(es) each pinned host key identifies.
+    let mut aliases: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
     for e in &plan.entries {
         out.push_str(&format!("login {} user={}", e.fingerprint, e.user));
         let restricted = plan
             .keys
             .iter()
             .any(|k| k.fingerprint == e.fingerprint && !k.destinations.is_empty());
-        let pinned = e
+        let host = e
             .known_host_key
             .as_deref()
-            .filter(|_| restricted)
-            .and_then(|k| ssh_key::PublicKey::from_openssh(k).ok());
-        if let Some(host) = pinned {
-            out.push_str(&format!(
-                " host={}",
-                host.fingerprint(ssh_key::HashAlg::Sha256)
-            ));
+            .and_then(|k| ssh_key::PublicKey::from_openssh(k).ok())
+            .map(|k| k.fingerprint(ssh_key::HashAlg::Sha256).to_string());
+        if let Some(host) = host {
+            if restricted {
+                out.push_str(&format!(" host={host}"));
+            }
+            aliases.entry(host).or_default().push(&e.alias);
         }
         out.push_str(&e.hold);
         out.push('\n');
@@ -278,18 +280,6 @@ pub(crate) fn guard_policy(plan: &ValidatedPlan) -> String {
             "sshsig {} namespace=git{}\n",
             s.fingerprint, s.hold
         ));
-    }
-    // For the records: the alias(es) each pinned host key identifies.
-    let mut aliases: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
-    for e in &plan.entries {
-        let host = e
-            .known_host_key
-            .as_deref()
-            .and_then(|k| ssh_key::PublicKey::from_openssh(k).ok());
-        if let Some(host) = host {
-            let fp = host.fingerprint(ssh_key::HashAlg::Sha256).to_string();
-            aliases.entry(fp).or_default().push(&e.alias);
-        }
     }
     for (host, names) in aliases {
         out.push_str(&format!("host {host}"));
