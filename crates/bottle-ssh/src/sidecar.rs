@@ -1152,27 +1152,17 @@ pub async fn record_holder(admin: &dyn ContainerAdmin, bottle: &str) -> Result<S
         .await
         .map_err(Error::runtime("inspect the bottle"))?;
     let name = sidecar_name(&details.info.name);
-    let sidecar = match admin.details(&name).await {
-        Ok(d) => d,
-        Err(bottle_runtime::Error::ContainerNotFound { .. }) => {
+    // A container by that name without this bottle's label is refused there.
+    let sidecar = match find_sidecar(admin, &details, &name).await? {
+        Found::Absent => {
             return Err(sidecar_error(
                 bottle,
                 &name,
                 "no agent sidecar: nothing was recorded, or it was removed",
             ))
         }
-        Err(e) => return Err(Error::runtime("inspect the agent sidecar")(e)),
+        Found::Current(d) | Found::Stale(d) => d,
     };
-    if sidecar.labels.get(LABEL_FOR) != Some(&details.info.id) {
-        return Err(sidecar_error(
-            bottle,
-            &name,
-            format!(
-                "not this bottle's agent (no label {LABEL_FOR}={})",
-                details.info.id
-            ),
-        ));
-    }
     if !sidecar.info.is_running() {
         return Err(sidecar_error(
             bottle,
