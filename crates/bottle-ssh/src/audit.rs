@@ -109,6 +109,16 @@ pub async fn answer(
     }
 }
 
+/// This module's scripts, for the lint test (shellcheck, `dash -n`,
+/// `busybox sh -n`); their words are read here, not by `protocol`.
+#[cfg(test)]
+pub(crate) fn scripts() -> Vec<(&'static str, String)> {
+    vec![
+        ("audit_read", READ.to_string()),
+        ("audit_answer", ANSWER.to_string()),
+    ]
+}
+
 /// An id as the guard writes it (`<base36>-<n>`): anything else is never
 /// put into the script's pattern.
 fn is_id(s: &str) -> bool {

@@ -630,7 +630,7 @@ fn every_script_passes_shellcheck_and_parses_in_dash_and_busybox() {
         let Some(tool) = lint_tool(tool) else {
             continue;
         };
-        for (name, script) in scripts::all() {
+        for (name, script) in scripts::all().into_iter().chain(crate::audit::scripts()) {
             if let Ok(dir) = std::env::var("BOTTLE_DUMP_SCRIPTS") {
                 std::fs::write(format!("{dir}/{name}.sh"), &script).unwrap();
             }
