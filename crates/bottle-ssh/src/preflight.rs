@@ -38,7 +38,7 @@ pub async fn preflight(
     container: &str,
     target: &Target,
 ) -> Result<Preflight, Error> {
-    preflight_checking(rt, container, target, &root_tools()).await
+    preflight_checking(rt, container, target, &root_tools(false)).await
 }
 
 /// [`preflight`], with root's trust check over `tools` (the layout's).
