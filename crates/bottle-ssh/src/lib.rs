@@ -97,7 +97,7 @@ pub use error::{Entry, Error, ErrorClass, Missing, PlanPart, Untrusted};
 pub use keys::{Options, Passphrase};
 pub use listing::{list_keys, AgentKey};
 pub use plan::{Gate, Lifetime, Plan, Signing, SshEntry, Target};
-pub use preflight::{preflight, Preflight};
+pub use preflight::{preflight, preflight_with, Preflight};
 pub use provision::{provision, provision_with};
 pub use render::{
     public_key_file, render_config, render_known_hosts, render_public_keys, FILE_MARK,
