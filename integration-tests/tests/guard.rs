@@ -390,6 +390,54 @@ async fn check_a_guarded_bottle_needs_no_socat(env: &TestEnv) {
     assert_eq!(agent_keys(env).await, 2);
 }
 
+/// A `/run` mounted `noexec` (both engines' own tmpfs default): the guard
+/// cannot run from the state directory, so provision refuses, saying why
+/// and what to do, and leaves no agent behind; `guard = "off"` (a relay,
+/// nothing of ours executed from `/run`) then works.
+async fn check_a_noexec_run_is_refused_naming_it(env: &TestEnv) {
+    let k = keys();
+    let mut spec = env
+        .variant()
+        .run_spec(env.image().to_string(), ["/bin/sleep", "infinity"]);
+    spec.tmpfs = vec!["/run".into()];
+    spec.tmpfs_noexec = true;
+    let bottle = env
+        .run_container(spec)
+        .await
+        .expect("a bottle with a noexec /run");
+    let target = Target::default();
+    let e = bottle_ssh::provision(env.rt(), &bottle.name, &plan(&k), &target)
+        .await
+        .expect_err("provision with a noexec /run");
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    assert!(text.contains("noexec"), "{text}");
+    assert!(text.contains("agent = sidecar"), "{text}");
+    let out = env
+        .rt()
+        .exec_script(
+            &bottle.name,
+            "ls -A /run/claude-bottle; [ ! -e /run/claude-bottle-agent.sock ]",
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_success(&out, "no agent after the refusal");
+    assert_eq!(out.stdout_lossy().trim(), "", "left in the state directory");
+    let off = bottle_ssh::Options {
+        unguarded: true,
+        ..Default::default()
+    };
+    bottle_ssh::provision_with(env.rt(), &bottle.name, &plan(&k), &target, &off)
+        .await
+        .unwrap_or_else(|e| panic!("guard off on a noexec /run: {e}"));
+}
+
 fn fp_of(public_line: &str) -> String {
     bottle_ssh::ssh_key::PublicKey::from_openssh(public_line.trim())
         .unwrap()
@@ -682,6 +730,7 @@ async fn check_approvals_and_limits_hold_signatures(env: &TestEnv) {
 
 engine_tests!(
     images = [debian, busybox],
+    check_a_noexec_run_is_refused_naming_it,
     check_a_guarded_bottle_needs_no_socat,
     check_approvals_and_limits_hold_signatures,
     check_the_records_say_what_each_key_did,

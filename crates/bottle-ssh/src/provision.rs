@@ -206,13 +206,16 @@ pub(crate) async fn deliver_guard(
         .exec(container, request)
         .await
         .map_err(Error::runtime(STEP))?;
-    let trust = protocol::delivered(&out.stdout_lossy()).map_err(|e| unreadable(STEP, shown, e))?;
-    if let Some(e) = untrusted_error(shown, &trust) {
+    let trust = protocol::delivered(&out.stdout_lossy());
+    if let Some(e) = trust.as_ref().ok().and_then(|t| untrusted_error(shown, t)) {
         return Err(e);
     }
+    // A failed delivery stops before `done`: its stderr says why (e.g. a
+    // noexec /run), which "did not finish" would hide.
     if !out.success() {
         return Err(script_error(STEP, shown, &out));
     }
+    trust.map_err(|e| unreadable(STEP, shown, e))?;
     Ok(())
 }
 
