@@ -108,6 +108,7 @@ mod backends;
 mod endpoints;
 mod select;
 pub mod session;
+pub mod watch;
 pub use endpoints::{containerd_namespace, default_endpoint, named_endpoints, NamedEndpoint};
 pub use select::{
     connect, probe_all, probe_all_then_select, select, Probe, SelectError, Selection,
