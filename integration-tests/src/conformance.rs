@@ -412,6 +412,38 @@ pub async fn check_large_stdin(s: &dyn Subject) {
     assert!(started.elapsed() < Duration::from_secs(60));
 }
 
+/// A process that exits while a child it left in the background still
+/// holds its output ends the exec: its exit code and what it printed come
+/// back (the 30 s bound is a safety net: a backend that waits for the
+/// output to close would wait for the child, here two minutes, or for the
+/// call's timeout). The child is then stopped by its pid.
+pub async fn check_a_background_child_does_not_hold_the_exec(s: &dyn Subject) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        s.rt().exec_script(
+            s.container(),
+            "sleep 120 & echo \"child $!\"; exit 3",
+            &[],
+            None,
+        ),
+    )
+    .await
+    .expect("the exec did not end with its process")
+    .unwrap();
+    assert_eq!(out.exit_code, 3, "{}", summary(&out));
+    let text = out.stdout_lossy();
+    let pid = text
+        .trim()
+        .strip_prefix("child ")
+        .unwrap_or_else(|| panic!("unexpected output: {text:?}"));
+    let out = s
+        .rt()
+        .exec_script(s.container(), "kill \"$1\"", &[pid], None)
+        .await
+        .unwrap();
+    assert_success(&out, "kill the background child");
+}
+
 pub async fn check_stdin_eof(s: &dyn Subject) {
     // Empty stdin: EOF at once.
     let out = s
@@ -1388,6 +1420,7 @@ macro_rules! library_checks {
             check_output_is_bounded,
             check_large_stdin,
             check_stdin_eof,
+            check_a_background_child_does_not_hold_the_exec,
             check_unread_stdin,
             check_user_home,
             check_unknown_user,

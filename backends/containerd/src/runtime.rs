@@ -240,6 +240,10 @@ pub(crate) fn info_of(c: &Container, state: ContainerState) -> ContainerInfo {
     }
 }
 
+/// How long an exec's output may stay open after its process exited (a
+/// background child holding it): then the call returns what came.
+const OUTPUT_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Unique exec ids within this process.
 static EXEC_SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -553,10 +557,35 @@ impl ContainerdRuntime {
         let mut buf_out = vec![0u8; 64 * 1024];
         let mut buf_err = vec![0u8; 64 * 1024];
         let (mut out_open, mut err_open) = (true, true);
+        // The exit is awaited beside the output: a process the exec left in
+        // the background keeps the output open (the shim copies until every
+        // writer is gone), so after the exit the output gets OUTPUT_DRAIN
+        // more to end, as on Docker and Podman, instead of the call's
+        // whole timeout.
+        let mut waiter = tasks.clone();
+        let wait = waiter.wait(self.request(WaitRequest {
+            container_id: c.id.clone(),
+            exec_id: exec_id.clone(),
+        }));
+        tokio::pin!(wait);
+        let mut waited = None;
+        let mut drain_until: Option<tokio::time::Instant> = None;
         while out_open || err_open {
+            let drained = async {
+                match drain_until {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             let (stream, n) = tokio::select! {
                 r = stdout_rx.read(&mut buf_out), if out_open => (OutputStream::Stdout, r),
                 r = stderr_rx.read(&mut buf_err), if err_open => (OutputStream::Stderr, r),
+                w = &mut wait, if waited.is_none() => {
+                    waited = Some(w);
+                    drain_until = Some(tokio::time::Instant::now() + OUTPUT_DRAIN);
+                    continue;
+                }
+                () = drained => break,
             };
             let n = n.map_err(|e| Error::Api {
                 engine: ENGINE,
@@ -584,12 +613,10 @@ impl ContainerdRuntime {
                 });
             }
         }
-        let waited = tasks
-            .wait(self.request(WaitRequest {
-                container_id: c.id.clone(),
-                exec_id: exec_id.clone(),
-            }))
-            .await;
+        let waited = match waited {
+            Some(w) => w,
+            None => wait.await,
+        };
         if let Some(t) = stdin_task {
             t.abort();
         }
