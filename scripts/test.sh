@@ -57,9 +57,11 @@ if [ "$containerd_suites" = 1 ]; then
   # Not the whole matrix (about as long again as one engine's): the suites
   # that prove the engine, each check once, on the debian image. Under
   # CI=true an unreachable containerd fails them.
-  echo "== tests on containerd (conformance, provision/verify/deprovision, ssh_e2e, sidecar, watch)" >&2
+  # The attacks as the user (guard, hostile_user) run on it too.
+  echo "== tests on containerd (conformance, provision/verify/deprovision, ssh_e2e, sidecar, watch, guard, hostile_user)" >&2
   BOTTLE_TEST_RUNTIMES=containerd cargo test -p bottle-integration-tests --no-fail-fast \
-    --test conformance --test ssh_e2e --test sidecar --test watch -- containerd || status=$?
+    --test conformance --test ssh_e2e --test sidecar --test watch --test guard --test hostile_user \
+    -- containerd || status=$?
   # The CLI's provision/verify/deprovision, and containerd's own bad input.
   BOTTLE_TEST_RUNTIMES=containerd cargo test -p bottle-integration-tests --no-fail-fast \
     --test cli_bottlectl --test faults \
