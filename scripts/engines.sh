@@ -1,4 +1,4 @@
-#!/usr/bin/env bash
+#!/bin/sh
 # Install (where missing) and start Docker and Podman on a Debian/Ubuntu machine,
 # as root. Idempotent: an engine that already answers is left alone.
 #
@@ -6,45 +6,46 @@
 #
 # Podman gets its own containers.conf (runc, short exit-command delay, ulimits
 # this kernel accepts) through CONTAINERS_CONF; the system's file is not edited.
-set -euo pipefail
+set -eu
 
 state=${BOTTLE_ENGINE_STATE:-/var/tmp/bottle-engines}
 mkdir -p "$state"
-engines=("$@")
-[ ${#engines[@]} -gt 0 ] || engines=(docker podman)
+[ $# -gt 0 ] || set -- docker podman
 
-need_pkgs=()
-command -v socat >/dev/null || need_pkgs+=(socat)
-command -v ssh >/dev/null || need_pkgs+=(openssh-client)
-command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
+# Package names: one word each.
+need_pkgs=
+command -v socat >/dev/null || need_pkgs="$need_pkgs socat"
+command -v ssh >/dev/null || need_pkgs="$need_pkgs openssh-client"
+command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need_pkgs="$need_pkgs openssh-server"
 # The integration tests' busybox and sudo test images copy these from the host.
-[ -x /bin/busybox ] || need_pkgs+=(busybox-static)
-[ -x /usr/bin/sudo ] || need_pkgs+=(sudo)
+[ -x /bin/busybox ] || need_pkgs="$need_pkgs busybox-static"
+[ -x /usr/bin/sudo ] || need_pkgs="$need_pkgs sudo"
 # protoc builds the containerd-client crate's bindings (every build of the
 # workspace, bottlectl included, whichever engines run).
-command -v protoc >/dev/null || need_pkgs+=(protobuf-compiler)
-command -v git >/dev/null || need_pkgs+=(git)  # the test image carries the host's git (signing tests)
+command -v protoc >/dev/null || need_pkgs="$need_pkgs protobuf-compiler"
+command -v git >/dev/null || need_pkgs="$need_pkgs git"  # the test image carries the host's git (signing tests)
 # The lint test checks every embedded script with shellcheck.
-command -v shellcheck >/dev/null || need_pkgs+=(shellcheck)
-for e in "${engines[@]}"; do
+command -v shellcheck >/dev/null || need_pkgs="$need_pkgs shellcheck"
+for e in "$@"; do
   case $e in
-    docker) [ -x /usr/sbin/dockerd ] || [ -x /usr/bin/dockerd ] || need_pkgs+=(docker.io) ;;
-    podman) command -v podman >/dev/null || need_pkgs+=(podman runc) ;;
-    containerd) command -v containerd >/dev/null || need_pkgs+=(containerd runc) ;;
+    docker) [ -x /usr/sbin/dockerd ] || [ -x /usr/bin/dockerd ] || need_pkgs="$need_pkgs docker.io" ;;
+    podman) command -v podman >/dev/null || need_pkgs="$need_pkgs podman runc" ;;
+    containerd) command -v containerd >/dev/null || need_pkgs="$need_pkgs containerd runc" ;;
     *) echo "engines.sh: unknown engine '$e'" >&2; exit 2 ;;
   esac
 done
-if [ ${#need_pkgs[@]} -gt 0 ]; then
-  echo "engines.sh: installing ${need_pkgs[*]}" >&2
+if [ -n "$need_pkgs" ]; then
+  echo "engines.sh: installing$need_pkgs" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  # shellcheck disable=SC2086 # one word per package
+  apt-get install -y -qq $need_pkgs >/dev/null
 fi
 
 wait_for_socket() { # socket, seconds, probe command...
-  local sock=$1 secs=$2; shift 2
-  for _ in $(seq $((secs * 10))); do
-    if [ -S "$sock" ] && "$@" >/dev/null 2>&1; then return 0; fi
+  ws_sock=$1 ws_secs=$2; shift 2
+  for _ in $(seq $((ws_secs * 10))); do
+    if [ -S "$ws_sock" ] && "$@" >/dev/null 2>&1; then return 0; fi
     sleep 0.1
   done
   return 1
@@ -54,15 +55,13 @@ wait_for_socket() { # socket, seconds, probe command...
 # the program we started (its command line names it); nothing otherwise.
 # Only processes this script started are ever stopped, by that pid.
 ours() {
-  local pid
-  pid=$(cat "$state/$1.pid" 2>/dev/null) || return 1
-  case $pid in ''|*[!0-9]*) return 1 ;; esac
-  tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -q -- "$2" || return 1
-  echo "$pid"
+  ours_pid=$(cat "$state/$1.pid" 2>/dev/null) || return 1
+  case $ours_pid in ''|*[!0-9]*) return 1 ;; esac
+  tr '\0' ' ' 2>/dev/null <"/proc/$ours_pid/cmdline" | grep -q -- "$2" || return 1
+  echo "$ours_pid"
 }
 
 stop_ours() { # NAME NEEDLE
-  local pid
   pid=$(ours "$1" "$2") || return 0
   echo "engines.sh: stopping the $1 this script started (pid $pid), which does not answer" >&2
   kill "$pid" 2>/dev/null || true
@@ -71,7 +70,7 @@ stop_ours() { # NAME NEEDLE
 }
 
 start_docker() {
-  local sock=/var/run/docker.sock
+  sock=/var/run/docker.sock
   if [ -S $sock ] && curl -sf --unix-socket $sock http://d/_ping >/dev/null 2>&1; then
     echo "engines.sh: docker already answers at unix://$sock" >&2; return 0
   fi
@@ -83,7 +82,6 @@ start_docker() {
   # No dockerd runs: pid files left by one that ended with an earlier
   # session would make dockerd refuse to start when their pid now names an
   # unrelated process.
-  local f pid
   for f in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
     pid=$(cat "$f" 2>/dev/null) || continue
     tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -q -e dockerd -e containerd || rm -f "$f"
@@ -98,7 +96,7 @@ start_docker() {
 }
 
 start_podman() {
-  local sock=/run/podman/podman.sock
+  sock=/run/podman/podman.sock
   export CONTAINERS_CONF="$state/containers.conf"
   cat >"$CONTAINERS_CONF" <<'EOF'
 [containers]
@@ -129,7 +127,7 @@ EOF
 # pid of one this run started to $state/containerd.started, so the caller
 # can stop it by that pid (scripts/test.sh does when it ends).
 start_containerd() {
-  local dir="$state/containerd" sock
+  dir="$state/containerd"
   for sock in ${CONTAINERD_ADDRESS:+"${CONTAINERD_ADDRESS#unix://}"} /run/containerd/containerd.sock "$dir/containerd.sock"; do
     if [ -S "$sock" ] && ctr --address "$sock" version >/dev/null 2>&1; then
       echo "engines.sh: containerd already answers at unix://$sock" >&2
@@ -168,6 +166,6 @@ CONF
 }
 
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl >/dev/null; }
-for e in "${engines[@]}"; do
+for e in "$@"; do
   "start_$e"
 done

@@ -1,4 +1,4 @@
-#!/usr/bin/env bash
+#!/bin/sh
 # The whole test run, as CI does it, on a fresh Debian/Ubuntu machine (as root):
 # installs and starts Docker and Podman where missing, checks formatting and
 # lints, then runs every test against every engine in BOTTLE_TEST_RUNTIMES
@@ -6,16 +6,17 @@
 # containerd: conformance, the CLI's provision/verify/deprovision, ssh_e2e,
 # sidecar and watch (BOTTLE_TEST_CONTAINERD=0 leaves them out; naming
 # containerd in BOTTLE_TEST_RUNTIMES runs the whole matrix on it instead).
-set -euo pipefail
+set -eu
 cd "$(dirname "$0")/.."
 
 state=${BOTTLE_ENGINE_STATE:-/var/tmp/bottle-engines}
-export BOTTLE_TEST_RUNTIMES=${BOTTLE_TEST_RUNTIMES:-docker,podman}
-IFS=, read -r -a engines <<<"$BOTTLE_TEST_RUNTIMES"
+export BOTTLE_TEST_RUNTIMES="${BOTTLE_TEST_RUNTIMES:-docker,podman}"
+# Engine names: one word each.
+engines=$(printf '%s' "$BOTTLE_TEST_RUNTIMES" | tr ',' ' ')
 containerd_suites=0
 case ",$BOTTLE_TEST_RUNTIMES," in
   *,containerd,*) ;;
-  *) if [ "${BOTTLE_TEST_CONTAINERD:-1}" != 0 ]; then containerd_suites=1; engines+=(containerd); fi ;;
+  *) if [ "${BOTTLE_TEST_CONTAINERD:-1}" != 0 ]; then containerd_suites=1; engines="$engines containerd"; fi ;;
 esac
 
 # A containerd engines.sh starts for this run (none answered) is stopped
@@ -23,7 +24,6 @@ esac
 # the containerd of our own config.
 rm -f "$state/containerd.started"
 stop_started_containerd() {
-  local pid
   pid=$(cat "$state/containerd.started" 2>/dev/null) || return 0
   rm -f "$state/containerd.started"
   case $pid in ''|*[!0-9]*) return 0 ;; esac
@@ -34,8 +34,9 @@ stop_started_containerd() {
 }
 trap stop_started_containerd EXIT
 
-scripts/engines.sh "${engines[@]}"
-export CONTAINERS_CONF=${CONTAINERS_CONF:-$state/containers.conf}
+# shellcheck disable=SC2086 # one word per engine
+scripts/engines.sh $engines
+export CONTAINERS_CONF="${CONTAINERS_CONF:-$state/containers.conf}"
 # containerd: the socket engines.sh found or started (its own, when none
 # answered), unless the caller named one.
 if [ -z "${CONTAINERD_ADDRESS:-}" ] && [ -s "$state/containerd.address" ]; then

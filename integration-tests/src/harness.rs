@@ -897,6 +897,56 @@ mod tests {
         assert_eq!(Variant::USER1001.user().home, "/srv/dev");
     }
 
+    /// The repository's own shell scripts (CI's entry point, engines,
+    /// tests, fuzzing, the remote and TLS fixtures) are POSIX sh: shellcheck
+    /// clean and parsed by dash and busybox, like the scripts bottle runs
+    /// in containers. In CI (`CI=true`) a missing tool fails the test.
+    #[test]
+    fn the_repository_scripts_pass_shellcheck_dash_and_busybox() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut scripts: Vec<std::path::PathBuf> = std::fs::read_dir(root.join("scripts"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "sh"))
+            .collect();
+        scripts.push(root.join(".ci/run"));
+        scripts.sort();
+        assert!(scripts.len() >= 6, "{scripts:?}");
+        let checkers: [(&str, &[&str]); 3] = [
+            ("shellcheck", &["-S", "style"]),
+            ("dash", &["-n"]),
+            ("busybox", &["sh", "-n"]),
+        ];
+        for (tool, args) in checkers {
+            if std::process::Command::new(tool)
+                .arg("--help")
+                .output()
+                .is_err()
+            {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "{tool} is not installed (scripts/engines.sh installs it)"
+                );
+                eprintln!("SKIP: {tool} is not installed");
+                continue;
+            }
+            for script in &scripts {
+                let out = std::process::Command::new(tool)
+                    .args(args)
+                    .arg(script)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{tool} {args:?} {}:\n{}{}",
+                    script.display(),
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+
     /// The row of docs/architecture.md's "Test images" table for `v`.
     fn docs_row(v: Variant) -> String {
         let spec = v.spec();
