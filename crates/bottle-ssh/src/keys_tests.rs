@@ -395,7 +395,7 @@ fn destinations_are_the_union_of_a_keys_entries() {
 }
 
 /// The agent stream, split into its requests.
-fn decode(keys: &[crate::validate::LoadedKey]) -> Vec<Request> {
+fn decode(keys: &[crate::valid::LoadedKey]) -> Vec<Request> {
     let msg = crate::agent::load_keys_message(keys).unwrap();
     let mut r: &[u8] = &msg;
     let mut requests = Vec::new();

@@ -405,7 +405,7 @@ fn the_rendered_policy_reads_in_the_guard() {
     let dir = tempfile::tempdir().unwrap();
     let host = PrivateKey::random(&mut OsRng, Algorithm::Ed25519).unwrap();
     let host_line = host.public_key().to_openssh().unwrap();
-    let long = "u".repeat(crate::validate::MAX_VALUE_LEN);
+    let long = "u".repeat(crate::valid::MAX_VALUE_LEN);
     let entry = |alias: &str, user: &str, key: PathBuf| SshEntry {
         host: alias.into(),
         hostname: "h.example".into(),
