@@ -19,7 +19,7 @@ fn block<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-fn key_file(dir: &Path, name: &str) -> PathBuf {
+pub(crate) fn key_file(dir: &Path, name: &str) -> PathBuf {
     use ssh_key::{rand_core::OsRng, Algorithm, LineEnding, PrivateKey};
     let key = PrivateKey::random(&mut OsRng, Algorithm::Ed25519).unwrap();
     let path = dir.join(name);

@@ -788,3 +788,6 @@ pub(crate) fn all() -> Vec<(&'static str, String)> {
         ("sidecar_verify", crate::sidecar::verify_script()),
     ]
 }
+
+#[cfg(test)]
+mod host_tests;
