@@ -393,20 +393,8 @@ pub fn named_endpoints(settings: &Settings) -> Vec<NamedEndpoint> {
     out
 }
 
-/// An error and its sources, `": "`-joined.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cur = s.source();
-    }
-    out
-}
+/// An error and its sources, `": "`-joined (one formatter for every crate).
+pub use bottle_runtime::error_chain;
 
 /// Pick an engine for `settings` and connect to it. The same rules and errors
 /// as `bottlectl`; see the crate docs.
