@@ -754,7 +754,7 @@ fn encrypted_p521_key_with_a_short_scalar_loads() {
     // About half of P-521 keys have a short scalar, which ssh-key rejects.
     let names: Vec<String> = (0..40).map(|i| format!("p521_{i}")).collect();
     let path = names
-        .chunks(8)
+        .chunks(4)
         .flat_map(|batch| {
             let specs: Vec<(&str, &str, &[&str])> = batch
                 .iter()
