@@ -702,16 +702,20 @@ fn every_script_passes_shellcheck_and_parses_in_dash_and_busybox() {
         });
         (!out.status.success()).then_some(text)
     };
-    // shellcheck once per kind (it starts slowly), the shells once per file.
+    // shellcheck a few times, side by side (it starts slowly and takes
+    // seconds on root's long scripts); the shells once per file.
     if let Some(tool) = lint_tool("shellcheck") {
-        let style = ["-s", "sh", "-S", "style"];
-        if let Some(e) = fails(tool, &style, &whole) {
-            panic!("shellcheck:\n{e}");
-        }
-        let fragment = ["-s", "sh", "-S", "style", "-e", "SC2154,SC2034"];
-        if let Some(e) = fails(tool, &fragment, &fragments) {
-            panic!("shellcheck on the fragments:\n{e}");
-        }
+        let style = &["-s", "sh", "-S", "style"][..];
+        let fragment = &["-s", "sh", "-S", "style", "-e", "SC2154,SC2034"][..];
+        let (first, second) = whole.split_at(whole.len() / 2);
+        let found: Vec<String> = std::thread::scope(|s| {
+            [(style, first), (style, second), (fragment, &fragments[..])]
+                .map(|(args, files)| s.spawn(move || fails(tool, args, files)))
+                .into_iter()
+                .filter_map(|h| h.join().unwrap())
+                .collect()
+        });
+        assert!(found.is_empty(), "shellcheck:\n{}", found.join("\n"));
     }
     for (tool, args) in [("dash", &["-n"][..]), ("busybox", &["sh", "-n"][..])] {
         let Some(tool) = lint_tool(tool) else {
