@@ -372,8 +372,15 @@ fn nix_mkfifo(p: &Path) {
 
 use std::os::unix::fs::FileTypeExt;
 
+/// A file starting with bottle's mark line.
+const MARKED: &str = concat!(
+    "# Written by bottle: replaced by each provision, removed by deprovision.",
+    "\nmarked\n"
+);
+
 #[test]
 fn user_files_leaves_the_users_own_files_alone() {
+    assert!(MARKED.starts_with(FILE_MARK));
     for shell in SHELLS {
         let h = Home::new();
         let t = h.target();
@@ -385,10 +392,8 @@ fn user_files_leaves_the_users_own_files_alone() {
                 "home/.ssh/bottle-0123abcd.pub",
                 "their own, same name shape\n",
             ),
-            (
-                "home/.ssh/bottle-x\nremoved .pub",
-                "a newline in the name\n",
-            ),
+            // Marked as bottle's, but not a name bottle writes.
+            ("home/.ssh/bottle-x\nremoved .pub", MARKED),
             ("home/.config/git/config", "[user]\n\tname = them\n"),
         ];
         for (rel, text) in theirs {
@@ -503,6 +508,7 @@ fn deprovision_user_removes_only_bottles_files() {
             false,
         );
         let theirs = h.write("home/.ssh/id_ed25519.pub", "their own\n");
+        let marked = h.write("home/.ssh/bottle-x\nremoved .pub", MARKED);
         let req = ExecRequest::script(&scripts::deprovision_user(), [t.home.as_str()]);
         let ran = run(shell, &req, path_without_find());
         assert_eq!(ran.code, 0, "{}", ran.stderr);
@@ -514,10 +520,11 @@ fn deprovision_user_removes_only_bottles_files() {
         let mut expected: Vec<String> = listed.iter().skip(1).map(|f| f.path.clone()).collect();
         expected.sort();
         assert_eq!(removed, expected, "{shell:?}");
-        assert!(theirs.exists());
+        assert!(theirs.exists() && marked.exists());
 
         // Then with nothing of the user's left: ~/.ssh goes too.
         std::fs::remove_file(&theirs).unwrap();
+        std::fs::remove_file(&marked).unwrap();
         let r = protocol::deprovision(&run(shell, &req, path_without_find()).stdout).unwrap();
         assert_eq!(r.removed, [h.path("home/.ssh").display().to_string()]);
         assert!(!h.path("home/.ssh").exists());
