@@ -37,6 +37,12 @@ impl Home {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        if runner().is_some() {
+            for up in root.ancestors() {
+                let mode = std::fs::metadata(up).unwrap().permissions().mode();
+                assert!(mode & 0o001 != 0, "nobody cannot reach {up:?}: set TMPDIR");
+            }
+        }
         let home = Home { _dir: dir, root };
         home.mkdir("home");
         home.mkdir("run");
@@ -64,6 +70,31 @@ impl Home {
         std::fs::write(&p, text).unwrap();
         self.own(&p);
         p
+    }
+    /// A `PATH` of the programs the user-side scripts run, less `find`,
+    /// as in an image without findutils: the escalation check's walk of
+    /// the program directories takes ~0.2 s on a full host (milliseconds in
+    /// an image), so only the tests about it walk them. (busybox sh runs
+    /// its own `find` whatever the `PATH`.)
+    fn no_find(&self) -> String {
+        let bin = self.path("bin-no-find");
+        if !bin.exists() {
+            std::fs::create_dir(&bin).unwrap();
+            let tools = crate::root_tools()
+                .into_iter()
+                .chain(["head", "rmdir", "sudo"]);
+            for tool in tools {
+                let found = std::env::split_paths(PATH)
+                    .map(|d| d.join(tool))
+                    .find(|p| p.exists());
+                // sudo may be absent: the check then has nothing to try.
+                match found {
+                    Some(real) => std::os::unix::fs::symlink(real, bin.join(tool)).unwrap(),
+                    None => assert_eq!(tool, "sudo", "{tool} is not installed"),
+                }
+            }
+        }
+        bin.display().to_string()
     }
     fn target(&self) -> Target {
         Target {
@@ -143,29 +174,6 @@ fn installed(name: &str) -> PathBuf {
 
 const PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
 
-/// [`PATH`] less `find`, as in an image without findutils: the escalation
-/// check's walk of the program directories takes ~0.2 s on a full host
-/// (milliseconds in an image), so only the tests about it walk them.
-fn path_without_find() -> &'static str {
-    static DIR: std::sync::OnceLock<(tempfile::TempDir, String)> = std::sync::OnceLock::new();
-    &DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        for d in std::env::split_paths(PATH) {
-            for e in std::fs::read_dir(&d).into_iter().flatten() {
-                let name = e.unwrap().file_name();
-                let link = dir.path().join(&name);
-                if name != "find" && std::fs::symlink_metadata(&link).is_err() {
-                    std::os::unix::fs::symlink(d.join(&name), link).unwrap();
-                }
-            }
-        }
-        let path = dir.path().display().to_string();
-        (dir, path)
-    })
-    .1
-}
-
 /// What provision gives the user's exec for `plan`, built as provision
 /// builds it.
 struct Files {
@@ -229,7 +237,7 @@ fn mode(p: &Path) -> u32 {
 }
 
 fn user_files(shell: &[&str], h: &Home, files: &Files, write: Write) -> protocol::UserFiles {
-    user_files_in(shell, h, files, write, path_without_find())
+    user_files_in(shell, h, files, write, &h.no_find())
 }
 
 fn user_files_in(
@@ -481,11 +489,7 @@ fn user_files_reports_missing_tools_and_home_and_writes_nothing() {
             home: h.path("no-such-home").display().to_string(),
             ..t.clone()
         };
-        let ran = run(
-            shell,
-            &files.request(Write::Always, &gone),
-            path_without_find(),
-        );
+        let ran = run(shell, &files.request(Write::Always, &gone), &h.no_find());
         let r = protocol::user_files(&ran.stdout).unwrap();
         assert_eq!(r.missing, [Absent::Home], "{shell:?}");
         assert!(!r.done && !h.path("no-such-home").exists());
@@ -510,7 +514,7 @@ fn deprovision_user_removes_only_bottles_files() {
         let theirs = h.write("home/.ssh/id_ed25519.pub", "their own\n");
         let marked = h.write("home/.ssh/bottle-x\nremoved .pub", MARKED);
         let req = ExecRequest::script(&scripts::deprovision_user(), [t.home.as_str()]);
-        let ran = run(shell, &req, path_without_find());
+        let ran = run(shell, &req, &h.no_find());
         assert_eq!(ran.code, 0, "{}", ran.stderr);
         let r = protocol::deprovision(&ran.stdout).unwrap();
         assert!(r.done, "{shell:?}: {}", ran.stdout);
@@ -525,7 +529,7 @@ fn deprovision_user_removes_only_bottles_files() {
         // Then with nothing of the user's left: ~/.ssh goes too.
         std::fs::remove_file(&theirs).unwrap();
         std::fs::remove_file(&marked).unwrap();
-        let r = protocol::deprovision(&run(shell, &req, path_without_find()).stdout).unwrap();
+        let r = protocol::deprovision(&run(shell, &req, &h.no_find()).stdout).unwrap();
         assert_eq!(r.removed, [h.path("home/.ssh").display().to_string()]);
         assert!(!h.path("home/.ssh").exists());
     }
@@ -594,7 +598,7 @@ fn verify_user_reads_the_agent_and_is_denied_its_memory() {
                 "none",
             ],
         );
-        let ran = run(shell, &req, path_without_find());
+        let ran = run(shell, &req, &h.no_find());
         assert_eq!(ran.code, 0, "{}", ran.stderr);
         let r = protocol::verify_user(&ran.stdout).unwrap();
         assert!(r.done && r.escalation.is_some(), "{shell:?}: {r:?}");
@@ -618,7 +622,7 @@ fn verify_user_reads_the_agent_and_is_denied_its_memory() {
                 "",
             ],
         );
-        let r = protocol::verify_user(&run(shell, &req, path_without_find()).stdout).unwrap();
+        let r = protocol::verify_user(&run(shell, &req, &h.no_find()).stdout).unwrap();
         assert!(r.done && r.public_keys.is_empty() && r.denied.is_empty());
         assert_eq!(r.private_rc.as_deref(), Some("2"));
     }
@@ -631,7 +635,7 @@ fn keys_user_lists_what_the_agent_holds() {
         let t = h.target();
         let agent = Agent::start(&h);
         let req = ExecRequest::script(scripts::KEYS_USER, [t.public_socket.as_str()]);
-        let ran = run(shell, &req, path_without_find());
+        let ran = run(shell, &req, &h.no_find());
         assert_eq!(ran.code, 0, "{}", ran.stderr);
         let listing = protocol::listing(&ran.stdout).unwrap();
         assert_eq!(listing.len(), 1, "{shell:?}");
@@ -641,7 +645,7 @@ fn keys_user_lists_what_the_agent_holds() {
         );
         // No agent: exit 2, which list_keys reports as a script error.
         let req = ExecRequest::script(scripts::KEYS_USER, [h.path("none").to_str().unwrap()]);
-        assert_eq!(run(shell, &req, path_without_find()).code, 2);
+        assert_eq!(run(shell, &req, &h.no_find()).code, 2);
     }
 }
 
