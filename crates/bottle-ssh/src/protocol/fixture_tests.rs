@@ -4,6 +4,12 @@
 //! cut at each line end and inside each line (reported as unfinished or
 //! refused, never as done), a foreign line inserted at each position and
 //! every line ended with `\r` (refused). One test per fixture and damage.
+//!
+//! The user-side scripts' `*.busybox.txt`, and the `escalation` and
+//! `user_files_{replaced,not_clean}` ones, were captured once by running
+//! each script through `DockerRuntime`/`PodmanRuntime::exec` in a container
+//! of the test image (network `none`) with the arguments provision builds;
+//! a change to what a script prints needs them captured again.
 
 use super::*;
 
