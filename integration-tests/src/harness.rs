@@ -893,4 +893,65 @@ mod tests {
         assert!(!rw.read_only && rw.tmpfs.is_empty());
         assert_eq!(Variant::USER1001.user().home, "/srv/dev");
     }
+
+    /// The row of docs/architecture.md's "Test images" table for `v`.
+    fn docs_row(v: Variant) -> String {
+        let spec = v.spec();
+        let userland = match spec.userland {
+            crate::image::Userland::Debian => "Debian: dash, GNU tools",
+            crate::image::Userland::Busybox => "busybox ash and applets, OpenSSH and socat",
+            crate::image::Userland::Bash => "bash as `/bin/sh`, GNU tools",
+        };
+        let u = spec.user;
+        let mut how = Vec::new();
+        if spec.sudo {
+            how.push("passwordless sudo, set-id-root programs");
+        }
+        if v.read_only {
+            how.push("read-only root, tmpfs `/run` and `/tmp`");
+        }
+        let how = if how.is_empty() {
+            "-".to_string()
+        } else {
+            how.join("; ")
+        };
+        format!(
+            "| `{}` | `{}` | {userland} | `{}` ({}), `{}` | {how} |",
+            v.name,
+            v.image.name(),
+            u.name,
+            u.uid,
+            u.home
+        )
+    }
+
+    /// The docs list exactly the test matrix: one table, checked against
+    /// [`Variant::ALL`] (it was written out by hand in several places, and
+    /// two of them had missed an image).
+    #[test]
+    fn the_docs_list_the_test_images_as_they_are() {
+        let docs = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/architecture.md"
+        ))
+        .unwrap();
+        let start = docs.find("### Test images").expect("a Test images section");
+        let rows: Vec<&str> = docs[start..]
+            .lines()
+            .skip_while(|l| !l.starts_with("| `"))
+            .take_while(|l| l.starts_with("| `"))
+            .collect();
+        let expected: Vec<String> = Variant::ALL.into_iter().map(docs_row).collect();
+        assert_eq!(rows, expected, "docs/architecture.md's Test images table");
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+            .unwrap()
+            .replace('\n', " ");
+        let count = [
+            "one", "two", "three", "four", "five", "six", "seven", "eight",
+        ][Variant::ALL.len() - 1];
+        assert!(
+            readme.contains(&format!("the userland matrix on {count}")),
+            "README.md should say the userland matrix runs on {count} variants"
+        );
+    }
 }

@@ -417,7 +417,6 @@ async fn check_doctor(env: &TestEnv) {
         "trusted path",
         "ssh-agent",
         "ssh-add",
-        "socat",
         "user",
         "home",
         "no root for the user",
@@ -425,6 +424,24 @@ async fn check_doctor(env: &TestEnv) {
         assert!(names.contains(&want), "{want} not in {names:?}");
     }
     assert!(checks.iter().all(|c| c["ok"] == true), "{checks:?}");
+    // socat only where a relay runs: the guard loads and serves itself.
+    assert!(!names.contains(&"socat"), "{names:?}");
+    let out = ctl(
+        env,
+        &s,
+        &["--json", "doctor", env.bottle()],
+        &[("CLAUDE_BOTTLE_GUARD", "off")],
+    )
+    .await;
+    expect_code(&out, 0, "doctor CONTAINER with guard off");
+    let checks = json(&out)["container"]["checks"].clone();
+    let names: Vec<&str> = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"socat"), "{names:?}");
 
     // A missing home is a problem with its fix, exit 3.
     let out = ctl(

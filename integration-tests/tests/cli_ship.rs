@@ -175,6 +175,7 @@ async fn check_version_lists_the_engine(env: &TestEnv) {
     let expected = env.rt().version().await.expect("engine version");
     let var = match env.engine().name() {
         "docker" => "DOCKER_HOST",
+        "containerd" => "CONTAINERD_ADDRESS",
         _ => "CONTAINER_HOST",
     };
     let endpoint = env.endpoint().to_string();

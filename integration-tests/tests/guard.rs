@@ -352,6 +352,92 @@ async fn check_guard_off_is_a_relay_that_verify_reports(env: &TestEnv) {
     assert_eq!(failed, ["forwarder running"], "{:?}", report.checks);
 }
 
+/// The guard loads the keys itself, so a guarded bottle's image needs no
+/// `socat`: with it removed, provision (the guard delivered), a login,
+/// verify and a second provision (the agent reused) all work; `guard =
+/// "off"`, whose relay is socat, is refused naming it, nothing changed.
+async fn check_a_guarded_bottle_needs_no_socat(env: &TestEnv) {
+    let k = keys();
+    // The harness's sshd start waits with socat: before it goes.
+    start_sshd(env, &[PORT], &[&k.host], &[public(&k.login)]).await;
+    let gone = env
+        .sh(
+            "p=$(command -v socat) && rm -f \"$p\" && ! command -v socat",
+            &[],
+        )
+        .await;
+    assert!(!gone.contains("socat"), "socat is still there: {gone}");
+    let target = Target::default();
+    let off = bottle_ssh::Options {
+        unguarded: true,
+        ..Default::default()
+    };
+    let refused = bottle_ssh::provision_with(env.rt(), env.bottle(), &plan(&k), &target, &off)
+        .await
+        .expect_err("guard off without socat");
+    assert!(refused.to_string().contains("socat"), "{refused}");
+    for round in ["fresh", "agent reused"] {
+        let report = bottle_ssh::provision(env.rt(), env.bottle(), &plan(&k), &target)
+            .await
+            .unwrap_or_else(|e| panic!("provision ({round}) without socat: {e}"));
+        assert_eq!(report.agent.started, round == "fresh", "{round}");
+        assert_success(&as_user(env, "ssh -o BatchMode=yes a true").await, "ssh a");
+        let report = bottle_ssh::verify(env.rt(), env.bottle(), &plan(&k), &target)
+            .await
+            .unwrap();
+        assert!(report.ok(), "{round}: {:?}", report.checks);
+    }
+    assert_eq!(agent_keys(env).await, 2);
+}
+
+/// A `/run` mounted `noexec` (both engines' own tmpfs default): the guard
+/// cannot run from the state directory, so provision refuses, saying why
+/// and what to do, and leaves no agent behind; `guard = "off"` (a relay,
+/// nothing of ours executed from `/run`) then works.
+async fn check_a_noexec_run_is_refused_naming_it(env: &TestEnv) {
+    let k = keys();
+    let mut spec = env
+        .variant()
+        .run_spec(env.image().to_string(), ["/bin/sleep", "infinity"]);
+    spec.tmpfs = vec!["/run".into()];
+    spec.tmpfs_noexec = true;
+    let bottle = env
+        .run_container(spec)
+        .await
+        .expect("a bottle with a noexec /run");
+    let target = Target::default();
+    let e = bottle_ssh::provision(env.rt(), &bottle.name, &plan(&k), &target)
+        .await
+        .expect_err("provision with a noexec /run");
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    assert!(text.contains("noexec"), "{text}");
+    assert!(text.contains("agent = sidecar"), "{text}");
+    let out = env
+        .rt()
+        .exec_script(
+            &bottle.name,
+            "ls -A /run/claude-bottle; [ ! -e /run/claude-bottle-agent.sock ]",
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_success(&out, "no agent after the refusal");
+    assert_eq!(out.stdout_lossy().trim(), "", "left in the state directory");
+    let off = bottle_ssh::Options {
+        unguarded: true,
+        ..Default::default()
+    };
+    bottle_ssh::provision_with(env.rt(), &bottle.name, &plan(&k), &target, &off)
+        .await
+        .unwrap_or_else(|e| panic!("guard off on a noexec /run: {e}"));
+}
+
 fn fp_of(public_line: &str) -> String {
     bottle_ssh::ssh_key::PublicKey::from_openssh(public_line.trim())
         .unwrap()
@@ -644,6 +730,8 @@ async fn check_approvals_and_limits_hold_signatures(env: &TestEnv) {
 
 engine_tests!(
     images = [debian, busybox],
+    check_a_noexec_run_is_refused_naming_it,
+    check_a_guarded_bottle_needs_no_socat,
     check_approvals_and_limits_hold_signatures,
     check_the_records_say_what_each_key_did,
     check_guard_off_is_a_relay_that_verify_reports,

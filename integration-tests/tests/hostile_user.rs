@@ -71,10 +71,11 @@ async fn check_writable_path_directory_is_not_used(env: &TestEnv) {
         "root ran the user's programs:\n{ran}"
     );
 
-    // socat only in the writable directory: refused, naming it.
+    // ssh-agent (root runs it; guarded, it runs no socat) only in the
+    // writable directory: refused, naming it.
     env.sh(
         // The test's own root commands keep off the user's programs.
-        "PATH=/usr/bin; mv /usr/bin/socat /usr/bin/socat.real && cp /usr/bin/socat.real /usr/local/bin/socat",
+        "PATH=/usr/bin; mv /usr/bin/ssh-agent /usr/bin/ssh-agent.real && cp /usr/bin/ssh-agent.real /usr/local/bin/ssh-agent",
         &[],
     )
     .await;
@@ -83,12 +84,12 @@ async fn check_writable_path_directory_is_not_used(env: &TestEnv) {
         untrusted_paths(&e).contains(&"/usr/local/bin".to_string()),
         "{e}"
     );
-    assert!(e.to_string().contains("for socat"), "{e}");
+    assert!(e.to_string().contains("for ssh-agent"), "{e}");
     // A root-owned link into the user's home: refused, naming the home.
     env.sh(
         "PATH=/usr/bin; rm -f /usr/local/bin/* && chmod 755 /usr/local/bin && mkdir -p /home/node/bin && \
-         cp /usr/bin/socat.real /home/node/bin/socat && chown -R 1000:1000 /home/node/bin && \
-         ln -s /home/node/bin/socat /usr/bin/socat",
+         cp /usr/bin/ssh-agent.real /home/node/bin/ssh-agent && chown -R 1000:1000 /home/node/bin && \
+         ln -s /home/node/bin/ssh-agent /usr/bin/ssh-agent",
         &[],
     )
     .await;

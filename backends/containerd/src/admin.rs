@@ -470,7 +470,7 @@ impl ContainerdRuntime {
             serde_json::json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
         ];
         for path in &spec.tmpfs {
-            mounts.push(serde_json::json!({"destination": path, "type": "tmpfs", "source": "tmpfs", "options": RunSpec::TMPFS_OPTIONS}));
+            mounts.push(serde_json::json!({"destination": path, "type": "tmpfs", "source": "tmpfs", "options": spec.tmpfs_options()}));
         }
         let network = match netns {
             Some(path) => serde_json::json!({"type": "network", "path": path}),

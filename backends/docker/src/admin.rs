@@ -122,7 +122,7 @@ impl ContainerAdmin for DockerRuntime {
                     network_mode: Some(network_mode),
                     readonly_rootfs: spec.read_only.then_some(true),
                     tmpfs: (!spec.tmpfs.is_empty()).then(|| {
-                        let options = RunSpec::TMPFS_OPTIONS.join(",");
+                        let options = spec.tmpfs_options().join(",");
                         spec.tmpfs
                             .iter()
                             .map(|path| (path.clone(), options.clone()))

@@ -819,7 +819,7 @@ impl ContainerAdmin for PodmanRuntime {
                         // Empty, as on Docker: Podman would copy the image's
                         // directory into it.
                         options: Some(
-                            RunSpec::TMPFS_OPTIONS
+                            spec.tmpfs_options()
                                 .iter()
                                 .chain(&["notmpcopyup"])
                                 .map(|o| o.to_string())

@@ -18,6 +18,7 @@
 
 pub mod audit;
 pub mod hold;
+pub mod load;
 pub mod policy;
 pub mod wire;
 

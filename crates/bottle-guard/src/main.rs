@@ -1,5 +1,7 @@
 //! `bottle-guard serve [--sha256 HEX] --listen PUBLIC|--listen-abstract NAME
-//! --agent AGENT --policy FILE [--audit DIR]`
+//! --agent AGENT --policy FILE [--audit DIR]`, `bottle-guard load --agent
+//! AGENT` (stdin: the keys, see the library's `load`), `bottle-guard check
+//! --sha256 HEX`.
 //!
 //! Listens on PUBLIC (mode 666), or on the abstract socket `@NAME` (the
 //! `sidecar` layout: reachable from the bottle's network namespace), and serves each client over its own
@@ -48,6 +50,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: bottle-guard serve [--sha256 HEX] --listen PUBLIC|--listen-abstract NAME \
          --agent AGENT --policy FILE [--audit DIR]\n       \
+         bottle-guard load --agent AGENT\n       \
          bottle-guard check --sha256 HEX"
     );
     std::process::exit(2)
@@ -65,6 +68,14 @@ fn args() -> Args {
             };
             check_self(expected.to_str().unwrap_or_default());
             std::process::exit(0)
+        }
+        // `load --agent AGENT`: the keys on stdin into the agent.
+        Some(a) if a == "load" => {
+            let agent = match (it.next(), it.next(), it.next()) {
+                (Some(flag), Some(path), None) if flag == "--agent" => PathBuf::from(path),
+                _ => usage(),
+            };
+            std::process::exit(load_keys(&agent))
         }
         Some(a) if a == "--version" => {
             println!("bottle-guard {}", env!("CARGO_PKG_VERSION"));
@@ -235,6 +246,54 @@ fn serve(mut client: UnixStream, to: &Client<'_>) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// How long a just-started agent may take to accept connections (it binds
+/// before it listens).
+const AGENT_START: Duration = Duration::from_secs(5);
+
+/// `load`: prints `key SHA256:…` for what the agent holds afterwards; exit
+/// 0, 3 when the agent refused a key (a reused agent the user locked), 1
+/// otherwise.
+fn load_keys(agent: &std::path::Path) -> i32 {
+    let started = std::time::Instant::now();
+    let mut stream = loop {
+        match UnixStream::connect(agent) {
+            Ok(s) => break s,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+                ) && started.elapsed() < AGENT_START =>
+            {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => {
+                eprintln!("bottle-guard: the agent at {}: {e}", agent.display());
+                return 1;
+            }
+        }
+    };
+    if let Err(e) = stream.set_read_timeout(Some(FRAME_TIMEOUT)) {
+        eprintln!("bottle-guard: {e}");
+        return 1;
+    }
+    match bottle_guard::load::load(&mut stream, &mut std::io::stdin().lock()) {
+        Ok(keys) => {
+            let mut out = std::io::stdout().lock();
+            for key in keys {
+                let _ = writeln!(out, "key {key}");
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("bottle-guard: the agent at {}: {e}", agent.display());
+            match e {
+                bottle_guard::load::LoadError::Refused { .. } => 3,
+                _ => 1,
+            }
+        }
+    }
 }
 
 /// The hex SHA-256 of the running executable.

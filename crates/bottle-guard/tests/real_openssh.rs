@@ -398,3 +398,113 @@ fn a_flood_keeps_the_record_bounded() {
     assert!(rss_kb < 16 * 1024, "guard RSS {rss_kb} kB");
     assert_eq!(w.listed(), 2);
 }
+
+/// `bottle-guard load`'s key stream: remove-all, then one add per key,
+/// each framed; the ed25519 add is built by hand as PROTOCOL.agent lays it.
+fn key_stream(keys: &[&Path]) -> Vec<u8> {
+    fn frame(out: &mut Vec<u8>, body: &[u8]) {
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        out.extend_from_slice(body);
+    }
+    fn string(out: &mut Vec<u8>, s: &[u8]) {
+        out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+        out.extend_from_slice(s);
+    }
+    let mut stream = Vec::new();
+    frame(&mut stream, &[19]);
+    for key in keys {
+        let private = ssh_key::PrivateKey::read_openssh_file(key).unwrap();
+        let pair = private.key_data().ed25519().unwrap();
+        let mut body = vec![17];
+        string(&mut body, b"ssh-ed25519");
+        string(&mut body, pair.public.as_ref());
+        let mut secret = pair.private.to_bytes().to_vec();
+        secret.extend_from_slice(pair.public.as_ref());
+        string(&mut body, &secret);
+        string(&mut body, b"loaded");
+        frame(&mut stream, &body);
+    }
+    stream
+}
+
+fn load(agent: &Path, stream: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bottle-guard"))
+        .arg("load")
+        .arg("--agent")
+        .arg(agent)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stream).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn load_puts_the_keys_in_a_real_agent_and_tells_a_refusal() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("agent.sock");
+    let (a, b) = (keygen(dir.path(), "a"), keygen(dir.path(), "b"));
+    // Started after the load begins: the guard waits for it to listen.
+    let late = {
+        let sock = sock.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            Started(
+                Command::new("ssh-agent")
+                    .args(["-D", "-P", "!*", "-a"])
+                    .arg(&sock)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+    };
+    let out = load(&sock, &key_stream(&[&a, &b]));
+    let _agent = late.join().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut listed: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    listed.sort();
+    let mut expected = vec![
+        format!("key {}", fingerprint(&a)),
+        format!("key {}", fingerprint(&b)),
+    ];
+    expected.sort();
+    assert_eq!(listed, expected);
+    // ssh-add sees the same two.
+    let out = Command::new("ssh-add")
+        .arg("-l")
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+
+    // A request that is not a key to load never reaches the agent.
+    let mut sign = vec![0, 0, 0, 1, 13];
+    sign.extend_from_slice(&key_stream(&[&a]));
+    let out = load(&sock, &sign);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a key to load"));
+
+    // A locked agent refuses: exit 3, and the keys stay as they were.
+    let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    let mut lock = vec![22];
+    lock.extend_from_slice(&2u32.to_be_bytes());
+    lock.extend_from_slice(b"pw");
+    s.write_all(&(lock.len() as u32).to_be_bytes()).unwrap();
+    s.write_all(&lock).unwrap();
+    let mut answer = [0u8; 5];
+    s.read_exact(&mut answer).unwrap();
+    assert_eq!(answer, [0, 0, 0, 1, 6], "the agent did not lock");
+    let out = load(&sock, &key_stream(&[&a]));
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused request 0"));
+}

@@ -33,6 +33,9 @@ pub struct RunSpec {
     /// ([`TMPFS_OPTIONS`](Self::TMPFS_OPTIONS)), e.g. `/run` and `/tmp`
     /// beside `read_only`.
     pub tmpfs: Vec<String>,
+    /// Mount the [`tmpfs`](Self::tmpfs) paths `noexec` (both engines' own
+    /// default) instead of `exec`: [`tmpfs_options`](Self::tmpfs_options).
+    pub tmpfs_noexec: bool,
 }
 
 impl RunSpec {
@@ -57,6 +60,18 @@ impl RunSpec {
             labels: Vec::new(),
             read_only: false,
             tmpfs: Vec::new(),
+            tmpfs_noexec: false,
+        }
+    }
+
+    /// The mount options of this spec's tmpfs paths:
+    /// [`TMPFS_OPTIONS`](Self::TMPFS_OPTIONS), or with `noexec` for
+    /// [`tmpfs_noexec`](Self::tmpfs_noexec).
+    pub fn tmpfs_options(&self) -> &'static [&'static str] {
+        if self.tmpfs_noexec {
+            &["rw", "nosuid", "nodev", "noexec"]
+        } else {
+            Self::TMPFS_OPTIONS
         }
     }
 }

@@ -19,7 +19,7 @@ pub async fn deprovision(
 ) -> Result<DeprovisionReport, Error> {
     // The guard's records first: the state directory goes with them.
     let audit = crate::audit::read(rt, container, None).await;
-    let mut report = deprovision_checking(rt, container, target, &root_tools()).await?;
+    let mut report = deprovision_checking(rt, container, target, &root_tools(false)).await?;
     report.keep_audit(audit);
     Ok(report)
 }

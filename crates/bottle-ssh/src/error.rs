@@ -138,8 +138,9 @@ pub(crate) fn install_hint(os_words: &[&str], missing: &[Missing]) -> Option<Str
         ("dnf install -y", "openssh-clients", "coreutils")
     } else {
         return Some(
-            "install OpenSSH's client programs (ssh-agent, ssh-add), socat and a POSIX \
-             userland (coreutils or busybox) with the image's package manager"
+            "install OpenSSH's client programs (ssh-agent, ssh-add), a POSIX userland \
+             (coreutils or busybox) and, where a relay runs, socat with the image's \
+             package manager"
                 .to_string(),
         );
     };

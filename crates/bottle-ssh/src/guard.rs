@@ -18,6 +18,24 @@ pub fn sha256() -> &'static str {
     HASH.get_or_init(|| hex::encode(Sha256::digest(EXECUTABLE)))
 }
 
+/// Deliver the guard into `container` ahead of its first provision (for
+/// example when the bottle starts), with the checks and the lock of
+/// provision's own delivery: provision then finds it and needs its two
+/// execs instead of four. Reused when identical; other versions removed.
+pub async fn deliver(
+    rt: &dyn bottle_runtime::ContainerRuntime,
+    container: &str,
+) -> Result<(), crate::Error> {
+    if EXECUTABLE.is_empty() {
+        return Err(crate::Error::NoGuard {
+            container: container.to_string(),
+        });
+    }
+    let token = crate::provision::lock_token();
+    let tools = crate::root_tools(false);
+    crate::provision::deliver_guard(rt, container, container, &token, &tools).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,7 +49,7 @@
 //! | `~/.ssh/bottle-ssh-keygen` | 700, user | with `[signing]`: `ssh-keygen` with `SSH_AUTH_SOCK` set to the public socket, for `gpg.ssh.program` |
 //! | `~/.config/git/config` | 600, user | with `[signing]`, only when absent or bottle's: an include of the gitconfig above |
 //! | `/run/claude-bottle-agent.sock` | 600, root | `ssh-agent -D -P '!*' -a …`, run as root (no PKCS#11/FIDO middleware) |
-//! | `/run/claude-bottle-agent-public.sock` | 666, root | `socat` forwarder to the agent |
+//! | `/run/claude-bottle-agent-public.sock` | 666, root | `bottle-guard serve`, the only path to the agent (`guard = "off"`: a `socat` relay) |
 //! | `/run/claude-bottle/` ([`STATE_DIR`]) | 700, root | `agent.pid`, `forwarder.pid`, `keys` (per key: lifetime deadline, restriction hosts, certificate), `lock/` |
 //!
 //! Key bytes never touch the container's filesystem, argv or environment.
@@ -100,7 +100,7 @@ pub use error::{Entry, Error, ErrorClass, Missing, PlanPart, Untrusted};
 pub use keys::{Options, Passphrase};
 pub use listing::{list_keys, AgentKey};
 pub use plan::{Gate, Lifetime, Plan, Signing, SshEntry, Target};
-pub use preflight::{preflight, Preflight};
+pub use preflight::{preflight, preflight_with, Preflight};
 pub use provision::{provision, provision_with};
 pub use render::{
     public_key_file, render_config, render_known_hosts, render_public_keys, FILE_MARK,
@@ -150,10 +150,14 @@ fn protocol(step: &'static str, container: &str, detail: impl Into<String>) -> E
     }
 }
 
-/// Tools the root exec of provision needs: the product's three and the
-/// shell's helpers.
-fn root_tools() -> Vec<&'static str> {
-    let mut tools = vec!["ssh-agent", "ssh-add", "socat"];
+/// Tools root's scripts need: ssh-agent, ssh-add (the user's verify lists
+/// with it) and the shell's helpers; `socat` only for the plain relay of
+/// `guard = "off"` (the guard loads the keys and serves the socket itself).
+fn root_tools(relay: bool) -> Vec<&'static str> {
+    let mut tools = vec!["ssh-agent", "ssh-add"];
+    if relay {
+        tools.push("socat");
+    }
     tools.extend(scripts::CORE_TOOLS.iter().copied());
     tools
 }

@@ -38,7 +38,19 @@ pub async fn preflight(
     container: &str,
     target: &Target,
 ) -> Result<Preflight, Error> {
-    preflight_checking(rt, container, target, &root_tools()).await
+    preflight_with(rt, container, target, &crate::Options::default()).await
+}
+
+/// [`preflight`] for a provision with `opts`: with
+/// [`Options::unguarded`](crate::Options::unguarded) the relay's `socat`
+/// is needed too.
+pub async fn preflight_with(
+    rt: &dyn ContainerRuntime,
+    container: &str,
+    target: &Target,
+    opts: &crate::Options<'_>,
+) -> Result<Preflight, Error> {
+    preflight_checking(rt, container, target, &root_tools(opts.unguarded)).await
 }
 
 /// [`preflight`], with root's trust check over `tools` (the layout's).

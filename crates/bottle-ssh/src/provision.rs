@@ -81,7 +81,7 @@ fn load_keys_request(
         guard,
         &policy_lines,
     ];
-    args.extend(root_tools());
+    args.extend(root_tools(guard == GUARD_OFF));
     // Built in place so no copy of the key bytes is left unzeroized.
     let mut stdin = zeroize::Zeroizing::new(Vec::with_capacity(
         record.len() + policy.len() + message.len(),
@@ -206,21 +206,27 @@ pub(crate) async fn deliver_guard(
         .exec(container, request)
         .await
         .map_err(Error::runtime(STEP))?;
-    let trust = protocol::delivered(&out.stdout_lossy()).map_err(|e| unreadable(STEP, shown, e))?;
-    if let Some(e) = untrusted_error(shown, &trust) {
+    let trust = protocol::delivered(&out.stdout_lossy());
+    if let Some(e) = trust.as_ref().ok().and_then(|t| untrusted_error(shown, t)) {
         return Err(e);
     }
+    // A failed delivery stops before `done`: its stderr says why (e.g. a
+    // noexec /run), which "did not finish" would hide.
     if !out.success() {
         return Err(script_error(STEP, shown, &out));
     }
+    trust.map_err(|e| unreadable(STEP, shown, e))?;
     Ok(())
 }
+
+/// [`guard_arg`] for [`Options::unguarded`].
+pub(crate) const GUARD_OFF: &str = "off";
 
 /// The forwarder argument of root's scripts: the guard's SHA-256, or `off`
 /// when the operator chose [`Options::unguarded`].
 pub(crate) fn guard_arg(container: &str, opts: &Options<'_>) -> Result<&'static str, Error> {
     if opts.unguarded {
-        return Ok("off");
+        return Ok(GUARD_OFF);
     }
     if crate::guard::EXECUTABLE.is_empty() {
         return Err(Error::NoGuard {
@@ -406,7 +412,7 @@ pub async fn provision_with(
         known_hosts.as_deref(),
         &public_keys,
         &signing_files,
-        &root_tools(),
+        &root_tools(guard == GUARD_OFF),
     );
     let ((root, root_took), (user, user_took)) =
         futures_util::join!(timed(root_request), timed(user_request));
@@ -496,7 +502,7 @@ pub async fn provision_with(
             }
             delivered = true;
             let t = Instant::now();
-            deliver_guard(rt, container, container, &token, &root_tools()).await?;
+            deliver_guard(rt, container, container, &token, &root_tools(false)).await?;
             steps.done("deliver the guard", t);
             let t = Instant::now();
             out = rt

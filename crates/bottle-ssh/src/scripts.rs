@@ -342,6 +342,38 @@ os_release() {
 }
 "#;
 
+/// `load_keys AGENT GUARD STARTED` of the scripts that load keys (provision,
+/// the sidecar's agent exec): the key stream (fd 3) into the agent, then
+/// `key SHA256:…` for what it holds. With the guard (GUARD its path) it
+/// waits for a new agent to listen, writes each key and reads each answer,
+/// so root runs neither socat nor ssh-add; without (guard off), socat and
+/// ssh-add. Non-zero when the keys did not go in.
+pub(crate) const LOAD_KEYS: &str = r#"
+load_keys() {
+  if [ -n "$2" ]; then
+    "$2" load --agent "$1" <&3 3<&-
+    return
+  fi
+  if [ -n "$3" ]; then
+    # The socket exists from bind(); connect() is refused until listen().
+    # ssh-add -l: 2 is "cannot connect", 0 or 1 an answer.
+    lk=0
+    until SSH_AUTH_SOCK=$1 ssh-add -l >/dev/null 2>&1 || [ "$?" != 2 ]; do
+      lk=$((lk+1))
+      [ "$lk" -lt 500 ] || return 1
+      sleep 0.01
+    done
+  fi
+  # The agent may close on EOF before its replies are read: they are not
+  # relied on; the identities are listed afterwards instead.
+  socat -t 5 STDIO "UNIX-CONNECT:$1" <&3 >/dev/null 2>&1 3<&- || return 1
+  lk=$(SSH_AUTH_SOCK=$1 ssh-add -l -E sha256 2>&1)
+  printf '%s\n' "$lk" | while read -r _ fp _; do
+    case $fp in SHA256:*) echo "key $fp";; esac
+  done
+}
+"#;
+
 /// Programs the scripts use besides the three the product needs.
 pub(crate) const CORE_TOOLS: &[&str] = &[
     "id", "sed", "tr", "grep", "cat", "rm", "mkdir", "mv", "chmod", "sleep", "mktemp",
@@ -368,7 +400,7 @@ const CHECK_TOOLS: &str = concat!("\n", include_str!("scripts/common/check_tools
 /// `forwarder-started|forwarder-reused PID`, `key SHA256:…` (what the agent
 /// holds afterwards), `done`. Holds the in-container lock while it runs.
 pub(crate) fn provision() -> String {
-    format!("{HELPERS}{TRUST}{PROVISION_HEAD}{PROVISION_BODY}")
+    format!("{HELPERS}{TRUST}{LOAD_KEYS}{PROVISION_HEAD}{PROVISION_BODY}")
 }
 
 const PROVISION_HEAD: &str = r#"
@@ -457,21 +489,11 @@ fi
 # the keys go in while the forwarder comes up.
 if [ -n "$agent_started" ]; then
   wait_socket "$apid" "$astart" "$agent" ssh-agent ssh-agent "$agent"
-  # The socket exists from bind(); connect() is refused until listen().
-  # ssh-add -l: 2 is "cannot connect", 0 or 1 an answer.
-  i=0
-  until SSH_AUTH_SOCK=$agent ssh-add -l >/dev/null 2>&1 || [ "$?" != 2 ]; do
-    i=$((i+1))
-    if [ "$i" -ge 500 ] || ! is_alive "$apid"; then echo "ssh-agent on $agent does not accept connections" >&2; exit 1; fi
-    sleep 0.01
-  done
   echo "agent-started $apid"
 fi
 
-# The agent may close on EOF before its replies are read: they are not
-# relied on; the identities are listed afterwards instead.
-if ! socat -t 5 STDIO "UNIX-CONNECT:$agent" <&3 >/dev/null 2>&1; then
-  [ -z "$agent_started" ] || { echo "could not write to the agent" >&2; exit 1; }
+if ! load_keys "$agent" "$g" "$agent_started"; then
+  [ -z "$agent_started" ] || { echo "could not load the keys into ssh-agent on $agent" >&2; exit 1; }
   # A reused agent that does not take the keys is replaced (by the caller,
   # with the key stream sent again).
   echo "agent-unusable"
@@ -483,10 +505,6 @@ if ! socat -t 5 STDIO "UNIX-CONNECT:$agent" <&3 >/dev/null 2>&1; then
 fi
 exec 3<&-
 keys_open=
-out=$(SSH_AUTH_SOCK=$agent ssh-add -l -E sha256 2>&1)
-printf '%s\n' "$out" | while read -r _ fp _; do
-  case $fp in SHA256:*) echo "key $fp";; esac
-done
 if [ -n "$forwarder_started" ]; then
   wait_socket "$fpid" "$fstart" "$public" "$fw_name" "$fw_prog" "$fw_arg"
   echo "forwarder-started $fpid"

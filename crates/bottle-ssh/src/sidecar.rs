@@ -64,8 +64,12 @@ fn abstract_name(bottle_id: &str) -> String {
 }
 
 /// Programs the sidecar's root exec runs.
-fn sidecar_tools() -> Vec<&'static str> {
-    let mut tools = vec!["ssh-agent", "ssh-add", "socat"];
+/// `relay`: guard off, a socat on the abstract socket.
+fn sidecar_tools(relay: bool) -> Vec<&'static str> {
+    let mut tools = vec!["ssh-agent", "ssh-add"];
+    if relay {
+        tools.push("socat");
+    }
     tools.extend(scripts::CORE_TOOLS.iter().copied());
     tools
 }
@@ -119,9 +123,10 @@ listened() {
 /// guard, listening on `@NAME`.
 pub(crate) fn agent_script() -> String {
     format!(
-        "{}{}{OWNS_ABSTRACT}{AGENT_BODY}",
+        "{}{}{}{OWNS_ABSTRACT}{AGENT_BODY}",
         scripts::HELPERS,
-        scripts::TRUST
+        scripts::TRUST,
+        scripts::LOAD_KEYS
     )
 }
 
@@ -197,24 +202,14 @@ else
 fi
 if [ -n "$agent_started" ]; then
   wait_socket "$apid" "$astart" "$agent" ssh-agent ssh-agent "$agent"
-  i=0
-  until SSH_AUTH_SOCK=$agent ssh-add -l >/dev/null 2>&1 || [ "$?" != 2 ]; do
-    i=$((i+1))
-    if [ "$i" -ge 500 ] || ! is_alive "$apid"; then echo "ssh-agent on $agent does not accept connections" >&2; exit 1; fi
-    sleep 0.01
-  done
   echo "agent-started $apid"
 fi
-if ! socat -t 5 STDIO "UNIX-CONNECT:$agent" <&3 >/dev/null 2>&1; then
-  [ -z "$agent_started" ] || { echo "could not write to the agent" >&2; exit 1; }
+if ! load_keys "$agent" "$g" "$agent_started"; then
+  [ -z "$agent_started" ] || { echo "could not load the keys into ssh-agent on $agent" >&2; exit 1; }
   echo "agent-unusable"
 else
   exec 3<&-
   keys_open=
-  out=$(SSH_AUTH_SOCK=$agent ssh-add -l -E sha256 2>&1)
-  printf '%s\n' "$out" | while read -r _ fp _; do
-    case $fp in SHA256:*) echo "key $fp";; esac
-  done
 fi
 if [ -n "$forwarder_started" ]; then
   i=0
@@ -507,7 +502,7 @@ fn agent_request(target: &Target, load: &AgentLoad<'_>, mode: &str) -> ExecReque
         load.guard,
         &policy_lines,
     ];
-    args.extend(sidecar_tools());
+    args.extend(sidecar_tools(load.guard == crate::provision::GUARD_OFF));
     // Built in place so no copy of the key bytes is left unzeroized.
     let mut stdin = zeroize::Zeroizing::new(Vec::with_capacity(policy.len() + message.len()));
     stdin.extend_from_slice(policy.as_bytes());
@@ -946,8 +941,14 @@ async fn load_in_sidecar(
         }
         if r.guard_missing && !delivered {
             delivered = true;
-            crate::provision::deliver_guard(admin, side, side_name, load.token, &sidecar_tools())
-                .await?;
+            crate::provision::deliver_guard(
+                admin,
+                side,
+                side_name,
+                load.token,
+                &sidecar_tools(false),
+            )
+            .await?;
             continue;
         }
         if r.guard_missing {
@@ -1044,7 +1045,7 @@ pub async fn verify(
     let abs = abstract_name(&details.info.id);
     let guard = if opts.unguarded { "off" } else { "guard" };
     let mut args = vec![STATE_DIR, target.agent_socket.as_str(), abs.as_str(), guard];
-    args.extend(sidecar_tools());
+    args.extend(sidecar_tools(false));
     let out = admin
         .exec(
             &sidecar.info.id,

@@ -78,7 +78,16 @@ pub async fn verify_with(
     opts: &Options<'_>,
 ) -> Result<VerifyReport, Error> {
     let forwarder = if opts.unguarded { "relay" } else { "guard" };
-    verify_checking(rt, container, plan, target, opts, &root_tools(), forwarder).await
+    verify_checking(
+        rt,
+        container,
+        plan,
+        target,
+        opts,
+        &root_tools(false),
+        forwarder,
+    )
+    .await
 }
 
 /// [`verify_with`], with root's trust check over `tools` (the layout's).

@@ -89,3 +89,34 @@ pub fn grant_seconds(d: Option<Duration>) -> Result<Option<u32>, Failure> {
         )),
     }
 }
+
+/// `bottlectl approve`: settings, engine, then the work.
+pub async fn approve_command(
+    cli: &crate::cli::Cli,
+    matches: &clap::ArgMatches,
+    out: &crate::output::Out,
+    args: &ApproveArgs,
+) -> Result<u8, crate::failure::Failure> {
+    use crate::{approve, load_config, select};
+    let grant = approve::grant_seconds(args.grant)?;
+    let config = load_config(cli, matches)?;
+    let sel = select(&config.settings, Some(&args.container), out).await?;
+    let agent = bottle::session::agent_layout(&config.settings);
+    let decision = bottle::ssh::audit::Decision::Allow { grant };
+    approve::run(out, &sel, &agent, &args.container, &args.id, decision).await
+}
+
+/// `bottlectl deny`: settings, engine, then the work.
+pub async fn deny_command(
+    cli: &crate::cli::Cli,
+    matches: &clap::ArgMatches,
+    out: &crate::output::Out,
+    args: &DenyArgs,
+) -> Result<u8, crate::failure::Failure> {
+    use crate::{approve, load_config, select};
+    let config = load_config(cli, matches)?;
+    let sel = select(&config.settings, Some(&args.container), out).await?;
+    let agent = bottle::session::agent_layout(&config.settings);
+    let decision = bottle::ssh::audit::Decision::Deny;
+    approve::run(out, &sel, &agent, &args.container, &args.id, decision).await
+}

@@ -278,3 +278,19 @@ pub fn keep(report: &bottle::ssh::DeprovisionReport, id: &str, name: &str) -> Ke
     }
     kept
 }
+
+/// `bottlectl audit`: settings, engine, then the work.
+pub async fn command(
+    cli: &crate::cli::Cli,
+    matches: &clap::ArgMatches,
+    out: &crate::output::Out,
+    args: &AuditArgs,
+) -> Result<u8, crate::failure::Failure> {
+    use crate::{audit, load_config, select, watch};
+    let signals = watch::signals().map_err(|e| Failure::new(3, "cannot handle signals", &e))?;
+    let config = load_config(cli, matches)?;
+    let first = args.targets.containers.first().map(String::as_str);
+    let sel = select(&config.settings, first, out).await?;
+    let agent = bottle::session::agent_layout(&config.settings);
+    audit::run(out, &sel, &agent, args, signals).await
+}

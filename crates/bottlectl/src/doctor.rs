@@ -68,7 +68,11 @@ async fn container_checks(
     let preflight = if sidecar {
         bottle::ssh::sidecar::preflight(sel.runtime.as_ref(), name, &s.target()).await
     } else {
-        bottle::ssh::preflight(sel.runtime.as_ref(), name, &s.target()).await
+        let opts = bottle::ssh::Options {
+            unguarded: s.guard == bottle::config::GuardChoice::Off,
+            ..Default::default()
+        };
+        bottle::ssh::preflight_with(sel.runtime.as_ref(), name, &s.target(), &opts).await
     };
     let report = match preflight {
         Ok(report) => report,
@@ -110,7 +114,12 @@ async fn container_checks(
             fix: None,
         });
     }
+    // socat only where a relay runs: guard off, or the sidecar layout's bottle.
+    let relay = sidecar || s.guard == bottle::config::GuardChoice::Off;
     for tool in ["ssh-agent", "ssh-add", "socat", "ssh"] {
+        if tool == "socat" && !relay {
+            continue;
+        }
         let found = report.tools.iter().find(|(t, _)| t == tool);
         if found.is_none() && sidecar && tool == "ssh-agent" {
             checks.push(Check {

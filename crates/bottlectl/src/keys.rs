@@ -234,6 +234,26 @@ fn expiry(valid_before: u64) -> String {
     }
 }
 
+/// `bottlectl keys`: settings, engine, then the work.
+pub async fn command(
+    cli: &crate::cli::Cli,
+    matches: &clap::ArgMatches,
+    out: &crate::output::Out,
+    args: &crate::cli::ContainerArg,
+) -> Result<u8, crate::failure::Failure> {
+    use crate::{keys, load_config, many, run_many, select, ssh_failure};
+    let config = load_config(cli, matches)?;
+    let target = config.settings.target();
+    let Some(container) = args.targets.single() else {
+        bottle::ssh::validate_target(&target)
+            .map_err(|e| ssh_failure(e, None, "invalid settings", ""))?;
+        let prompt = Default::default();
+        return run_many(out, &config, &args.targets, many::Op::Keys, prompt).await;
+    };
+    let sel = select(&config.settings, Some(container), out).await?;
+    keys::run(out, &sel, container, &target).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

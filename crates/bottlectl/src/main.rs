@@ -25,14 +25,17 @@ mod approve;
 mod audit;
 mod cli;
 mod demo;
+mod deprovision;
 mod doctor;
 mod exit;
 mod failure;
 mod keys;
 mod many;
 mod output;
+mod provision;
 mod safe;
 mod ship;
+mod verify;
 mod watch;
 
 use bottle::config::{load, load_manifest, Config, GuardChoice, Manifest, Overrides, Sources};
@@ -214,167 +217,14 @@ async fn run(cli: &Cli, matches: &ArgMatches, out: &Out) -> Result<u8, Failure> 
             output::config(out, &config);
             Ok(0)
         }
-        Command::Provision(args) => {
-            let config = load_config(cli, matches)?;
-            let prompt = std::sync::Arc::new(keys::Prompt::default());
-            let opts = bottle::ssh::Options {
-                unguarded: config.settings.guard == GuardChoice::Off,
-                ..prompt.options(args.strict)
-            };
-            let manifest = read_manifest(&args.manifest, &config, &opts, out)?;
-            let Some(container) = args.targets.single() else {
-                let op = many::Op::Provision {
-                    manifest,
-                    strict: args.strict,
-                };
-                return run_many(out, &config, &args.targets, op, prompt.clone()).await;
-            };
-            let sel = select(&config.settings, Some(container), out).await?;
-            out.step(&format!(
-                "provisioning container `{}` from {}",
-                container,
-                manifest.path.display()
-            ));
-            let target = config.settings.target();
-            let agent = bottle::session::agent_layout(&config.settings);
-            many::remove_orphaned_sidecars(out, &sel, &agent).await;
-            let report = bottle::session::provision_in(
-                &sel,
-                &agent,
-                container,
-                &manifest.plan,
-                &target,
-                &opts,
-            )
-            .await
-            .map_err(|e| ssh_failure(e, Some(&manifest), "cannot provision", container))?;
-            keys::warnings(out, &report);
-            output::provision(out, &sel, &manifest, &report);
-            Ok(0)
-        }
-        Command::Verify(args) => {
-            let config = load_config(cli, matches)?;
-            let prompt = std::sync::Arc::new(keys::Prompt::default());
-            let opts = bottle::ssh::Options {
-                unguarded: config.settings.guard == GuardChoice::Off,
-                ..prompt.options(args.strict)
-            };
-            let manifest = read_manifest(&args.manifest, &config, &opts, out)?;
-            let Some(container) = args.targets.single() else {
-                let op = many::Op::Verify {
-                    manifest,
-                    strict: args.strict,
-                };
-                return run_many(out, &config, &args.targets, op, prompt.clone()).await;
-            };
-            let sel = select(&config.settings, Some(container), out).await?;
-            let target = config.settings.target();
-            let agent = bottle::session::agent_layout(&config.settings);
-            let report =
-                bottle::session::verify_in(&sel, &agent, container, &manifest.plan, &target, &opts)
-                    .await
-                    .map_err(|e| ssh_failure(e, Some(&manifest), "cannot verify", container))?;
-            output::verify(out, &sel, container, &report);
-            Ok(if report.ok() { 0 } else { 1 })
-        }
-        Command::Deprovision(args) => {
-            let config = load_config(cli, matches)?;
-            let target = config.settings.target();
-            bottle::ssh::validate_target(&target)
-                .map_err(|e| ssh_failure(e, None, "invalid settings", ""))?;
-            let Some(container) = args.targets.single() else {
-                let prompt = Default::default();
-                return run_many(out, &config, &args.targets, many::Op::Deprovision, prompt).await;
-            };
-            let sel = select(&config.settings, Some(container), out).await?;
-            let agent = bottle::session::agent_layout(&config.settings);
-            many::remove_orphaned_sidecars(out, &sel, &agent).await;
-            let (report, kept) = many::deprovision_in(&sel, &agent, container, &target)
-                .await
-                .map_err(|e| ssh_failure(e, None, "cannot deprovision", container))?;
-            output::deprovision(out, &sel, &report, &kept);
-            Ok(0)
-        }
-        Command::Keys(args) => {
-            let config = load_config(cli, matches)?;
-            let target = config.settings.target();
-            let Some(container) = args.targets.single() else {
-                bottle::ssh::validate_target(&target)
-                    .map_err(|e| ssh_failure(e, None, "invalid settings", ""))?;
-                let prompt = Default::default();
-                return run_many(out, &config, &args.targets, many::Op::Keys, prompt).await;
-            };
-            let sel = select(&config.settings, Some(container), out).await?;
-            keys::run(out, &sel, container, &target).await
-        }
-        Command::Audit(args) => {
-            let signals =
-                watch::signals().map_err(|e| Failure::new(3, "cannot handle signals", &e))?;
-            let config = load_config(cli, matches)?;
-            let first = args.targets.containers.first().map(String::as_str);
-            let sel = select(&config.settings, first, out).await?;
-            let agent = bottle::session::agent_layout(&config.settings);
-            audit::run(out, &sel, &agent, args, signals).await
-        }
-        Command::Approve(args) => {
-            let grant = approve::grant_seconds(args.grant)?;
-            let config = load_config(cli, matches)?;
-            let sel = select(&config.settings, Some(&args.container), out).await?;
-            let agent = bottle::session::agent_layout(&config.settings);
-            let decision = bottle::ssh::audit::Decision::Allow { grant };
-            approve::run(out, &sel, &agent, &args.container, &args.id, decision).await
-        }
-        Command::Deny(args) => {
-            let config = load_config(cli, matches)?;
-            let sel = select(&config.settings, Some(&args.container), out).await?;
-            let agent = bottle::session::agent_layout(&config.settings);
-            let decision = bottle::ssh::audit::Decision::Deny;
-            approve::run(out, &sel, &agent, &args.container, &args.id, decision).await
-        }
-        Command::Watch(args) => {
-            // Before anything else: a signal during start-up ends it cleanly too.
-            let signals =
-                watch::signals().map_err(|e| Failure::new(3, "cannot handle signals", &e))?;
-            let config = load_config(cli, matches)?;
-            let prompt = std::sync::Arc::new(keys::Prompt::default());
-            // Every passphrase is asked here, at start (cached afterwards).
-            let manifest =
-                read_manifest(&args.manifest, &config, &prompt.options(args.strict), out)?;
-            let sel = select(&config.settings, None, out).await?;
-            let jobs = args.jobs.map(usize::from).unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-            });
-            let shown: Vec<String> = args
-                .filter
-                .iter()
-                .map(|f| format!("--filter {f}"))
-                .collect();
-            out.step(&format!(
-                "watching {} with {}, at most {jobs} at once",
-                shown.join(" "),
-                manifest.path.display()
-            ));
-            let placement = placement(&config.settings);
-            let retire = watch::retirer(&sel, &placement.agent);
-            let follow = args.audit.then(|| watch::follower(&sel, &placement.agent));
-            let provision = watch::provisioner(
-                &sel,
-                placement,
-                std::sync::Arc::new(manifest),
-                prompt,
-                args.strict,
-            );
-            let opts = watch::WatchOptions {
-                filters: args.filter.clone(),
-                jobs,
-                grace: std::time::Duration::from_secs(args.grace),
-                retire,
-                follow,
-                ..watch::WatchOptions::default()
-            };
-            let report = |a| watch::print(out, a);
-            Ok(watch::watch(sel.runtime.clone(), opts, provision, &report, signals).await)
-        }
+        Command::Provision(args) => provision::command(cli, matches, out, args).await,
+        Command::Verify(args) => verify::command(cli, matches, out, args).await,
+        Command::Deprovision(args) => deprovision::command(cli, matches, out, args).await,
+        Command::Keys(args) => keys::command(cli, matches, out, args).await,
+        Command::Audit(args) => audit::command(cli, matches, out, args).await,
+        Command::Approve(args) => approve::approve_command(cli, matches, out, args).await,
+        Command::Deny(args) => approve::deny_command(cli, matches, out, args).await,
+        Command::Watch(args) => watch::command(cli, matches, out, args).await,
         Command::Doctor(args) => {
             let config = load_config(cli, matches)?;
             doctor::run(out, &config, args.container.as_deref()).await

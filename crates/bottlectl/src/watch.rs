@@ -1056,6 +1056,56 @@ pub fn signals() -> std::io::Result<impl Future<Output = ()>> {
     })
 }
 
+/// `bottlectl watch`: settings, engine, then the work.
+pub async fn command(
+    cli: &crate::cli::Cli,
+    matches: &clap::ArgMatches,
+    out: &crate::output::Out,
+    args: &crate::cli::WatchArgs,
+) -> Result<u8, crate::failure::Failure> {
+    use crate::{keys, load_config, placement, read_manifest, select, watch};
+    // Before anything else: a signal during start-up ends it cleanly too.
+    let signals = watch::signals().map_err(|e| Failure::new(3, "cannot handle signals", &e))?;
+    let config = load_config(cli, matches)?;
+    let prompt = std::sync::Arc::new(keys::Prompt::default());
+    // Every passphrase is asked here, at start (cached afterwards).
+    let manifest = read_manifest(&args.manifest, &config, &prompt.options(args.strict), out)?;
+    let sel = select(&config.settings, None, out).await?;
+    let jobs = args.jobs.map(usize::from).unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let shown: Vec<String> = args
+        .filter
+        .iter()
+        .map(|f| format!("--filter {f}"))
+        .collect();
+    out.step(&format!(
+        "watching {} with {}, at most {jobs} at once",
+        shown.join(" "),
+        manifest.path.display()
+    ));
+    let placement = placement(&config.settings);
+    let retire = watch::retirer(&sel, &placement.agent);
+    let follow = args.audit.then(|| watch::follower(&sel, &placement.agent));
+    let provision = watch::provisioner(
+        &sel,
+        placement,
+        std::sync::Arc::new(manifest),
+        prompt,
+        args.strict,
+    );
+    let opts = watch::WatchOptions {
+        filters: args.filter.clone(),
+        jobs,
+        grace: std::time::Duration::from_secs(args.grace),
+        retire,
+        follow,
+        ..watch::WatchOptions::default()
+    };
+    let report = |a| watch::print(out, a);
+    Ok(watch::watch(sel.runtime.clone(), opts, provision, &report, signals).await)
+}
+
 #[cfg(test)]
 #[path = "watch_tests.rs"]
 mod tests;

@@ -80,7 +80,7 @@ impl Home {
         let bin = self.path("bin-no-find");
         if !bin.exists() {
             std::fs::create_dir(&bin).unwrap();
-            let tools = crate::root_tools()
+            let tools = crate::root_tools(true)
                 .into_iter()
                 .chain(["head", "rmdir", "sudo"]);
             for tool in tools {
@@ -193,7 +193,12 @@ impl Files {
             signing: crate::signing::render_files(valid.signing.as_ref(), target),
         }
     }
+    /// The request of a guarded bottle's provision.
     fn request(&self, write: Write, target: &Target) -> ExecRequest {
+        self.request_with(write, target, false)
+    }
+    /// `relay`: a bottle with guard = "off" (its tools include socat).
+    fn request_with(&self, write: Write, target: &Target, relay: bool) -> ExecRequest {
         user_files_request(
             write,
             target,
@@ -201,7 +206,7 @@ impl Files {
             self.known_hosts.as_deref(),
             &self.public_keys,
             &self.signing,
-            &crate::root_tools(),
+            &crate::root_tools(relay),
         )
     }
 }
@@ -463,9 +468,13 @@ fn user_files_reports_missing_tools_and_home_and_writes_nothing() {
     for shell in SHELLS {
         let h = Home::new();
         let t = h.target();
-        // A PATH with every tool but socat (links to the real ones).
+        // A PATH with every tool but socat (links to the real ones), for a
+        // bottle with guard = "off" (a guarded one needs no socat).
         let bin = h.mkdir("bin");
-        for tool in crate::root_tools().into_iter().filter(|t| *t != "socat") {
+        for tool in crate::root_tools(true)
+            .into_iter()
+            .filter(|t| *t != "socat")
+        {
             let real = ["/usr/bin", "/bin"]
                 .iter()
                 .map(|d| Path::new(d).join(tool))
@@ -476,7 +485,7 @@ fn user_files_reports_missing_tools_and_home_and_writes_nothing() {
         let files = Files::of(&plan(&h, 1, false), &t);
         let ran = run(
             shell,
-            &files.request(Write::Always, &t),
+            &files.request_with(Write::Always, &t, true),
             &bin.display().to_string(),
         );
         assert_eq!(ran.code, 0, "{}", ran.stderr);
@@ -484,6 +493,14 @@ fn user_files_reports_missing_tools_and_home_and_writes_nothing() {
         assert_eq!(r.missing, [Absent::Tool("socat".into())], "{shell:?}");
         assert!(!r.done && r.ids.is_none());
         assert!(!h.path("home/.ssh").exists());
+        // A guarded bottle's user exec does not ask for socat.
+        let ran = run(
+            shell,
+            &files.request(Write::Always, &t),
+            &bin.display().to_string(),
+        );
+        let r = protocol::user_files(&ran.stdout).unwrap();
+        assert!(r.missing.is_empty() && r.done, "{shell:?}: {r:?}");
 
         let gone = Target {
             home: h.path("no-such-home").display().to_string(),
