@@ -576,14 +576,11 @@ fn unreachable(test: &str, engine: Engine, endpoint: &str, e: &Error) -> Option<
 
 /// `: cause: cause …` for an error's sources.
 pub fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut out = String::new();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
+    bottle_runtime::error_texts(e)
+        .iter()
+        .skip(1)
+        .map(|t| format!(": {t}"))
+        .collect()
 }
 
 /// Panic with the exit code and both streams unless `out` is a success.

@@ -409,12 +409,7 @@ async fn check_a_noexec_run_is_refused_naming_it(env: &TestEnv) {
     let e = bottle_ssh::provision(env.rt(), &bottle.name, &plan(&k), &target)
         .await
         .expect_err("provision with a noexec /run");
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        text = format!("{text}: {s}");
-        source = s.source();
-    }
+    let text = bottle_runtime::error_chain(&e);
     assert!(text.contains("noexec"), "{text}");
     assert!(text.contains("agent = sidecar"), "{text}");
     let out = env

@@ -172,8 +172,64 @@ impl Error {
     }
 }
 
+/// `e` and each of its sources, outermost first: the one place that says
+/// how an error chain is shown (bottlectl's causes, `bottle::error_chain`,
+/// logs, reports). A source whose text the one before already ends with (a
+/// wrapper that prints its cause) is left out; one merely mentioned earlier
+/// is kept.
+pub fn error_texts(e: &dyn std::error::Error) -> Vec<String> {
+    let mut texts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !texts.last().is_some_and(|l| l.ends_with(&text)) {
+            texts.push(text);
+        }
+        cur = s.source();
+    }
+    texts
+}
+
+/// [`error_texts`], `": "`-joined.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    error_texts(e).join(": ")
+}
+
 #[cfg(test)]
 mod tests {
+
+    /// An error with a text and an optional source.
+    #[derive(Debug)]
+    struct Link(&'static str, Option<Box<Link>>);
+    impl std::fmt::Display for Link {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Link {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+    fn chain(texts: &[&'static str]) -> Link {
+        texts
+            .iter()
+            .rev()
+            .fold(None, |inner, t| Some(Link(t, inner.map(Box::new))))
+            .unwrap()
+    }
+
+    #[test]
+    fn error_chains_fold_a_repeated_cause_and_keep_a_mentioned_one() {
+        // The wrapper prints its cause: shown once.
+        let e = chain(&["cannot connect: refused", "refused", "os error 111"]);
+        assert_eq!(error_texts(&e), ["cannot connect: refused", "os error 111"]);
+        assert_eq!(error_chain(&e), "cannot connect: refused: os error 111");
+        // A cause only mentioned in the middle of its parent is its own line.
+        let e = chain(&["timed out reading the socket", "timed out"]);
+        assert_eq!(error_chain(&e), "timed out reading the socket: timed out");
+        assert_eq!(error_chain(&chain(&["alone"])), "alone");
+    }
     #[test]
     fn a_refused_permission_is_not_unreachable() {
         #[derive(Debug, thiserror::Error)]

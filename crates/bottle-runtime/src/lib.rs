@@ -35,7 +35,7 @@ mod types;
 
 pub use admin::{ContainerAdmin, ContainerDetails, NetworkMode, RunSpec};
 pub use capabilities::Capabilities;
-pub use error::{BoxError, Error, Result};
+pub use error::{error_chain, error_texts, BoxError, Error, Result};
 pub use events::{ContainerEvent, EventAction, EventStream, MAX_EVENT_FIELD};
 pub use filter::ContainerFilter;
 pub use names::check_docker_style_ref;

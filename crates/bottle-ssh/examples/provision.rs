@@ -92,12 +92,6 @@ fn code_of(e: &bottle_ssh::Error) -> u8 {
 }
 
 fn fail(e: &dyn std::error::Error, code: u8) -> ExitCode {
-    eprint!("error: {e}");
-    let mut source = e.source();
-    while let Some(s) = source {
-        eprint!(": {s}");
-        source = s.source();
-    }
-    eprintln!();
+    eprintln!("error: {}", bottle_runtime::error_chain(e));
     ExitCode::from(code)
 }

@@ -1,6 +1,6 @@
 //! ssh-agent protocol messages that load keys (built with `ssh-agent-lib`).
 
-use crate::validate::LoadedKey;
+use crate::valid::LoadedKey;
 use ssh_agent_lib::proto::extension::{
     DestinationConstraint, HostTuple, KeySpec, RestrictDestination,
 };

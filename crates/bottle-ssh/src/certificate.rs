@@ -6,12 +6,10 @@
 //! the certificate (public) as the entry's `IdentityFile`.
 
 use crate::error::Error;
-use crate::validate::ValidatedPlan;
-use serde::Serialize;
+use crate::valid::{CertInfo, CertSpec, ValidatedPlan};
 use ssh_key::certificate::{Builder, CertType};
 use ssh_key::rand_core::{OsRng, RngCore};
 use ssh_key::{Algorithm, Certificate, HashAlg, PrivateKey, PublicKey};
-use std::path::PathBuf;
 
 /// Longest `Validity` accepted: 7 days. A certificate is meant to outlive
 /// the bottle's work by little; longer access wants a real key.
@@ -65,87 +63,6 @@ pub fn extensions(given: &[String]) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// What an entry's certificate is made from, after validation. `Debug`
-/// shows no key bytes.
-pub struct CertSpec {
-    /// The CA key file, as the manifest names it.
-    pub authority_file: PathBuf,
-    /// `SHA256:…` of the CA's public key (what sshd logs as `CA … SHA256:…`).
-    pub authority_fingerprint: String,
-    pub principals: Vec<String>,
-    /// Seconds; also the fresh key's agent lifetime.
-    pub validity: u32,
-    /// The certificate's extensions (checked names, by default
-    /// [`DEFAULT_EXTENSIONS`]).
-    pub extensions: Vec<String>,
-    /// The certificate issued at provision (or, in verify, the one
-    /// provision recorded).
-    pub issued: Option<Certificate>,
-    /// The CA's private key (decrypted only when provision needs it).
-    pub(crate) authority: PrivateKey,
-}
-
-impl std::fmt::Debug for CertSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CertSpec")
-            .field("authority_file", &self.authority_file)
-            .field("authority_fingerprint", &self.authority_fingerprint)
-            .field("principals", &self.principals)
-            .field("validity", &self.validity)
-            .field("extensions", &self.extensions)
-            .field("issued", &self.issued.as_ref().map(CertInfo::of))
-            .finish_non_exhaustive()
-    }
-}
-
-/// What `verify` and `keys` show of a certificate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CertInfo {
-    /// The key id, `bottle:<engine>:<container>:<alias>`: what the
-    /// server logs (`Accepted certificate ID "…"`).
-    pub key_id: String,
-    pub serial: u64,
-    pub principals: Vec<String>,
-    /// Unix seconds.
-    pub valid_after: u64,
-    /// Unix seconds: the certificate is refused from then on.
-    pub valid_before: u64,
-    /// `SHA256:…` of the CA that signed it.
-    pub authority: String,
-}
-
-impl CertInfo {
-    pub fn of(cert: &Certificate) -> CertInfo {
-        CertInfo {
-            key_id: cert.key_id().to_string(),
-            serial: cert.serial(),
-            principals: cert.valid_principals().to_vec(),
-            valid_after: cert.valid_after(),
-            valid_before: cert.valid_before(),
-            authority: cert
-                .signature_key()
-                .fingerprint(HashAlg::Sha256)
-                .to_string(),
-        }
-    }
-
-    /// `key id …, principals …, expires …` for a check's detail line.
-    pub fn describe(&self, now: u64) -> String {
-        let when = if self.valid_before > now {
-            format!("expires in {} s", self.valid_before - now)
-        } else {
-            format!("expired {} s ago", now - self.valid_before)
-        };
-        format!(
-            "key id {:?}, serial {}, principals {}, valid until {} ({when})",
-            self.key_id,
-            self.serial,
-            self.principals.join(","),
-            self.valid_before
-        )
-    }
-}
-
 /// Why `p` cannot be a principal, if it cannot. ssh-keygen splits `-n` on
 /// commas, `AuthorizedPrincipalsFile` lines on whitespace and treats `#`
 /// as a comment, sshd matches some principal lists as patterns: an
@@ -154,10 +71,10 @@ pub fn principal_problem(p: &str) -> Option<String> {
     if p.is_empty() {
         return Some("a principal is empty".into());
     }
-    if p.len() > crate::validate::MAX_VALUE_LEN {
+    if p.len() > crate::valid::MAX_VALUE_LEN {
         return Some(format!(
             "principal is longer than {} bytes",
-            crate::validate::MAX_VALUE_LEN
+            crate::valid::MAX_VALUE_LEN
         ));
     }
     if p.starts_with('-') {
@@ -367,7 +284,7 @@ pub(crate) fn checks(valid: &ValidatedPlan, now: u64) -> Vec<(String, bool, Stri
 /// bound session; a plain key plus a `CertificateFile` is refused by the
 /// restricted agent (docs/security.md, "Certificates").
 pub(crate) fn agent_credential(
-    k: &crate::validate::LoadedKey,
+    k: &crate::valid::LoadedKey,
 ) -> Option<ssh_agent_lib::proto::PrivateCredential> {
     let cert = k.issued()?;
     let pair = k.private.key_data().ed25519()?;

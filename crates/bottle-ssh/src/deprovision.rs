@@ -29,15 +29,7 @@ impl DeprovisionReport {
     pub(crate) fn keep_audit(&mut self, read: Result<Vec<crate::audit::Record>, Error>) {
         match read {
             Ok(records) => self.audit = records,
-            Err(e) => {
-                let mut why = e.to_string();
-                let mut cause = std::error::Error::source(&e);
-                while let Some(c) = cause {
-                    why.push_str(&format!(": {c}"));
-                    cause = c.source();
-                }
-                self.audit_unread = Some(why);
-            }
+            Err(e) => self.audit_unread = Some(bottle_runtime::error_chain(&e)),
         }
     }
 }

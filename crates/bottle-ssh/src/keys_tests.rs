@@ -13,8 +13,11 @@ use zeroize::Zeroizing;
 
 const PASS: &str = "correct horse";
 
-fn keygen(dir: &Path, name: &str, pass: &str, args: &[&str]) -> PathBuf {
+pub(crate) fn keygen(dir: &Path, name: &str, pass: &str, args: &[&str]) -> PathBuf {
     let path = dir.join(name);
+    if args.starts_with(&["-t", "rsa"]) {
+        return shared_rsa(&path, pass, args);
+    }
     let st = Command::new("ssh-keygen")
         .args(["-q", "-C", "unit", "-N", pass, "-f"])
         .arg(&path)
@@ -23,6 +26,84 @@ fn keygen(dir: &Path, name: &str, pass: &str, args: &[&str]) -> PathBuf {
         .expect("ssh-keygen");
     assert!(st.success(), "ssh-keygen {args:?}");
     path
+}
+
+/// An RSA key (`-t rsa` in `args`) written to `path` in the format and
+/// with the passphrase asked: one 2048-bit key per test run, rewritten by
+/// `ssh-keygen -p` (its prime search took up to a second per key).
+fn shared_rsa(path: &Path, pass: &str, args: &[&str]) -> PathBuf {
+    static KEY: std::sync::OnceLock<(Vec<u8>, Vec<u8>)> = std::sync::OnceLock::new();
+    let (private, public) = KEY.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("rsa");
+        let st = Command::new("ssh-keygen")
+            .args([
+                "-q", "-C", "unit", "-N", "", "-t", "rsa", "-b", "2048", "-f",
+            ])
+            .arg(&p)
+            .status()
+            .expect("ssh-keygen");
+        assert!(st.success());
+        let read = |p: &Path| std::fs::read(p).unwrap();
+        (read(&p), read(&p.with_extension("pub")))
+    });
+    assert_eq!(
+        args.get(3),
+        Some(&"2048"),
+        "the shared key is 2048 bits: {args:?}"
+    );
+    std::fs::write(path, private).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mut pub_path = path.as_os_str().to_owned();
+    pub_path.push(".pub");
+    std::fs::write(pub_path, public).unwrap();
+    let format = args.iter().position(|a| *a == "-m").map(|i| args[i + 1]);
+    if !pass.is_empty() || format.is_some() {
+        let out = Command::new("ssh-keygen")
+            .args([
+                "-q",
+                "-p",
+                "-P",
+                "",
+                "-N",
+                pass,
+                "-m",
+                format.unwrap_or("RFC4716"),
+                "-f",
+            ])
+            .arg(path)
+            .output()
+            .expect("ssh-keygen -p");
+        assert!(out.status.success(), "ssh-keygen -p {args:?}: {out:?}");
+    }
+    path.to_path_buf()
+}
+
+/// [`keygen`] for each `(name, passphrase, args)`, all at once.
+fn keygen_all(dir: &Path, specs: &[(&str, &str, &[&str])]) -> Vec<PathBuf> {
+    let children: Vec<_> = specs
+        .iter()
+        .filter(|(name, pass, args)| {
+            let rsa = args.starts_with(&["-t", "rsa"]);
+            if rsa {
+                keygen(dir, name, pass, args);
+            }
+            !rsa
+        })
+        .map(|(name, pass, args)| {
+            let child = Command::new("ssh-keygen")
+                .args(["-q", "-C", "unit", "-N", pass, "-f"])
+                .arg(dir.join(name))
+                .args(*args)
+                .spawn()
+                .expect("ssh-keygen");
+            (child, args)
+        })
+        .collect();
+    for (mut child, args) in children {
+        assert!(child.wait().unwrap().success(), "ssh-keygen {args:?}");
+    }
+    specs.iter().map(|(name, _, _)| dir.join(name)).collect()
 }
 
 /// `ssh-keygen -l` reads the `.pub` next to the key: an independent oracle.
@@ -55,57 +136,46 @@ fn every_supported_format_loads_with_its_fingerprint() {
         strict: false,
         ..Default::default()
     };
-    let cases = [
-        keygen(d, "ed_enc", PASS, &["-t", "ed25519"]),
-        keygen(d, "ec256_enc", PASS, &["-t", "ecdsa", "-b", "256"]),
-        keygen(d, "ec384", "", &["-t", "ecdsa", "-b", "384"]),
-        keygen(d, "ec521_enc", PASS, &["-t", "ecdsa", "-b", "521"]),
-        keygen(d, "rsa_enc", PASS, &["-t", "rsa", "-b", "2048"]),
-        keygen(d, "rsa_pem", "", &["-t", "rsa", "-b", "2048", "-m", "PEM"]),
-        keygen(
-            d,
-            "rsa_pem_enc",
-            PASS,
-            &["-t", "rsa", "-b", "2048", "-m", "PEM"],
-        ),
-        keygen(d, "rsa_p8", "", &["-t", "rsa", "-b", "2048", "-m", "PKCS8"]),
-        keygen(
-            d,
-            "rsa_p8_enc",
-            PASS,
-            &["-t", "rsa", "-b", "2048", "-m", "PKCS8"],
-        ),
-        keygen(
-            d,
-            "ec256_pem",
-            "",
-            &["-t", "ecdsa", "-b", "256", "-m", "PEM"],
-        ),
-        keygen(
-            d,
-            "ec384_pem_enc",
-            PASS,
-            &["-t", "ecdsa", "-b", "384", "-m", "PEM"],
-        ),
-        keygen(
-            d,
-            "ec521_pem_enc",
-            PASS,
-            &["-t", "ecdsa", "-b", "521", "-m", "PEM"],
-        ),
-        keygen(
-            d,
-            "ec256_p8",
-            "",
-            &["-t", "ecdsa", "-b", "256", "-m", "PKCS8"],
-        ),
-        keygen(
-            d,
-            "ec521_p8_enc",
-            PASS,
-            &["-t", "ecdsa", "-b", "521", "-m", "PKCS8"],
-        ),
-    ];
+    // ssh-keygen runs them side by side: bcrypt and RSA take it a while.
+    let cases = keygen_all(
+        d,
+        &[
+            ("ed_enc", PASS, &["-t", "ed25519"]),
+            ("ec256_enc", PASS, &["-t", "ecdsa", "-b", "256"]),
+            ("ec384", "", &["-t", "ecdsa", "-b", "384"]),
+            ("ec521_enc", PASS, &["-t", "ecdsa", "-b", "521"]),
+            ("rsa_enc", PASS, &["-t", "rsa", "-b", "2048"]),
+            ("rsa_pem", "", &["-t", "rsa", "-b", "2048", "-m", "PEM"]),
+            (
+                "rsa_pem_enc",
+                PASS,
+                &["-t", "rsa", "-b", "2048", "-m", "PEM"],
+            ),
+            ("rsa_p8", "", &["-t", "rsa", "-b", "2048", "-m", "PKCS8"]),
+            (
+                "rsa_p8_enc",
+                PASS,
+                &["-t", "rsa", "-b", "2048", "-m", "PKCS8"],
+            ),
+            ("ec256_pem", "", &["-t", "ecdsa", "-b", "256", "-m", "PEM"]),
+            (
+                "ec384_pem_enc",
+                PASS,
+                &["-t", "ecdsa", "-b", "384", "-m", "PEM"],
+            ),
+            (
+                "ec521_pem_enc",
+                PASS,
+                &["-t", "ecdsa", "-b", "521", "-m", "PEM"],
+            ),
+            ("ec256_p8", "", &["-t", "ecdsa", "-b", "256", "-m", "PKCS8"]),
+            (
+                "ec521_p8_enc",
+                PASS,
+                &["-t", "ecdsa", "-b", "521", "-m", "PKCS8"],
+            ),
+        ],
+    );
     let head = |p: &Path| {
         std::fs::read_to_string(p)
             .unwrap()
@@ -395,7 +465,7 @@ fn destinations_are_the_union_of_a_keys_entries() {
 }
 
 /// The agent stream, split into its requests.
-fn decode(keys: &[crate::validate::LoadedKey]) -> Vec<Request> {
+fn decode(keys: &[crate::valid::LoadedKey]) -> Vec<Request> {
     let msg = crate::agent::load_keys_message(keys).unwrap();
     let mut r: &[u8] = &msg;
     let mut requests = Vec::new();
@@ -582,7 +652,9 @@ fn a_fifo_swapped_in_while_opening_never_blocks() {
     let (ok, refused) = within_seconds(10, move || {
         let (mut ok, mut refused) = (0, 0);
         let t = std::time::Instant::now();
-        while t.elapsed() < std::time::Duration::from_secs(3) {
+        // Until each outcome came often enough to show the race (at most
+        // 3 s): a read that blocked on the FIFO would hit the timeout.
+        while (ok < 25 || refused < 25) && t.elapsed() < std::time::Duration::from_secs(3) {
             match load_private_key(&path, &Options::default(), true) {
                 Ok(_) => ok += 1,
                 Err(_) => refused += 1,
@@ -680,14 +752,23 @@ fn encrypted_p521_key_with_a_short_scalar_loads() {
         ..Default::default()
     };
     // About half of P-521 keys have a short scalar, which ssh-key rejects.
-    let path = (0..40)
-        .map(|i| {
-            keygen(
-                dir.path(),
-                &format!("p521_{i}"),
-                PASS,
-                &["-t", "ecdsa", "-b", "521"],
-            )
+    let names: Vec<String> = (0..40).map(|i| format!("p521_{i}")).collect();
+    let path = names
+        .chunks(4)
+        .flat_map(|batch| {
+            let specs: Vec<(&str, &str, &[&str])> = batch
+                .iter()
+                // One bcrypt round (not 16): the search decrypts every key,
+                // and the rounds are not what this test is about.
+                .map(|n| {
+                    (
+                        n.as_str(),
+                        PASS,
+                        &["-t", "ecdsa", "-b", "521", "-a", "1"][..],
+                    )
+                })
+                .collect();
+            keygen_all(dir.path(), &specs)
         })
         .find(|p| {
             let text = std::fs::read_to_string(p).unwrap();

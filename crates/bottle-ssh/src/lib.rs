@@ -81,17 +81,20 @@ mod reports;
 mod scripts;
 pub mod sidecar;
 mod signing;
+mod valid;
 mod validate;
 mod verify;
 
 #[cfg(test)]
 mod keys_tests;
 #[cfg(test)]
+mod module_order_tests;
+#[cfg(test)]
 mod provision_tests;
 #[cfg(test)]
 mod tests;
 
-pub use certificate::{CertInfo, DEFAULT_VALIDITY, MAX_VALIDITY};
+pub use certificate::{DEFAULT_VALIDITY, MAX_VALIDITY};
 pub use deprovision::deprovision;
 pub use error::{Entry, Error, ErrorClass, Missing, PlanPart, Untrusted};
 pub use keys::{Options, Passphrase};
@@ -106,12 +109,10 @@ pub use reports::{
     Check, DeprovisionReport, FileReport, KeyReport, ProcessReport, ProvisionReport, StepReport,
     VerifyReport,
 };
-pub use signing::SigningPlan;
 /// The key crate this one parses keys with, for callers that inspect keys.
 pub use ssh_key;
-pub use validate::{
-    validate, validate_target, validate_with, Destination, LoadedKey, ValidEntry, ValidatedPlan,
-};
+pub use valid::{CertInfo, Destination, LoadedKey, SigningPlan, ValidEntry, ValidatedPlan};
+pub use validate::{validate, validate_target, validate_with};
 pub use verify::{verify, verify_with};
 
 use bottle_runtime::ExecOutput;

@@ -19,7 +19,7 @@ fn block<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-fn key_file(dir: &Path, name: &str) -> PathBuf {
+pub(crate) fn key_file(dir: &Path, name: &str) -> PathBuf {
     use ssh_key::{rand_core::OsRng, Algorithm, LineEnding, PrivateKey};
     let key = PrivateKey::random(&mut OsRng, Algorithm::Ed25519).unwrap();
     let path = dir.join(name);
@@ -405,7 +405,7 @@ fn the_rendered_policy_reads_in_the_guard() {
     let dir = tempfile::tempdir().unwrap();
     let host = PrivateKey::random(&mut OsRng, Algorithm::Ed25519).unwrap();
     let host_line = host.public_key().to_openssh().unwrap();
-    let long = "u".repeat(crate::validate::MAX_VALUE_LEN);
+    let long = "u".repeat(crate::valid::MAX_VALUE_LEN);
     let entry = |alias: &str, user: &str, key: PathBuf| SshEntry {
         host: alias.into(),
         hostname: "h.example".into(),

@@ -1,7 +1,7 @@
 //! What goes into `~/.ssh/config` and `~/.ssh/known_hosts`.
 
 use crate::plan::Target;
-use crate::validate::ValidatedPlan;
+use crate::valid::ValidatedPlan;
 
 /// First line of every file provision writes in the user's `~/.ssh`: how a
 /// later provision or deprovision tells its own file (to replace or remove)

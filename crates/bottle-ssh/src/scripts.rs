@@ -381,12 +381,7 @@ pub(crate) const CORE_TOOLS: &[&str] = &[
 
 /// The user exec's check: `$@` tools to look for (on the user's own PATH:
 /// nothing it runs is trusted). Prints `missing tool NAME`; sets `bad`.
-const CHECK_TOOLS: &str = r#"
-bad=0
-for t in "$@"; do
-  command -v "$t" >/dev/null 2>&1 || { echo "missing tool $t"; bad=1; }
-done
-"#;
+const CHECK_TOOLS: &str = concat!("\n", include_str!("scripts/common/check_tools.sh"));
 
 /// The root exec of provision: `$1` user, `$2` home, `$3` state dir, `$4`
 /// agent socket, `$5` public socket, `$6` `reuse` (keep a live agent) or
@@ -564,17 +559,7 @@ echo "done"
 /// run and that is not on the allow-list (programs that need a password or
 /// a privilege the user lacks), at most 20; `escalation-checked` when the
 /// check ran to the end.
-pub(crate) const ESCALATION: &str = r#"
-if command -v sudo >/dev/null 2>&1 && sudo -n true </dev/null >/dev/null 2>&1; then echo "escalation sudo"; fi
-find /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin /usr/lib /usr/libexec /opt -xdev -type f \( -perm -4000 -user 0 -o -perm -2000 -group 0 \) 2>/dev/null |
-while IFS= read -r f; do
-  case ${f##*/} in
-    su|sudo|passwd|chsh|chfn|newgrp|gpasswd|chage|expiry|mount|umount|fusermount|fusermount3|ping|ping6|unix_chkpwd|ssh-keysign|crontab|wall|write|newuidmap|newgidmap|pkexec|dbus-daemon-launch-helper|Xorg.wrap) continue;;
-  esac
-  [ -x "$f" ] && echo "escalation setuid $f"
-done | head -n 20
-echo "escalation-checked"
-"#;
+pub(crate) const ESCALATION: &str = concat!("\n", include_str!("scripts/escalation/escalation.sh"));
 
 /// When a provision script may change the container: `Always`, or
 /// `IfClean`: only where nothing is yet (no state directory, no sockets,
@@ -614,111 +599,19 @@ pub(crate) fn user_files() -> String {
     )
 }
 
-const USER_FILES_HEAD: &str = r#"
-set -u
-when=$1 home=$2 nconfig=$3 nknown=$4 npub=$5; shift 5
-pubs=
-i=0
-while [ "$i" -lt "$npub" ]; do pubs="$pubs $1"; shift; i=$((i+1)); done
-nsign=$1 nallowed=$2 ninclude=$3 nwrapper=$4; shift 4
-# Podman may drop the output of a process that leaves its stdin unread: every
-# exit reads (and discards) what is left of it first.
-trap 'cat >/dev/null 2>&1' EXIT
-trap 'exit 1' INT TERM HUP
-"#;
+const USER_FILES_HEAD: &str = concat!("\n", include_str!("scripts/user_files/head.sh"));
 
-const USER_FILES_BODY: &str = r#"
-[ -d "$home" ] || { echo "missing home"; bad=1; }
-[ "$bad" = 0 ] || exit 0
-echo "uid $(id -u)"; echo "gid $(id -g)"
-umask 077
-ssh=${home%/}/.ssh
-if [ "$when" = if-clean ]; then
-  # Only where the undo (deprovision's user part) leaves things as they
-  # were: no ~/.ssh yet; for signing, git's directory there, its config not.
-  if [ -e "$ssh" ] || [ -L "$ssh" ] || { [ "$nsign" -gt 0 ] && {
-    ! [ -d "${home%/}/.config/git" ] || [ -L "${home%/}/.config/git" ] ||
-    [ -e "${home%/}/.config/git/config" ] || [ -L "${home%/}/.config/git/config" ]; }; }; then
-    echo "not-clean"; exit 0
-  fi
-fi
-if [ -L "$ssh" ] || { [ -e "$ssh" ] && ! [ -d "$ssh" ]; }; then
-  rm -f "$ssh" && echo "removed $ssh"
-fi
-mkdir -p "$ssh" || exit 1
-# chmod says why it failed; the hint names the likely cause.
-chmod 700 "$ssh" || {
-  echo "cannot make $ssh private (mode 700): it must belong to $(id -un 2>/dev/null || id -u)" >&2; exit 1
-}
-# put_in DIR NAME LINES: the next LINES lines of stdin into a new file with
-# an unpredictable name (created exclusively), renamed over DIR/NAME (a
-# reader never sees half a file). put NAME LINES: in ~/.ssh.
-put_in() {
-  tmp=$(mktemp "$1/.bottle.XXXXXXXXXX") || { echo "cannot create a file in $1" >&2; exit 1; }
-  i=0 ok=1
-  while [ "$i" -lt "$3" ]; do
-    IFS= read -r line || { ok=''; break; }
-    printf '%s\n' "$line"
-    i=$((i+1))
-  done > "$tmp" || ok=''
-  [ -n "$ok" ] || { echo "$2 ended early" >&2; rm -f "$tmp"; exit 1; }
-  if ! { chmod 600 "$tmp" && mv -f "$tmp" "$1/$2"; }; then rm -f "$tmp"; exit 1; fi
-}
-put() { put_in "$ssh" "$@"; }
-put config "$nconfig"
-if [ "$nknown" -gt 0 ]; then
-  put known_hosts "$nknown"
-elif is_mine "$ssh/known_hosts"; then
-  rm -f "$ssh/known_hosts" && echo "removed $ssh/known_hosts"
-fi
-# shellcheck disable=SC2086 # names are bottle-<hex>.pub
-for n in $pubs; do put "$n" 2; done
-# Public key files of an earlier plan.
-for f in "$ssh"/bottle-*.pub; do
-  case " $pubs " in *" ${f##*/} "*) continue;; esac
-  # Only names bottle writes (bottle-<hex>.pub): the user names files here,
-  # and a newline in one would split the report line.
-  case ${f#"$ssh"/bottle-} in *[!0-9a-f]*.pub) continue;; esac
-  if is_mine "$f"; then rm -f "$f" && echo "removed $f"; fi
-done
-# [signing]: git's settings and allowed signers in ~/.ssh, included from
-# git's XDG user file unless that file is the user's own (never touched).
-gitdir=${home%/}/.config/git
-if [ "$nsign" -gt 0 ]; then
-  put bottle-signing.gitconfig "$nsign"
-  put bottle-allowed-signers "$nallowed"
-  if { [ -e "$gitdir/config" ] || [ -L "$gitdir/config" ]; } && ! is_mine "$gitdir/config"; then
-    echo "git-config-theirs"
-    i=0; while [ "$i" -lt "$ninclude" ]; do IFS= read -r _ || break; i=$((i+1)); done
-  else
-    mkdir -p "$gitdir" || exit 1
-    put_in "$gitdir" config "$ninclude"
-  fi
-  # Read after the include: stdin's order is the arguments' order.
-  put bottle-ssh-keygen "$nwrapper"
-  chmod 700 "$ssh/bottle-ssh-keygen" || exit 1
-else
-  for f in "$ssh/bottle-signing.gitconfig" "$ssh/bottle-allowed-signers" "$ssh/bottle-ssh-keygen" \
-    "$gitdir/config"; do
-    if is_mine "$f"; then rm -f "$f" && echo "removed $f"; fi
-  done
-fi
-"#;
+const USER_FILES_BODY: &str = concat!("\n", include_str!("scripts/user_files/body.sh"));
 
 /// `is_mine FILE`: FILE is a regular file provision wrote (first line is
 /// [`FILE_MARK`], or the second after a `#!` line: a script).
+/// The file names the mark `@FILE_MARK@`: the mark itself is Rust's, the
+/// one the files are written with.
 fn is_mine() -> String {
-    format!(
-        r#"
-is_mine() {{
-  [ -f "$1" ] && ! [ -L "$1" ] || return 1
-  {{ IFS= read -r first && {{ IFS= read -r second || :; }}; }} < "$1" 2>/dev/null || return 1
-  case $first in '#!'*) first=${{second-}};; esac
-  [ "$first" = "{FILE_MARK}" ]
-}}
-"#
-    )
+    format!("\n{}", IS_MINE.replace("@FILE_MARK@", FILE_MARK))
 }
+
+const IS_MINE: &str = include_str!("scripts/common/is_mine.sh");
 
 /// `preflight`, root part: `$1` user, `$2` home, `$3` state, `$4` agent,
 /// `$5` public, `$6…` tools. What provision's root exec checks first, and
@@ -839,22 +732,7 @@ pub(crate) fn verify_user() -> String {
     format!("{VERIFY_USER_BODY}{ESCALATION}echo \"done\"\n")
 }
 
-const VERIFY_USER_BODY: &str = r#"
-set -u
-agent=$1 public=$2 apid=$3 fpid=$4
-out=$(SSH_AUTH_SOCK=$public ssh-add -l -E sha256 2>&1); echo "public-rc $?"
-printf '%s\n' "$out" | while read -r _ fp _; do
-  case $fp in SHA256:*) echo "public-key $fp";; esac
-done
-SSH_AUTH_SOCK=$agent ssh-add -l >/dev/null 2>&1; echo "private-rc $?"
-for p in "$apid" "$fpid"; do
-  case $p in ''|*[!0-9]*) continue;; esac
-  # Opening mem is what the kernel's ptrace check guards (reading offset 0
-  # fails anyway). A subshell: a failed redirection on `:` exits the shell.
-  if ( : < "/proc/$p/mem" ) 2>/dev/null; then echo "readable /proc/$p/mem"; else echo "denied /proc/$p/mem"; fi
-  if ( : < "/proc/$p/environ" ) 2>/dev/null; then echo "readable /proc/$p/environ"; else echo "denied /proc/$p/environ"; fi
-done
-"#;
+const VERIFY_USER_BODY: &str = concat!("\n", include_str!("scripts/verify_user/verify_user.sh"));
 
 /// Deprovision, root part: `$1` state, `$2` agent, `$3` public, `$4` lock
 /// token, `$5…` tools. Stops the agent and forwarder, removes the sockets
@@ -890,19 +768,10 @@ pub(crate) fn deprovision_user() -> String {
     format!("{}{DEPROVISION_USER_BODY}", is_mine())
 }
 
-const DEPROVISION_USER_BODY: &str = r#"
-set -u
-ssh=${1%/}/.ssh
-for f in "$ssh/config" "$ssh/known_hosts" "$ssh"/bottle-*.pub "$ssh/bottle-signing.gitconfig" \
-  "$ssh/bottle-allowed-signers" "$ssh/bottle-ssh-keygen" "${1%/}/.config/git/config"; do
-  # Only names bottle writes: a user's name with a newline would split the line.
-  case $f in "$ssh"/bottle-*.pub) case ${f#"$ssh"/bottle-} in *[!0-9a-f]*.pub) continue;; esac;; esac
-  if is_mine "$f"; then rm -f "$f" && echo "removed $f"; fi
-done
-# rmdir (POSIX) removes only an empty directory.
-if [ -d "$ssh" ] && ! [ -L "$ssh" ] && rmdir "$ssh" 2>/dev/null; then echo "removed $ssh"; fi
-echo "done"
-"#;
+const DEPROVISION_USER_BODY: &str = concat!(
+    "\n",
+    include_str!("scripts/deprovision_user/deprovision_user.sh")
+);
 
 /// `list_keys`, root part: `$1` state dir, `$2` keys file name. Prints the
 /// record (`FINGERPRINT DEADLINE HOSTS` lines), nothing when there is none.
@@ -915,9 +784,7 @@ fi
 "#;
 
 /// `list_keys`, user part: `$1` public socket. `ssh-add -l`'s own exit code.
-pub(crate) const KEYS_USER: &str = r#"
-SSH_AUTH_SOCK=$1 exec ssh-add -l -E sha256
-"#;
+pub(crate) const KEYS_USER: &str = concat!("\n", include_str!("scripts/keys_user/keys_user.sh"));
 
 /// Every script, for the lint test (shellcheck, `dash -n`, `busybox sh -n`).
 #[cfg(test)]
@@ -939,3 +806,6 @@ pub(crate) fn all() -> Vec<(&'static str, String)> {
         ("sidecar_verify", crate::sidecar::verify_script()),
     ]
 }
+
+#[cfg(test)]
+mod host_tests;

@@ -14,8 +14,7 @@ use crate::error::Error;
 use crate::keys::Options;
 use crate::plan::Signing;
 use crate::render::FILE_MARK;
-use crate::validate::LoadedKey;
-use serde::Serialize;
+use crate::valid::{LoadedKey, SigningPlan};
 use ssh_key::HashAlg;
 
 /// In `~/.ssh`: git's settings for signing.
@@ -28,18 +27,6 @@ pub const ALLOWED_SIGNERS_FILE: &str = "bottle-allowed-signers";
 pub const KEYGEN_WRAPPER: &str = "bottle-ssh-keygen";
 /// The alias the signing key is listed under.
 pub const SIGNING_ALIAS: &str = "[signing]";
-
-/// The `[signing]` key's git settings after validation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SigningPlan {
-    pub fingerprint: String,
-    /// The guard's hold of its signatures, as policy words.
-    pub hold: String,
-    /// `algorithm base64` of the key (what `user.signingkey` names with `key::`).
-    pub public: String,
-    pub commits: bool,
-    pub tags: bool,
-}
 
 fn signing_err(field: &str, reason: impl Into<String>) -> Error {
     Error::Plan {

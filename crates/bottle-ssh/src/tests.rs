@@ -7,8 +7,11 @@ use std::process::Command;
 fn keygen(dir: &Path, rel: &str, args: &[&str]) -> PathBuf {
     let path = dir.join(rel);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    if args.starts_with(&["-t", "rsa"]) {
+        return crate::keys_tests::keygen(dir, rel, "", args);
+    }
     let st = Command::new("ssh-keygen")
-        .args(["-q", "-N", "", "-C", "test-key", "-f"])
+        .args(["-q", "-N", "", "-C", "unit", "-f"])
         .arg(&path)
         .args(args)
         .status()
@@ -435,7 +438,7 @@ fn loads_every_supported_key_type_whatever_the_file_name() {
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert_eq!(text.split_whitespace().nth(1), Some(k.fingerprint.as_str()));
-        assert_eq!(k.comment, "test-key");
+        assert_eq!(k.comment, "unit");
     }
 }
 
@@ -551,7 +554,7 @@ fn agent_messages_round_trip() {
             Request::AddIdentity(add) => match &add.credential {
                 PrivateCredential::Key { privkey, comment } => {
                     assert_eq!(privkey, key.private.key_data());
-                    assert_eq!(comment, "test-key");
+                    assert_eq!(comment, "unit");
                 }
                 other => panic!("unexpected credential {other:?}"),
             },
@@ -618,42 +621,110 @@ fn lint_tool(name: &str) -> Option<&str> {
     None
 }
 
+/// The `.sh` files under `src/scripts/`, by path relative to `src/`: what
+/// the scripts are joined from at compile time.
+fn script_files() -> Vec<(String, String)> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "sh") {
+                out.push(p);
+            }
+        }
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut paths = Vec::new();
+    walk(&src.join("scripts"), &mut paths);
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let name = p.strip_prefix(&src).unwrap().display().to_string();
+            (name, std::fs::read_to_string(&p).unwrap())
+        })
+        .collect()
+}
+
+/// Parts of a script that set variables another part reads: shellcheck
+/// sees them whole in the joined script, alone they only miss their pair.
+const FRAGMENTS: &[&str] = &[
+    "scripts/common/check_tools.sh",
+    "scripts/user_files/head.sh",
+    "scripts/user_files/body.sh",
+];
+
 #[test]
 fn every_script_passes_shellcheck_and_parses_in_dash_and_busybox() {
-    use std::io::Write;
-    let checkers: [(&str, &[&str]); 3] = [
-        ("shellcheck", &["-s", "sh", "-S", "style", "-"]),
-        ("dash", &["-n"]),
-        ("busybox", &["sh", "-n"]),
-    ];
-    for (tool, args) in checkers {
+    let files = script_files();
+    assert!(
+        files.len() >= 8,
+        "{:?}",
+        files.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    let joined: Vec<(String, String)> = scripts::all()
+        .into_iter()
+        .chain(crate::audit::scripts())
+        .map(|(n, s)| (format!("{n} (joined)"), s))
+        .collect();
+    let dump = tempfile::tempdir().unwrap();
+    let mut whole = Vec::new();
+    let mut fragments = Vec::new();
+    for (i, (name, script)) in joined.iter().chain(&files).enumerate() {
+        if let Ok(dir) = std::env::var("BOTTLE_DUMP_SCRIPTS") {
+            if let Some(n) = name.strip_suffix(" (joined)") {
+                std::fs::write(format!("{dir}/{n}.sh"), script).unwrap();
+            }
+        }
+        let path = dump.path().join(format!("{i}.sh"));
+        std::fs::write(&path, script).unwrap();
+        let entry = (name.as_str(), path);
+        match FRAGMENTS.contains(&name.as_str()) {
+            true => fragments.push(entry),
+            false => whole.push(entry),
+        }
+    }
+    let fails = |tool: &str, args: &[&str], files: &[(&str, PathBuf)]| -> Option<String> {
+        let out = Command::new(tool)
+            .args(args)
+            .args(files.iter().map(|f| &f.1))
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Name each script by what it is, not by its temporary file.
+        let text = files.iter().fold(text, |t, (name, p)| {
+            t.replace(&p.display().to_string(), name)
+        });
+        (!out.status.success()).then_some(text)
+    };
+    // shellcheck a few times, side by side (it starts slowly and takes
+    // seconds on root's long scripts); the shells once per file.
+    if let Some(tool) = lint_tool("shellcheck") {
+        let style = &["-s", "sh", "-S", "style"][..];
+        let fragment = &["-s", "sh", "-S", "style", "-e", "SC2154,SC2034"][..];
+        let (first, second) = whole.split_at(whole.len() / 2);
+        let found: Vec<String> = std::thread::scope(|s| {
+            [(style, first), (style, second), (fragment, &fragments[..])]
+                .map(|(args, files)| s.spawn(move || fails(tool, args, files)))
+                .into_iter()
+                .filter_map(|h| h.join().unwrap())
+                .collect()
+        });
+        assert!(found.is_empty(), "shellcheck:\n{}", found.join("\n"));
+    }
+    for (tool, args) in [("dash", &["-n"][..]), ("busybox", &["sh", "-n"][..])] {
         let Some(tool) = lint_tool(tool) else {
             continue;
         };
-        for (name, script) in scripts::all().into_iter().chain(crate::audit::scripts()) {
-            if let Ok(dir) = std::env::var("BOTTLE_DUMP_SCRIPTS") {
-                std::fs::write(format!("{dir}/{name}.sh"), &script).unwrap();
+        for f in whole.iter().chain(&fragments) {
+            if let Some(e) = fails(tool, args, std::slice::from_ref(f)) {
+                panic!("{tool} {args:?} on {}:\n{e}", f.0);
             }
-            let mut child = Command::new(tool)
-                .args(args)
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(script.as_bytes())
-                .unwrap();
-            let out = child.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "{tool} {args:?} on the {name} script:\n{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
         }
     }
 }

@@ -32,7 +32,9 @@ const SET_KEYS: [&str; 6] = [
 ];
 
 struct Fixture {
-    dir: tempfile::TempDir,
+    /// In the build's temporary directory, kept between runs: a static is
+    /// never dropped, so a `TempDir` here was left in `/tmp` by every run.
+    dir: PathBuf,
     key: PathBuf,
     /// `ssh -G -F /dev/null` lines for a neutral host, minus `host`/`SET_KEYS`.
     defaults: Vec<String>,
@@ -41,14 +43,23 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("id_ed25519");
-        let out = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "oracle", "-f"])
-            .arg(&key)
-            .output()
-            .expect("run ssh-keygen");
-        assert!(out.status.success(), "ssh-keygen failed");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("oracle");
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("id_ed25519");
+        if !key.exists() {
+            // Made aside and renamed in: a run beside this one sees a
+            // whole key or none.
+            let new = tempfile::tempdir_in(&dir).unwrap();
+            let made = new.path().join("id_ed25519");
+            let out = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "oracle", "-f"])
+                .arg(&made)
+                .output()
+                .expect("run ssh-keygen");
+            assert!(out.status.success(), "ssh-keygen failed");
+            std::fs::rename(made.with_extension("pub"), key.with_extension("pub")).unwrap();
+            std::fs::rename(&made, &key).unwrap();
+        }
         let defaults = ssh_g(Path::new("/dev/null"), "oracle-baseline")
             .expect("ssh -G with an empty config")
             .into_iter()
@@ -178,7 +189,7 @@ fn without_host(mut lines: Vec<String>, alias: &str) -> Result<Vec<String>, Stri
 }
 
 fn write_config(text: &str) -> tempfile::NamedTempFile {
-    let mut f = tempfile::NamedTempFile::new_in(fixture().dir.path()).unwrap();
+    let mut f = tempfile::NamedTempFile::new_in(&fixture().dir).unwrap();
     std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
     f
 }

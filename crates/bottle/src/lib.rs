@@ -135,20 +135,8 @@ pub use zeroize::Zeroizing;
 /// containerd's engine (`--runtime containerd`), also when built without it.
 pub const CONTAINERD: Engine = Engine::Other("containerd");
 
-/// An error and its sources, `": "`-joined.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cur = s.source();
-    }
-    out
-}
+/// An error and its sources, `": "`-joined (one formatter for every crate).
+pub use bottle_runtime::error_chain;
 
 #[cfg(test)]
 mod tests {

@@ -595,17 +595,7 @@ async fn retire<F>(opts: &WatchOptions, c: ContainerInfo, report: &(dyn Fn(Actio
 }
 
 fn error_text(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let t = s.to_string();
-        if !text.ends_with(&t) {
-            text.push_str(": ");
-            text.push_str(&t);
-        }
-        cur = s.source();
-    }
-    text
+    crate::error_chain(e)
 }
 
 async fn sleep_until(at: Option<Instant>) {

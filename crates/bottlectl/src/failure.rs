@@ -18,33 +18,18 @@ pub struct Failure {
     pub detail: Option<String>,
 }
 
+/// `e`'s sources, as [`bottle::runtime::error_texts`] shows them.
 fn chain(e: &dyn std::error::Error) -> Vec<String> {
-    let mut causes: Vec<String> = Vec::new();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        // Some sources repeat their parent's text; skip exact repeats.
-        if causes.last().is_none_or(|l| !l.ends_with(&text)) {
-            causes.push(text);
-        }
-        cur = s.source();
-    }
-    causes
+    bottle::runtime::error_texts(e).split_off(1)
 }
 
 impl Failure {
     /// `context` is what we were doing; `e` is why it failed.
     pub fn new(code: u8, context: &str, e: &dyn std::error::Error) -> Failure {
-        let mut causes = vec![e.to_string()];
-        for c in chain(e) {
-            if !causes.last().is_some_and(|l| l.ends_with(&c)) {
-                causes.push(c);
-            }
-        }
         Failure {
             code,
             message: context.to_string(),
-            causes,
+            causes: bottle::runtime::error_texts(e),
             detail: None,
         }
     }

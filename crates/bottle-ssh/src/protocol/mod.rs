@@ -12,6 +12,8 @@
 use crate::{ProcessReport, Untrusted};
 
 #[cfg(test)]
+mod fixture_tests;
+#[cfg(test)]
 mod tests;
 
 /// The words that start the scripts' lines.

@@ -1,0 +1,75 @@
+[ -d "$home" ] || { echo "missing home"; bad=1; }
+[ "$bad" = 0 ] || exit 0
+echo "uid $(id -u)"; echo "gid $(id -g)"
+umask 077
+ssh=${home%/}/.ssh
+if [ "$when" = if-clean ]; then
+  # Only where the undo (deprovision's user part) leaves things as they
+  # were: no ~/.ssh yet; for signing, git's directory there, its config not.
+  if [ -e "$ssh" ] || [ -L "$ssh" ] || { [ "$nsign" -gt 0 ] && {
+    ! [ -d "${home%/}/.config/git" ] || [ -L "${home%/}/.config/git" ] ||
+    [ -e "${home%/}/.config/git/config" ] || [ -L "${home%/}/.config/git/config" ]; }; }; then
+    echo "not-clean"; exit 0
+  fi
+fi
+if [ -L "$ssh" ] || { [ -e "$ssh" ] && ! [ -d "$ssh" ]; }; then
+  rm -f "$ssh" && echo "removed $ssh"
+fi
+mkdir -p "$ssh" || exit 1
+# chmod says why it failed; the hint names the likely cause.
+chmod 700 "$ssh" || {
+  echo "cannot make $ssh private (mode 700): it must belong to $(id -un 2>/dev/null || id -u)" >&2; exit 1
+}
+# put_in DIR NAME LINES: the next LINES lines of stdin into a new file with
+# an unpredictable name (created exclusively), renamed over DIR/NAME (a
+# reader never sees half a file). put NAME LINES: in ~/.ssh.
+put_in() {
+  tmp=$(mktemp "$1/.bottle.XXXXXXXXXX") || { echo "cannot create a file in $1" >&2; exit 1; }
+  i=0 ok=1
+  while [ "$i" -lt "$3" ]; do
+    IFS= read -r line || { ok=''; break; }
+    printf '%s\n' "$line"
+    i=$((i+1))
+  done > "$tmp" || ok=''
+  [ -n "$ok" ] || { echo "$2 ended early" >&2; rm -f "$tmp"; exit 1; }
+  if ! { chmod 600 "$tmp" && mv -f "$tmp" "$1/$2"; }; then rm -f "$tmp"; exit 1; fi
+}
+put() { put_in "$ssh" "$@"; }
+put config "$nconfig"
+if [ "$nknown" -gt 0 ]; then
+  put known_hosts "$nknown"
+elif is_mine "$ssh/known_hosts"; then
+  rm -f "$ssh/known_hosts" && echo "removed $ssh/known_hosts"
+fi
+# shellcheck disable=SC2086 # names are bottle-<hex>.pub
+for n in $pubs; do put "$n" 2; done
+# Public key files of an earlier plan.
+for f in "$ssh"/bottle-*.pub; do
+  case " $pubs " in *" ${f##*/} "*) continue;; esac
+  # Only names bottle writes (bottle-<hex>.pub): the user names files here,
+  # and a newline in one would split the report line.
+  case ${f#"$ssh"/bottle-} in *[!0-9a-f]*.pub) continue;; esac
+  if is_mine "$f"; then rm -f "$f" && echo "removed $f"; fi
+done
+# [signing]: git's settings and allowed signers in ~/.ssh, included from
+# git's XDG user file unless that file is the user's own (never touched).
+gitdir=${home%/}/.config/git
+if [ "$nsign" -gt 0 ]; then
+  put bottle-signing.gitconfig "$nsign"
+  put bottle-allowed-signers "$nallowed"
+  if { [ -e "$gitdir/config" ] || [ -L "$gitdir/config" ]; } && ! is_mine "$gitdir/config"; then
+    echo "git-config-theirs"
+    i=0; while [ "$i" -lt "$ninclude" ]; do IFS= read -r _ || break; i=$((i+1)); done
+  else
+    mkdir -p "$gitdir" || exit 1
+    put_in "$gitdir" config "$ninclude"
+  fi
+  # Read after the include: stdin's order is the arguments' order.
+  put bottle-ssh-keygen "$nwrapper"
+  chmod 700 "$ssh/bottle-ssh-keygen" || exit 1
+else
+  for f in "$ssh/bottle-signing.gitconfig" "$ssh/bottle-allowed-signers" "$ssh/bottle-ssh-keygen" \
+    "$gitdir/config"; do
+    if is_mine "$f"; then rm -f "$f" && echo "removed $f"; fi
+  done
+fi
