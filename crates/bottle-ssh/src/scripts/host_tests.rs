@@ -618,7 +618,13 @@ fn verify_user_reads_the_agent_and_is_denied_its_memory() {
         let ran = run(shell, &req, &h.no_find());
         assert_eq!(ran.code, 0, "{}", ran.stderr);
         let r = protocol::verify_user(&ran.stdout).unwrap();
-        assert!(r.done && r.escalation.is_some(), "{shell:?}: {r:?}");
+        // Without find (dash here; busybox has its own) the escalation
+        // check did not run, and says so.
+        let walked = shell[0] == "busybox";
+        assert!(
+            r.done && r.escalation.is_some() == walked,
+            "{shell:?}: {r:?}"
+        );
         assert_eq!(r.public_keys, std::slice::from_ref(&agent.fingerprint));
         assert_eq!(r.private_rc.as_deref(), Some("0"));
         // ssh-agent makes itself undumpable: even its own user cannot
@@ -664,6 +670,22 @@ fn keys_user_lists_what_the_agent_holds() {
         let req = ExecRequest::script(scripts::KEYS_USER, [h.path("none").to_str().unwrap()]);
         assert_eq!(run(shell, &req, &h.no_find()).code, 2);
     }
+}
+
+/// An image without `find`: the escalation check says it did not run
+/// (no `escalation-checked`), never that there is no way to root.
+#[test]
+fn escalation_without_find_is_unchecked_not_clean() {
+    let h = Home::new();
+    let req = ExecRequest::script(scripts::ESCALATION, Vec::<&str>::new());
+    let ran = run(&["dash"], &req, &h.no_find());
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(
+        protocol::escalation(&ran.stdout).unwrap(),
+        None,
+        "{}",
+        ran.stdout
+    );
 }
 
 #[test]
