@@ -19,42 +19,13 @@ const MAX_OUTPUT: usize = 8 << 20;
 /// `$1` state directory, `$2` the id of the last record already read
 /// (empty: all). Prints `r JSON` for each record after that one (all of
 /// them when it is no longer there), then `done`.
-const READ: &str = r#"
-set -u
-state=$1 after=$2
-if ! [ -d "$state" ] || [ -L "$state" ]; then echo "done"; exit 0; fi
-# print_after ID: the lines after the one whose id is ID (all for "").
-print_after() {
-  found=; [ -n "$1" ] || found=1
-  for f in "$state/audit.jsonl.1" "$state/audit.jsonl"; do
-    if ! [ -f "$f" ] || [ -L "$f" ]; then continue; fi
-    while IFS= read -r l; do
-      if [ -n "$found" ]; then printf 'r %s\n' "$l"
-      else case $l in "{\"id\":\"$1\","*) found=1;; esac; fi
-    done < "$f"
-  done
-  [ -n "$found" ]
-}
-print_after "$after" || print_after ""
-echo "done"
-"#;
+const READ: &str = concat!("\n", include_str!("scripts/audit/read.sh"));
 
 /// `$1` state directory, `$2` a held request's id, `$3` the answer
 /// (`allow`, `allow SECONDS`, `deny`). Prints `unknown` when no request of
 /// that id waits, else writes the answer (one line, one write: the guard
 /// takes only a whole line) and prints `done`. Builtins only.
-const ANSWER: &str = r#"
-set -u
-state=$1 id=$2 answer=$3
-case $id in ''|*[!0-9a-z-]*) echo "bad id" >&2; exit 1;; esac
-p=$state/pending a=$state/approvals
-if ! [ -d "$p" ] || [ -L "$p" ] || ! [ -d "$a" ] || [ -L "$a" ] || ! [ -f "$p/$id" ] || [ -e "$a/$id" ]; then
-  echo "unknown"; exit 0
-fi
-printf '%s
-' "$answer" > "$a/$id" || exit 1
-echo "done"
-"#;
+const ANSWER: &str = concat!("\n", include_str!("scripts/audit/answer.sh"));
 
 /// An operator's answer to a held signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

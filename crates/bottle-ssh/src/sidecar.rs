@@ -91,27 +91,7 @@ fn bottle_tools() -> Vec<&'static str> {
 
 /// `owns_abstract PID NAME`: PID holds the listening abstract socket @NAME
 /// of this network namespace (`/proc/net/unix` is per namespace).
-const OWNS_ABSTRACT: &str = r#"
-owns_abstract() {
-  oa_ino=''
-  while read -r _ _ _ oa_fl _ _ oa_i oa_p; do
-    [ "$oa_p" = "@$2" ] && [ "$oa_fl" = 00010000 ] && oa_ino="$oa_ino $oa_i"
-  done < /proc/net/unix
-  [ -n "$oa_ino" ] || return 1
-  for oa_f in /proc/"$1"/fd/*; do
-    oa_l=$("$READLINK" "$oa_f" 2>/dev/null) || continue
-    for oa_i in $oa_ino; do [ "$oa_l" = "socket:[$oa_i]" ] && return 0; done
-  done
-  return 1
-}
-# listened NAME: some process listens on @NAME in this network namespace.
-listened() {
-  while read -r _ _ _ oa_fl _ _ _ oa_p; do
-    [ "$oa_p" = "@$1" ] && [ "$oa_fl" = 00010000 ] && return 0
-  done < /proc/net/unix
-  return 1
-}
-"#;
+const OWNS_ABSTRACT: &str = concat!("\n", include_str!("scripts/sidecar/owns_abstract.sh"));
 
 /// Root in the sidecar: `$1` state, `$2` agent socket, `$3` abstract name,
 /// `$4` `reuse`|`fresh`, `$5` lock token, `$6` the guard's SHA-256 (`off`:
@@ -130,99 +110,7 @@ pub(crate) fn agent_script() -> String {
     )
 }
 
-const AGENT_BODY: &str = r#"
-set -u
-exec 3<&0 0</dev/null
-state=$1 agent=$2 name=$3 mode=$4 token=$5 guard=$6 npolicy=$7; shift 7
-keys_open=1
-finish() { if [ -n "$keys_open" ]; then while IFS= read -r _ <&3; do :; done 2>/dev/null; fi; }
-trap finish EXIT
-trap 'exit 1' INT TERM HUP
-unset LD_PRELOAD LD_LIBRARY_PATH LD_AUDIT ENV BASH_ENV
-bad=0
-trust_root "$state" "$agent" "$agent" "$@"
-if [ "$bad" != 0 ]; then os_release; exit 0; fi
-# The guard, or with `off` (the operator's explicit choice) a plain relay.
-case $guard in
-  off) g='' fw_prog=socat fw_arg="ABSTRACT-LISTEN:$name" fw_name=socat;;
-  ''|*[!0-9a-f]*) echo "bad guard hash" >&2; exit 1;;
-  *) g=$state/guard-$guard fw_prog=$g fw_arg="--listen-abstract $name" fw_name="the guard"
-     if ! [ -f "$g" ] || [ -L "$g" ]; then echo "guard-missing"; echo "done"; exit 0; fi;;
-esac
-umask 077
-[ -d "$state" ] || mkdir -m 700 "$state" || exit 1
-chmod 700 "$state" || exit 1
-take_lock "$state" "$token"
-trap 'finish; release_lock "$state" "$token"' EXIT
-echo "netns $("$READLINK" /proc/self/ns/net)"
-i=0
-while [ "$i" -lt "$npolicy" ]; do
-  IFS= read -r line <&3 || { echo "the guard policy ended early" >&2; exit 1; }
-  printf '%s\n' "$line"
-  i=$((i+1))
-done > "$state/policy.new" && mv -f "$state/policy.new" "$state/policy" || exit 1
-
-agent_started="" forwarder_started=""
-read_record "$state/agent.pid"; apid=$rp astart=$rs
-if [ "$mode" != fresh ] && agent_is_ours "$apid" "$astart" "$agent" && [ -S "$agent" ]; then
-  echo "agent-reused $apid"
-else
-  stop "$apid" "$astart" ssh-agent "$agent"
-  rm -f "$agent"
-  ssh-agent -D -P "$agent_providers" -a "$agent" </dev/null >/dev/null 2>&1 3<&- &
-  apid=$!
-  record "$state/agent.pid" "$apid"
-  read_record "$state/agent.pid"; astart=$rs
-  agent_started=1
-fi
-
-read_record "$state/forwarder.pid"; fpid=$rp fstart=$rs
-if is_ours "$fpid" "$fstart" "$fw_prog" "$fw_arg" && owns_abstract "$fpid" "$name"; then
-  echo "forwarder-reused $fpid"
-else
-  if is_ours "$fpid" "$fstart" "$state/guard-" "--listen-abstract $name"; then
-    stop "$fpid" "$fstart" "$state/guard-" "--listen-abstract $name"
-  else
-    stop "$fpid" "$fstart" socat "ABSTRACT-LISTEN:$name"
-  fi
-  # The bottle shares this namespace: a listener already there is not ours.
-  if listened "$name"; then
-    echo "untrusted @$name is listened on by a process that is not the agent's forwarder (the bottle shares this network namespace)"
-    exit 0
-  fi
-  if [ -n "$g" ]; then
-    "$g" serve --sha256 "$guard" --listen-abstract "$name" --agent "$agent" --policy "$state/policy" --audit "$state" </dev/null >/dev/null 2>&1 3<&- &
-  else
-    socat "ABSTRACT-LISTEN:$name,fork" "UNIX-CONNECT:$agent" </dev/null >/dev/null 2>&1 3<&- &
-  fi
-  fpid=$!
-  record "$state/forwarder.pid" "$fpid"
-  read_record "$state/forwarder.pid"; fstart=$rs
-  forwarder_started=1
-fi
-if [ -n "$agent_started" ]; then
-  wait_socket "$apid" "$astart" "$agent" ssh-agent ssh-agent "$agent"
-  echo "agent-started $apid"
-fi
-if ! load_keys "$agent" "$g" "$agent_started"; then
-  [ -z "$agent_started" ] || { echo "could not load the keys into ssh-agent on $agent" >&2; exit 1; }
-  echo "agent-unusable"
-else
-  exec 3<&-
-  keys_open=
-fi
-if [ -n "$forwarder_started" ]; then
-  i=0
-  until owns_abstract "$fpid" "$name"; do
-    i=$((i+1))
-    if [ "$i" -ge 1000 ] || ! is_alive "$fpid"; then echo "$fw_name did not start on @$name" >&2; exit 1; fi
-    sleep 0.01
-  done
-  is_ours "$fpid" "$fstart" "$fw_prog" "$fw_arg" || { echo "$fw_name on @$name is not the process we started" >&2; exit 1; }
-  echo "forwarder-started $fpid"
-fi
-echo "done"
-"#;
+const AGENT_BODY: &str = concat!("\n", include_str!("scripts/sidecar/agent.sh"));
 
 /// Root in the bottle: `$1` state, `$2` agent socket (of a `bottle`
 /// layout, stopped), `$3` public socket, `$4` abstract name, `$5` lock
@@ -240,56 +128,7 @@ pub(crate) fn relay_script() -> String {
 const RELAY: &str = "start the relay";
 const FILES: &str = "write files";
 
-const RELAY_BODY: &str = r#"
-set -u
-trap 'while IFS= read -r _; do :; done 2>/dev/null' EXIT
-trap 'exit 1' INT TERM HUP
-unset LD_PRELOAD LD_LIBRARY_PATH LD_AUDIT ENV BASH_ENV
-state=$1 agent=$2 public=$3 name=$4 token=$5 nrecord=$6 when=$7; shift 7
-bad=0
-trust_root "$state" "$agent" "$public" "$@"
-if [ "$bad" != 0 ]; then os_release; exit 0; fi
-umask 077
-if [ "$when" = if-clean ]; then
-  for f in "$state" "$agent" "$public"; do
-    if [ -e "$f" ] || [ -L "$f" ]; then echo "not-clean"; exit 0; fi
-  done
-  # Not -p: of two provisions at once, one makes it.
-  mkdir -m 700 "$state" 2>/dev/null || { echo "not-clean"; exit 0; }
-fi
-[ -d "$state" ] || mkdir -m 700 "$state" || exit 1
-chmod 700 "$state" || exit 1
-take_lock "$state" "$token"
-trap 'while IFS= read -r _; do :; done 2>/dev/null; release_lock "$state" "$token"' EXIT
-echo "netns $("$READLINK" /proc/self/ns/net)"
-i=0
-while [ "$i" -lt "$nrecord" ]; do
-  IFS= read -r line || { echo "the key record ended early" >&2; exit 1; }
-  printf '%s\n' "$line"
-  i=$((i+1))
-done > "$state/keys.new" && mv -f "$state/keys.new" "$state/keys" || exit 1
-# An agent of the bottle layout has no place in this one.
-read_record "$state/agent.pid"; apid=$rp astart=$rs
-if is_ours "$apid" "$astart" ssh-agent "$agent"; then
-  stop "$apid" "$astart" ssh-agent "$agent" || exit 1
-fi
-if [ -f "$state/agent.pid" ]; then rm -f "$state/agent.pid" && echo "removed $state/agent.pid"; fi
-if [ -S "$agent" ] || [ -L "$agent" ]; then rm -f "$agent" && echo "removed $agent"; fi
-read_record "$state/forwarder.pid"; fpid=$rp fstart=$rs
-if is_ours "$fpid" "$fstart" socat "UNIX-LISTEN:$public" "ABSTRACT-CONNECT:$name" && [ -S "$public" ]; then
-  echo "forwarder-reused $fpid"
-else
-  stop_forwarder "$fpid" "$fstart" "$state" "$public"
-  rm -f "$public"
-  socat "UNIX-LISTEN:$public,fork,mode=666,unlink-early" "ABSTRACT-CONNECT:$name" </dev/null >/dev/null 2>&1 &
-  fpid=$!
-  record "$state/forwarder.pid" "$fpid"
-  read_record "$state/forwarder.pid"; fstart=$rs
-  wait_socket "$fpid" "$fstart" "$public" socat socat "UNIX-LISTEN:$public"
-  echo "forwarder-started $fpid"
-fi
-echo "done"
-"#;
+const RELAY_BODY: &str = concat!("\n", include_str!("scripts/sidecar/relay.sh"));
 
 /// Root in the sidecar, for verify: `$1` state, `$2` agent socket, `$3`
 /// abstract name, `$4` `guard`|`off` (the forwarder to expect), `$5…` tools. Prints trust words, `netns NS`, `agent PID
@@ -302,25 +141,7 @@ pub(crate) fn verify_script() -> String {
     )
 }
 
-const VERIFY_BODY: &str = r#"
-set -u
-unset LD_PRELOAD LD_LIBRARY_PATH LD_AUDIT ENV BASH_ENV
-state=$1 agent=$2 name=$3 guard=$4; shift 4
-bad=0
-trust_root "$state" "$agent" "$agent" "$@"
-[ "$bad" = 0 ] || { echo "done"; exit 0; }
-echo "netns $("$READLINK" /proc/self/ns/net)"
-read_record "$state/agent.pid"; apid=$rp astart=$rs
-read_record "$state/forwarder.pid"; fpid=$rp fstart=$rs
-if agent_is_ours "$apid" "$astart" "$agent" && [ -S "$agent" ]; then echo "agent $apid alive"; else echo "agent ${apid:-none} dead"; fi
-if [ "$guard" = off ]; then fw_prog=socat fw_arg="ABSTRACT-LISTEN:$name"; else fw_prog=$state/guard- fw_arg="--listen-abstract $name"; fi
-if is_ours "$fpid" "$fstart" "$fw_prog" "$fw_arg" && owns_abstract "$fpid" "$name"; then echo "forwarder $fpid alive"; else echo "forwarder ${fpid:-none} dead"; fi
-out=$(SSH_AUTH_SOCK=$agent ssh-add -l -E sha256 2>&1)
-printf '%s\n' "$out" | while read -r _ fp _; do
-  case $fp in SHA256:*) echo "key $fp";; esac
-done
-echo "done"
-"#;
+const VERIFY_BODY: &str = concat!("\n", include_str!("scripts/sidecar/verify.sh"));
 
 fn sidecar_error(bottle: &str, sidecar: &str, reason: impl Into<String>) -> Error {
     Error::Sidecar {

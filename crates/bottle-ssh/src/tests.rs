@@ -653,6 +653,20 @@ const FRAGMENTS: &[&str] = &[
     "scripts/common/check_tools.sh",
     "scripts/user_files/head.sh",
     "scripts/user_files/body.sh",
+    // Root's scripts: helpers and trust checks joined before each body.
+    "scripts/common/helpers.sh",
+    "scripts/common/trust.sh",
+    "scripts/common/load_keys.sh",
+    "scripts/provision/head.sh",
+    "scripts/provision/body.sh",
+    "scripts/deliver_guard/deliver_guard.sh",
+    "scripts/preflight_root/preflight_root.sh",
+    "scripts/verify_root/verify_root.sh",
+    "scripts/deprovision/deprovision.sh",
+    "scripts/sidecar/owns_abstract.sh",
+    "scripts/sidecar/agent.sh",
+    "scripts/sidecar/relay.sh",
+    "scripts/sidecar/verify.sh",
 ];
 
 #[test]

@@ -1,0 +1,92 @@
+bad=0
+trust_root "$state" "$agent" "$public" "$@"
+if [ "$bad" != 0 ]; then os_release; exit 0; fi
+# The ids themselves come from the user's exec (it runs as the user).
+id -u "$user" >/dev/null 2>&1 || { echo "missing user"; bad=1; }
+[ -d "$home" ] || { echo "missing home"; bad=1; }
+[ "$bad" = 0 ] || exit 0
+# The forwarder: the guard (only root writes the state directory, checked
+# above), or with `off` (the operator's explicit choice) a plain relay.
+case $guard in
+  off) g='' fw_prog=socat fw_arg="UNIX-LISTEN:$public" fw_name=socat;;
+  ''|*[!0-9a-f]*) echo "bad guard hash" >&2; exit 1;;
+  *) g=$state/guard-$guard fw_prog=$g fw_arg="--listen $public" fw_name=bottle-guard
+     if ! [ -f "$g" ] || [ -L "$g" ]; then echo "guard-missing"; echo "done"; exit 0; fi;;
+esac
+umask 077
+# Made private from the start; an existing one was checked above.
+[ -d "$state" ] || mkdir -m 700 "$state" || exit 1
+chmod 700 "$state" || exit 1
+take_lock "$state" "$token"
+trap 'finish; release_lock "$state" "$token"' EXIT
+
+i=0
+while [ "$i" -lt "$nrecord" ]; do
+  IFS= read -r line <&3 || { echo "the key record ended early" >&2; exit 1; }
+  printf '%s\n' "$line"
+  i=$((i+1))
+done > "$state/keys.new" && mv -f "$state/keys.new" "$state/keys" || exit 1
+i=0
+while [ "$i" -lt "$npolicy" ]; do
+  IFS= read -r line <&3 || { echo "the guard policy ended early" >&2; exit 1; }
+  printf '%s\n' "$line"
+  i=$((i+1))
+done > "$state/policy.new" && mv -f "$state/policy.new" "$state/policy" || exit 1
+
+agent_started="" forwarder_started=""
+read_record "$state/agent.pid"; apid=$rp astart=$rs
+if [ "$mode" != fresh ] && agent_is_ours "$apid" "$astart" "$agent" && [ -S "$agent" ]; then
+  echo "agent-reused $apid"
+else
+  stop "$apid" "$astart" ssh-agent "$agent"
+  rm -f "$agent"
+  ssh-agent -D -P "$agent_providers" -a "$agent" </dev/null >/dev/null 2>&1 3<&- &
+  apid=$!
+  record "$state/agent.pid" "$apid"
+  read_record "$state/agent.pid"; astart=$rs
+  agent_started=1
+fi
+
+read_record "$state/forwarder.pid"; fpid=$rp fstart=$rs
+# The forwarder is the only path from the public socket to the agent. The
+# guard reads the policy for each client, so a live one is reused.
+if is_ours "$fpid" "$fstart" "$fw_prog" "$fw_arg" && [ -S "$public" ]; then
+  echo "forwarder-reused $fpid"
+else
+  stop_forwarder "$fpid" "$fstart" "$state" "$public"
+  rm -f "$public"
+  if [ -n "$g" ]; then
+    "$g" serve --sha256 "$guard" --listen "$public" --agent "$agent" --policy "$state/policy" --audit "$state" </dev/null >/dev/null 2>&1 3<&- &
+  else
+    socat "UNIX-LISTEN:$public,fork,mode=666,unlink-early" "UNIX-CONNECT:$agent" </dev/null >/dev/null 2>&1 3<&- &
+  fi
+  fpid=$!
+  record "$state/forwarder.pid" "$fpid"
+  read_record "$state/forwarder.pid"; fstart=$rs
+  forwarder_started=1
+fi
+# Both start at once (the forwarder connects to the agent only per client);
+# the keys go in while the forwarder comes up.
+if [ -n "$agent_started" ]; then
+  wait_socket "$apid" "$astart" "$agent" ssh-agent ssh-agent "$agent"
+  echo "agent-started $apid"
+fi
+
+if ! load_keys "$agent" "$g" "$agent_started"; then
+  [ -z "$agent_started" ] || { echo "could not load the keys into ssh-agent on $agent" >&2; exit 1; }
+  # A reused agent that does not take the keys is replaced (by the caller,
+  # with the key stream sent again).
+  echo "agent-unusable"
+  if [ -n "$forwarder_started" ]; then
+    wait_socket "$fpid" "$fstart" "$public" "$fw_name" "$fw_prog" "$fw_arg"
+    echo "forwarder-started $fpid"
+  fi
+  echo "done"; exit 0
+fi
+exec 3<&-
+keys_open=
+if [ -n "$forwarder_started" ]; then
+  wait_socket "$fpid" "$fstart" "$public" "$fw_name" "$fw_prog" "$fw_arg"
+  echo "forwarder-started $fpid"
+fi
+echo "done"
