@@ -281,18 +281,34 @@ async fn check_sidecar_keeps_keys_from_root_in_the_bottle(env: &TestEnv) {
     assert!(left.trim().is_empty(), "left in the bottle: {left}");
 }
 
-/// The control: the same shim in the `bottle` layout captures the key, so
-/// the check above fails without the sidecar.
+/// The control: the same shim in the `bottle` layout captures the key
+/// when socat loads it (`guard = "off"`), so the check above fails without
+/// the sidecar. With the guard, the bottle layout's keys go in through the
+/// guard (checked by its hash), and the shim sees none of them either:
+/// root in the bottle can still read the agent's memory.
 async fn check_bottle_layout_hands_keys_to_root(env: &TestEnv) {
     let keys = keys();
     let plan = plan(&keys);
     plant_socat_shim(env).await;
-    bottle_ssh::provision(env.rt(), env.bottle(), &plan, &Target::default())
+    let off = Options {
+        unguarded: true,
+        ..Options::default()
+    };
+    bottle_ssh::provision_with(env.rt(), env.bottle(), &plan, &Target::default(), &off)
         .await
-        .unwrap_or_else(|e| panic!("provision (bottle): {e}"));
+        .unwrap_or_else(|e| panic!("provision (bottle, guard off): {e}"));
     assert!(
         holds(&captured(env).await, &seed(&keys.user)),
-        "root's shim did not see the key in the bottle layout"
+        "root's shim did not see the key in the bottle layout with socat"
+    );
+    // Guarded: the keys go through the guard, never the shim.
+    env.sh("rm -f \"$1\"/*", &[CAPTURE]).await;
+    bottle_ssh::provision(env.rt(), env.bottle(), &plan, &Target::default())
+        .await
+        .unwrap_or_else(|e| panic!("provision (bottle, guarded): {e}"));
+    assert!(
+        !holds(&captured(env).await, &seed(&keys.user)),
+        "the guarded bottle layout handed the key to root's socat"
     );
 }
 

@@ -20,21 +20,37 @@ mkdir -p "$ssh" || exit 1
 chmod 700 "$ssh" || {
   echo "cannot make $ssh private (mode 700): it must belong to $(id -un 2>/dev/null || id -u)" >&2; exit 1
 }
-# put_in DIR NAME LINES: the next LINES lines of stdin into a new file with
-# an unpredictable name (created exclusively), renamed over DIR/NAME (a
-# reader never sees half a file). put NAME LINES: in ~/.ssh.
-put_in() {
-  tmp=$(mktemp "$1/.bottle.XXXXXXXXXX") || { echo "cannot create a file in $1" >&2; exit 1; }
+# lines_to FILE LINES: the next LINES lines of stdin into FILE (new).
+lines_to() {
   i=0 ok=1
-  while [ "$i" -lt "$3" ]; do
+  while [ "$i" -lt "$2" ]; do
     IFS= read -r line || { ok=''; break; }
     printf '%s\n' "$line"
     i=$((i+1))
-  done > "$tmp" || ok=''
-  [ -n "$ok" ] || { echo "$2 ended early" >&2; rm -f "$tmp"; exit 1; }
+  done > "$1" || ok=''
+  [ -n "$ok" ]
+}
+# put_in DIR NAME LINES: into a new file with an unpredictable name
+# (created exclusively), renamed over DIR/NAME (a reader never sees half a
+# file).
+put_in() {
+  tmp=$(mktemp "$1/.bottle.XXXXXXXXXX") || { echo "cannot create a file in $1" >&2; exit 1; }
+  lines_to "$tmp" "$3" || { echo "$2 ended early" >&2; rm -f "$tmp"; exit 1; }
   if ! { chmod 600 "$tmp" && mv -f "$tmp" "$1/$2"; }; then rm -f "$tmp"; exit 1; fi
 }
-put() { put_in "$ssh" "$@"; }
+# put NAME LINES: ~/.ssh's files go to a new private directory there first
+# and are renamed in together at the end (`moved_in`): each one whole, and
+# the programs run do not grow with the keys (one mktemp, chmod and mv).
+stage=$(mktemp -d "$ssh/.bottle.XXXXXXXXXX") || { echo "cannot create a directory in $ssh" >&2; exit 1; }
+trap 'rm -rf "$stage"; cat >/dev/null 2>&1' EXIT
+put() {
+  lines_to "$stage/$1" "$2" || { echo "$1 ended early" >&2; exit 1; }
+}
+moved_in() {
+  chmod 600 "$stage"/* || exit 1
+  if [ -f "$stage/bottle-ssh-keygen" ]; then chmod 700 "$stage/bottle-ssh-keygen" || exit 1; fi
+  mv -f "$stage"/* "$ssh/" || exit 1
+}
 put config "$nconfig"
 if [ "$nknown" -gt 0 ]; then
   put known_hosts "$nknown"
@@ -66,10 +82,10 @@ if [ "$nsign" -gt 0 ]; then
   fi
   # Read after the include: stdin's order is the arguments' order.
   put bottle-ssh-keygen "$nwrapper"
-  chmod 700 "$ssh/bottle-ssh-keygen" || exit 1
 else
   for f in "$ssh/bottle-signing.gitconfig" "$ssh/bottle-allowed-signers" "$ssh/bottle-ssh-keygen" \
     "$gitdir/config"; do
     if is_mine "$f"; then rm -f "$f" && echo "removed $f"; fi
   done
 fi
+moved_in
