@@ -27,8 +27,10 @@ pub(crate) const HELPERS: &str = concat!("\n", include_str!("scripts/common/help
 /// `readlink` from `/usr/bin` or `/bin`, which are checked like the rest.
 pub(crate) const TRUST: &str = concat!("\n", include_str!("scripts/common/trust.sh"));
 
-/// `load_keys AGENT GUARD STARTED` of the scripts that load keys (provision,
-/// the sidecar's agent exec): the key stream (fd 3) into the agent, then
+/// What the scripts that load keys (provision, the sidecar's agent exec)
+/// share: `lines_into` (counted lines of fd 3 into a file), `agent_up`
+/// (reuse or start the agent), and `load_keys AGENT GUARD STARTED`: the
+/// key stream (fd 3) into the agent, then
 /// `key SHA256:…` for what it holds. With the guard (GUARD its path) it
 /// waits for a new agent to listen, writes each key and reads each answer,
 /// so root runs neither socat nor ssh-add; without (guard off), socat and

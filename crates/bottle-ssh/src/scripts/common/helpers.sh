@@ -121,6 +121,13 @@ take_lock() {
   done
   echo "$me $(uptime_s) $(boot_id)" > "$lock/owner"
 }
+# enter_state STATE TOKEN: the state directory, private (an existing one
+# was checked by trust_root), and the lock in it.
+enter_state() {
+  [ -d "$1" ] || mkdir -m 700 "$1" || exit 1
+  chmod 700 "$1" || exit 1
+  take_lock "$1" "$2"
+}
 release_lock() {
   o=$(cat "$1/lock/owner" 2>/dev/null) || o=
   if [ "${o%% *}" = "$2" ]; then rm -rf "$1/lock"; fi

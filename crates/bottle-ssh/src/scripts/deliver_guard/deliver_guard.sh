@@ -8,9 +8,7 @@ bad=0
 trust_root "$state" "$state" "$state" "$@"
 [ "$bad" = 0 ] || { echo "done"; exit 0; }
 umask 077
-[ -d "$state" ] || mkdir -m 700 "$state" || exit 1
-chmod 700 "$state" || exit 1
-take_lock "$state" "$token"
+enter_state "$state" "$token"
 trap 'release_lock "$state" "$token"' EXIT
 cat > "$state/guard.new" || exit 1
 chmod 700 "$state/guard.new" || exit 1

@@ -14,38 +14,14 @@ case $guard in
      if ! [ -f "$g" ] || [ -L "$g" ]; then echo "guard-missing"; echo "done"; exit 0; fi;;
 esac
 umask 077
-# Made private from the start; an existing one was checked above.
-[ -d "$state" ] || mkdir -m 700 "$state" || exit 1
-chmod 700 "$state" || exit 1
-take_lock "$state" "$token"
+enter_state "$state" "$token"
 trap 'finish; release_lock "$state" "$token"' EXIT
 
-i=0
-while [ "$i" -lt "$nrecord" ]; do
-  IFS= read -r line <&3 || { echo "the key record ended early" >&2; exit 1; }
-  printf '%s\n' "$line"
-  i=$((i+1))
-done > "$state/keys.new" && mv -f "$state/keys.new" "$state/keys" || exit 1
-i=0
-while [ "$i" -lt "$npolicy" ]; do
-  IFS= read -r line <&3 || { echo "the guard policy ended early" >&2; exit 1; }
-  printf '%s\n' "$line"
-  i=$((i+1))
-done > "$state/policy.new" && mv -f "$state/policy.new" "$state/policy" || exit 1
+lines_into "$state/keys" "$nrecord" "the key record"
+lines_into "$state/policy" "$npolicy" "the guard policy"
 
-agent_started="" forwarder_started=""
-read_record "$state/agent.pid"; apid=$rp astart=$rs
-if [ "$mode" != fresh ] && agent_is_ours "$apid" "$astart" "$agent" && [ -S "$agent" ]; then
-  echo "agent-reused $apid"
-else
-  stop "$apid" "$astart" ssh-agent "$agent"
-  rm -f "$agent"
-  ssh-agent -D -P "$agent_providers" -a "$agent" </dev/null >/dev/null 2>&1 3<&- &
-  apid=$!
-  record "$state/agent.pid" "$apid"
-  read_record "$state/agent.pid"; astart=$rs
-  agent_started=1
-fi
+forwarder_started=""
+agent_up
 
 read_record "$state/forwarder.pid"; fpid=$rp fstart=$rs
 # The forwarder is the only path from the public socket to the agent. The

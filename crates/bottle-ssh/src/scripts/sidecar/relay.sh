@@ -14,9 +14,7 @@ if [ "$when" = if-clean ]; then
   # Not -p: of two provisions at once, one makes it.
   mkdir -m 700 "$state" 2>/dev/null || { echo "not-clean"; exit 0; }
 fi
-[ -d "$state" ] || mkdir -m 700 "$state" || exit 1
-chmod 700 "$state" || exit 1
-take_lock "$state" "$token"
+enter_state "$state" "$token"
 trap 'while IFS= read -r _; do :; done 2>/dev/null; release_lock "$state" "$token"' EXIT
 echo "netns $("$READLINK" /proc/self/ns/net)"
 i=0
