@@ -65,10 +65,7 @@ fn read_frame(from: &mut impl Read) -> Result<Option<Zeroizing<Vec<u8>>>, LoadEr
 }
 
 fn write_frame(to: &mut impl Write, body: &[u8]) -> Result<(), LoadError> {
-    let mut out = Zeroizing::new(Vec::with_capacity(body.len() + 4));
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(body);
-    to.write_all(&out).map_err(malformed)
+    crate::wire::write_frame(to, body).map_err(malformed)
 }
 
 /// Write each frame of `keys` to `agent`, read its answer, then list the

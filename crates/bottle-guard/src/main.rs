@@ -17,6 +17,7 @@
 use bottle_guard::audit::{self, Log, Record};
 use bottle_guard::hold::{Answer, Holds};
 use bottle_guard::policy::{Policy, MAX_POLICY};
+use bottle_guard::wire::write_frame;
 use bottle_guard::{Session, Verdict, FAILURE_FRAME, MAX_FRAME};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -145,13 +146,6 @@ fn read_frame(stream: &mut UnixStream) -> std::io::Result<Option<Vec<u8>>> {
     let mut body = vec![0u8; len];
     stream.read_exact(&mut body)?;
     Ok(Some(body))
-}
-
-fn write_frame(stream: &mut UnixStream, body: &[u8]) -> std::io::Result<()> {
-    let mut out = Vec::with_capacity(body.len() + 4);
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(body);
-    stream.write_all(&out)
 }
 
 /// One client: its connection number (for the records) and where to.

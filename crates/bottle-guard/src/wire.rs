@@ -90,6 +90,15 @@ pub fn put_string(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
+/// Write `body` as one length-prefixed frame in a single write. The buffer
+/// is wiped when dropped: a frame may carry a private key.
+pub fn write_frame(to: &mut impl std::io::Write, body: &[u8]) -> std::io::Result<()> {
+    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(body.len() + 4));
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(body);
+    to.write_all(&out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

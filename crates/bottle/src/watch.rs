@@ -419,7 +419,7 @@ pub async fn watch<F: Send + 'static>(
                 }
                 Err(e) => {
                     report(Action::Lost {
-                        error: error_text(&e),
+                        error: crate::error_chain(&e),
                         retry_in: backoff,
                     });
                     reconnect_at = Instant::now() + backoff;
@@ -533,7 +533,7 @@ pub async fn watch<F: Send + 'static>(
                         }
                     }
                 }
-                Some(Err(e)) => lost(&mut events, &mut since, &clock, &mut reconnect_at, &mut backoff, &opts, report, error_text(&e)),
+                Some(Err(e)) => lost(&mut events, &mut since, &clock, &mut reconnect_at, &mut backoff, &opts, report, crate::error_chain(&e)),
                 None => lost(&mut events, &mut since, &clock, &mut reconnect_at, &mut backoff, &opts, report, "the engine closed the event stream".into()),
             },
             () = sleep_until(next_due), if next_due.is_some() => {
@@ -592,10 +592,6 @@ async fn retire<F>(opts: &WatchOptions, c: ContainerInfo, report: &(dyn Fn(Actio
             tracing::warn!(container = %c.name.escape_debug(), %error, "cannot retire a stopped container")
         }
     }
-}
-
-fn error_text(e: &dyn std::error::Error) -> String {
-    crate::error_chain(e)
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -663,7 +659,7 @@ async fn dispatch<F: Send + 'static>(
                     *due = now + opts.backoff.0;
                 }
             }
-            tracing::warn!("cannot list containers: {}", error_text(&e));
+            tracing::warn!("cannot list containers: {}", crate::error_chain(&e));
             return;
         }
     };
