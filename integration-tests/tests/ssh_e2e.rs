@@ -686,7 +686,7 @@ async fn check_missing_tool_or_user_is_named(env: &TestEnv) {
     assert!(left.trim_end().ends_with('0'), "{left}");
 }
 
-/// The same number of runtime calls (2 execs, no copy) for 1 key and for 20
+/// The same number of runtime calls (1 exec, no copy) for 1 key and for 20
 /// keys, once the guard is in the bottle (the first provision delivers it:
 /// two execs more); a bad plan makes no call at all.
 async fn check_runtime_calls_do_not_grow_with_keys(env: &TestEnv) {
@@ -697,7 +697,7 @@ async fn check_runtime_calls_do_not_grow_with_keys(env: &TestEnv) {
         gate: None,
         ssh: vec![keys.entry("k0", &keys.a, None)],
     };
-    for expected in [(4, 0, 0), (2, 0, 0)] {
+    for expected in [(3, 0, 0), (1, 0, 0)] {
         bottle_ssh::provision(&counting, env.bottle(), &one, &Target::default())
             .await
             .unwrap();
@@ -719,7 +719,7 @@ async fn check_runtime_calls_do_not_grow_with_keys(env: &TestEnv) {
     let report = bottle_ssh::provision(&counting, env.bottle(), &twenty, &Target::default())
         .await
         .unwrap();
-    assert_eq!(counting.take_counts(), (2, 0, 0));
+    assert_eq!(counting.take_counts(), (1, 0, 0));
     assert_eq!(report.keys.len(), 20);
     assert_eq!(agent_fingerprints(env).await.len(), 20);
     verify_ok(env, &twenty).await;
@@ -790,11 +790,12 @@ async fn check_key_bytes_only_travel_over_stdin(env: &TestEnv) {
         .into_iter()
         .map(|k| (k.who.clone(), k.bytes.to_vec()))
         .collect();
-    // On a first provision four execs get stdin: root's (the key record,
-    // the guard policy, then the keys), once before and once after the
-    // guard's delivery (the executable, as root), and the user's (config,
-    // known_hosts), which runs as the user.
-    assert_eq!(stdins.len(), 4);
+    // On a first provision three execs get stdin: root's (the key record,
+    // the guard policy, the user's files, then the keys), once before and
+    // once after the guard's delivery (the executable, as root). The guard
+    // hands the user's files to its user's part, which runs as the user
+    // (see check_user_racing_ssh_dir_cannot_redirect_writes).
+    assert_eq!(stdins.len(), 3);
     let delivery: Vec<&(String, Vec<u8>)> = stdins
         .iter()
         .filter(|(_, bytes)| bytes.as_slice() == bottle_ssh::guard::EXECUTABLE)
@@ -808,8 +809,8 @@ async fn check_key_bytes_only_travel_over_stdin(env: &TestEnv) {
         .collect();
     assert_eq!(
         with_files,
-        [Target::default().user.as_str()],
-        "the user's files are written as the user"
+        ["0", "0"],
+        "the user's files go with root's exec"
     );
     for key in [&keys.a, &keys.b] {
         let parsed = bottle_ssh::ssh_key::PrivateKey::read_openssh_file(key).unwrap();
@@ -1004,6 +1005,120 @@ async fn check_user_racing_ssh_dir_cannot_redirect_writes(env: &TestEnv) {
     verify_ok(env, &plan).await;
 }
 
+/// The guard runs the user's part as the user, beside root's work. While
+/// provisions run, the user reads the stdin of every process of its own
+/// (never a key there), and a watcher as root records the descriptors of
+/// the guard's provision and of the user's part (`bottle-script` in its
+/// argv): the user's part never holds the guard's stdin, which carries the
+/// keys.
+async fn check_the_users_part_holds_no_key(env: &TestEnv) {
+    let keys = Keys::new();
+    let plan = keys.plan();
+    provision(env, &plan).await;
+    // The user: its part's descriptors (`bottle-script` in its argv), and
+    // what its part's stdin holds.
+    let racer = env.exec_as(
+        USER,
+        &[
+            "sh",
+            "-c",
+            r#"read -r u _ < /proc/uptime; end=$(( ${u%%.*} + 4 ))
+               needle="bottle-""script"
+               while read -r u _ < /proc/uptime && [ "${u%%.*}" -lt "$end" ]; do
+                 for p in /proc/[0-9]*; do
+                   [ -O "$p" ] || continue
+                   c=$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null) || continue
+                   case $c in *"$needle"*) ;; *) continue;; esac
+                   fds=
+                   for f in "$p"/fd/*; do t=$(readlink "$f") && fds="$fds ${f##*/}=$t"; done
+                   echo "user$fds"
+                   [ -p "$p/fd/0" ] && cat "$p/fd/0" >> /tmp/stolen 2>/dev/null
+                 done
+               done"#,
+        ],
+    );
+    // Root: the guard's provision's stdin (the key stream).
+    let watcher = env.exec_as(
+        "0",
+        &[
+            "sh",
+            "-c",
+            r#"read -r u _ < /proc/uptime; end=$(( ${u%%.*} + 4 ))
+               while read -r u _ < /proc/uptime && [ "${u%%.*}" -lt "$end" ]; do
+                 for p in /proc/[0-9]*; do
+                   [ -O "$p" ] || continue
+                   c=$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null) || continue
+                   case $c in */claude-bottle/guard-*" provision "*) ;; *) continue;; esac
+                   t=$(readlink "$p/fd/0") && echo "guard 0=$t"
+                 done
+               done"#,
+        ],
+    );
+    let provisions = async {
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_millis(3500) {
+            let _ = bottle_ssh::provision(env.rt(), env.bottle(), &plan, &Target::default()).await;
+        }
+    };
+    let (racer, watcher, ()) = tokio::join!(racer, watcher, provisions);
+    assert_success(&racer, "racer");
+    assert_success(&watcher, "watcher");
+    let stolen = env
+        .rt()
+        .exec(
+            env.bottle(),
+            bottle_runtime::ExecRequest::new(["sh", "-c", "cat /tmp/stolen 2>/dev/null; true"])
+                .user("0"),
+        )
+        .await
+        .unwrap()
+        .stdout;
+    for key in [&keys.a, &keys.b] {
+        let parsed = bottle_ssh::ssh_key::PrivateKey::read_openssh_file(key).unwrap();
+        let seed = parsed.key_data().ed25519().unwrap().private.to_bytes();
+        assert!(
+            !stolen.windows(seed.len()).any(|w| w == seed.as_slice()),
+            "the user read a private key from its own process"
+        );
+    }
+    let seen = format!("{}{}", watcher.stdout_lossy(), racer.stdout_lossy());
+    let fds = |line: &str| -> Vec<(String, String)> {
+        line.split_whitespace()
+            .skip(1)
+            .filter_map(|f| f.split_once('='))
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect()
+    };
+    let key_streams: Vec<String> = seen
+        .lines()
+        .filter(|l| l.starts_with("guard "))
+        // A child between fork and exec shows the guard's argv with its
+        // own stdin (/dev/null): only pipes and FIFOs carry the keys.
+        .flat_map(|l| {
+            fds(l)
+                .into_iter()
+                .filter(|(n, t)| n == "0" && t != "/dev/null")
+        })
+        .map(|(_, t)| t)
+        .collect();
+    let users: Vec<&str> = seen.lines().filter(|l| l.starts_with("user ")).collect();
+    assert!(
+        !key_streams.is_empty() && !users.is_empty(),
+        "the watcher never saw the guard and the user's part at work:\n{seen}\n{}",
+        watcher.stderr_lossy()
+    );
+    for line in users {
+        for (n, target) in fds(line) {
+            assert!(
+                !key_streams.contains(&target),
+                "the user's part holds the guard's stdin as descriptor {n}: {line}"
+            );
+        }
+    }
+    provision(env, &plan).await;
+    verify_ok(env, &plan).await;
+}
+
 /// The container stops in the middle of a provision: it fails with a
 /// container error. A lock left by a provision killed with the container
 /// (planted here, with the container's boot as its owner records it, as
@@ -1013,12 +1128,13 @@ async fn check_stop_mid_provision_then_recover(env: &TestEnv) {
     let keys = Keys::new();
     let plan = keys.plan();
     provision(env, &plan).await;
-    // The container stops when the user's exec is asked for: the root exec
-    // runs (or is killed) as the container stops under it.
+    // The container stops when the provision's exec is asked for (one exec,
+    // the guard delivered above): it runs (or is killed) as the container
+    // stops under it.
     let admin = env.admin();
     let crashing = Recording::new(env.runtime()).before(move |op| {
         let stop = match op {
-            Op::Exec(call) if call.user != "0" => Some((admin.clone(), call.container.clone())),
+            Op::Exec(call) => Some((admin.clone(), call.container.clone())),
             _ => None,
         };
         Box::pin(async move {
@@ -1097,6 +1213,7 @@ engine_tests!(
     check_lock_through_the_public_socket_is_refused,
     check_symlinked_ssh_dir_is_replaced,
     check_user_racing_ssh_dir_cannot_redirect_writes,
+    check_the_users_part_holds_no_key,
     check_root_owned_ssh_dir_is_refused,
     check_key_bytes_only_travel_over_stdin,
     check_user_reaches_every_alias,

@@ -20,6 +20,7 @@ pub mod audit;
 pub mod hold;
 pub mod load;
 pub mod policy;
+pub mod root;
 pub mod wire;
 
 use policy::{Hold, KeyRules, Policy};

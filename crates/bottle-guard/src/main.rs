@@ -52,6 +52,8 @@ fn usage() -> ! {
         "usage: bottle-guard serve [--sha256 HEX] --listen PUBLIC|--listen-abstract NAME \
          --agent AGENT --policy FILE [--audit DIR]\n       \
          bottle-guard load --agent AGENT\n       \
+         bottle-guard provision USER HOME STATE AGENT PUBLIC reuse|fresh TOKEN SHA256 \
+         RECORD-BYTES POLICY-BYTES USER-BYTES SCRIPT ARG…\n       \
          bottle-guard check --sha256 HEX"
     );
     std::process::exit(2)
@@ -77,6 +79,17 @@ fn args() -> Args {
                 _ => usage(),
             };
             std::process::exit(load_keys(&agent))
+        }
+        // `provision ARGS…`: root's part of a guarded provision (see the
+        // library's `root`).
+        Some(a) if a == "provision" => {
+            let args: Option<Vec<String>> = it.map(|a| a.into_string().ok()).collect();
+            let parsed = args
+                .as_deref()
+                .and_then(bottle_guard::root::Provision::parse);
+            std::process::exit(bottle_guard::root::provision(
+                &parsed.unwrap_or_else(|| usage()),
+            ))
         }
         Some(a) if a == "--version" => {
             println!("bottle-guard {}", env!("CARGO_PKG_VERSION"));

@@ -9,7 +9,7 @@ use crate::{
     untrusted_error, validate_target, validate_with, Error, FileReport, KeyReport, Options, Plan,
     ProvisionReport, StepReport, Target, ValidatedPlan, STATE_DIR,
 };
-use bottle_runtime::{ContainerRuntime, ExecRequest};
+use bottle_runtime::{ContainerRuntime, ExecOutput, ExecRequest};
 use std::time::Instant;
 
 struct Steps(Vec<StepReport>);
@@ -92,6 +92,79 @@ fn load_keys_request(
     ExecRequest::script(&scripts::provision(), args)
         .user("0")
         .stdin(std::mem::take(&mut *stdin))
+}
+
+/// A guarded provision's one exec (see [`scripts::provision_guarded`]):
+/// root's part as in [`load_keys_request`], and `user`, the user's part
+/// built by [`user_files_request`], which the guard runs as the user.
+#[allow(clippy::too_many_arguments)]
+fn guarded_request(
+    target: &Target,
+    guard: &str,
+    mode: &str,
+    token: &str,
+    record: &str,
+    policy: &str,
+    user: &ExecRequest,
+    message: &[u8],
+) -> ExecRequest {
+    let record = framed(record).1;
+    let policy = framed(policy).1;
+    let user_stdin: &[u8] = user.stdin.as_deref().map_or(&[], |s| s.as_slice());
+    let lengths = [record.len(), policy.len(), user_stdin.len()].map(|n| n.to_string());
+    let mut args = vec![
+        target.user.as_str(),
+        target.home.as_str(),
+        STATE_DIR,
+        &target.agent_socket,
+        &target.public_socket,
+        mode,
+        token,
+        guard,
+    ];
+    args.extend(lengths.iter().map(String::as_str));
+    // `sh -c SCRIPT bottle-script ARGS…`: the script and its arguments.
+    args.push(&user.argv[2]);
+    args.extend(user.argv[4..].iter().map(String::as_str));
+    let mut stdin = zeroize::Zeroizing::new(Vec::with_capacity(
+        record.len() + policy.len() + user_stdin.len() + message.len(),
+    ));
+    stdin.extend_from_slice(record.as_bytes());
+    stdin.extend_from_slice(policy.as_bytes());
+    stdin.extend_from_slice(user_stdin);
+    stdin.extend_from_slice(message);
+    ExecRequest::script(&scripts::provision_guarded(), args)
+        .user("0")
+        .stdin(std::mem::take(&mut *stdin))
+}
+
+/// A guarded provision's output as its two parts: root's (everything
+/// before the `user-part EXIT` line, the exec's exit code) and the user's
+/// (everything after it, EXIT its exit code), when the guard ran it. Both
+/// keep the exec's stderr.
+pub(crate) fn split_user_part(out: ExecOutput) -> (ExecOutput, Option<ExecOutput>) {
+    const MARK: &[u8] = b"user-part ";
+    let at = (0..out.stdout.len())
+        .find(|&i| (i == 0 || out.stdout[i - 1] == b'\n') && out.stdout[i..].starts_with(MARK));
+    let Some(at) = at else { return (out, None) };
+    let rest = &out.stdout[at + MARK.len()..];
+    let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+    let code = std::str::from_utf8(&rest[..end])
+        .ok()
+        .filter(|c| !c.is_empty() && c.len() <= 3 && c.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|c| c.parse::<i64>().ok());
+    let user = code.map(|exit_code| ExecOutput {
+        exit_code,
+        stdout: rest[(end + 1).min(rest.len())..].to_vec(),
+        stderr: out.stderr.clone(),
+    });
+    let root = ExecOutput {
+        exit_code: out.exit_code,
+        stdout: out.stdout[..at].to_vec(),
+        stderr: out.stderr,
+    };
+    // A malformed mark: root's part is what it is; the user's is absent.
+    (root, user)
 }
 
 /// The user's exec of provision (`~/.ssh`, `config`, `known_hosts` and
@@ -404,7 +477,6 @@ pub async fn provision_with(
     // The root exec, in a mode: `reuse` first, `fresh` to replace the agent.
     let load_keys =
         |mode| load_keys_request(target, guard, mode, &token, &record, &policy, &message);
-    let root_request = load_keys("reuse");
     let user_request = user_files_request(
         scripts::Write::Always,
         target,
@@ -414,11 +486,70 @@ pub async fn provision_with(
         &signing_files,
         &root_tools(guard == GUARD_OFF),
     );
-    let ((root, root_took), (user, user_took)) =
-        futures_util::join!(timed(root_request), timed(user_request));
     let (root_step, user_step, retry_step) = ("load keys", "write files", "load keys (new agent)");
-    steps.push(root_step, root_took);
-    steps.push(user_step, user_took);
+    let guarded = guard != GUARD_OFF;
+    // Guarded: one exec, the user's part run by the guard as the user.
+    let guarded_exec = |mode| {
+        let request = guarded_request(
+            target,
+            guard,
+            mode,
+            &token,
+            &record,
+            &policy,
+            &user_request,
+            &message,
+        );
+        async move {
+            let t = Instant::now();
+            let out = rt.exec(container, request).await;
+            let split = out.map(split_user_part);
+            (split, t.elapsed())
+        }
+    };
+    let mut delivered = false;
+    let (root, user) = if guarded {
+        let (mut split, mut took) = guarded_exec("reuse").await;
+        // The first provision of a bottle (or a new bottle-guard): deliver
+        // it, then provision again.
+        let missing = |s: &Result<(ExecOutput, Option<ExecOutput>), _>| {
+            s.as_ref().is_ok_and(|(root, _)| {
+                protocol::provision_root(&root.stdout_lossy()).is_ok_and(|r| r.guard_missing)
+            })
+        };
+        if missing(&split) {
+            delivered = true;
+            let t = Instant::now();
+            deliver_guard(rt, container, container, &token, &root_tools(false)).await?;
+            steps.done("deliver the guard", t);
+            (split, took) = guarded_exec("reuse").await;
+        }
+        steps.push(root_step, took);
+        match split {
+            Ok((root, user)) => {
+                let user = user.unwrap_or(ExecOutput {
+                    exit_code: 1,
+                    stdout: Vec::new(),
+                    stderr: root.stderr.clone(),
+                });
+                (Ok(root), Ok(user))
+            }
+            Err(e) => (
+                Err(e),
+                Ok(ExecOutput {
+                    exit_code: 1,
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                }),
+            ),
+        }
+    } else {
+        let ((root, root_took), (user, user_took)) =
+            futures_util::join!(timed(load_keys("reuse")), timed(user_request.clone()));
+        steps.push(root_step, root_took);
+        steps.push(user_step, user_took);
+        (root, user)
+    };
 
     // What root will not trust, then a missing tool, user or home, are the
     // most useful errors: report them from either exec before anything else.
@@ -456,6 +587,10 @@ pub async fn provision_with(
     }
     let root = root.map_err(Error::runtime(root_step))?;
     let user = user.map_err(Error::runtime(user_step))?;
+    // Root's part failed before the guard ran the user's: root's error.
+    if guarded && !root.success() {
+        return Err(script_error(root_step, container, &root));
+    }
     if !user.success() {
         return Err(script_error(user_step, container, &user));
     }
@@ -477,8 +612,6 @@ pub async fn provision_with(
     // A live agent is reused. If it does not end up holding the plan's keys
     // (the user can LOCK it through the forwarder), one more exec replaces it.
     let mut attempt = 1;
-    let mut delivered = false;
-    let mut mode = "reuse";
     let mut out = root;
     let (report, agent, forwarder) = loop {
         let step = if attempt == 1 { root_step } else { retry_step };
@@ -492,25 +625,14 @@ pub async fn provision_with(
         }
         // The first provision of a bottle (or a new bottle-guard): deliver
         // it, then load the keys again.
+        // Delivered above when the first exec found no guard (an
+        // unguarded provision never looks for one).
         if report.guard_missing {
-            if delivered {
-                return Err(protocol_error(
-                    step,
-                    container,
-                    "the guard is still missing after delivery",
-                ));
-            }
-            delivered = true;
-            let t = Instant::now();
-            deliver_guard(rt, container, container, &token, &root_tools(false)).await?;
-            steps.done("deliver the guard", t);
-            let t = Instant::now();
-            out = rt
-                .exec(container, load_keys(mode))
-                .await
-                .map_err(Error::runtime(root_step))?;
-            steps.done(root_step, t);
-            continue;
+            let why = match delivered {
+                true => "the guard is still missing after delivery",
+                false => "the guard is missing",
+            };
+            return Err(protocol_error(step, container, why));
         }
         let agent = report
             .agent
@@ -539,7 +661,27 @@ pub async fn provision_with(
             "the agent does not hold the plan's keys (locked?); starting a new one"
         );
         attempt += 1;
-        mode = "fresh";
+        let mode = "fresh";
+        if guarded {
+            let (split, took) = guarded_exec(mode).await;
+            let (root, user) = split.map_err(Error::runtime(retry_step))?;
+            steps.push(retry_step, took);
+            // The user's part ran again, writing the same files.
+            match user {
+                Some(user) if user.success() || !root.success() => {}
+                Some(user) => return Err(script_error(user_step, container, &user)),
+                None if !root.success() => {}
+                None => {
+                    return Err(protocol_error(
+                        retry_step,
+                        container,
+                        "the user's part did not run",
+                    ))
+                }
+            }
+            out = root;
+            continue;
+        }
         let t = Instant::now();
         out = rt
             .exec(container, load_keys(mode))

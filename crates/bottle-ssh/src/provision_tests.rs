@@ -12,6 +12,75 @@ use std::sync::Arc;
 
 const BOTTLE: &str = "b1";
 
+/// These checks drive the two execs of `guard = "off"`; the guarded
+/// provision's one exec (the guard runs the user's part) has its own below.
+async fn provision(
+    rt: &dyn bottle_runtime::ContainerRuntime,
+    container: &str,
+    plan: &Plan,
+    target: &Target,
+) -> Result<ProvisionReport, Error> {
+    let opts = Options {
+        unguarded: true,
+        ..Options::default()
+    };
+    crate::provision_with(rt, container, plan, target, &opts).await
+}
+
+#[test]
+fn a_guarded_provision_is_one_exec_read_as_both_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (plan, fps) = plan(dir.path());
+    let want = fps.clone();
+    let rt = fake(move |c| {
+        assert!(c.user == "0" && c.script_contains(" provision "), "{c:?}");
+        let root = agent_output(&want, "agent-started");
+        Ok(output(0, &format!("{root}user-part 0\n{USER_OK}")))
+    });
+    let report = block(crate::provision(&rt, BOTTLE, &plan, &Target::default())).unwrap();
+    assert_eq!(rt.execs().len(), 1);
+    assert_eq!(report.keys.len(), 2);
+    assert!(report.files.iter().all(|f| f.uid == 1000));
+    // The user's part failed: its own exit code and stderr decide.
+    let rt = fake(move |_| {
+        let mut out = output(
+            0,
+            "agent-reused 41\nforwarder-reused 42\ndone\nuser-part 1\n",
+        );
+        out.stderr = b"cannot create a file".to_vec();
+        Ok(out)
+    });
+    let e = block(crate::provision(&rt, BOTTLE, &plan, &Target::default())).unwrap_err();
+    assert!(e.to_string().contains("cannot create a file"), "{e}");
+}
+
+#[test]
+fn the_user_part_is_split_at_its_first_mark_only() {
+    let out = |s: &str| ExecOutput {
+        exit_code: 0,
+        stdout: s.as_bytes().to_vec(),
+        stderr: Vec::new(),
+    };
+    let (root, user) = crate::provision::split_user_part(out("done\nuser-part 3\nuser-part 0\n"));
+    assert_eq!(root.stdout, b"done\n");
+    let user = user.unwrap();
+    assert_eq!(
+        (user.exit_code, &user.stdout[..]),
+        (3, &b"user-part 0\n"[..])
+    );
+    for bad in [
+        "done\nuser-part x\n",
+        "done\nuser-part \n",
+        "done\nuser-part 1234\n",
+        "xuser-part 0\n",
+    ] {
+        assert!(
+            crate::provision::split_user_part(out(bad)).1.is_none(),
+            "{bad:?}"
+        );
+    }
+}
+
 fn block<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .build()

@@ -70,6 +70,27 @@ const PROVISION_HEAD: &str = concat!("\n", include_str!("scripts/provision/head.
 
 const PROVISION_BODY: &str = concat!("\n", include_str!("scripts/provision/body.sh"));
 
+/// A guarded provision's one exec, as root: `$1` user, `$2` home, `$3`
+/// state dir, `$4` agent socket, `$5` public socket, `$6` `reuse` or
+/// `fresh`, `$7` lock token, `$8` the guard's SHA-256, `$9`–`$11` the byte
+/// lengths of the key record, the guard policy and the user's part's
+/// stdin, `$12` the user's part ([`user_files`]) and `$13…` its arguments.
+/// Stdin: those three, then agent protocol messages (key material).
+/// Checks root's environment as [`TRUST`] does (root runs only the guard
+/// and `ssh-agent`), then runs the guard's `provision`, which does root's
+/// work natively and the user's part as the user (its ids dropped before
+/// it reads a key). Prints what [`provision`] prints, then `user-part
+/// EXIT` and the user's part's own output (see
+/// `bottle_guard::root::USER_PART`).
+pub(crate) fn provision_guarded() -> String {
+    format!("{HELPERS}{TRUST}{PROVISION_GUARDED}")
+}
+
+const PROVISION_GUARDED: &str = concat!(
+    "\n",
+    include_str!("scripts/provision_guarded/provision_guarded.sh")
+);
+
 /// Root delivers the guard: `$1` state dir, `$2` its SHA-256, `$3` lock
 /// token, `$4…` tools. Stdin: the executable. Writes it as
 /// `STATE/guard-SHA256` (700, root), removing other versions, once it has
@@ -212,6 +233,7 @@ pub(crate) const KEYS_USER: &str = concat!("\n", include_str!("scripts/keys_user
 pub(crate) fn all() -> Vec<(&'static str, String)> {
     vec![
         ("provision", provision()),
+        ("provision_guarded", provision_guarded()),
         ("deliver_guard", deliver_guard()),
         ("user_files", user_files()),
         ("verify_root", verify_root()),

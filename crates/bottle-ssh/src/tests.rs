@@ -659,6 +659,7 @@ const FRAGMENTS: &[&str] = &[
     "scripts/common/load_keys.sh",
     "scripts/provision/head.sh",
     "scripts/provision/body.sh",
+    "scripts/provision_guarded/provision_guarded.sh",
     "scripts/deliver_guard/deliver_guard.sh",
     "scripts/preflight_root/preflight_root.sh",
     "scripts/verify_root/verify_root.sh",
