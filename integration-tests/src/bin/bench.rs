@@ -384,6 +384,27 @@ async fn measure(
         .await?;
         return Ok((rows, Vec::new(), verdicts));
     }
+    // Two execs at once (root's and the user's, as `guard = "off"` runs
+    // them): why a guarded provision is one exec.
+    let mut pair = Vec::new();
+    for _ in 0..s.floor_runs {
+        let t = Instant::now();
+        let (a, b) = tokio::join!(
+            rt.exec(&bottle, true_req()),
+            rt.exec(&bottle, ExecRequest::new(["true"]).user("1000"))
+        );
+        pair.push(ms(t));
+        if !a?.success() || !b?.success() {
+            return Err("`true` failed".into());
+        }
+    }
+    rows.push(Row {
+        case: "two execs at once, `true` each (as root and as uid 1000)".into(),
+        median_ms: median(&pair),
+        floor_ms: floor,
+        requests: "2 (2 exec, 0 copy, 0 other)".into(),
+        note: format!("n={}", s.floor_runs),
+    });
     let mut copy = Vec::new();
     for i in 0..s.floor_runs {
         let entry = CopyEntry::file(format!("/tmp/bench-{i}"), b"x\n".to_vec(), 0o600, 0, 0);
