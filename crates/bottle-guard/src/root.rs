@@ -79,7 +79,9 @@ pub fn read_record(path: &Path) -> Option<(u32, u64)> {
 /// `text` into `path` through a new file renamed over it (mode 600 under
 /// the umask), as the scripts' `record` and `lines_into`.
 pub fn replace_file(path: &Path, text: &[u8]) -> std::io::Result<()> {
-    let new = path.with_extension("new");
+    let mut new = path.as_os_str().to_owned();
+    new.push(".new");
+    let new = PathBuf::from(new);
     let _ = std::fs::remove_file(&new);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -257,7 +259,12 @@ pub fn resolve_user(name: &str, passwd: &str, group: &str) -> Option<Ids> {
 
 /// A small text file (e.g. `/etc/passwd`), regular, at most 4 MiB.
 pub fn read_small(path: &str) -> std::io::Result<String> {
-    let file = std::fs::File::open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking: a FIFO in its place must not stall root.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(std::io::Error::other(format!("{path}: not a regular file")));
@@ -371,10 +378,14 @@ fn agent_needles(agent: &Path) -> [String; 2] {
 /// executable there. Prints what the provision script prints, then
 /// [`USER_PART`]. Exit 0 when it ran to `done`.
 pub fn provision(p: &Provision) -> i32 {
-    let mut stdin = std::io::stdin().lock();
-    let code = run(p, &mut stdin);
+    use std::os::fd::FromRawFd;
+    // Unbuffered (not std's stdin, which reads ahead): no byte of the keys
+    // is in this process before the user's part is forked.
+    // SAFETY: fd 0 is open for the process's life; never closed here.
+    let mut stdin = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(0) });
+    let code = run(p, &mut *stdin);
     // Podman may drop the output of a process that leaves its stdin unread.
-    let _ = std::io::copy(&mut stdin, &mut std::io::sink());
+    let _ = std::io::copy(&mut *stdin, &mut std::io::sink());
     code
 }
 
