@@ -3,8 +3,15 @@ NL='
 TAB='	'
 untrusted=
 seen=$NL
-# physical DIR: the directory with every symlink resolved (builtins only).
-physical() { (cd -P -- "$1" 2>/dev/null && pwd -P); }
+# physical DIR: $ph, the directory with every symlink resolved (builtins
+# only, no subshell: `cd -P` sets PWD to the physical path; the script's
+# own directory is / afterwards, as nothing here uses relative paths).
+physical() {
+  ph=
+  cd -P -- "$1" 2>/dev/null || return 1
+  ph=$PWD
+  cd / || :
+}
 # trust_load PATH…: stat the given absolute paths and their parents, each once.
 trust_load() {
   tl_todo=
@@ -71,17 +78,30 @@ trust_env() {
   [ -n "$READLINK" ] || { echo "missing tool readlink"; bad=1; return; }
   dirs=
   for d in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do
-    r=$(physical "$d") && dirs=$dirs$r$NL
+    physical "$d" && dirs=$dirs$ph$NL
   done
   need=
   for d in "$@"; do
-    r=$(physical "$d") || { echo "untrusted $d does not exist"; bad=1; continue; }
-    need=$need$r$NL
+    physical "$d" || { echo "untrusted $d does not exist"; bad=1; continue; }
+    need=$need$ph$NL
   done
   for f in /etc/ld.so.preload /etc/ld.so.cache; do [ ! -e "$f" ] || need=$need$f$NL; done
+  # What check_tools and trust_root will look at, in the same one stat:
+  # the bootstrap tools, each candidate of $trust_tools on the fixed PATH,
+  # and the existing paths of $trust_extra.
+  pre=
+  for f in "$STAT" "$READLINK"; do physical "${f%/*}/" && pre=$pre$ph/${f##*/}$NL; done
   old=$IFS; IFS=$NL; set -f
+  for t in ${trust_tools:-}; do
+    case $t in /*|'') continue;; esac
+    # shellcheck disable=SC2086 # one directory per line
+    for r in $dirs; do if [ -e "$r/$t" ]; then pre=$pre$r/$t$NL; fi; done
+  done
+  for f in ${trust_extra:-}; do
+    if [ -e "$f" ] || [ -L "$f" ]; then pre=$pre$f$NL; fi
+  done
   # shellcheck disable=SC2086
-  trust_load $dirs $need
+  trust_load $dirs $need $pre
   set +f; IFS=$old
   # shellcheck disable=SC2123 # rebuilt from the trusted directories below
   PATH='' skipped=''
@@ -106,7 +126,7 @@ check_tools() {
   for ct_t in "$@"; do
     ct_p=''
     case $ct_t in
-      /*) if [ -x "$ct_t" ] && ct_d=$(physical "${ct_t%/*}/"); then ct_p=${ct_d%/}/${ct_t##*/}; fi;;
+      /*) if [ -x "$ct_t" ] && physical "${ct_t%/*}/"; then ct_p=${ph%/}/${ct_t##*/}; fi;;
       *)
         ct_ifs=$IFS; IFS=:
         for ct_d in $PATH; do
@@ -141,7 +161,8 @@ check_tools() {
       [ "$ct_hops" -lt 20 ] || { echo "untrusted $ct_p too many symlinks (for $ct_t)"; bad=1; break; }
       ct_l=$("$READLINK" "$ct_p") || { echo "untrusted $ct_p cannot be resolved (for $ct_t)"; bad=1; break; }
       case $ct_l in /*) ;; *) ct_l=${ct_p%/*}/$ct_l;; esac
-      ct_d=$(physical "${ct_l%/*}/") || { echo "untrusted $ct_l cannot be resolved (for $ct_t)"; bad=1; break; }
+      physical "${ct_l%/*}/" || { echo "untrusted $ct_l cannot be resolved (for $ct_t)"; bad=1; break; }
+      ct_d=$ph
       if [ "$ct_d" = / ]; then ct_p=/${ct_l##*/}; else ct_p=$ct_d/${ct_l##*/}; fi
       trust_load "$ct_p"
     done
@@ -154,6 +175,10 @@ EOF
 # must be a trusted directory (never adopted).
 trust_root() {
   tr_state=$1 tr_agent=$2 tr_public=$3; shift 3
+  # For trust_env's one stat: the tools and the state directory.
+  trust_tools=
+  for t in "$@"; do trust_tools=$trust_tools$t$NL; done
+  trust_extra=${trust_extra:-}$NL$tr_state
   trust_env "${tr_state%/*}/" "${tr_agent%/*}/" "${tr_public%/*}/"
   check_tools "$@"
   # A socket setting names bottle's own socket: absent, or a socket (no

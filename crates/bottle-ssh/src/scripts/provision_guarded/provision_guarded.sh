@@ -7,10 +7,12 @@ unset LD_PRELOAD LD_LIBRARY_PATH LD_AUDIT ENV BASH_ENV
 user=$1 home=$2 state=$3 agent=$4 public=$5 mode=$6 token=$7 guard=$8; shift 8
 case $guard in ''|*[!0-9a-f]*) echo "bad guard hash" >&2; exit 1;; esac
 bad=0
-# Root runs the guard and ssh-agent here, nothing else of the image's.
+g=$state/guard-$guard
+# Root runs the guard and ssh-agent here, nothing else of the image's
+# (the guard is checked in trust_root's one stat).
+trust_extra=$g
 trust_root "$state" "$agent" "$public" ssh-agent
 if [ "$bad" != 0 ]; then os_release; exit 0; fi
-g=$state/guard-$guard
 if ! [ -f "$g" ] || [ -L "$g" ]; then
   # Nothing is delivered for a user or home that is not there (the guard
   # checks both itself otherwise).

@@ -1,6 +1,9 @@
 [ -d "$home" ] || { echo "missing home"; bad=1; }
 [ "$bad" = 0 ] || exit 0
-echo "uid $(id -u)"; echo "gid $(id -g)"
+# One `id` for both: "uid=N(name) gid=N(name) …" (names may be absent).
+ids=$(id) || exit 1
+u=${ids#uid=} g=${ids#* gid=}
+echo "uid ${u%%[!0-9]*}"; echo "gid ${g%%[!0-9]*}"
 umask 077
 ssh=${home%/}/.ssh
 if [ "$when" = if-clean ]; then
@@ -15,7 +18,7 @@ fi
 if [ -L "$ssh" ] || { [ -e "$ssh" ] && ! [ -d "$ssh" ]; }; then
   rm -f "$ssh" && echo "removed $ssh"
 fi
-mkdir -p "$ssh" || exit 1
+[ -d "$ssh" ] || mkdir -p "$ssh" || exit 1
 # chmod says why it failed; the hint names the likely cause.
 chmod 700 "$ssh" || {
   echo "cannot make $ssh private (mode 700): it must belong to $(id -un 2>/dev/null || id -u)" >&2; exit 1
@@ -42,7 +45,7 @@ put_in() {
 # and are renamed in together at the end (`moved_in`): each one whole, and
 # the programs run do not grow with the keys (one mktemp, chmod and mv).
 stage=$(mktemp -d "$ssh/.bottle.XXXXXXXXXX") || { echo "cannot create a directory in $ssh" >&2; exit 1; }
-trap 'rm -rf "$stage"; cat >/dev/null 2>&1' EXIT
+trap 'rm -rf "$stage"; drain' EXIT
 put() {
   lines_to "$stage/$1" "$2" || { echo "$1 ended early" >&2; exit 1; }
 }

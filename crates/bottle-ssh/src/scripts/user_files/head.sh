@@ -6,5 +6,6 @@ while [ "$i" -lt "$npub" ]; do pubs="$pubs $1"; shift; i=$((i+1)); done
 nsign=$1 nallowed=$2 ninclude=$3 nwrapper=$4; shift 4
 # Podman may drop the output of a process that leaves its stdin unread: every
 # exit reads (and discards) what is left of it first.
-trap 'cat >/dev/null 2>&1' EXIT
+drain() { while IFS= read -r _; do :; done 2>/dev/null; }
+trap drain EXIT
 trap 'exit 1' INT TERM HUP
