@@ -145,7 +145,7 @@ impl Write {
 /// lines, `done`.
 pub(crate) fn user_files() -> String {
     format!(
-        "{USER_FILES_HEAD}{}{CHECK_TOOLS}{USER_FILES_BODY}{ESCALATION}echo \"done\"\n",
+        "{USER_FILES_HEAD}{}{CHECK_TOOLS}\nescalation_check() {{{ESCALATION}}}\n{USER_FILES_BODY}echo \"done\"\n",
         is_mine()
     )
 }

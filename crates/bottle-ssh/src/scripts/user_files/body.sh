@@ -18,11 +18,17 @@ fi
 if [ -L "$ssh" ] || { [ -e "$ssh" ] && ! [ -d "$ssh" ]; }; then
   rm -f "$ssh" && echo "removed $ssh"
 fi
-[ -d "$ssh" ] || mkdir -p "$ssh" || exit 1
+# The escalation check (a walk of the program directories) runs beside
+# the writes below; its lines come before `done` (waited for at exit).
+escalation_check &
+esc=$!
+# A new ~/.ssh is made private (umask 077); an existing one is made so.
+if ! [ -d "$ssh" ]; then
+  mkdir -p "$ssh" || exit 1
 # chmod says why it failed; the hint names the likely cause.
-chmod 700 "$ssh" || {
+elif ! chmod 700 "$ssh"; then
   echo "cannot make $ssh private (mode 700): it must belong to $(id -un 2>/dev/null || id -u)" >&2; exit 1
-}
+fi
 # lines_to FILE LINES: the next LINES lines of stdin into FILE (new).
 lines_to() {
   i=0 ok=1
@@ -45,12 +51,12 @@ put_in() {
 # and are renamed in together at the end (`moved_in`): each one whole, and
 # the programs run do not grow with the keys (one mktemp, chmod and mv).
 stage=$(mktemp -d "$ssh/.bottle.XXXXXXXXXX") || { echo "cannot create a directory in $ssh" >&2; exit 1; }
-trap 'rm -rf "$stage"; drain' EXIT
+trap 'rm -rf "$stage"; drain; wait "$esc"' EXIT
 put() {
   lines_to "$stage/$1" "$2" || { echo "$1 ended early" >&2; exit 1; }
 }
 moved_in() {
-  chmod 600 "$stage"/* || exit 1
+  # Each file is 600 already (written under umask 077).
   if [ -f "$stage/bottle-ssh-keygen" ]; then chmod 700 "$stage/bottle-ssh-keygen" || exit 1; fi
   mv -f "$stage"/* "$ssh/" || exit 1
 }
@@ -92,3 +98,4 @@ else
   done
 fi
 moved_in
+wait "$esc"
