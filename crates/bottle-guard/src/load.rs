@@ -9,7 +9,38 @@
 use crate::wire::Reader;
 use crate::{fingerprint, msg, MAX_FRAME};
 use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
+
+/// How long a just-started agent may take to accept connections (it binds
+/// before it listens).
+pub const AGENT_START: Duration = Duration::from_secs(5);
+/// How long the agent may take to answer one request.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection to the agent at `agent`, waiting up to [`AGENT_START`]
+/// for one that is starting, with [`ANSWER_TIMEOUT`] on its reads.
+pub fn connect(agent: &Path) -> std::io::Result<UnixStream> {
+    let began = Instant::now();
+    let stream = loop {
+        match UnixStream::connect(agent) {
+            Ok(s) => break s,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+                ) && began.elapsed() < AGENT_START =>
+            {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    stream.set_read_timeout(Some(ANSWER_TIMEOUT))?;
+    Ok(stream)
+}
 
 /// More frames than any plan loads (one per key, and one remove-all).
 pub const MAX_FRAMES: usize = 1024;

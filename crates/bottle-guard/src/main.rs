@@ -255,36 +255,17 @@ fn serve(mut client: UnixStream, to: &Client<'_>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// How long a just-started agent may take to accept connections (it binds
-/// before it listens).
-const AGENT_START: Duration = Duration::from_secs(5);
-
 /// `load`: prints `key SHA256:…` for what the agent holds afterwards; exit
 /// 0, 3 when the agent refused a key (a reused agent the user locked), 1
 /// otherwise.
 fn load_keys(agent: &std::path::Path) -> i32 {
-    let started = std::time::Instant::now();
-    let mut stream = loop {
-        match UnixStream::connect(agent) {
-            Ok(s) => break s,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
-                ) && started.elapsed() < AGENT_START =>
-            {
-                std::thread::sleep(Duration::from_millis(5))
-            }
-            Err(e) => {
-                eprintln!("bottle-guard: the agent at {}: {e}", agent.display());
-                return 1;
-            }
+    let mut stream = match bottle_guard::load::connect(agent) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("bottle-guard: the agent at {}: {e}", agent.display());
+            return 1;
         }
     };
-    if let Err(e) = stream.set_read_timeout(Some(FRAME_TIMEOUT)) {
-        eprintln!("bottle-guard: {e}");
-        return 1;
-    }
     match bottle_guard::load::load(&mut stream, &mut std::io::stdin().lock()) {
         Ok(keys) => {
             let mut out = std::io::stdout().lock();

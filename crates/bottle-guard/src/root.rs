@@ -116,6 +116,29 @@ pub fn stop(pid: u32, start: u64, needles: &[&str]) -> bool {
     !is_ours(pid, start, needles)
 }
 
+/// `path` is a socket (not followed if it is a link).
+fn is_socket(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::symlink_metadata(path)
+        .map(|m| m.file_type().is_socket())
+        .unwrap_or(false)
+}
+
+/// `cmd` started in the background (no stdin, output discarded), its pid
+/// and start time recorded in `path`; the error names what failed.
+fn start_recorded(cmd: &mut std::process::Command, path: &Path) -> Result<(u32, u64), String> {
+    use std::process::Stdio;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", Path::new(cmd.get_program()).display()))?;
+    let pid = child.id();
+    let start = record(path, pid).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((pid, start))
+}
+
 /// Until `socket` exists (at most 10 s, while `pid` lives), then `pid` must
 /// be ours: the scripts' `wait_socket`.
 pub fn wait_socket(
@@ -125,13 +148,9 @@ pub fn wait_socket(
     name: &str,
     needles: &[&str],
 ) -> Result<(), String> {
-    use std::os::unix::fs::FileTypeExt;
     let began = Instant::now();
     loop {
-        let is_socket = std::fs::symlink_metadata(socket)
-            .map(|m| m.file_type().is_socket())
-            .unwrap_or(false);
-        if is_socket {
+        if is_socket(socket) {
             break;
         }
         if began.elapsed() > Duration::from_secs(10) || !alive(pid) {
@@ -521,38 +540,22 @@ fn finish_user_part(child: std::io::Result<std::process::Child>) {
 }
 
 fn root_part(p: &Provision, stdin: &mut impl Read) -> i32 {
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     let agent_pid = p.state.join("agent.pid");
     let needles = agent_needles(&p.agent);
     let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
     let (mut apid, mut astart) = read_record(&agent_pid).unwrap_or((0, 0));
-    let socket = |path: &Path| {
-        use std::os::unix::fs::FileTypeExt;
-        std::fs::symlink_metadata(path)
-            .map(|m| m.file_type().is_socket())
-            .unwrap_or(false)
-    };
     let mut agent_started = false;
-    if !p.fresh && is_ours(apid, astart, &needles) && socket(&p.agent) {
+    if !p.fresh && is_ours(apid, astart, &needles) && is_socket(&p.agent) {
         say(format_args!("agent-reused {apid}"));
     } else {
         stop(apid, astart, &needles);
         let _ = std::fs::remove_file(&p.agent);
-        let spawned = Command::new("ssh-agent")
-            .args(["-D", "-P", "!*", "-a"])
-            .arg(&p.agent)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match spawned {
-            Ok(c) => c,
-            Err(e) => return fail(format!("ssh-agent: {e}")),
-        };
-        apid = child.id();
-        astart = match record(&agent_pid, apid) {
-            Ok(s) => s,
-            Err(e) => return fail(format!("{}: {e}", agent_pid.display())),
+        let mut agent = Command::new("ssh-agent");
+        agent.args(["-D", "-P", "!*", "-a"]).arg(&p.agent);
+        (apid, astart) = match start_recorded(&mut agent, &agent_pid) {
+            Ok(started) => started,
+            Err(e) => return fail(e),
         };
         agent_started = true;
     }
@@ -569,7 +572,7 @@ fn root_part(p: &Provision, stdin: &mut impl Read) -> i32 {
     let any_guard: [&str; 2] = [&guard_prefix, &listen];
     let (mut fpid, mut fstart) = read_record(&forwarder_pid).unwrap_or((0, 0));
     let mut forwarder_started = false;
-    if is_ours(fpid, fstart, &ours) && socket(&p.public) {
+    if is_ours(fpid, fstart, &ours) && is_socket(&p.public) {
         say(format_args!("forwarder-reused {fpid}"));
     } else {
         // A guard of any version, or the socat of a bottle from before it.
@@ -579,7 +582,8 @@ fn root_part(p: &Provision, stdin: &mut impl Read) -> i32 {
             stop(fpid, fstart, &["socat", &relay]);
         }
         let _ = std::fs::remove_file(&p.public);
-        let spawned = Command::new(&me)
+        let mut serve = Command::new(&me);
+        serve
             .arg("serve")
             .args(["--sha256", &p.hash, "--listen"])
             .arg(&p.public)
@@ -588,19 +592,10 @@ fn root_part(p: &Provision, stdin: &mut impl Read) -> i32 {
             .arg("--policy")
             .arg(p.state.join("policy"))
             .arg("--audit")
-            .arg(&p.state)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match spawned {
-            Ok(c) => c,
-            Err(e) => return fail(format!("{}: {e}", me.display())),
-        };
-        fpid = child.id();
-        fstart = match record(&forwarder_pid, fpid) {
-            Ok(s) => s,
-            Err(e) => return fail(format!("{}: {e}", forwarder_pid.display())),
+            .arg(&p.state);
+        (fpid, fstart) = match start_recorded(&mut serve, &forwarder_pid) {
+            Ok(started) => started,
+            Err(e) => return fail(e),
         };
         forwarder_started = true;
     }
@@ -639,24 +634,7 @@ fn root_part(p: &Provision, stdin: &mut impl Read) -> i32 {
 /// The key stream into the agent (see [`crate::load`]), waiting for a new
 /// agent to listen.
 fn load_into(agent: &Path, keys: &mut impl Read) -> Result<Vec<String>, String> {
-    let began = Instant::now();
-    let mut stream = loop {
-        match std::os::unix::net::UnixStream::connect(agent) {
-            Ok(s) => break s,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
-                ) && began.elapsed() < Duration::from_secs(5) =>
-            {
-                std::thread::sleep(Duration::from_millis(1))
-            }
-            Err(e) => return Err(e.to_string()),
-        }
-    };
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
+    let mut stream = crate::load::connect(agent).map_err(|e| e.to_string())?;
     crate::load::load(&mut stream, keys).map_err(|e| e.to_string())
 }
 

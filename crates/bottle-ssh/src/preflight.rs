@@ -6,7 +6,7 @@
 use crate::error::install_hint;
 use crate::{
     missing_of, protocol, root_tools, script_error, scripts, unreadable, validate_target, Error,
-    Missing, Target, Untrusted, STATE_DIR,
+    Missing, Target, Untrusted,
 };
 use bottle_runtime::{ContainerRuntime, ExecRequest};
 use serde::Serialize;
@@ -62,13 +62,7 @@ pub(crate) async fn preflight_checking(
 ) -> Result<Preflight, Error> {
     const STEP: &str = "preflight";
     validate_target(target)?;
-    let mut args = vec![
-        target.user.as_str(),
-        target.home.as_str(),
-        STATE_DIR,
-        &target.agent_socket,
-        &target.public_socket,
-    ];
+    let mut args = crate::provision::target_args(target);
     args.extend(tools.iter().copied());
     let out = rt
         .exec(

@@ -55,6 +55,29 @@ fn framed(text: &str) -> (usize, String) {
     (text.lines().count(), text)
 }
 
+/// A root exec's stdin: `parts` in order, built in one buffer so no copy
+/// of the key bytes among them is left unzeroized.
+pub(crate) fn key_stdin(parts: &[&[u8]]) -> Vec<u8> {
+    let mut stdin =
+        zeroize::Zeroizing::new(Vec::with_capacity(parts.iter().map(|p| p.len()).sum()));
+    for part in parts {
+        stdin.extend_from_slice(part);
+    }
+    std::mem::take(&mut *stdin)
+}
+
+/// The arguments root's provision scripts and preflight begin with: user,
+/// home, state directory, agent socket, public socket.
+pub(crate) fn target_args(target: &Target) -> Vec<&str> {
+    vec![
+        target.user.as_str(),
+        target.home.as_str(),
+        STATE_DIR,
+        &target.agent_socket,
+        &target.public_socket,
+    ]
+}
+
 /// The root exec of provision (checks, lock, key record, agent, forwarder,
 /// keys); see [`scripts::provision`].
 fn load_keys_request(
@@ -69,29 +92,12 @@ fn load_keys_request(
     let (lines, record) = framed(record);
     let (policy_lines, policy) = framed(policy);
     let (lines, policy_lines) = (lines.to_string(), policy_lines.to_string());
-    let mut args = vec![
-        target.user.as_str(),
-        target.home.as_str(),
-        STATE_DIR,
-        &target.agent_socket,
-        &target.public_socket,
-        mode,
-        token,
-        &lines,
-        guard,
-        &policy_lines,
-    ];
+    let mut args = target_args(target);
+    args.extend([mode, token, &lines, guard, &policy_lines]);
     args.extend(root_tools(guard == GUARD_OFF));
-    // Built in place so no copy of the key bytes is left unzeroized.
-    let mut stdin = zeroize::Zeroizing::new(Vec::with_capacity(
-        record.len() + policy.len() + message.len(),
-    ));
-    stdin.extend_from_slice(record.as_bytes());
-    stdin.extend_from_slice(policy.as_bytes());
-    stdin.extend_from_slice(message);
     ExecRequest::script(&scripts::provision(), args)
         .user("0")
-        .stdin(std::mem::take(&mut *stdin))
+        .stdin(key_stdin(&[record.as_bytes(), policy.as_bytes(), message]))
 }
 
 /// A guarded provision's one exec (see [`scripts::provision_guarded`]):
@@ -112,30 +118,16 @@ fn guarded_request(
     let policy = framed(policy).1;
     let user_stdin: &[u8] = user.stdin.as_deref().map_or(&[], |s| s.as_slice());
     let lengths = [record.len(), policy.len(), user_stdin.len()].map(|n| n.to_string());
-    let mut args = vec![
-        target.user.as_str(),
-        target.home.as_str(),
-        STATE_DIR,
-        &target.agent_socket,
-        &target.public_socket,
-        mode,
-        token,
-        guard,
-    ];
+    let mut args = target_args(target);
+    args.extend([mode, token, guard]);
     args.extend(lengths.iter().map(String::as_str));
     // `sh -c SCRIPT bottle-script ARGS…`: the script and its arguments.
     args.push(&user.argv[2]);
     args.extend(user.argv[4..].iter().map(String::as_str));
-    let mut stdin = zeroize::Zeroizing::new(Vec::with_capacity(
-        record.len() + policy.len() + user_stdin.len() + message.len(),
-    ));
-    stdin.extend_from_slice(record.as_bytes());
-    stdin.extend_from_slice(policy.as_bytes());
-    stdin.extend_from_slice(user_stdin);
-    stdin.extend_from_slice(message);
+    let stdin = key_stdin(&[record.as_bytes(), policy.as_bytes(), user_stdin, message]);
     ExecRequest::script(&scripts::provision_guarded(), args)
         .user("0")
-        .stdin(std::mem::take(&mut *stdin))
+        .stdin(stdin)
 }
 
 /// A guarded provision's output as its two parts: root's (everything
@@ -143,11 +135,11 @@ fn guarded_request(
 /// (everything after it, EXIT its exit code), when the guard ran it. Both
 /// keep the exec's stderr.
 pub(crate) fn split_user_part(out: ExecOutput) -> (ExecOutput, Option<ExecOutput>) {
-    const MARK: &[u8] = b"user-part ";
+    let mark = [bottle_guard::root::USER_PART.as_bytes(), b" "].concat();
     let at = (0..out.stdout.len())
-        .find(|&i| (i == 0 || out.stdout[i - 1] == b'\n') && out.stdout[i..].starts_with(MARK));
+        .find(|&i| (i == 0 || out.stdout[i - 1] == b'\n') && out.stdout[i..].starts_with(&mark));
     let Some(at) = at else { return (out, None) };
-    let rest = &out.stdout[at + MARK.len()..];
+    let rest = &out.stdout[at + mark.len()..];
     let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
     let code = std::str::from_utf8(&rest[..end])
         .ok()

@@ -324,13 +324,9 @@ fn agent_request(target: &Target, load: &AgentLoad<'_>, mode: &str) -> ExecReque
         &policy_lines,
     ];
     args.extend(sidecar_tools(load.guard == crate::provision::GUARD_OFF));
-    // Built in place so no copy of the key bytes is left unzeroized.
-    let mut stdin = zeroize::Zeroizing::new(Vec::with_capacity(policy.len() + message.len()));
-    stdin.extend_from_slice(policy.as_bytes());
-    stdin.extend_from_slice(message);
     ExecRequest::script(&agent_script(), args)
         .user("0")
-        .stdin(std::mem::take(&mut *stdin))
+        .stdin(crate::provision::key_stdin(&[policy.as_bytes(), message]))
 }
 
 /// [`crate::provision_with`] in the `sidecar` layout: the agent in a
