@@ -83,7 +83,7 @@ const PROVISION_BODY: &str = concat!("\n", include_str!("scripts/provision/body.
 /// EXIT` and the user's part's own output (see
 /// `bottle_guard::root::USER_PART`).
 pub(crate) fn provision_guarded() -> String {
-    format!("{HELPERS}{TRUST}{PROVISION_GUARDED}")
+    format!("{TRUST}{PROVISION_GUARDED}")
 }
 
 const PROVISION_GUARDED: &str = concat!(

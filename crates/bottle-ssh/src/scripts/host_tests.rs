@@ -312,6 +312,7 @@ fn user_files_writes_what_the_report_lists_and_a_second_plan_replaces_the_first(
             names.iter().all(|n| !n.starts_with(".bottle.")),
             "{names:?}"
         );
+        assert_eq!(stages_in(&h.path("home")), Vec::<String>::new());
 
         // A plan of one key without signing: the rest is removed.
         let second = Files::of(&plan(&h, 1, false), &t);
@@ -334,6 +335,53 @@ fn user_files_writes_what_the_report_lists_and_a_second_plan_replaces_the_first(
         expected.sort();
         assert_eq!(removed, expected, "{shell:?}");
     }
+}
+
+/// The names of `dir` that are stages (`.bottle.*`).
+fn stages_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".bottle."))
+        .collect()
+}
+
+/// A new ~/.ssh is staged in the home and renamed into place; when
+/// something makes ~/.ssh meanwhile (here the `mktemp` the script runs, so
+/// dash only: busybox sh runs its own), the files still land in it whole
+/// and no stage is left anywhere.
+#[test]
+fn user_files_lands_in_an_ssh_dir_made_meanwhile() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = Home::new();
+    let t = h.target();
+    let ssh = h.path("home/.ssh");
+    let bin = h.mkdir("bin-racing");
+    let racing = bin.join("mktemp");
+    std::fs::write(
+        &racing,
+        format!(
+            "#!/bin/sh\nd=$({} \"$@\") || exit 1\nmkdir -p {}\necho \"$d\"\n",
+            installed("mktemp").display(),
+            ssh.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&racing, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), h.no_find());
+    let files = Files::of(&plan(&h, 2, false), &t);
+    let r = user_files_in(&["dash"], &h, &files, Write::Always, &path);
+    assert!(r.done, "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(ssh.join("config")).unwrap(),
+        files.config
+    );
+    for (name, text) in &files.public_keys {
+        assert_eq!(&std::fs::read_to_string(ssh.join(name)).unwrap(), text);
+    }
+    assert_eq!(mode(&ssh), 0o700);
+    assert_eq!(stages_in(&ssh), Vec::<String>::new());
+    assert_eq!(stages_in(&h.path("home")), Vec::<String>::new());
 }
 
 #[test]

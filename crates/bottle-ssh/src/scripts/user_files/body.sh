@@ -1,9 +1,18 @@
 [ -d "$home" ] || { echo "missing home"; bad=1; }
 [ "$bad" = 0 ] || exit 0
-# One `id` for both: "uid=N(name) gid=N(name) …" (names may be absent).
-ids=$(id) || exit 1
-u=${ids#uid=} g=${ids#* gid=}
-echo "uid ${u%%[!0-9]*}"; echo "gid ${g%%[!0-9]*}"
+# Our real ids from /proc/self/status ("Uid:<TAB>N<TAB>…", builtins
+# only); one `id` ("uid=N(name) gid=N(name) …") where /proc is not there.
+u='' g=''
+while IFS='	' read -r k v _; do
+  case $k in Uid:) u=$v;; Gid:) g=$v;; esac
+done 2>/dev/null </proc/self/status
+case $u in ''|*[!0-9]*) u='';; esac
+case $g in ''|*[!0-9]*) g='';; esac
+if [ -z "$u" ] || [ -z "$g" ]; then
+  ids=$(id) || exit 1
+  u=${ids#uid=} g=${ids#* gid=}; u=${u%%[!0-9]*} g=${g%%[!0-9]*}
+fi
+echo "uid $u"; echo "gid $g"
 umask 077
 ssh=${home%/}/.ssh
 if [ "$when" = if-clean ]; then
@@ -22,11 +31,9 @@ fi
 # the writes below; its lines come before `done` (waited for at exit).
 escalation_check &
 esc=$!
-# A new ~/.ssh is made private (umask 077); an existing one is made so.
-if ! [ -d "$ssh" ]; then
-  mkdir -p "$ssh" || exit 1
-# chmod says why it failed; the hint names the likely cause.
-elif ! chmod 700 "$ssh"; then
+# An existing ~/.ssh is made private; chmod says why it failed, the hint
+# names the likely cause.
+if [ -d "$ssh" ] && ! chmod 700 "$ssh"; then
   echo "cannot make $ssh private (mode 700): it must belong to $(id -un 2>/dev/null || id -u)" >&2; exit 1
 fi
 # lines_to FILE LINES: the next LINES lines of stdin into FILE (new).
@@ -47,18 +54,37 @@ put_in() {
   lines_to "$tmp" "$3" || { echo "$2 ended early" >&2; rm -f "$tmp"; exit 1; }
   if ! { chmod 600 "$tmp" && mv -f "$tmp" "$1/$2"; }; then rm -f "$tmp"; exit 1; fi
 }
-# put NAME LINES: ~/.ssh's files go to a new private directory there first
-# and are renamed in together at the end (`moved_in`): each one whole, and
-# the programs run do not grow with the keys (one mktemp, chmod and mv).
-stage=$(mktemp -d "$ssh/.bottle.XXXXXXXXXX") || { echo "cannot create a directory in $ssh" >&2; exit 1; }
-trap 'rm -rf "$stage"; drain; wait "$esc"' EXIT
+# put NAME LINES: ~/.ssh's files go to a new private directory first and
+# are renamed in together at the end (`moved_in`): each one whole, and the
+# programs run do not grow with the keys. Where ~/.ssh is not there yet,
+# that directory (in the home, mode 700 from mktemp) becomes ~/.ssh: one
+# mktemp and one mv; otherwise it is made in ~/.ssh, emptied into it and
+# removed.
+if [ -d "$ssh" ]; then
+  stage=$(mktemp -d "$ssh/.bottle.XXXXXXXXXX") || { echo "cannot create a directory in $ssh" >&2; exit 1; }
+  whole=''
+else
+  stage=$(mktemp -d "${home%/}/.bottle.XXXXXXXXXX") || { echo "cannot create $ssh (made in $home, then renamed)" >&2; exit 1; }
+  whole=1
+fi
+trap 'if [ -e "$stage" ]; then rm -rf "$stage"; fi; drain; wait "$esc"' EXIT
 put() {
   lines_to "$stage/$1" "$2" || { echo "$1 ended early" >&2; exit 1; }
 }
 moved_in() {
   # Each file is 600 already (written under umask 077).
   if [ -f "$stage/bottle-ssh-keygen" ]; then chmod 700 "$stage/bottle-ssh-keygen" || exit 1; fi
-  mv -f "$stage"/* "$ssh/" || exit 1
+  if [ -n "$whole" ]; then
+    mv -f "$stage" "$ssh" || exit 1
+    # Something made ~/.ssh meanwhile (mv moved the stage into it): its
+    # files go in one by one after all.
+    if [ -d "$ssh/${stage##*/}" ]; then
+      stage=$ssh/${stage##*/}
+      mv -f "$stage"/* "$ssh/" || exit 1
+    fi
+  else
+    mv -f "$stage"/* "$ssh/" || exit 1
+  fi
 }
 put config "$nconfig"
 if [ "$nknown" -gt 0 ]; then
