@@ -399,7 +399,7 @@ async fn check_reprovision_is_idempotent(env: &TestEnv) {
         assert!(again.removed.is_empty(), "{:?}", again.removed);
     }
     assert_eq!(live_processes(env, "ssh-agent").await, 1);
-    assert_eq!(live_processes(env, "serve --sha256").await, 1);
+    assert_eq!(live_processes(env, " serve --").await, 1);
     assert_eq!(
         env.sh(
             "cat /home/node/.ssh/config /home/node/.ssh/known_hosts",
@@ -570,7 +570,7 @@ async fn check_deprovision_removes_everything(env: &TestEnv) {
     assert_eq!(d.stopped_agent, Some(p.agent.pid));
     assert_eq!(d.stopped_forwarder, Some(p.forwarder.pid));
     assert_eq!(live_processes(env, "ssh-agent").await, 0);
-    assert_eq!(live_processes(env, "serve --sha256").await, 0);
+    assert_eq!(live_processes(env, " serve --").await, 0);
     let left = env
         .sh(
             "for f in /run/claude-bottle-agent.sock /run/claude-bottle-agent-public.sock /run/claude-bottle /home/node/.ssh; do [ -e \"$f\" ] && echo \"$f\"; done; true",
@@ -864,7 +864,7 @@ async fn check_key_bytes_only_travel_over_stdin(env: &TestEnv) {
     let reports = futures_util::future::join_all((0..4).map(|_| provision(env, &plan))).await;
     assert!(reports.iter().all(|r| r.keys == report.keys));
     assert_eq!(live_processes(env, "ssh-agent").await, 1);
-    assert_eq!(live_processes(env, "serve --sha256").await, 1);
+    assert_eq!(live_processes(env, " serve --").await, 1);
     verify_ok(env, &plan).await;
 }
 

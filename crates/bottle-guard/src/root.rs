@@ -445,6 +445,12 @@ fn run(p: &Provision, stdin: &mut impl Read) -> i32 {
             return 75;
         }
     };
+    // ssh-agent first: its start until it listens is the longest wait of
+    // a provision, and it needs nothing that follows.
+    let agent = match agent_up(p) {
+        Ok(agent) => agent,
+        Err(e) => return fail(e),
+    };
     let [nrecord, npolicy, nuser] = p.lengths;
     let (record, policy, user_input) = match (|| {
         Ok::<_, std::io::Error>((
@@ -468,7 +474,7 @@ fn run(p: &Provision, stdin: &mut impl Read) -> i32 {
             return fail(format!("{}: {e}", p.state.join(name).display()));
         }
     }
-    let code = root_part(p, stdin);
+    let code = root_part(p, &agent, stdin);
     drop(lock);
     if code != 0 {
         return code;
@@ -539,26 +545,47 @@ fn finish_user_part(child: std::io::Result<std::process::Child>) {
     let _ = stdout.flush();
 }
 
-fn root_part(p: &Provision, stdin: &mut impl Read) -> i32 {
-    use std::process::Command;
+/// The agent this provision loads: reused or just started (then not yet
+/// listening).
+struct Agent {
+    pid: u32,
+    start: u64,
+    started: bool,
+}
+
+/// Reuse a live agent of ours (unless `fresh`), or stop whatever the record
+/// names and start a new one.
+fn agent_up(p: &Provision) -> Result<Agent, String> {
     let agent_pid = p.state.join("agent.pid");
     let needles = agent_needles(&p.agent);
     let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
-    let (mut apid, mut astart) = read_record(&agent_pid).unwrap_or((0, 0));
-    let mut agent_started = false;
-    if !p.fresh && is_ours(apid, astart, &needles) && is_socket(&p.agent) {
-        say(format_args!("agent-reused {apid}"));
-    } else {
-        stop(apid, astart, &needles);
-        let _ = std::fs::remove_file(&p.agent);
-        let mut agent = Command::new("ssh-agent");
-        agent.args(["-D", "-P", "!*", "-a"]).arg(&p.agent);
-        (apid, astart) = match start_recorded(&mut agent, &agent_pid) {
-            Ok(started) => started,
-            Err(e) => return fail(e),
-        };
-        agent_started = true;
+    let (pid, start) = read_record(&agent_pid).unwrap_or((0, 0));
+    if !p.fresh && is_ours(pid, start, &needles) && is_socket(&p.agent) {
+        say(format_args!("agent-reused {pid}"));
+        return Ok(Agent {
+            pid,
+            start,
+            started: false,
+        });
     }
+    stop(pid, start, &needles);
+    let _ = std::fs::remove_file(&p.agent);
+    let mut agent = std::process::Command::new("ssh-agent");
+    agent.args(["-D", "-P", "!*", "-a"]).arg(&p.agent);
+    let (pid, start) = start_recorded(&mut agent, &agent_pid)?;
+    Ok(Agent {
+        pid,
+        start,
+        started: true,
+    })
+}
+
+fn root_part(p: &Provision, agent: &Agent, stdin: &mut impl Read) -> i32 {
+    use std::os::unix::process::CommandExt;
+    use std::process::Command;
+    let needles = agent_needles(&p.agent);
+    let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+    let (apid, astart, agent_started) = (agent.pid, agent.start, agent.started);
 
     // The forwarder: this guard, serving the public socket; a live one is
     // reused (it reads the policy for each client).
@@ -582,10 +609,14 @@ fn root_part(p: &Provision, stdin: &mut impl Read) -> i32 {
             stop(fpid, fstart, &["socat", &relay]);
         }
         let _ = std::fs::remove_file(&p.public);
-        let mut serve = Command::new(&me);
+        // This very executable (its delivery checked the hash, and this
+        // provision runs from it), named by its path for `is_ours`: no
+        // second hash of it to wait for.
+        let mut serve = Command::new("/proc/self/exe");
         serve
+            .arg0(&me)
             .arg("serve")
-            .args(["--sha256", &p.hash, "--listen"])
+            .arg("--listen")
             .arg(&p.public)
             .arg("--agent")
             .arg(&p.agent)
