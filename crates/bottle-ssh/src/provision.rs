@@ -78,11 +78,10 @@ pub(crate) fn target_args(target: &Target) -> Vec<&str> {
     ]
 }
 
-/// The root exec of provision (checks, lock, key record, agent, forwarder,
-/// keys); see [`scripts::provision`].
+/// The root exec of a `guard = "off"` provision (checks, lock, key record,
+/// agent, relay, keys); see [`scripts::provision`].
 fn load_keys_request(
     target: &Target,
-    guard: &str,
     mode: &str,
     token: &str,
     record: &str,
@@ -93,8 +92,8 @@ fn load_keys_request(
     let (policy_lines, policy) = framed(policy);
     let (lines, policy_lines) = (lines.to_string(), policy_lines.to_string());
     let mut args = target_args(target);
-    args.extend([mode, token, &lines, guard, &policy_lines]);
-    args.extend(root_tools(guard == GUARD_OFF));
+    args.extend([mode, token, &lines, GUARD_OFF, &policy_lines]);
+    args.extend(root_tools(true));
     ExecRequest::script(&scripts::provision(), args)
         .user("0")
         .stdin(key_stdin(&[record.as_bytes(), policy.as_bytes(), message]))
@@ -467,8 +466,7 @@ pub async fn provision_with(
         (out, t.elapsed())
     };
     // The root exec, in a mode: `reuse` first, `fresh` to replace the agent.
-    let load_keys =
-        |mode| load_keys_request(target, guard, mode, &token, &record, &policy, &message);
+    let load_keys = |mode| load_keys_request(target, mode, &token, &record, &policy, &message);
     let user_request = user_files_request(
         scripts::Write::Always,
         target,

@@ -46,18 +46,17 @@ pub(crate) const CORE_TOOLS: &[&str] = &[
 /// nothing it runs is trusted). Prints `missing tool NAME`; sets `bad`.
 const CHECK_TOOLS: &str = concat!("\n", include_str!("scripts/common/check_tools.sh"));
 
-/// The root exec of provision: `$1` user, `$2` home, `$3` state dir, `$4`
+/// The root exec of provision with `guard = "off"` (a guarded bottle's is
+/// [`provision_guarded`]): `$1` user, `$2` home, `$3` state dir, `$4`
 /// agent socket, `$5` public socket, `$6` `reuse` (keep a live agent) or
 /// `fresh` (replace it, e.g. when the user locked it through the forwarder),
-/// `$7` lock token, `$8` lines of key record, `$9` the guard's SHA-256 (or
-/// `off`: a socat relay instead, the operator's explicit choice),
-/// `$10` lines of guard policy, `$11…` tools to look for.
+/// `$7` lock token, `$8` lines of key record, `$9` `off` (the forwarder is
+/// a socat relay, the operator's explicit choice; anything else is
+/// refused), `$10` lines of guard policy, `$11…` tools to look for.
 /// Stdin: the key record's lines, the policy's lines, then agent protocol
 /// messages (key material), relayed to the agent only.
 /// Prints `missing tool|user|home [NAME]` and `untrusted PATH WHY`, then
 /// `os ID ID_LIKE…` (and changes nothing: the key stream is never read), or
-/// `guard-missing` (no guard of that hash in the state directory: deliver
-/// it, then ask again; nothing else was done), or
 /// `agent-started|agent-reused PID`, `agent-unusable` (a reused agent
 /// would not take the keys: ask again with `fresh`),
 /// `forwarder-started|forwarder-reused PID`, `key SHA256:…` (what the agent

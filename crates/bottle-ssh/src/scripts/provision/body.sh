@@ -5,14 +5,11 @@ if [ "$bad" != 0 ]; then os_release; exit 0; fi
 id -u "$user" >/dev/null 2>&1 || { echo "missing user"; bad=1; }
 [ -d "$home" ] || { echo "missing home"; bad=1; }
 [ "$bad" = 0 ] || exit 0
-# The forwarder: the guard (only root writes the state directory, checked
-# above), or with `off` (the operator's explicit choice) a plain relay.
-case $guard in
-  off) g='' fw_prog=socat fw_arg="UNIX-LISTEN:$public" fw_name=socat;;
-  ''|*[!0-9a-f]*) echo "bad guard hash" >&2; exit 1;;
-  *) g=$state/guard-$guard fw_prog=$g fw_arg="--listen $public" fw_name=bottle-guard
-     if ! [ -f "$g" ] || [ -L "$g" ]; then echo "guard-missing"; echo "done"; exit 0; fi;;
-esac
+# The forwarder is a plain relay: `guard = "off"`, the operator's explicit
+# choice (a guarded bottle's provision is provision_guarded, whose guard
+# serves the socket itself).
+[ "$guard" = off ] || { echo "bad guard: this provision only relays (guard off)" >&2; exit 1; }
+fw_prog=socat fw_arg="UNIX-LISTEN:$public" fw_name=socat
 umask 077
 enter_state "$state" "$token"
 trap 'finish; release_lock "$state" "$token"' EXIT
@@ -24,18 +21,14 @@ forwarder_started=""
 agent_up
 
 read_record "$state/forwarder.pid"; fpid=$rp fstart=$rs
-# The forwarder is the only path from the public socket to the agent. The
-# guard reads the policy for each client, so a live one is reused.
+# The forwarder is the only path from the public socket to the agent; a
+# live one is reused.
 if is_ours "$fpid" "$fstart" "$fw_prog" "$fw_arg" && [ -S "$public" ]; then
   echo "forwarder-reused $fpid"
 else
   stop_forwarder "$fpid" "$fstart" "$state" "$public"
   rm -f "$public"
-  if [ -n "$g" ]; then
-    "$g" serve --sha256 "$guard" --listen "$public" --agent "$agent" --policy "$state/policy" --audit "$state" </dev/null >/dev/null 2>&1 3<&- &
-  else
-    socat "UNIX-LISTEN:$public,fork,mode=666,unlink-early" "UNIX-CONNECT:$agent" </dev/null >/dev/null 2>&1 3<&- &
-  fi
+  socat "UNIX-LISTEN:$public,fork,mode=666,unlink-early" "UNIX-CONNECT:$agent" </dev/null >/dev/null 2>&1 3<&- &
   fpid=$!
   record "$state/forwarder.pid" "$fpid"
   read_record "$state/forwarder.pid"; fstart=$rs
@@ -48,7 +41,7 @@ if [ -n "$agent_started" ]; then
   echo "agent-started $apid"
 fi
 
-if ! load_keys "$agent" "$g" "$agent_started"; then
+if ! load_keys "$agent" "" "$agent_started"; then
   [ -z "$agent_started" ] || { echo "could not load the keys into ssh-agent on $agent" >&2; exit 1; }
   # A reused agent that does not take the keys is replaced (by the caller,
   # with the key stream sent again).
