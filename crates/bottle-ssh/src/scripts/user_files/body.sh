@@ -76,15 +76,12 @@ moved_in() {
   if [ -f "$stage/bottle-ssh-keygen" ]; then chmod 700 "$stage/bottle-ssh-keygen" || exit 1; fi
   if [ -n "$whole" ]; then
     mv -f "$stage" "$ssh" || exit 1
-    # Something made ~/.ssh meanwhile (mv moved the stage into it): its
-    # files go in one by one after all.
-    if [ -d "$ssh/${stage##*/}" ]; then
-      stage=$ssh/${stage##*/}
-      mv -f "$stage"/* "$ssh/" || exit 1
-    fi
-  else
-    mv -f "$stage"/* "$ssh/" || exit 1
+    # Unless something made ~/.ssh meanwhile (mv moved the stage into
+    # it): then its files go in one by one after all.
+    [ -d "$ssh/${stage##*/}" ] || return 0
+    stage=$ssh/${stage##*/}
   fi
+  mv -f "$stage"/* "$ssh/" || exit 1
 }
 put config "$nconfig"
 if [ "$nknown" -gt 0 ]; then
